@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Set-up in one command on a fresh clone, with nothing but Python 3.11:
+
+    python3 dev.py demo     # create .venv, install batchtop, run the live demo
+    python3 dev.py test     # create .venv, install batchtop[test], run the whole test suite
+
+Anything after the command is passed on (to `batchtop demo` or to pytest).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".installed"
+
+
+def ensure_venv(extra: str) -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"batchtop needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    if not PY.exists():
+        print(f"creating {VENV.relative_to(ROOT)} ...", file=sys.stderr)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    wanted = f"{extra}:{(ROOT / 'pyproject.toml').stat().st_mtime_ns}"
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    target = f"{ROOT}[{extra}]" if extra else str(ROOT)
+    print(f"installing batchtop{'[' + extra + ']' if extra else ''} into .venv ...", file=sys.stderr)
+    subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", target], check=True)
+    STAMP.write_text(wanted)
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    command, rest = sys.argv[1], sys.argv[2:]
+    if command == "demo":
+        ensure_venv("")
+        return subprocess.call([str(BIN / "batchtop"), "demo", *rest])
+    ensure_venv("test")
+    return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

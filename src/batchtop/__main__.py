@@ -1,0 +1,3 @@
+from batchtop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""The Python API: enqueue from a service, with the CLI's validation and store.
+
+    from batchtop import Client
+
+    with Client() as bt:                      # the default data dir, or Client(data_dir=...)
+        cid = bt.enqueue({"custom_id": "q-1", "method": "POST", "url": "/v1/chat/completions",
+                          "body": {"model": "gpt-4o-mini", "messages": [...]}}, sla="36h")
+        bt.enqueue_many(lines, deadline="2026-11-27T09:00:00Z")
+
+Each call is one transaction: durable when it returns, all or nothing, and a bad
+request raises `EnqueueError` naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from batchtop import paths
+from batchtop.errors import EnqueueError, LineError
+from batchtop.store import Store
+from batchtop.timefmt import parse_duration, parse_time
+from batchtop.validation import parse_lines, parse_object
+
+
+def resolve_deadline(sla: str | float | None, deadline: str | float | None, now: float) -> float | None:
+    """Unix seconds by which results are needed, from --sla (a duration) or --deadline (a time)."""
+    if sla is not None and deadline is not None:
+        raise ValueError("give --sla or --deadline, not both")
+    if sla is not None:
+        return now + parse_duration(sla)
+    if deadline is not None:
+        return float(deadline) if isinstance(deadline, (int, float)) else parse_time(deadline)
+    return None
+
+
+class Client:
+    """A handle on one data dir for enqueueing. Thread-compatible: one per thread."""
+
+    SOURCE = "<python>"
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
+        self._store = Store(paths.data_dir(data_dir))
+
+    @property
+    def data_dir(self) -> Path:
+        return self._store.data_dir
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def enqueue(
+        self,
+        request: Mapping[str, Any] | str,
+        *,
+        sla: str | float | None = None,
+        deadline: str | float | None = None,
+        provider: str | None = None,
+    ) -> str:
+        """Enqueue one native batch line (a dict or its JSON text); returns its custom_id."""
+        now = time.time()
+        when = resolve_deadline(sla, deadline, now)
+        if isinstance(request, str):
+            parsed = parse_lines([(self.SOURCE, 1, request)], provider)
+            if not parsed:
+                raise EnqueueError([LineError(self.SOURCE, 1, "", "empty request")])
+        else:
+            result = parse_object(dict(request), self.SOURCE, 1, None, provider)
+            if isinstance(result, list):
+                raise EnqueueError(result)
+            parsed = [result]
+        self._store.enqueue(parsed, deadline=when, now=now)
+        return parsed[0].custom_id
+
+    def enqueue_many(
+        self,
+        requests: Iterable[Mapping[str, Any] | str],
+        *,
+        sla: str | float | None = None,
+        deadline: str | float | None = None,
+        provider: str | None = None,
+    ) -> list[str]:
+        """Enqueue many lines in one transaction: all of them, or none and an EnqueueError."""
+        now = time.time()
+        when = resolve_deadline(sla, deadline, now)
+        lines = (
+            (self.SOURCE, i, r if isinstance(r, str) else json.dumps(r, ensure_ascii=False, separators=(",", ":")))
+            for i, r in enumerate(requests, 1)
+        )
+        parsed = parse_lines(lines, provider)
+        self._store.enqueue(parsed, deadline=when, now=now)
+        return [p.custom_id for p in parsed]

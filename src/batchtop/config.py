@@ -1,0 +1,237 @@
+"""The TOML config: read with tomllib, written with tomli-w, validated on load.
+
+Every key is optional; an unknown key or a wrong type is an error naming the file
+and the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchtop.errors import BatchtopError
+from batchtop.providers.limits import CAPS, PROVIDERS
+from batchtop.timefmt import parse_duration
+
+
+class ConfigError(BatchtopError):
+    pass
+
+
+@dataclass(frozen=True)
+class FlushPolicy:
+    """When a buffer is flushed, and how big its batches may be (capped by the provider)."""
+
+    max_requests: int = 50_000
+    max_bytes: int = 100_000_000
+    max_age: float = 3600.0
+    deadline_margin: float = 2 * 3600.0
+    min_requests: int = 1
+
+
+@dataclass(frozen=True)
+class BufferOverride:
+    provider: str | None
+    endpoint: str | None
+    model: str | None
+    values: dict[str, Any]
+
+    def matches(self, provider: str, endpoint: str, model: str) -> bool:
+        return (
+            (self.provider is None or self.provider == provider)
+            and (self.endpoint is None or self.endpoint == endpoint)
+            and (self.model is None or self.model == model)
+        )
+
+
+@dataclass(frozen=True)
+class Account:
+    """Where to find a provider's key and URL: names of env vars, never the key itself."""
+
+    provider: str
+    name: str = "default"
+    api_key_env: str | None = None
+    base_url: str | None = None
+    base_url_env: str | None = None
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    poll_interval: float = 30.0
+    max_attempts: int = 3
+    auto_resubmit: bool = True
+    lease_ttl: float = 60.0
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    failure_rate: float = 0.05
+    window: float = 86400.0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    engine: EngineConfig = EngineConfig()
+    flush: FlushPolicy = FlushPolicy()
+    buffers: tuple[BufferOverride, ...] = ()
+    accounts: dict[str, Account] = field(default_factory=dict)
+    alerts: AlertConfig = AlertConfig()
+    prices: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def policy_for(self, provider: str, endpoint: str, model: str) -> FlushPolicy:
+        """The flush policy of one buffer: defaults, then matching overrides, then provider caps."""
+        values: dict[str, Any] = {}
+        for override in self.buffers:
+            if override.matches(provider, endpoint, model):
+                values.update(override.values)
+        base = self.flush
+        policy = FlushPolicy(**{**base.__dict__, **values})
+        caps = CAPS[provider]
+        return FlushPolicy(
+            max_requests=min(policy.max_requests, caps.max_requests),
+            max_bytes=min(policy.max_bytes, caps.max_bytes),
+            max_age=policy.max_age,
+            deadline_margin=policy.deadline_margin,
+            min_requests=policy.min_requests,
+        )
+
+
+def _fail(path: Path | None, key: str, message: str) -> ConfigError:
+    return ConfigError(f"{path or 'config'}: key '{key}': {message}")
+
+
+def _check_keys(path: Path | None, prefix: str, table: dict[str, Any], allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise _fail(path, f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(allowed))})")
+
+
+def _int(path: Path | None, key: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(path, key, f"must be an integer >= {minimum}")
+    return value
+
+
+def _duration(path: Path | None, key: str, value: Any) -> float:
+    try:
+        return parse_duration(value)
+    except (ValueError, TypeError) as exc:
+        raise _fail(path, key, str(exc)) from None
+
+
+def _flush_values(path: Path | None, prefix: str, table: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if key in ("max_requests", "max_bytes", "min_requests"):
+            out[key] = _int(path, name, value, 1)
+        elif key in ("max_age", "deadline_margin"):
+            out[key] = _duration(path, name, value)
+    return out
+
+
+_FLUSH_KEYS = {"max_requests", "max_bytes", "max_age", "deadline_margin", "min_requests"}
+
+
+def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
+    """Build a Config from a TOML document, rejecting unknown keys and bad values."""
+    _check_keys(path, "", data, {"engine", "flush", "buffers", "accounts", "alerts", "prices"})
+    for section in ("engine", "flush", "accounts", "alerts", "prices"):
+        if section in data and not isinstance(data[section], dict):
+            raise _fail(path, section, "must be a table")
+
+    engine_t = data.get("engine", {})
+    _check_keys(path, "engine.", engine_t, {"poll_interval", "max_attempts", "auto_resubmit", "lease_ttl"})
+    engine = EngineConfig()
+    if "poll_interval" in engine_t:
+        engine = EngineConfig(**{**engine.__dict__, "poll_interval": _duration(path, "engine.poll_interval", engine_t["poll_interval"])})
+    if "lease_ttl" in engine_t:
+        engine = EngineConfig(**{**engine.__dict__, "lease_ttl": _duration(path, "engine.lease_ttl", engine_t["lease_ttl"])})
+    if "max_attempts" in engine_t:
+        engine = EngineConfig(**{**engine.__dict__, "max_attempts": _int(path, "engine.max_attempts", engine_t["max_attempts"], 1)})
+    if "auto_resubmit" in engine_t:
+        if not isinstance(engine_t["auto_resubmit"], bool):
+            raise _fail(path, "engine.auto_resubmit", "must be true or false")
+        engine = EngineConfig(**{**engine.__dict__, "auto_resubmit": engine_t["auto_resubmit"]})
+
+    flush_t = data.get("flush", {})
+    _check_keys(path, "flush.", flush_t, _FLUSH_KEYS)
+    flush = FlushPolicy(**{**FlushPolicy().__dict__, **_flush_values(path, "flush.", flush_t)})
+
+    buffers: list[BufferOverride] = []
+    raw_buffers = data.get("buffers", [])
+    if not isinstance(raw_buffers, list):
+        raise _fail(path, "buffers", "must be an array of tables ([[buffers]])")
+    for i, entry in enumerate(raw_buffers):
+        prefix = f"buffers[{i}]."
+        if not isinstance(entry, dict):
+            raise _fail(path, f"buffers[{i}]", "must be a table")
+        _check_keys(path, prefix, entry, _FLUSH_KEYS | {"provider", "endpoint", "model"})
+        for k in ("provider", "endpoint", "model"):
+            if k in entry and not isinstance(entry[k], str):
+                raise _fail(path, prefix + k, "must be a string")
+        if entry.get("provider") not in (None, *PROVIDERS):
+            raise _fail(path, prefix + "provider", f"must be one of {', '.join(PROVIDERS)}")
+        buffers.append(
+            BufferOverride(
+                entry.get("provider"), entry.get("endpoint"), entry.get("model"), _flush_values(path, prefix, entry)
+            )
+        )
+
+    accounts: dict[str, Account] = {}
+    for provider, acct in data.get("accounts", {}).items():
+        prefix = f"accounts.{provider}."
+        if provider not in PROVIDERS:
+            raise _fail(path, f"accounts.{provider}", f"unknown provider (one of {', '.join(PROVIDERS)})")
+        if not isinstance(acct, dict):
+            raise _fail(path, f"accounts.{provider}", "must be a table")
+        _check_keys(path, prefix, acct, {"name", "api_key_env", "base_url", "base_url_env"})
+        for k, v in acct.items():
+            if not isinstance(v, str):
+                raise _fail(path, prefix + k, "must be a string")
+        accounts[provider] = Account(provider=provider, **acct)
+
+    alerts_t = data.get("alerts", {})
+    _check_keys(path, "alerts.", alerts_t, {"failure_rate", "window"})
+    alerts = AlertConfig()
+    if "failure_rate" in alerts_t:
+        rate = alerts_t["failure_rate"]
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise _fail(path, "alerts.failure_rate", "must be a number from 0 to 1")
+        alerts = AlertConfig(failure_rate=float(rate), window=alerts.window)
+    if "window" in alerts_t:
+        alerts = AlertConfig(failure_rate=alerts.failure_rate, window=_duration(path, "alerts.window", alerts_t["window"]))
+
+    prices = data.get("prices", {})
+    return Config(path=path, engine=engine, flush=flush, buffers=tuple(buffers), accounts=accounts, alerts=alerts, prices=prices)
+
+
+def load_config(path: Path, *, required: bool = False) -> Config:
+    """Read the config file; a missing optional file gives the defaults."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"{path}: config file not found") from None
+        return Config(path=None)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode())
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_config(data, path)
+
+
+def write_config(path: Path, data: dict[str, Any]) -> None:
+    """Write a config document (validated first, so we never write one we cannot read)."""
+    import tomli_w
+
+    parse_config(data, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(data))

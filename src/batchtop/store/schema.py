@@ -1,0 +1,157 @@
+"""The schema as an ordered list of forward migrations.
+
+`PRAGMA user_version` records how many have been applied; opening a store applies the
+pending ones in one transaction each. Never edit a released migration: append one.
+
+The model carries the whole life of a request:
+- `requests`: what the user enqueued (the native batch line, verbatim) and its state:
+  queued -> submitting -> in_flight -> succeeded | failed | cancelled | expired,
+  then queued again for a new attempt, or `dead` after max_attempts.
+- `buffers`: one per provider x endpoint x model; requests wait there to be flushed.
+  `queued` / `queued_bytes` are kept exact by the store in the same transactions that
+  change request states, so the views never count a million rows.
+- `batches`: one per submission. The row exists (status `submitting`, a local
+  `submission_uid`) before any provider call, so a crash can be reconciled.
+- `attempts`: one row per submission of a request into a batch, numbered 1..n, with
+  its result: outcome, response or error body, token usage.
+- `usage_rollup`: token and count sums per provider x model x (first attempt?) x
+  (succeeded?), kept in the same transaction as the attempts they sum, so the
+  savings view reads a handful of rows instead of re-deriving a million.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _script(db: sqlite3.Connection, script: str) -> None:
+    """Run DDL statement by statement: `executescript` would COMMIT the migration's
+    transaction half-way (it always commits first in Python 3.11)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _v1_initial(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE buffers (
+            id INTEGER PRIMARY KEY,
+            provider TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            queued INTEGER NOT NULL DEFAULT 0,
+            queued_bytes INTEGER NOT NULL DEFAULT 0,
+            flush_requested_at REAL,
+            held_reason TEXT,
+            retry_at REAL,
+            UNIQUE (provider, endpoint, model)
+        );
+
+        CREATE TABLE batches (
+            id INTEGER PRIMARY KEY,
+            submission_uid TEXT NOT NULL UNIQUE,
+            provider TEXT NOT NULL,
+            account TEXT NOT NULL DEFAULT 'default',
+            buffer_id INTEGER NOT NULL REFERENCES buffers(id),
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            provider_batch_id TEXT UNIQUE,
+            status TEXT NOT NULL,
+            total INTEGER NOT NULL,
+            succeeded INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            submitted_at REAL,
+            provider_created_at REAL,
+            expires_at REAL,
+            ended_at REAL,
+            ingested_at REAL,
+            input_file_id TEXT,
+            output_file_id TEXT,
+            error_file_id TEXT,
+            last_error TEXT
+        );
+        CREATE INDEX batches_open ON batches (provider, status) WHERE ingested_at IS NULL;
+
+        CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            provider TEXT NOT NULL,
+            custom_id TEXT NOT NULL,
+            buffer_id INTEGER NOT NULL REFERENCES buffers(id),
+            line TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            enqueued_at REAL NOT NULL,
+            deadline REAL,
+            state TEXT NOT NULL DEFAULT 'queued',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        );
+        -- a custom_id may be reused once its request has ended (succeeded or dead)
+        CREATE UNIQUE INDEX requests_live_custom_id ON requests (provider, custom_id)
+            WHERE state NOT IN ('succeeded', 'dead');
+        CREATE INDEX requests_queued ON requests (buffer_id, id) WHERE state = 'queued';
+        CREATE INDEX requests_deadline ON requests (buffer_id, deadline)
+            WHERE state = 'queued' AND deadline IS NOT NULL;
+        CREATE INDEX requests_state ON requests (state);
+
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            request_id INTEGER NOT NULL REFERENCES requests(id),
+            batch_id INTEGER NOT NULL REFERENCES batches(id),
+            number INTEGER NOT NULL,
+            outcome TEXT,
+            ended_at REAL,
+            response TEXT,
+            error TEXT,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (request_id, number)
+        );
+        CREATE INDEX attempts_batch ON attempts (batch_id);
+
+        CREATE TABLE usage_rollup (
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            first_attempt INTEGER NOT NULL,
+            succeeded INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (provider, model, first_attempt, succeeded)
+        );
+
+        CREATE TABLE anomalies (
+            id INTEGER PRIMARY KEY,
+            batch_id INTEGER REFERENCES batches(id),
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+
+        CREATE TABLE lease (
+            name TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            expires_at REAL NOT NULL
+        );
+
+        CREATE TABLE engine_state (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1_initial]
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,265 @@
+"""Validation of native batch lines (OpenAI batch input, Anthropic batch requests).
+
+One function per provider turns a parsed JSON object into a `ParsedRequest` or a list
+of `LineError`s naming the field. Used by the CLI, the Python API and the quote, so a
+line is judged the same way wherever it comes from.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from batchtop.errors import EnqueueError, LineError
+from batchtop.providers.limits import (
+    ANTHROPIC,
+    ANTHROPIC_CUSTOM_ID,
+    ANTHROPIC_ENDPOINT,
+    CAPS,
+    OPENAI,
+    OPENAI_CUSTOM_ID_MAX,
+    OPENAI_ENDPOINTS,
+    PROVIDERS,
+)
+
+MAX_REPORTED = 20
+_OPENAI_KEYS = frozenset({"custom_id", "method", "url", "body"})
+_ANTHROPIC_KEYS = frozenset({"custom_id", "params"})
+_MODEL_OPTIONAL = {"/v1/moderations": "omni-moderation-latest"}
+
+
+@dataclass(slots=True)
+class ParsedRequest:
+    """A valid request, ready to store: `line` is the native line to send as is."""
+
+    provider: str
+    endpoint: str
+    model: str
+    custom_id: str
+    line: str
+    bytes: int
+    source: str
+    lineno: int
+
+
+class _Problems:
+    """Collects errors for one input; reports the first MAX_REPORTED and counts the rest."""
+
+    def __init__(self) -> None:
+        self.errors: list[LineError] = []
+        self.more = 0
+
+    def add(self, error: LineError) -> None:
+        if len(self.errors) < MAX_REPORTED:
+            self.errors.append(error)
+        else:
+            self.more += 1
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            raise EnqueueError(self.errors, self.more)
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def new_custom_id() -> str:
+    return f"bt_{uuid.uuid4().hex}"
+
+
+def parse_object(
+    obj: Any, source: str, lineno: int, raw: str | None, provider: str | None = None
+) -> ParsedRequest | list[LineError]:
+    """Validate one decoded line. `raw` is its text, kept verbatim when it needs no change."""
+
+    def err(field: str, message: str) -> list[LineError]:
+        return [LineError(source, lineno, field, message)]
+
+    if not isinstance(obj, dict):
+        return err("", f"a line must be a JSON object, not {_type_name(obj)}")
+    if provider is None:
+        if "params" in obj:
+            provider = ANTHROPIC
+        elif "body" in obj or "url" in obj:
+            provider = OPENAI
+        else:
+            return err(
+                "",
+                "cannot tell the provider: an OpenAI line has 'url' and 'body', an Anthropic line has 'params'",
+            )
+    elif provider not in PROVIDERS:
+        return err("", f"unknown provider {provider!r} (one of {', '.join(PROVIDERS)})")
+    if provider == OPENAI:
+        return _parse_openai(obj, source, lineno, raw)
+    return _parse_anthropic(obj, source, lineno, raw)
+
+
+def _custom_id(obj: dict[str, Any], source: str, lineno: int, provider: str) -> tuple[str | None, list[LineError]]:
+    if "custom_id" not in obj or obj["custom_id"] is None:
+        return None, []
+    cid = obj["custom_id"]
+    if not isinstance(cid, str):
+        return None, [LineError(source, lineno, "custom_id", f"must be a string, not {_type_name(cid)}")]
+    if provider == ANTHROPIC and not ANTHROPIC_CUSTOM_ID.fullmatch(cid):
+        return None, [
+            LineError(source, lineno, "custom_id", f"{cid[:80]!r} does not match Anthropic's ^[a-zA-Z0-9_-]{{1,64}}$")
+        ]
+    if provider == OPENAI and not (0 < len(cid) <= OPENAI_CUSTOM_ID_MAX):
+        return None, [LineError(source, lineno, "custom_id", f"must be 1 to {OPENAI_CUSTOM_ID_MAX} characters")]
+    return cid, []
+
+
+def _finish(
+    provider: str,
+    endpoint: str,
+    model: str,
+    cid: str | None,
+    obj: dict[str, Any],
+    raw: str | None,
+    source: str,
+    lineno: int,
+) -> ParsedRequest | list[LineError]:
+    if cid is None:
+        cid = new_custom_id()
+        obj = {"custom_id": cid, **obj}
+        raw = None
+    line = raw if raw is not None else json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    size = len(line.encode()) + 1
+    cap = CAPS[provider].max_bytes
+    if size > cap:
+        return [LineError(source, lineno, "", f"line is {size:,} bytes, over the {provider} batch cap of {cap:,}")]
+    return ParsedRequest(provider, endpoint, model, cid, line, size, source, lineno)
+
+
+def _parse_openai(obj: dict[str, Any], source: str, lineno: int, raw: str | None) -> ParsedRequest | list[LineError]:
+    errors: list[LineError] = []
+    extra = sorted(set(obj) - _OPENAI_KEYS)
+    if extra:
+        errors.append(LineError(source, lineno, extra[0], "unknown key in an OpenAI batch line (custom_id, method, url, body)"))
+    cid, cid_errors = _custom_id(obj, source, lineno, OPENAI)
+    errors += cid_errors
+    method = obj.get("method")
+    if method != "POST":
+        errors.append(
+            LineError(source, lineno, "method", "missing" if method is None else f"must be \"POST\", not {method!r}")
+        )
+    url = obj.get("url")
+    if not isinstance(url, str):
+        errors.append(LineError(source, lineno, "url", "missing" if url is None else "must be a string"))
+        url = None
+    elif url not in OPENAI_ENDPOINTS:
+        errors.append(
+            LineError(source, lineno, "url", f"{url!r} is not an endpoint the batch API takes ({', '.join(OPENAI_ENDPOINTS)})")
+        )
+        url = None
+    body = obj.get("body")
+    model: Any = None
+    if not isinstance(body, dict):
+        errors.append(LineError(source, lineno, "body", "missing" if body is None else f"must be an object, not {_type_name(body)}"))
+    else:
+        model = body.get("model", _MODEL_OPTIONAL.get(url or ""))
+        if not isinstance(model, str) or not model:
+            errors.append(LineError(source, lineno, "body.model", "missing" if model is None else "must be a non-empty string"))
+        if body.get("stream"):
+            errors.append(LineError(source, lineno, "body.stream", "streaming is not allowed in a batch"))
+        if url is not None:
+            needed = OPENAI_ENDPOINTS[url]
+            if needed not in body:
+                errors.append(LineError(source, lineno, f"body.{needed}", f"missing (required by {url})"))
+            elif needed == "messages" and (not isinstance(body["messages"], list) or not body["messages"]):
+                errors.append(LineError(source, lineno, "body.messages", "must be a non-empty array"))
+    if errors:
+        return errors
+    assert url is not None and isinstance(model, str)
+    return _finish(OPENAI, url, model, cid, obj, raw, source, lineno)
+
+
+def _parse_anthropic(obj: dict[str, Any], source: str, lineno: int, raw: str | None) -> ParsedRequest | list[LineError]:
+    errors: list[LineError] = []
+    extra = sorted(set(obj) - _ANTHROPIC_KEYS)
+    if extra:
+        errors.append(LineError(source, lineno, extra[0], "unknown key in an Anthropic batch line (custom_id, params)"))
+    cid, cid_errors = _custom_id(obj, source, lineno, ANTHROPIC)
+    errors += cid_errors
+    params = obj.get("params")
+    model: Any = None
+    if not isinstance(params, dict):
+        errors.append(
+            LineError(source, lineno, "params", "missing" if params is None else f"must be an object, not {_type_name(params)}")
+        )
+    else:
+        model = params.get("model")
+        if not isinstance(model, str) or not model:
+            errors.append(LineError(source, lineno, "params.model", "missing" if model is None else "must be a non-empty string"))
+        max_tokens = params.get("max_tokens")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            errors.append(
+                LineError(source, lineno, "params.max_tokens", "missing" if max_tokens is None else "must be a positive integer")
+            )
+        messages = params.get("messages")
+        if not isinstance(messages, list) or not messages:
+            errors.append(
+                LineError(source, lineno, "params.messages", "missing" if messages is None else "must be a non-empty array")
+            )
+        if params.get("stream"):
+            errors.append(LineError(source, lineno, "params.stream", "streaming is not allowed in a batch"))
+    if errors:
+        return errors
+    assert isinstance(model, str)
+    return _finish(ANTHROPIC, ANTHROPIC_ENDPOINT, model, cid, obj, raw, source, lineno)
+
+
+def parse_lines(
+    lines: Iterable[tuple[str, int, bytes | str]], provider: str | None = None
+) -> list[ParsedRequest]:
+    """Validate every line of an input; all valid, or EnqueueError naming each bad one.
+
+    `lines` yields (source, line number, text). Blank lines are skipped. A custom_id
+    repeated within the input (per provider) is an error on the later line.
+    """
+    problems = _Problems()
+    parsed: list[ParsedRequest] = []
+    seen: dict[tuple[str, str], tuple[str, int]] = {}
+    loads = json.loads
+    for source, lineno, text in lines:
+        if isinstance(text, bytes):
+            try:
+                text = text.decode()
+            except UnicodeDecodeError as exc:
+                problems.add(LineError(source, lineno, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
+                continue
+        text = text.strip()
+        if not text:
+            continue
+        try:
+            obj = loads(text)
+        except ValueError as exc:
+            problems.add(LineError(source, lineno, "", f"not valid JSON ({exc})"))
+            continue
+        result = parse_object(obj, source, lineno, text, provider)
+        if isinstance(result, list):
+            for error in result:
+                problems.add(error)
+            continue
+        key = (result.provider, result.custom_id)
+        first = seen.get(key)
+        if first is not None:
+            problems.add(
+                LineError(source, lineno, "custom_id", f"{result.custom_id!r} is repeated (first at {first[0]}:{first[1]})")
+            )
+            continue
+        seen[key] = (source, lineno)
+        parsed.append(result)
+    problems.raise_if_any()
+    return parsed
+
+
+def numbered_lines(source: str, stream: Iterable[bytes]) -> Iterator[tuple[str, int, bytes]]:
+    for lineno, raw in enumerate(stream, 1):
+        yield source, lineno, raw
