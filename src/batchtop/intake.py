@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from batchtop.errors import BatchtopError
 from batchtop.store import BufferKey, Store
-from batchtop.validation import parse_lines
+from batchtop.validation import iter_parsed
 
 
 def _lines(inputs: Sequence[str], stdin: BinaryIO | None) -> Iterator[tuple[str, int, bytes]]:
@@ -37,7 +37,5 @@ def enqueue_files(
     stdin: BinaryIO | None = None,
 ) -> dict[BufferKey, int]:
     """All lines of all inputs, or none: validation covers every file before anything is stored."""
-    parsed = parse_lines(_lines(inputs, stdin), provider)
-    if not parsed:
-        return {}
-    return store.enqueue(parsed, deadline=deadline)
+    seen: dict[tuple[str, str], tuple[str, int]] = {}
+    return store.enqueue_chunks(iter_parsed(_lines(inputs, stdin), provider, seen=seen), seen=seen, deadline=deadline)

@@ -138,6 +138,37 @@ def _finish(
 
 
 def _parse_openai(obj: dict[str, Any], source: str, lineno: int, raw: str | None) -> ParsedRequest | list[LineError]:
+    # Fast path for the common, valid line (enqueue speed is measured): the same rules
+    # as below, checked without building any error; anything unusual takes the slow path.
+    cid = obj.get("custom_id")
+    url = obj.get("url")
+    body = obj.get("body")
+    if (
+        raw is not None
+        and type(cid) is str
+        and 0 < len(cid) <= OPENAI_CUSTOM_ID_MAX
+        and obj.get("method") == "POST"
+        and len(obj) == 4
+        and type(body) is dict
+        and type(url) is str
+    ):
+        needed = OPENAI_ENDPOINTS.get(url)
+        model = body.get("model")
+        if (
+            needed == "messages"
+            and type(model) is str
+            and model
+            and not body.get("stream")
+            and type(body.get("messages")) is list
+            and body["messages"]
+        ):
+            size = len(raw.encode()) + 1
+            if size <= CAPS[OPENAI].max_bytes:
+                return ParsedRequest(OPENAI, url, model, cid, raw, size, source, lineno)
+    return _parse_openai_slow(obj, source, lineno, raw)
+
+
+def _parse_openai_slow(obj: dict[str, Any], source: str, lineno: int, raw: str | None) -> ParsedRequest | list[LineError]:
     errors: list[LineError] = []
     extra = sorted(set(obj) - _OPENAI_KEYS)
     if extra:
@@ -215,17 +246,25 @@ def _parse_anthropic(obj: dict[str, Any], source: str, lineno: int, raw: str | N
     return _finish(ANTHROPIC, ANTHROPIC_ENDPOINT, model, cid, obj, raw, source, lineno)
 
 
-def parse_lines(
-    lines: Iterable[tuple[str, int, bytes | str]], provider: str | None = None
-) -> list[ParsedRequest]:
-    """Validate every line of an input; all valid, or EnqueueError naming each bad one.
+def iter_parsed(
+    lines: Iterable[tuple[str, int, bytes | str]],
+    provider: str | None = None,
+    *,
+    seen: dict[tuple[str, str], tuple[str, int]] | None = None,
+    chunk_size: int = 4096,
+) -> Iterator[list[ParsedRequest]]:
+    """Validate every line of an input, yielding valid requests in chunks.
 
-    `lines` yields (source, line number, text). Blank lines are skipped. A custom_id
-    repeated within the input (per provider) is an error on the later line.
+    `lines` yields (source, line number, text); blank lines are skipped. Once a line is
+    bad no more chunks are yielded, but validation goes on to the end so that every
+    problem is reported, and then EnqueueError is raised: a caller that stores chunks
+    as they come must do so in a transaction it rolls back on that error. A custom_id
+    repeated within the input (per provider) is an error on the later line; `seen`
+    maps (provider, custom_id) to where each was found.
     """
     problems = _Problems()
-    parsed: list[ParsedRequest] = []
-    seen: dict[tuple[str, str], tuple[str, int]] = {}
+    seen = {} if seen is None else seen
+    chunk: list[ParsedRequest] = []
     loads = json.loads
     for source, lineno, text in lines:
         if isinstance(text, bytes):
@@ -243,10 +282,11 @@ def parse_lines(
             problems.add(LineError(source, lineno, "", f"not valid JSON ({exc})"))
             continue
         result = parse_object(obj, source, lineno, text, provider)
-        if isinstance(result, list):
+        if type(result) is list:
             for error in result:
                 problems.add(error)
             continue
+        assert isinstance(result, ParsedRequest)
         key = (result.provider, result.custom_id)
         first = seen.get(key)
         if first is not None:
@@ -255,9 +295,19 @@ def parse_lines(
             )
             continue
         seen[key] = (source, lineno)
-        parsed.append(result)
+        if not problems.errors:
+            chunk.append(result)
+            if len(chunk) >= chunk_size:
+                yield chunk
+                chunk = []
     problems.raise_if_any()
-    return parsed
+    if chunk:
+        yield chunk
+
+
+def parse_lines(lines: Iterable[tuple[str, int, bytes | str]], provider: str | None = None) -> list[ParsedRequest]:
+    """Validate a whole (small) input: all valid requests, or EnqueueError naming each bad line."""
+    return [r for chunk in iter_parsed(lines, provider) for r in chunk]
 
 
 def numbered_lines(source: str, stream: Iterable[bytes]) -> Iterator[tuple[str, int, bytes]]:

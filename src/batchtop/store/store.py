@@ -6,9 +6,11 @@ read-side queries for the views live in `batchtop.store.views`.
 
 from __future__ import annotations
 
+import queue
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -76,50 +78,94 @@ class Store:
     def enqueue(
         self, requests: Sequence[ParsedRequest], *, deadline: float | None = None, now: float | None = None
     ) -> dict[BufferKey, int]:
-        """Store validated requests, all or none, in one transaction.
+        """Store validated requests, all or none, in one transaction."""
+        seen = {(r.provider, r.custom_id): (r.source, r.lineno) for r in requests}
+        return self.enqueue_chunks([list(requests)], seen=seen, deadline=deadline, now=now)
 
-        A custom_id already live for its provider rejects the whole input, naming the
-        lines. Returns how many requests went into which buffer.
+    def enqueue_chunks(
+        self,
+        chunks: Iterable[Sequence[ParsedRequest]],
+        *,
+        seen: dict[tuple[str, str], tuple[str, int]],
+        deadline: float | None = None,
+        now: float | None = None,
+    ) -> dict[BufferKey, int]:
+        """Store requests as a validator yields them, all or none, in one transaction.
+
+        Inserting runs in a second thread while the caller's thread goes on parsing:
+        sqlite3 releases the GIL while it writes, so the two overlap. If the chunks'
+        iterator raises (a bad line further on) the transaction is rolled back. A
+        custom_id already live for its provider rejects the whole input, naming the
+        lines (`seen` maps each (provider, custom_id) to its source and line).
+        Returns how many requests went into which buffer.
         """
         now = time.time() if now is None else now
-        counts: dict[BufferKey, int] = {}
-        try:
-            with self.transaction() as db:
-                rows = []
-                for r in requests:
-                    key = BufferKey(r.provider, r.endpoint, r.model)
-                    counts[key] = counts.get(key, 0) + 1
-                    rows.append((r.provider, r.custom_id, self._buffer_id(key), r.line, r.bytes, now, deadline))
-                db.executemany(
-                    "INSERT INTO requests (provider, custom_id, buffer_id, line, bytes, enqueued_at, deadline)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                added: dict[int, list[int]] = {}
-                for row in rows:
-                    entry = added.setdefault(row[2], [0, 0])
-                    entry[0] += 1
-                    entry[1] += row[4]
-                db.executemany(
-                    "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ? WHERE id = ?",
-                    [(n, size, buffer_id) for buffer_id, (n, size) in added.items()],
-                )
-        except sqlite3.IntegrityError:
-            self._buffer_ids.clear()  # rolled back: cached ids of new buffers are void
-            raise self._live_duplicates(requests) from None
-        except BaseException:
-            self._buffer_ids.clear()
-            raise
-        return counts
+        ids: dict[tuple[str, str, str], int] = {}
+        added: dict[int, list[int]] = {}
+        pending: queue.Queue[Sequence[ParsedRequest] | None] = queue.Queue(maxsize=8)
+        failure: list[BaseException] = []
 
-    def _live_duplicates(self, requests: Sequence[ParsedRequest]) -> EnqueueError:
-        by_provider: dict[str, dict[str, ParsedRequest]] = {}
-        for r in requests:
-            by_provider.setdefault(r.provider, {})[r.custom_id] = r
+        def insert(chunk: Sequence[ParsedRequest]) -> None:
+            rows = []
+            for r in chunk:
+                key = (r.provider, r.endpoint, r.model)
+                buffer_id = ids.get(key)
+                if buffer_id is None:
+                    buffer_id = ids[key] = self._buffer_id(BufferKey(*key))
+                    added[buffer_id] = [0, 0]
+                entry = added[buffer_id]
+                entry[0] += 1
+                entry[1] += r.bytes
+                rows.append((r.provider, r.custom_id, buffer_id, r.line, r.bytes, now, deadline))
+            self.db.executemany(
+                "INSERT INTO requests (provider, custom_id, buffer_id, line, bytes, enqueued_at, deadline)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        def writer() -> None:
+            while (chunk := pending.get()) is not None:
+                if not failure:
+                    try:
+                        insert(chunk)
+                    except BaseException as exc:  # reported by the caller's thread
+                        failure.append(exc)
+
+        self.db.execute("BEGIN IMMEDIATE")
+        thread = threading.Thread(target=writer, name="batchtop-enqueue", daemon=True)
+        thread.start()
+        try:
+            try:
+                for chunk in chunks:
+                    pending.put(chunk)
+                    if failure:
+                        break
+            finally:
+                pending.put(None)
+                thread.join()
+            if failure:
+                raise failure[0]
+            self.db.executemany(
+                "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ? WHERE id = ?",
+                [(n, size, buffer_id) for buffer_id, (n, size) in added.items()],
+            )
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            self.db.execute("ROLLBACK")
+            self._buffer_ids.clear()  # rolled back: cached ids of new buffers are void
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise self._live_duplicates(seen) from None
+            raise
+        by_id = {v: BufferKey(*k) for k, v in ids.items()}
+        return {by_id[b]: n for b, (n, _) in added.items()}
+
+    def _live_duplicates(self, seen: dict[tuple[str, str], tuple[str, int]]) -> EnqueueError:
+        by_provider: dict[str, list[str]] = {}
+        for provider, cid in seen:
+            by_provider.setdefault(provider, []).append(cid)
         errors: list[LineError] = []
         total = 0
-        for provider, ids in by_provider.items():
-            keys = list(ids)
+        for provider, keys in by_provider.items():
             for i in range(0, len(keys), _DUP_CHUNK):
                 chunk = keys[i : i + _DUP_CHUNK]
                 marks = ",".join("?" * len(chunk))
@@ -130,10 +176,11 @@ class Store:
                 ):
                     total += 1
                     if len(errors) < 20:
-                        r = ids[cid]
+                        source, lineno = seen[(provider, cid)]
                         errors.append(
-                            LineError(r.source, r.lineno, "custom_id", f"{cid!r} is already live in batchtop for {provider} ({state})")
+                            LineError(source, lineno, "custom_id", f"{cid!r} is already live in batchtop for {provider} ({state})")
                         )
         if not errors:  # pragma: no cover - an integrity error we did not foresee
             errors.append(LineError("input", 0, "", "rejected by the database's integrity rules"))
+        errors.sort(key=lambda e: (e.source, e.line))
         return EnqueueError(errors, total - len(errors))

@@ -1,0 +1,81 @@
+"""Knobs of the provider simulator.
+
+One mutable dataclass so tests can flip behaviour between phases
+(``sim.config.fault_rate = 0.2``). Timing and failure knobs are copied into
+each batch when it is created, so a batch's lifecycle never jumps when a knob
+changes later; fault and auth knobs are read on every HTTP request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+
+@dataclass
+class SimConfig:
+    """All simulator behaviour; defaults are fast enough for unit tests."""
+
+    # --- timing, real seconds (captured per batch at creation) ---
+    validate_s: float = 0.0
+    """OpenAI: time in ``validating``. Anthropic: queue delay before work starts."""
+    per_request_s: float = 0.0005
+    """Processing time per request; requests finish one after another."""
+    finalize_s: float = 0.0
+    """OpenAI: time in ``finalizing``. Anthropic: extra time before ``ended``."""
+    cancel_s: float = 0.0
+    """Time spent in ``cancelling``/``canceling`` before the batch ends."""
+    window_s: float = 86400.0
+    """Completion window; unfinished requests expire when it passes."""
+
+    # --- per-request outcomes (captured per batch at creation) ---
+    failure_rate: float = 0.0
+    """Probability a request attempt errors; hash of (seed, custom_id, attempt)."""
+    first_try_failure_rate: float = 0.0
+    """Share of custom_ids that error on their first submission only."""
+    cached_input_share: float = 0.0
+    """Share of input tokens reported as cache reads."""
+    cache_write_share: float = 0.0
+    """Share of input tokens reported as cache writes (Anthropic, OpenAI responses)."""
+    output_tokens_min: int = 8
+    output_tokens_max: int = 256
+    """Output tokens are a hash of custom_id in [min, max], capped by max_tokens."""
+    shuffle_results: bool = False
+    """Emit result lines in a hash order instead of input order (order is never promised)."""
+
+    # --- HTTP behaviour (read on every request) ---
+    fault_rate: float = 0.0
+    """Share of HTTP requests answered 429/500 with a short retry-after."""
+    fault_retry_after_ms: tuple[int, int] = (20, 100)
+    """Range of the ``retry-after-ms`` header sent with injected faults."""
+    require_api_key: str | None = None
+    """If set, requests must carry this key (Bearer, or x-api-key on Anthropic)."""
+
+    seed: int = 0
+
+    # --- limits ---
+    max_openai_requests: int = 50_000
+    max_anthropic_requests: int = 100_000
+    max_upload_bytes: int = 512 * 1024 * 1024
+    max_json_body_bytes: int = 256 * 1024 * 1024
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None = None, **kwargs: Any) -> "SimConfig":
+        """Build from CLI-style keyword options; ``None`` values keep the default.
+
+        Unknown names raise ``TypeError`` so a typo in a flag does not pass silently.
+        """
+        merged = {**(options or {}), **kwargs}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(merged) - names)
+        if unknown:
+            raise TypeError(f"unknown SimConfig option(s): {', '.join(unknown)}")
+        return cls(**{k: v for k, v in merged.items() if v is not None})
+
+    def copy(self, **changes: Any) -> "SimConfig":
+        """A copy with some fields replaced."""
+        return dataclasses.replace(self, **changes)
+
+
+__all__ = ["SimConfig"]
