@@ -14,6 +14,10 @@ The model carries the whole life of a request:
   `submission_uid`) before any provider call, so a crash can be reconciled.
 - `attempts`: one row per submission of a request into a batch, numbered 1..n, with
   its result: outcome, response or error body, token usage.
+- Token columns are disjoint billing categories: `input_tokens` is input billed at
+  the plain input price (cache reads and writes excluded, whatever the provider's own
+  field includes), `cached_input_tokens` cache reads, `cache_creation_input_tokens`
+  cache writes, `output_tokens` output.
 - `usage_rollup`: token and count sums per provider x model x (first attempt?) x
   (succeeded?), kept in the same transaction as the attempts they sum, so the
   savings view reads a handful of rows instead of re-deriving a million.
@@ -153,5 +157,36 @@ def _v1_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial]
+def _v2_engine(db: sqlite3.Connection) -> None:
+    """What the engine and the views need beyond v1.
+
+    - `batches.cancel_requested_at`: a cancel asked for by any process (CLI, console,
+      a viewer); the engine holding the lease carries it out at the provider.
+    - `batches.candidates`: JSON list of provider batch ids an `unknown` submission
+      could be, shown to the operator who adopts one or resubmits.
+    - `batches.polled_at`: when the provider last told us about this batch.
+    - `outcome_hourly`: ended attempts and failed ones per hour, kept at ingest, so
+      the failure-rate alert never scans the attempts table.
+    - `attempts_batch_outcome` finds a batch's failures without reading its successes.
+    """
+    _script(
+        db,
+        """
+        ALTER TABLE batches ADD COLUMN cancel_requested_at REAL;
+        ALTER TABLE batches ADD COLUMN candidates TEXT;
+        ALTER TABLE batches ADD COLUMN polled_at REAL;
+        CREATE INDEX batches_created ON batches (created_at);
+        CREATE TABLE outcome_hourly (
+            hour INTEGER PRIMARY KEY,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX attempts_batch_outcome ON attempts (batch_id, outcome);
+        CREATE INDEX requests_dead ON requests (id) WHERE state = 'dead';
+        CREATE UNIQUE INDEX anomalies_once ON anomalies (batch_id, kind, detail)
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_engine]
 SCHEMA_VERSION = len(MIGRATIONS)

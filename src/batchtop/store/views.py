@@ -26,38 +26,48 @@ class BufferRow:
     flush_requested_at: float | None
     flush_due_at: float | None
     held_reason: str | None
+    retry_at: float | None = None
 
     @property
     def name(self) -> str:
         return f"{self.provider}:{self.endpoint}:{self.model}"
 
 
+_BUFFER_COLS = "id, provider, endpoint, model, queued, queued_bytes, flush_requested_at, held_reason, retry_at"
+
+
+def _buffer_row(db: sqlite3.Connection, config: Config, row: tuple) -> BufferRow:
+    bid, provider, endpoint, model, queued, qbytes, requested, held, retry_at = row
+    oldest = earliest = None
+    if queued > 0:
+        first = db.execute(
+            "SELECT enqueued_at FROM requests WHERE buffer_id = ? AND state = 'queued' ORDER BY id LIMIT 1", (bid,)
+        ).fetchone()
+        oldest = first[0] if first else None
+        earliest = db.execute(
+            "SELECT min(deadline) FROM requests WHERE buffer_id = ? AND state = 'queued' AND deadline IS NOT NULL",
+            (bid,),
+        ).fetchone()[0]
+    due = flush_due_at(
+        config.policy_for(provider, endpoint, model),
+        queued=queued,
+        queued_bytes=qbytes,
+        oldest_enqueued_at=oldest,
+        earliest_deadline=earliest,
+        flush_requested_at=requested,
+    )
+    return BufferRow(bid, provider, endpoint, model, queued, qbytes, oldest, earliest, requested, due, held, retry_at)
+
+
 def buffers(db: sqlite3.Connection, config: Config, *, include_empty: bool = False) -> list[BufferRow]:
-    rows = []
-    for (bid, provider, endpoint, model, queued, qbytes, requested, held) in db.execute(
-        "SELECT id, provider, endpoint, model, queued, queued_bytes, flush_requested_at, held_reason"
-        " FROM buffers ORDER BY provider, model, endpoint"
-    ):
-        if queued <= 0 and not include_empty:
-            continue
-        oldest = earliest = None
-        if queued > 0:
-            oldest = db.execute(
-                "SELECT enqueued_at FROM requests WHERE buffer_id = ? AND state = 'queued' ORDER BY id LIMIT 1", (bid,)
-            ).fetchone()
-            oldest = oldest[0] if oldest else None
-            earliest = db.execute(
-                "SELECT min(deadline) FROM requests WHERE buffer_id = ? AND state = 'queued' AND deadline IS NOT NULL",
-                (bid,),
-            ).fetchone()[0]
-        policy = config.policy_for(provider, endpoint, model)
-        due = flush_due_at(
-            policy,
-            queued=queued,
-            queued_bytes=qbytes,
-            oldest_enqueued_at=oldest,
-            earliest_deadline=earliest,
-            flush_requested_at=requested,
-        )
-        rows.append(BufferRow(bid, provider, endpoint, model, queued, qbytes, oldest, earliest, requested, due, held))
-    return rows
+    where = "" if include_empty else " WHERE queued > 0"
+    return [
+        _buffer_row(db, config, row)
+        for row in db.execute(f"SELECT {_BUFFER_COLS} FROM buffers{where} ORDER BY provider, model, endpoint").fetchall()
+    ]
+
+
+def buffer_due(db: sqlite3.Connection, config: Config, buffer_id: int) -> float | None:
+    """When one buffer is next due (None when empty)."""
+    row = db.execute(f"SELECT {_BUFFER_COLS} FROM buffers WHERE id = ?", (buffer_id,)).fetchone()
+    return _buffer_row(db, config, row).flush_due_at if row else None

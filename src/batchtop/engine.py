@@ -1,0 +1,338 @@
+"""The engine: reconcile, cancel, poll, ingest, flush; one pass is a tick.
+
+Every step is a small store transaction around at most one provider call, so the
+process can be killed at any instant: intents still `submitting` are reconciled
+against the provider before anything is sent again, and ingest is idempotent.
+Each provider runs its pass on its own; one that fails backs off (with jitter, at
+least its Retry-After) and never stops the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchtop.config import Config
+from batchtop.providers.base import CANCELLING, ENDED, FAILED, ProviderAdapter, Refused, RemoteBatch, ResultLine
+from batchtop.providers.clients import NotConfigured, build_adapter
+from batchtop.store import Store, lease, submissions, views
+from batchtop.store.ingest import BatchIngest, Settle
+
+log = logging.getLogger("batchtop.engine")
+
+INGEST_CHUNK = 2000
+MAX_BACKOFF = 300.0
+
+
+@dataclass
+class TickReport:
+    """What one tick did, for the CLI's summary and for tests."""
+
+    submitted: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    unknown: list[int] = field(default_factory=list)
+    ingested: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    list_calls: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+AdapterFactory = Callable[[Config, str], ProviderAdapter]
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        now: Callable[[], float] = time.time,
+        adapter_factory: AdapterFactory = build_adapter,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.now = now
+        self._factory = adapter_factory
+        self._adapters: dict[str, ProviderAdapter] = {}
+        self._failures: dict[str, int] = {}
+        self._settle = Settle(config.engine.max_attempts, config.engine.auto_resubmit)
+
+    # -- lifecycle -------------------------------------------------------------
+    async def close(self) -> None:
+        for adapter in self._adapters.values():
+            await adapter.close()
+        self._adapters.clear()
+
+    def _set_state(self, key: str, value: dict[str, Any]) -> None:
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT INTO engine_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    def _provider_state(self, provider: str) -> dict[str, Any]:
+        row = self.store.db.execute("SELECT value FROM engine_state WHERE key = ?", (f"provider:{provider}",)).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def _active_providers(self) -> list[str]:
+        return [
+            r[0]
+            for r in self.store.db.execute(
+                "SELECT provider FROM buffers WHERE queued > 0 UNION SELECT provider FROM batches WHERE ingested_at IS NULL"
+                " ORDER BY 1"
+            )
+        ]
+
+    # -- one pass ------------------------------------------------------------------
+    async def tick(self) -> TickReport:
+        """One pass over every provider with work; raises EngineBusy if another
+        engine holds the data dir."""
+        lease.acquire(self.store, self.config.engine.lease_ttl, self.now())
+        report = TickReport()
+        providers = self._active_providers()
+        for provider in providers:
+            # one provider at a time on the store (one connection), each failing alone
+            await self._provider_pass(provider, report)
+        self._set_state("tick", {"at": self.now()})
+        return report
+
+    async def _provider_pass(self, provider: str, report: TickReport) -> None:
+        state = self._provider_state(provider)
+        now = self.now()
+        if state.get("retry_at") and state["retry_at"] > now:
+            return
+        try:
+            adapter = self._adapter(provider)
+        except NotConfigured as exc:
+            self._hold_all(provider, str(exc))
+            self._set_state(f"provider:{provider}", {"status": f"not configured: {exc}", "error": str(exc)})
+            report.errors[provider] = str(exc)
+            return
+        try:
+            await self._reconcile(adapter, report)
+            await self._cancels(adapter, report)
+            remotes = await self._poll(adapter, report)
+            await self._ingest(adapter, remotes, report)
+            await self._flush(adapter, report)
+        except Exception as exc:  # a provider's failure must not stop the others
+            delay = self._backoff(provider, exc)
+            message = f"{type(exc).__name__}: {exc}"
+            log.warning("%s: %s; backing off %.1fs", provider, message, delay)
+            self._set_state(
+                f"provider:{provider}",
+                {
+                    "status": f"backing off {delay:.0f}s after {type(exc).__name__}",
+                    "error": message[:500],
+                    "retry_at": self.now() + delay,
+                    "polled_at": state.get("polled_at"),
+                    "failures": self._failures[provider],
+                },
+            )
+            report.errors[provider] = message
+            return
+        self._failures.pop(provider, None)
+        self._set_state(f"provider:{provider}", {"status": "ok", "polled_at": self.now()})
+
+    def _adapter(self, provider: str) -> ProviderAdapter:
+        adapter = self._adapters.get(provider)
+        if adapter is None:
+            adapter = self._adapters[provider] = self._factory(self.config, provider)
+        return adapter
+
+    def _backoff(self, provider: str, exc: BaseException) -> float:
+        n = self._failures[provider] = self._failures.get(provider, 0) + 1
+        delay = min(MAX_BACKOFF, 2.0 ** min(n, 10)) * (0.5 + random.random() / 2)
+        retry_after = _retry_after(exc)
+        return max(delay, retry_after or 0.0)
+
+    def _hold_all(self, provider: str, reason: str) -> None:
+        with self.store.transaction() as db:
+            db.execute("UPDATE buffers SET held_reason = ? WHERE provider = ? AND queued > 0", (reason, provider))
+
+    # -- steps ---------------------------------------------------------------------
+    async def _reconcile(self, adapter: ProviderAdapter, report: TickReport) -> None:
+        """Intents left `submitting` by a previous run: adopt, send, or ask the operator."""
+        intents = submissions.pending(self.store, adapter.provider)
+        if not intents:
+            return
+        owned = submissions.owned_ids(self.store, adapter.provider)
+        for intent in intents:
+            skip = owned | submissions.excluded(self.store, intent.id)
+            found = await adapter.find_submission(intent.uid, intent.created_at, intent.total, skip)
+            if len(found) == 1:
+                submissions.record_submitted(self.store, intent.id, found[0], self.now())
+                owned.add(found[0].id)
+                report.adopted.append(found[0].id)
+            elif not found:
+                await self._send(adapter, intent, report)
+            else:
+                submissions.mark_unknown(self.store, intent.id, [b.id for b in found])
+                report.unknown.append(intent.id)
+
+    async def _send(self, adapter: ProviderAdapter, intent: submissions.Intent, report: TickReport) -> bool:
+        lines = submissions.lines(self.store, intent.id)
+        try:
+            remote = await adapter.submit(intent.uid, intent.endpoint, lines)
+        except Refused as exc:
+            n = self._failures.get(f"refused:{intent.buffer_id}", 0) + 1
+            self._failures[f"refused:{intent.buffer_id}"] = n
+            wait = max(exc.retry_after or 0.0, min(MAX_BACKOFF * 4, 30.0 * 2 ** (n - 1)) * (0.5 + random.random() / 2))
+            submissions.undo(self.store, intent.id, f"provider refused: {exc.reason}", self.now() + wait)
+            report.refused.append(exc.reason)
+            return False
+        self._failures.pop(f"refused:{intent.buffer_id}", None)
+        submissions.record_submitted(self.store, intent.id, remote, self.now())
+        report.submitted.append(remote.id)
+        return True
+
+    async def _cancels(self, adapter: ProviderAdapter, report: TickReport) -> None:
+        rows = self.store.db.execute(
+            "SELECT id, provider_batch_id FROM batches WHERE provider = ? AND cancel_requested_at IS NOT NULL"
+            " AND provider_batch_id IS NOT NULL AND ingested_at IS NULL AND status NOT IN (?, ?, ?, ?, ?)",
+            (adapter.provider, CANCELLING, *sorted(ENDED)),
+        ).fetchall()
+        for local_id, batch_id in rows:
+            try:
+                remote = await adapter.cancel(batch_id)
+            except Exception as exc:
+                if getattr(exc, "status_code", None) in (400, 404, 409):
+                    remote = await adapter.retrieve(batch_id)  # it ended meanwhile
+                else:
+                    raise
+            self._update(local_id, remote)
+            report.cancelled.append(batch_id)
+
+    async def _poll(self, adapter: ProviderAdapter, report: TickReport) -> dict[str, RemoteBatch]:
+        """List newest first until every batch in flight was seen (or the listing
+        passed the oldest): ceil(N/page)+1 list calls, not one retrieve per batch."""
+        rows = self.store.db.execute(
+            "SELECT id, provider_batch_id, provider_created_at FROM batches WHERE provider = ?"
+            " AND provider_batch_id IS NOT NULL AND ingested_at IS NULL AND status NOT IN (?, ?, ?, ?)",
+            (adapter.provider, *sorted(ENDED)),
+        ).fetchall()
+        if not rows:
+            return {}
+        wanted = {r[1]: r[0] for r in rows}
+        oldest = min((r[2] for r in rows if r[2] is not None), default=self.now())
+        seen, calls = await adapter.list_recent(oldest, set(wanted))
+        report.list_calls[adapter.provider] = calls
+        for batch_id in set(wanted) - set(seen):  # not in the listing (should not happen): ask directly
+            seen[batch_id] = await adapter.retrieve(batch_id)
+        for batch_id, remote in seen.items():
+            self._update(wanted[batch_id], remote)
+        return seen
+
+    def _update(self, local_id: int, remote: RemoteBatch) -> None:
+        now = self.now()
+        with self.store.transaction() as db:
+            db.execute(
+                "UPDATE batches SET status = ?, succeeded = ?, failed = ?, provider_created_at = ?, expires_at = ?,"
+                " ended_at = ?, output_file_id = ?, error_file_id = ?, last_error = ?, polled_at = ? WHERE id = ?",
+                (
+                    remote.status, remote.succeeded, remote.failed, remote.created_at, remote.expires_at,
+                    remote.ended_at, remote.output_file_id, remote.error_file_id, remote.error, now, local_id,
+                ),
+            )
+
+    async def _ingest(self, adapter: ProviderAdapter, remotes: dict[str, RemoteBatch], report: TickReport) -> None:
+        rows = self.store.db.execute(
+            "SELECT id, provider_batch_id, buffer_id FROM batches WHERE provider = ? AND provider_batch_id IS NOT NULL"
+            " AND ingested_at IS NULL AND status IN (?, ?, ?, ?) ORDER BY id",
+            (adapter.provider, *sorted(ENDED)),
+        ).fetchall()
+        for local_id, batch_id, buffer_id in rows:
+            remote = remotes.get(batch_id) or await adapter.retrieve(batch_id)
+            if remote.refused:
+                reason = f"provider refused the batch: {remote.error}"
+                submissions.undo(self.store, local_id, reason, self.now() + 60.0)
+                report.refused.append(reason)
+                continue
+            ingest = BatchIngest(self.store, local_id, self._settle)
+            chunk: list[ResultLine] = []
+            async for line in adapter.results(remote):
+                chunk.append(line)
+                if len(chunk) >= INGEST_CHUNK:
+                    ingest.add(chunk, self.now(), self._invalid_outputs(local_id, chunk))
+                    chunk = []
+            if chunk:
+                ingest.add(chunk, self.now(), self._invalid_outputs(local_id, chunk))
+            ingest.finish(self.now(), batch_error=remote.error if remote.status == FAILED else None)
+            report.ingested.append(batch_id)
+
+    def _invalid_outputs(self, local_id: int, chunk: list[ResultLine]) -> dict[str, str]:
+        """custom_id -> why its output is invalid, where the buffer asks for validation."""
+        return {}
+
+    async def _flush(self, adapter: ProviderAdapter, report: TickReport) -> None:
+        """Every due buffer of this provider, split into as many batches as its caps need."""
+        for buf in views.buffers(self.store.db, self.config):
+            if buf.provider != adapter.provider:
+                continue
+            policy = self.config.policy_for(buf.provider, buf.endpoint, buf.model)
+            now = self.now()
+            if buf.retry_at is not None and buf.retry_at > now:
+                continue
+            due = buf.flush_due_at
+            while due is not None and due <= now:
+                intent = submissions.plan(self.store, buf.id, policy, adapter.account, now)
+                if intent is None or not await self._send(adapter, intent, report):
+                    break
+                due = views.buffer_due(self.store.db, self.config, buf.id)
+                now = self.now()
+
+    # -- loop ----------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick until `stop` is set; wakes early when an action or a flush is due."""
+        try:
+            while not stop.is_set():
+                report = await self.tick()
+                for provider, error in report.errors.items():
+                    log.warning("%s: %s", provider, error)
+                deadline = self.now() + self.config.engine.poll_interval
+                while not stop.is_set() and self.now() < deadline:
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=min(1.0, max(0.05, deadline - self.now())))
+                    except asyncio.TimeoutError:
+                        pass
+                    if self._work_due():
+                        break
+                lease.acquire(self.store, self.config.engine.lease_ttl, self.now())
+        finally:
+            lease.release(self.store)
+            await self.close()
+
+    def _work_due(self) -> bool:
+        """Something the operator asked for, or a buffer that came due."""
+        now = self.now()
+        if self.store.db.execute(
+            "SELECT 1 FROM batches WHERE cancel_requested_at IS NOT NULL AND ingested_at IS NULL"
+            " AND provider_batch_id IS NOT NULL AND status NOT IN (?, ?, ?, ?, ?) LIMIT 1",
+            (CANCELLING, *sorted(ENDED)),
+        ).fetchone():
+            return True
+        return any(
+            b.flush_due_at is not None and b.flush_due_at <= now and (b.retry_at is None or b.retry_at <= now)
+            for b in views.buffers(self.store.db, self.config)
+        )
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        return None
+    return None

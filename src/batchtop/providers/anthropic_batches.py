@@ -1,0 +1,167 @@
+"""Anthropic Message Batches over the official async SDK (imported only here)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+
+from batchtop.providers.base import (
+    CANCELLED,
+    CANCELLING,
+    COMPLETED,
+    ERRORED,
+    EXPIRED,
+    IN_PROGRESS,
+    SUCCEEDED,
+    Refused,
+    RemoteBatch,
+    ResultLine,
+)
+
+PAGE = 1000  # the largest page messages.batches.list takes
+SKEW = 600.0
+_OUTCOMES = {"canceled": "cancelled", "expired": "expired"}
+
+
+def _status(b: Any) -> str:
+    if b.processing_status == "in_progress":
+        return IN_PROGRESS
+    if b.processing_status == "canceling":
+        return CANCELLING
+    if b.cancel_initiated_at is not None:
+        return CANCELLED
+    return EXPIRED if b.request_counts.expired else COMPLETED
+
+
+def _total(b: Any) -> int:
+    c = b.request_counts
+    return c.processing + c.succeeded + c.errored + c.canceled + c.expired
+
+
+def _remote(b: Any) -> RemoteBatch:
+    c = b.request_counts
+    return RemoteBatch(
+        id=b.id,
+        status=_status(b),
+        total=_total(b),
+        succeeded=c.succeeded,
+        failed=c.errored + c.canceled + c.expired,
+        created_at=b.created_at.timestamp(),
+        expires_at=b.expires_at.timestamp() if b.expires_at else None,
+        ended_at=b.ended_at.timestamp() if b.ended_at else None,
+    )
+
+
+def _retry_after(exc: anthropic.APIStatusError) -> float | None:
+    headers = exc.response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        return None
+    return None
+
+
+def parse_result_line(raw: str) -> ResultLine:
+    obj = json.loads(raw)
+    cid = obj.get("custom_id")
+    result = obj.get("result") or {}
+    kind = result.get("type")
+    if kind == "succeeded":
+        u = (result.get("message") or {}).get("usage") or {}
+        return ResultLine(
+            cid,
+            SUCCEEDED,
+            raw,
+            None,
+            None,
+            int(u.get("input_tokens") or 0),
+            int(u.get("cache_read_input_tokens") or 0),
+            int(u.get("cache_creation_input_tokens") or 0),
+            int(u.get("output_tokens") or 0),
+        )
+    if kind in _OUTCOMES:
+        return ResultLine(cid, _OUTCOMES[kind], raw, f"{kind}: the request did not run", kind)
+    inner = ((result.get("error") or {}).get("error")) or {}
+    code = inner.get("type") or "error"
+    return ResultLine(cid, ERRORED, raw, f"{code}: {inner.get('message') or ''}", code)
+
+
+class AnthropicBatches:
+    provider = "anthropic"
+    page_size = PAGE
+
+    def __init__(self, client: anthropic.AsyncAnthropic, account: str = "default") -> None:
+        self.client = client
+        self.account = account
+        self.list_calls = 0
+
+    async def submit(self, uid: str, endpoint: str, lines: list[bytes]) -> RemoteBatch:
+        requests = [json.loads(line) for line in lines]
+        try:
+            batch = await self.client.messages.batches.create(requests=requests)
+        except anthropic.APIStatusError as exc:
+            if 400 <= exc.status_code < 500 and exc.status_code not in (408, 409):
+                raise Refused(f"create refused: {exc.status_code} {exc.message}", _retry_after(exc)) from exc
+            raise
+        return _remote(batch)
+
+    async def _pages(self) -> AsyncIterator[list[Any]]:
+        page = await self.client.messages.batches.list(limit=PAGE)
+        self.list_calls += 1
+        while True:
+            yield list(page.data)
+            if not page.has_next_page():
+                return
+            page = await page.get_next_page()
+            self.list_calls += 1
+
+    async def find_submission(self, uid: str, created_at: float, total: int, owned: set[str]) -> list[RemoteBatch]:
+        """No metadata here: the batches created in the intent's window with the same
+        request count that no other submission owns."""
+        found: list[RemoteBatch] = []
+        async for items in self._pages():
+            for b in items:
+                created = b.created_at.timestamp()
+                if created >= created_at - SKEW and b.id not in owned and _total(b) == total:
+                    found.append(_remote(b))
+            if not items or items[-1].created_at.timestamp() < created_at - SKEW:
+                break
+        return found
+
+    async def list_recent(self, oldest: float, wanted: set[str]) -> tuple[dict[str, RemoteBatch], int]:
+        seen: dict[str, RemoteBatch] = {}
+        calls_before = self.list_calls
+        missing = set(wanted)
+        async for items in self._pages():
+            for b in items:
+                if b.id in missing:
+                    seen[b.id] = _remote(b)
+                    missing.discard(b.id)
+            if not missing or not items or items[-1].created_at.timestamp() < oldest - SKEW:
+                break
+        return seen, self.list_calls - calls_before
+
+    async def retrieve(self, batch_id: str) -> RemoteBatch:
+        return _remote(await self.client.messages.batches.retrieve(batch_id))
+
+    async def cancel(self, batch_id: str) -> RemoteBatch:
+        return _remote(await self.client.messages.batches.cancel(batch_id))
+
+    async def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]:
+        """The results stream, read as raw lines so each is stored verbatim."""
+        decoder = await self.client.messages.batches.results(batch.id)
+        try:
+            async for line in decoder.http_response.aiter_lines():
+                if line.strip():
+                    yield parse_result_line(line)
+        finally:
+            await decoder.close()
+
+    async def close(self) -> None:
+        await self.client.close()

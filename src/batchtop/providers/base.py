@@ -1,0 +1,100 @@
+"""What the engine needs from a provider, in provider-neutral terms.
+
+The adapters (`openai_batches`, `anthropic_batches`) turn SDK objects into these
+plain values, so the engine never touches an SDK type and the statuses are the
+normalized ones of the CLI contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+# Normalized batch statuses (shared/cli.md).
+SUBMITTING = "submitting"
+VALIDATING = "validating"
+IN_PROGRESS = "in_progress"
+FINALIZING = "finalizing"
+CANCELLING = "cancelling"
+COMPLETED = "completed"
+FAILED = "failed"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+UNKNOWN = "unknown"
+
+ENDED = frozenset({COMPLETED, FAILED, EXPIRED, CANCELLED})
+RUNNING = frozenset({VALIDATING, IN_PROGRESS, FINALIZING, CANCELLING})
+
+# Attempt outcomes.
+SUCCEEDED = "succeeded"
+ERRORED = "errored"
+MISSING = "missing"
+INVALID_OUTPUT = "invalid_output"
+
+
+@dataclass(frozen=True)
+class RemoteBatch:
+    """One batch as the provider lists it."""
+
+    id: str
+    status: str
+    total: int
+    succeeded: int
+    failed: int
+    created_at: float
+    expires_at: float | None = None
+    ended_at: float | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    submission_uid: str | None = None
+    """Our local submission id, where the provider keeps metadata (OpenAI)."""
+    error: str | None = None
+    """Batch-level error (a failed OpenAI batch's validation errors)."""
+    refused: bool = False
+    """Failed because of the provider's enqueued-token / queue limit: not an attempt."""
+
+
+@dataclass(frozen=True)
+class ResultLine:
+    """One request's result, with usage in disjoint billing categories."""
+
+    custom_id: str
+    outcome: str  # succeeded | errored | expired | cancelled
+    response: str | None  # the provider's response body, JSON text
+    error: str | None  # short error text: "code: message"
+    error_code: str | None = None
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class Refused(Exception):
+    """The provider did not take the batch (rate, queue or token limit, bad request):
+    nothing was created, so the requests go back to their buffer without an attempt."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class ProviderAdapter(Protocol):
+    provider: str
+    account: str
+    page_size: int
+
+    async def submit(self, uid: str, endpoint: str, lines: list[bytes]) -> RemoteBatch: ...
+
+    async def find_submission(self, uid: str, created_at: float, total: int, owned: set[str]) -> list[RemoteBatch]: ...
+
+    async def list_recent(self, oldest: float, wanted: set[str]) -> tuple[dict[str, RemoteBatch], int]: ...
+
+    async def retrieve(self, batch_id: str) -> RemoteBatch: ...
+
+    async def cancel(self, batch_id: str) -> RemoteBatch: ...
+
+    def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,196 @@
+"""OpenAI Files + Batch API over the official async SDK (imported only here)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+
+from batchtop.providers.base import ERRORED, SUCCEEDED, Refused, RemoteBatch, ResultLine
+
+META_KEY = "batchtop_submission"
+PAGE = 100  # the largest page batches.list takes
+SKEW = 600.0  # clock difference we tolerate between us and the provider
+_REFUSAL_CODES = {"token_limit_exceeded", "batch_limit_exceeded", "too_many_requests", "rate_limit_exceeded"}
+_ABORTS = {"batch_expired": "expired", "batch_cancelled": "cancelled"}
+
+
+def upload_name(uid: str) -> str:
+    return f"batchtop-{uid}.jsonl"
+
+
+def _remote(b: Any) -> RemoteBatch:
+    counts = b.request_counts
+    errors = [e for e in (b.errors.data if b.errors and b.errors.data else [])]
+    codes = {e.code for e in errors if e.code}
+    text = "; ".join(f"{e.code or 'error'}: {e.message or ''}" + (f" (line {e.line})" if e.line else "") for e in errors[:5])
+    ended = b.completed_at or b.failed_at or b.expired_at or b.cancelled_at
+    return RemoteBatch(
+        id=b.id,
+        status=b.status,
+        total=counts.total if counts else 0,
+        succeeded=counts.completed if counts else 0,
+        failed=counts.failed if counts else 0,
+        created_at=float(b.created_at),
+        expires_at=float(b.expires_at) if b.expires_at else None,
+        ended_at=float(ended) if ended else None,
+        output_file_id=b.output_file_id,
+        error_file_id=b.error_file_id,
+        submission_uid=(b.metadata or {}).get(META_KEY),
+        error=text or None,
+        refused=b.status == "failed" and bool(codes & _REFUSAL_CODES),
+    )
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    headers = exc.response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        return None
+    return None
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    """A 4xx other than timeout/conflict means the provider created nothing."""
+    return isinstance(exc, openai.APIStatusError) and 400 <= exc.status_code < 500 and exc.status_code not in (408, 409)
+
+
+def _usage(body: dict[str, Any]) -> tuple[int, int, int, int]:
+    """(input, cached input, cache write, output), disjoint; chat, responses and embeddings shapes."""
+    u = body.get("usage") or {}
+    if "prompt_tokens" in u:
+        prompt = int(u.get("prompt_tokens") or 0)
+        cached = int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        return prompt - cached, cached, 0, int(u.get("completion_tokens") or 0)
+    details = u.get("input_tokens_details") or {}
+    cached = int(details.get("cached_tokens") or 0)
+    write = int(details.get("cache_write_tokens") or 0)
+    total = int(u.get("input_tokens") or 0)
+    return total - cached - write, cached, write, int(u.get("output_tokens") or 0)
+
+
+def parse_result_line(raw: str) -> ResultLine:
+    """One line of an output or error file."""
+    obj = json.loads(raw)
+    cid = obj.get("custom_id")
+    response = obj.get("response")
+    error = obj.get("error")
+    if response and response.get("status_code") == 200:
+        body = response.get("body") or {}
+        i, c, w, o = _usage(body)
+        return ResultLine(cid, SUCCEEDED, raw, None, None, i, c, w, o)
+    if error:
+        code = error.get("code") or "error"
+        return ResultLine(cid, _ABORTS.get(code, ERRORED), raw, f"{code}: {error.get('message') or ''}", code)
+    body = (response or {}).get("body") or {}
+    err = body.get("error") or {}
+    code = err.get("code") or err.get("type") or f"http_{(response or {}).get('status_code')}"
+    i, c, w, o = _usage(body)
+    return ResultLine(cid, ERRORED, raw, f"{code}: {err.get('message') or ''}", code, i, c, w, o)
+
+
+class OpenAIBatches:
+    provider = "openai"
+    page_size = PAGE
+
+    def __init__(self, client: openai.AsyncOpenAI, account: str = "default") -> None:
+        self.client = client
+        self.account = account
+        self.list_calls = 0
+
+    async def submit(self, uid: str, endpoint: str, lines: list[bytes]) -> RemoteBatch:
+        data = b"".join(lines)
+        try:
+            uploaded = await self.client.files.create(file=(upload_name(uid), data), purpose="batch")
+        except openai.APIStatusError as exc:
+            if _is_refusal(exc):
+                raise Refused(f"upload refused: {exc.status_code} {exc.message}", _retry_after(exc)) from exc
+            raise
+        try:
+            batch = await self.client.batches.create(
+                input_file_id=uploaded.id,
+                endpoint=endpoint,  # type: ignore[arg-type]
+                completion_window="24h",
+                metadata={META_KEY: uid},
+            )
+        except openai.APIStatusError as exc:
+            if _is_refusal(exc):
+                await self._delete_file(uploaded.id)
+                raise Refused(f"create refused: {exc.status_code} {exc.message}", _retry_after(exc)) from exc
+            raise
+        return _remote(batch)
+
+    async def _delete_file(self, file_id: str) -> None:
+        try:
+            await self.client.files.delete(file_id)
+        except openai.NotFoundError:
+            pass
+
+    async def _pages(self) -> AsyncIterator[list[Any]]:
+        page = await self.client.batches.list(limit=PAGE)
+        self.list_calls += 1
+        while True:
+            yield list(page.data)
+            if not page.has_next_page():
+                return
+            page = await page.get_next_page()
+            self.list_calls += 1
+
+    async def find_submission(self, uid: str, created_at: float, total: int, owned: set[str]) -> list[RemoteBatch]:
+        """Batches carrying our submission id in metadata; an upload left without
+        a batch (killed between upload and create) is deleted."""
+        found: list[RemoteBatch] = []
+        async for items in self._pages():
+            for b in items:
+                if (b.metadata or {}).get(META_KEY) == uid:
+                    found.append(_remote(b))
+            if not items or items[-1].created_at < created_at - SKEW:
+                break
+        if not found:
+            files = await self.client.files.list(purpose="batch", order="desc", limit=1000)
+            for f in files.data:
+                if f.filename == upload_name(uid):
+                    await self._delete_file(f.id)
+                if f.created_at < created_at - SKEW:
+                    break
+        return found
+
+    async def list_recent(self, oldest: float, wanted: set[str]) -> tuple[dict[str, RemoteBatch], int]:
+        """Newest first, stopping once every wanted batch was seen or the listing
+        passed the oldest of them: ceil(N/page)+1 calls at most for N in flight."""
+        seen: dict[str, RemoteBatch] = {}
+        calls_before = self.list_calls
+        missing = set(wanted)
+        async for items in self._pages():
+            for b in items:
+                if b.id in missing:
+                    seen[b.id] = _remote(b)
+                    missing.discard(b.id)
+            if not missing or not items or items[-1].created_at < oldest - SKEW:
+                break
+        return seen, self.list_calls - calls_before
+
+    async def retrieve(self, batch_id: str) -> RemoteBatch:
+        return _remote(await self.client.batches.retrieve(batch_id))
+
+    async def cancel(self, batch_id: str) -> RemoteBatch:
+        return _remote(await self.client.batches.cancel(batch_id))
+
+    async def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]:
+        """Output file, then the error file (always read), streamed line by line."""
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if not file_id:
+                continue
+            async with self.client.files.with_streaming_response.content(file_id) as response:
+                async for line in response.iter_lines():
+                    if line.strip():
+                        yield parse_result_line(line)
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -1,0 +1,173 @@
+"""Storing a batch's results, chunk by chunk, idempotently.
+
+Each chunk is one transaction that sets the outcome of attempts still without one,
+adds their usage to the rollups and moves their requests on (succeeded, queued
+again, or dead). A crash mid-ingest loses nothing: the next ingest skips attempts
+that already have an outcome, so no rollup is counted twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from batchtop.providers.base import MISSING, SUCCEEDED, ResultLine
+from batchtop.store.store import Store
+
+_FAILED_STATE = {"expired": "expired", "cancelled": "cancelled"}
+
+
+@dataclass
+class Pending:
+    attempt_id: int
+    request_id: int
+    number: int
+    open: bool
+
+
+@dataclass(frozen=True)
+class Settle:
+    """How failures are handled: the engine's config, captured per ingest."""
+
+    max_attempts: int
+    auto_resubmit: bool
+
+
+class BatchIngest:
+    """Ingest of one batch; `attempts` maps custom_id to its attempt in this batch."""
+
+    def __init__(self, store: Store, batch_id: int, settle: Settle) -> None:
+        self.store = store
+        self.batch_id = batch_id
+        self.settle = settle
+        row = store.db.execute("SELECT provider, model FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        self.provider, self.model = row
+        self.attempts: dict[str, Pending] = {
+            cid: Pending(aid, rid, number, outcome is None)
+            for aid, rid, number, outcome, cid in store.db.execute(
+                "SELECT a.id, a.request_id, a.number, a.outcome, r.custom_id FROM attempts a"
+                " JOIN requests r ON r.id = a.request_id WHERE a.batch_id = ?",
+                (batch_id,),
+            )
+        }
+
+    def add(self, results: Iterable[ResultLine], now: float, invalid: dict[str, str] | None = None) -> int:
+        """Store a chunk of results in one transaction; returns how many were new.
+        `invalid` maps custom_ids whose output failed validation to the reason."""
+        invalid = invalid or {}
+        updates = []
+        failures: list[tuple[Pending, str, str]] = []
+        succeeded: list[int] = []
+        anomalies = []
+        firsts: list[bool] = []
+        for r in results:
+            p = self.attempts.get(r.custom_id)
+            if p is None:
+                anomalies.append(("unknown_custom_id", f"result for custom_id {r.custom_id!r} we did not submit"))
+                continue
+            if not p.open:
+                continue
+            p.open = False
+            outcome, error = r.outcome, r.error
+            if outcome == SUCCEEDED and r.custom_id in invalid:
+                outcome, error = "invalid_output", f"invalid_output: {invalid[r.custom_id]}"
+            updates.append(
+                (outcome, now, r.response, error, r.input_tokens, r.cached_input_tokens,
+                 r.cache_creation_input_tokens, r.output_tokens, p.attempt_id)
+            )
+            firsts.append(p.number == 1)
+            if outcome == SUCCEEDED:
+                succeeded.append(p.request_id)
+            else:
+                failures.append((p, outcome, error or outcome))
+        with self.store.transaction() as db:
+            db.executemany(
+                "UPDATE attempts SET outcome = ?, ended_at = ?, response = ?, error = ?, input_tokens = ?,"
+                " cached_input_tokens = ?, cache_creation_input_tokens = ?, output_tokens = ? WHERE id = ?",
+                updates,
+            )
+            db.executemany(
+                "UPDATE requests SET state = 'succeeded', last_error = NULL WHERE id = ?", [(i,) for i in succeeded]
+            )
+            self._rollup(db, updates, firsts, now)
+            self._settle_failures(db, failures)
+            db.executemany(
+                "INSERT OR IGNORE INTO anomalies (batch_id, kind, detail, created_at) VALUES (?, ?, ?, ?)",
+                [(self.batch_id, kind, detail, now) for kind, detail in anomalies],
+            )
+        return len(updates)
+
+    def _rollup(self, db: sqlite3.Connection, updates: list[tuple], firsts: list[bool], now: float) -> None:
+        sums: dict[tuple[int, int], list[int]] = {}
+        failed = 0
+        for (outcome, _, _, _, i, c, w, o, _), first in zip(updates, firsts):
+            ok = outcome == SUCCEEDED
+            failed += not ok
+            entry = sums.setdefault((int(first), int(ok)), [0, 0, 0, 0, 0])
+            entry[0] += 1
+            entry[1] += i
+            entry[2] += c
+            entry[3] += w
+            entry[4] += o
+        db.executemany(
+            "INSERT INTO usage_rollup (provider, model, first_attempt, succeeded, attempts, input_tokens,"
+            " cached_input_tokens, cache_creation_input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (provider, model, first_attempt, succeeded) DO UPDATE SET"
+            " attempts = attempts + excluded.attempts, input_tokens = input_tokens + excluded.input_tokens,"
+            " cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,"
+            " cache_creation_input_tokens = cache_creation_input_tokens + excluded.cache_creation_input_tokens,"
+            " output_tokens = output_tokens + excluded.output_tokens",
+            [(self.provider, self.model, f, s, *v) for (f, s), v in sums.items()],
+        )
+        if updates:
+            db.execute(
+                "INSERT INTO outcome_hourly (hour, attempts, failed) VALUES (?, ?, ?) ON CONFLICT (hour) DO UPDATE SET"
+                " attempts = attempts + excluded.attempts, failed = failed + excluded.failed",
+                (int(now // 3600), len(updates), failed),
+            )
+
+    def _settle_failures(self, db: sqlite3.Connection, failures: list[tuple[Pending, str, str]]) -> None:
+        """A failed attempt's request: dead after max_attempts, else queued again (or
+        left failed for a manual resubmit when auto_resubmit is off)."""
+        requeue: dict[int, list[int]] = {}
+        for p, outcome, error in failures:
+            if p.number >= self.settle.max_attempts:
+                db.execute("UPDATE requests SET state = 'dead', last_error = ? WHERE id = ?", (error, p.request_id))
+            elif self.settle.auto_resubmit:
+                buffer_id, size = db.execute(
+                    "UPDATE requests SET state = 'queued', last_error = ? WHERE id = ? RETURNING buffer_id, bytes",
+                    (error, p.request_id),
+                ).fetchone()
+                entry = requeue.setdefault(buffer_id, [0, 0])
+                entry[0] += 1
+                entry[1] += size
+            else:
+                db.execute(
+                    "UPDATE requests SET state = ?, last_error = ? WHERE id = ?",
+                    (_FAILED_STATE.get(outcome, "failed"), error, p.request_id),
+                )
+        db.executemany(
+            "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ? WHERE id = ?",
+            [(n, size, b) for b, (n, size) in requeue.items()],
+        )
+
+    def finish(self, now: float, *, batch_error: str | None = None) -> None:
+        """Every submitted custom_id without a result is a failed attempt (`missing`,
+        or the batch's own error when it failed whole); then the batch is done."""
+        leftovers = [
+            ResultLine(cid, "errored" if batch_error else MISSING, None, batch_error or "missing: no result line came back")
+            for cid, p in self.attempts.items()
+            if p.open
+        ]
+        if leftovers:
+            self.add(leftovers, now)
+        with self.store.transaction() as db:
+            (ok,) = db.execute(
+                "SELECT count(*) FROM attempts WHERE batch_id = ? AND outcome = 'succeeded'", (self.batch_id,)
+            ).fetchone()
+            db.execute(
+                "UPDATE batches SET ingested_at = ?, succeeded = ?, failed = total - ?,"
+                " ended_at = coalesce(ended_at, ?) WHERE id = ?",
+                (now, ok, ok, now, self.batch_id),
+            )
