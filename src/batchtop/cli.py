@@ -46,6 +46,29 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--deadline", metavar="ISO", help="results needed by this time, e.g. 2026-11-27T09:00:00Z")
     p.add_argument("--provider", choices=["openai", "anthropic"], help="force the provider instead of telling it from the line")
 
+    p = command("flush", "mark buffers for flushing now; the next tick submits them")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("buffer", nargs="?", metavar="BUFFER", help="provider:endpoint:model, or a model name")
+    which.add_argument("--all", action="store_true", help="every buffer with queued requests")
+
+    command("tick", "one engine pass: flush due buffers, submit, poll, ingest results, resubmit failures")
+    command("run", "the engine loop: ticks until SIGINT/SIGTERM")
+
+    p = command("resubmit", "put a batch's failed, expired and cancelled requests back for a new attempt now")
+    p.add_argument("batch_id", metavar="BATCH_ID", help="the provider's batch id (or local-N for an unknown submission)")
+
+    p = command("adopt", "resolve an unknown submission: it is this provider batch")
+    p.add_argument("submission", metavar="LOCAL_ID", help="the unknown submission, as listed (local-N)")
+    p.add_argument("batch_id", metavar="BATCH_ID", help="one of its candidate provider batch ids")
+
+    p = command("cancel", "cancel a batch at the provider")
+    p.add_argument("batch_id", metavar="BATCH_ID")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    p = command("demo", "the console on a throw-away data dir, fed by the built-in simulator; needs no keys")
+    p.add_argument("--speed", type=float, default=1.0, help="how fast the simulated providers work")
+    p.add_argument("--seconds", type=float, default=None, help="quit by itself after this long")
+
     p = command("sim", "run the provider simulator (OpenAI Files + Batches, Anthropic Message Batches) on 127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="port to listen on (0 picks a free one)")
     p.add_argument("--failure-rate", type=float, default=0.0, help="share of request attempts that error")
@@ -83,6 +106,141 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def _config(args: argparse.Namespace):  # -> Config
+    from batchtop.config import load_config
+
+    return load_config(paths.config_file(args.config), required=bool(args.config))
+
+
+def _cmd_flush(args: argparse.Namespace) -> int:
+    import time
+
+    from batchtop.store import Store, actions
+
+    with Store(_data_dir(args)) as store:
+        buffer_id = None if args.all else actions.find_buffer(store, args.buffer)
+        n = actions.request_flush(store, buffer_id, time.time())
+    print(f"marked {n} queued request{'s' if n != 1 else ''} for flushing; the next tick submits them")
+    return Exit.OK
+
+
+def _print_report(report) -> None:  # report: TickReport
+    parts = [
+        f"{label} {len(items)}"
+        for label, items in (
+            ("submitted", report.submitted),
+            ("adopted", report.adopted),
+            ("ingested", report.ingested),
+            ("cancelled", report.cancelled),
+            ("refused", report.refused),
+            ("unknown", report.unknown),
+        )
+        if items
+    ]
+    print("tick: " + (", ".join(parts) if parts else "nothing to do"))
+    for provider, error in report.errors.items():
+        print(f"  {provider}: {error}", file=sys.stderr)
+
+
+def _cmd_tick(args: argparse.Namespace) -> int:
+    from batchtop import operations
+
+    report = operations.tick(_data_dir(args), _config(args))
+    _print_report(report)
+    return Exit.ERROR if report.errors else Exit.OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
+    from batchtop import operations
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    operations.run(_data_dir(args), _config(args))
+    return Exit.OK
+
+
+def _cmd_resubmit(args: argparse.Namespace) -> int:
+    import time
+
+    from batchtop.store import Store, actions, submissions
+
+    with Store(_data_dir(args)) as store:
+        if args.batch_id.startswith("local-"):
+            try:
+                submissions.resolve_unknown(store, args.batch_id.removeprefix("local-"), adopt=None, now=time.time())
+            except LookupError as exc:
+                raise BatchtopError(str(exc)) from None
+            print(f"{args.batch_id} will be submitted again on the next tick")
+            return Exit.OK
+        n = actions.resubmit(store, args.batch_id, time.time())
+    print(f"{n} request{'s' if n != 1 else ''} of {args.batch_id} queued for a new attempt; the next tick submits them")
+    return Exit.OK
+
+
+def _cmd_adopt(args: argparse.Namespace) -> int:
+    import time
+
+    from batchtop.store import Store, submissions
+
+    with Store(_data_dir(args)) as store:
+        try:
+            submissions.resolve_unknown(store, args.submission.removeprefix("local-"), adopt=args.batch_id, now=time.time())
+        except LookupError as exc:
+            raise BatchtopError(str(exc)) from None
+    print(f"{args.submission} is {args.batch_id}; the next tick polls it")
+    return Exit.OK
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    import time
+
+    from batchtop import operations
+    from batchtop.store import Store, actions
+
+    data_dir = _data_dir(args)
+    with Store(data_dir) as store:
+        row = store.db.execute(
+            "SELECT provider, model, status, total, succeeded, failed FROM batches WHERE provider_batch_id = ?",
+            (args.batch_id,),
+        ).fetchone()
+        if row is None:
+            raise BatchtopError(f"no batch {args.batch_id!r} in this data dir")
+        provider, model, status, total, ok, failed = row
+        if not args.yes:
+            sys.stderr.write(
+                f"cancel {args.batch_id} ({provider} {model}, {status}, {ok} succeeded / {failed} failed / {total})? [y/N] "
+            )
+            sys.stderr.flush()
+            answer = sys.stdin.readline().strip().lower()
+            if answer not in ("y", "yes"):
+                print("not cancelled", file=sys.stderr)
+                return Exit.ERROR
+        actions.request_cancel(store, args.batch_id, time.time())
+    report = operations.cancel_now(data_dir, _config(args))
+    if report is None:
+        print(f"cancel of {args.batch_id} requested; the running engine carries it out on its next tick")
+        return Exit.OK
+    if report.errors:
+        for provider, error in report.errors.items():
+            print(f"batchtop: {provider}: {error}; the cancel stays requested and is retried", file=sys.stderr)
+        return Exit.ERROR
+    print(f"cancelling {args.batch_id}; what finished before the cancel is ingested when it ends")
+    return Exit.OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from batchtop.demo import run_demo
+
+    return run_demo(speed=args.speed, seconds=args.seconds)
+
+
+def _cmd_console(args: argparse.Namespace) -> int:
+    from batchtop.tui import run_console
+
+    return run_console(_data_dir(args), _config(args))
+
+
 def _cmd_sim(args: argparse.Namespace) -> int:
     from batchtop.sim import SimConfig, serve_forever
 
@@ -109,7 +267,17 @@ def _cmd_once(args: argparse.Namespace) -> int:
     )
 
 
-COMMANDS = {"enqueue": _cmd_enqueue, "sim": _cmd_sim}
+COMMANDS = {
+    "enqueue": _cmd_enqueue,
+    "flush": _cmd_flush,
+    "tick": _cmd_tick,
+    "run": _cmd_run,
+    "resubmit": _cmd_resubmit,
+    "adopt": _cmd_adopt,
+    "cancel": _cmd_cancel,
+    "demo": _cmd_demo,
+    "sim": _cmd_sim,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,11 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command is None:
-            if args.once:
-                return _cmd_once(args)
-            parser.print_usage(sys.stderr)
-            print("batchtop: the console is not built yet; use --once", file=sys.stderr)
-            return Exit.USAGE
+            return _cmd_once(args) if args.once else _cmd_console(args)
         if args.once:
             parser.error("--once takes no command")
         return COMMANDS[args.command](args)

@@ -103,6 +103,23 @@ class Engine:
         self._set_state("tick", {"at": self.now()})
         return report
 
+    async def cancels_only(self) -> TickReport:
+        """Carry out the requested cancels and nothing else (`batchtop cancel`)."""
+        lease.acquire(self.store, self.config.engine.lease_ttl, self.now())
+        report = TickReport()
+        providers = [
+            r[0]
+            for r in self.store.db.execute(
+                "SELECT DISTINCT provider FROM batches WHERE cancel_requested_at IS NOT NULL AND ingested_at IS NULL"
+            )
+        ]
+        for provider in providers:
+            try:
+                await self._cancels(self._adapter(provider), report)
+            except Exception as exc:
+                report.errors[provider] = f"{type(exc).__name__}: {exc}"
+        return report
+
     async def _provider_pass(self, provider: str, report: TickReport) -> None:
         state = self._provider_state(provider)
         now = self.now()

@@ -1,0 +1,70 @@
+"""Engine entry points for the CLI: one tick, the loop, an immediate cancel.
+
+Kept apart from `cli.py` so the argument parsing stays thin, and from `engine.py`
+so the engine knows nothing of signals or printing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+from batchtop.config import Config
+from batchtop.engine import Engine, TickReport
+from batchtop.store import Store, lease
+
+
+def tick(data_dir: Path, config: Config) -> TickReport:
+    """One engine pass; EngineBusy when another engine holds the data dir."""
+    with Store(data_dir) as store:
+        engine = Engine(store, config)
+
+        async def once() -> TickReport:
+            try:
+                return await engine.tick()
+            finally:
+                await engine.close()
+
+        try:
+            return asyncio.run(once())
+        finally:
+            lease.release(store)
+
+
+def run(data_dir: Path, config: Config) -> None:
+    """Tick until SIGINT or SIGTERM, then release the lease and return."""
+    with Store(data_dir) as store:
+        engine = Engine(store, config)
+        lease.acquire(store, config.engine.lease_ttl, time.time())  # fail fast, before the loop
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await engine.run(stop)
+
+        asyncio.run(main())
+
+
+def cancel_now(data_dir: Path, config: Config) -> TickReport | None:
+    """Carry out requested cancels now, unless another engine holds the data dir
+    (it will, on its next tick): returns None in that case."""
+    with Store(data_dir) as store:
+        current = lease.holder(store, time.time())
+        if current is not None:
+            return None
+        engine = Engine(store, config)
+
+        async def once() -> TickReport:
+            try:
+                return await engine.cancels_only()
+            finally:
+                await engine.close()
+
+        try:
+            return asyncio.run(once())
+        finally:
+            lease.release(store)

@@ -1,0 +1,172 @@
+"""The status document: what the console shows and `--once` prints.
+
+One function reads the store (counters and rollups the engine keeps, never a scan
+of the requests table) and returns the `--once --json` schema of shared/cli.md,
+plus a few extra keys the console uses. Both views render this and compute nothing
+of their own. No Textual, no SDK imported here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from batchtop.config import Config
+from batchtop.providers.base import ENDED, UNKNOWN
+from batchtop.store import views
+from batchtop.timefmt import iso
+
+RECENT_ENDED = 50
+"""How many ended batches are listed beside those in flight."""
+
+
+def _buffers(db: sqlite3.Connection, config: Config) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": b.name,
+            "provider": b.provider,
+            "endpoint": b.endpoint,
+            "model": b.model,
+            "queued": b.queued,
+            "bytes": b.bytes,
+            "oldest_enqueued_at": iso(b.oldest_enqueued_at),
+            "earliest_deadline": iso(b.earliest_deadline),
+            "flush_due_at": iso(b.flush_due_at),
+            "flush_requested": b.flush_requested_at is not None,
+            "held_reason": b.held_reason,
+            "retry_at": iso(b.retry_at),
+        }
+        for b in views.buffers(db, config)
+    ]
+
+
+_BATCH_COLS = (
+    "id, submission_uid, provider_batch_id, provider, account, endpoint, model, status, total, succeeded, failed,"
+    " created_at, provider_created_at, expires_at, ended_at, ingested_at, cancel_requested_at, last_error, candidates"
+)
+
+
+def _batch(row: tuple) -> dict[str, Any]:
+    (local, uid, pid, provider, account, endpoint, model, status, total, ok, failed, created, pcreated, expires, ended,
+     ingested, cancel, error, candidates) = row
+    return {
+        "id": pid or f"local-{local}",
+        "provider": provider,
+        "model": model,
+        "status": status,
+        "total": total,
+        "succeeded": ok,
+        "failed": failed,
+        "created_at": iso(pcreated or created),
+        "ended_at": iso(ended) if status in ENDED else None,
+        "expires_at": iso(expires),
+        "endpoint": endpoint,
+        "account": account,
+        "submission": uid,
+        "ingested": ingested is not None,
+        "cancel_requested": cancel is not None,
+        "error": error,
+        "candidates": json.loads(candidates) if status == UNKNOWN and candidates else [],
+    }
+
+
+def _batches(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    live = db.execute(
+        f"SELECT {_BATCH_COLS} FROM batches WHERE ingested_at IS NULL ORDER BY created_at DESC, id DESC"
+    ).fetchall()
+    ended = db.execute(
+        f"SELECT {_BATCH_COLS} FROM batches WHERE ingested_at IS NOT NULL AND total > 0"
+        " ORDER BY ingested_at DESC, id DESC LIMIT ?",
+        (RECENT_ENDED,),
+    ).fetchall()
+    return [_batch(r) for r in live + ended]
+
+
+def failure_rate(db: sqlite3.Connection, config: Config, now: float) -> tuple[int, int]:
+    """(failed, ended) attempts within the alert window, from the hourly counts."""
+    since = int((now - config.alerts.window) // 3600)
+    failed, total = db.execute(
+        "SELECT coalesce(sum(failed), 0), coalesce(sum(attempts), 0) FROM outcome_hourly WHERE hour > ?", (since,)
+    ).fetchone()
+    return int(failed), int(total)
+
+
+def _alerts(doc: dict[str, Any], failed: int, ended: int, config: Config) -> list[dict[str, Any]]:
+    alerts = []
+    threshold = config.alerts.failure_rate
+    if ended and failed / ended > threshold:
+        alerts.append({
+            "kind": "failure_rate",
+            "message": f"{failed} of {ended} attempts failed in the last {config.alerts.window / 3600:g}h"
+            f" ({failed / ended:.1%}, threshold {threshold:.0%})",
+        })
+    if doc["dead_letters"]:
+        alerts.append({"kind": "dead_letters", "message": f"{doc['dead_letters']} request(s) used up their attempts"})
+    if doc["unknown_submissions"]:
+        alerts.append({
+            "kind": "unknown_submissions",
+            "message": f"{doc['unknown_submissions']} submission(s) could not be matched at the provider: adopt or resubmit",
+        })
+    return alerts
+
+
+def _providers(db: sqlite3.Connection) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in db.execute("SELECT key, value FROM engine_state WHERE key LIKE 'provider:%'"):
+        state = json.loads(value)
+        out[key.split(":", 1)[1]] = {
+            "status": state.get("status"),
+            "polled_at": iso(state.get("polled_at")),
+            "retry_at": iso(state.get("retry_at")),
+            "error": state.get("error"),
+        }
+    return out
+
+
+def collect(db: sqlite3.Connection, config: Config, now: float) -> dict[str, Any]:
+    """The status document at `now`."""
+    from batchtop.pricing.inflight import in_flight_estimate
+    from batchtop.pricing.savings import savings
+
+    (dead,) = db.execute("SELECT count(*) FROM requests WHERE state = 'dead'").fetchone()
+    (unknown,) = db.execute("SELECT count(*) FROM batches WHERE status = ?", (UNKNOWN,)).fetchone()
+    (anomalies,) = db.execute("SELECT count(*) FROM anomalies").fetchone()
+    estimate = in_flight_estimate(db, config)
+    providers = _providers(db)
+    polls = [p["polled_at"] for p in providers.values() if p["polled_at"]]
+    failed, ended = failure_rate(db, config, now)
+    doc: dict[str, Any] = {
+        "generated_at": iso(now),
+        "buffers": _buffers(db, config),
+        "batches": _batches(db),
+        "savings": savings(db, config),
+        "in_flight_estimate_usd": estimate.get("usd"),
+        "dead_letters": int(dead),
+        "unknown_submissions": int(unknown),
+        "anomalies": int(anomalies),
+        "failure_rate": {"failed": failed, "attempts": ended, "rate": failed / ended if ended else None},
+        "providers": providers,
+        "last_poll_at": max(polls) if polls else None,
+    }
+    doc["alerts"] = _alerts(doc, failed, ended, config)
+    return doc
+
+
+def empty(now: float) -> dict[str, Any]:
+    """The document for a data dir with no database yet: nothing to show, nothing created."""
+    return {
+        "generated_at": iso(now),
+        "buffers": [],
+        "batches": [],
+        "savings": {"by_model": [], "total": {"batch_cost_usd": 0.0, "realtime_cost_usd": 0.0, "saved_usd": 0.0,
+                                             "saved_pct": None, "resubmission_cost_usd": 0.0, "complete": True}},
+        "in_flight_estimate_usd": 0.0,
+        "dead_letters": 0,
+        "unknown_submissions": 0,
+        "anomalies": 0,
+        "failure_rate": {"failed": 0, "attempts": 0, "rate": None},
+        "providers": {},
+        "last_poll_at": None,
+        "alerts": [],
+    }
