@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 #: The app holds the :class:`~batchtop.sim.server.Simulator` under this key.
 APP_SIM: web.AppKey[Any] = web.AppKey("batchtop_sim", object)
 
-#: Send ``x-sim-fault: 429`` (or 500, 503, 529) to force one injected fault.
+#: Send ``x-sim-fault: 429`` (or 500, 503, 529: any 4xx/5xx) to force one injected fault.
 FORCE_FAULT_HEADER = "x-sim-fault"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -70,7 +70,7 @@ def _pick_fault(request: web.Request, sim: Any) -> tuple[int, int] | None:
     """A forced fault from the header, else a seeded roll against ``fault_rate``."""
     cfg = sim.config
     forced = request.headers.get(FORCE_FAULT_HEADER, "")
-    if forced.isdigit():
+    if forced.isdigit() and 400 <= int(forced) <= 599:
         return int(forced), cfg.fault_retry_after_ms[0]
     return sim.fault_dice.roll(cfg.fault_rate, cfg.fault_retry_after_ms)
 

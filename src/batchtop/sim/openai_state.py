@@ -125,7 +125,9 @@ class OpenAIBatch:
             "object": "batch",
             "endpoint": self.endpoint,
             "model": self.model,
-            "errors": {"object": "list", "data": self.errors} if self.errors else None,
+            # Validation errors are only known once validation has finished (the batch
+            # failed); a batch cancelled or expired while validating never reports them.
+            "errors": {"object": "list", "data": self.errors} if self.errors and p.phase == FAILED else None,
             "input_file_id": self.input_file_id,
             "completion_window": self.completion_window,
             "status": p.phase,
@@ -151,8 +153,15 @@ class OpenAIBatch:
         return sorted(range(self.n), key=lambda i: short_hash(self.cfg.seed, self.requests[i].custom_id))
 
     def build_result_files(self, p: Progress) -> tuple[bytes, bytes]:
-        """``(output, errors)`` JSONL once the batch has ended; unrun requests get abort lines."""
+        """``(output, errors)`` JSONL once the batch has ended; unrun requests get abort lines.
+
+        A batch with an invalid input file never accepted its requests, so it has no
+        result lines whichever way it ended (failed, or cancelled/expired while
+        validating); that keeps the files in line with its all-zero request_counts.
+        """
         out, err = io.BytesIO(), io.BytesIO()
+        if self.errors:
+            return b"", b""
         start = self.created + self.timing.validate_s
         abort = "batch_expired" if p.phase == EXPIRED else "batch_cancelled"
         for i in self._order():

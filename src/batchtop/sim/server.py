@@ -206,14 +206,14 @@ class Simulator:
 def serve_forever(port: int, config: SimConfig) -> None:
     """Run the simulator in the foreground until SIGINT/SIGTERM (``batchtop sim``).
 
-    Prints the two base URLs, one per line, once listening.
+    Prints the two base URLs, one per line, once listening. The signal handlers
+    are in place before the URLs are printed, so a caller that signals as soon
+    as it has read them still gets a clean exit. A port that cannot be bound is
+    reported as a :class:`~batchtop.errors.BatchtopError` (one line, exit 1).
     """
+    from batchtop.errors import BatchtopError
 
     async def main() -> None:
-        sim = Simulator(config)
-        await sim.start_async(port)
-        print(f"OPENAI_BASE_URL={sim.openai_base_url}", flush=True)
-        print(f"ANTHROPIC_BASE_URL={sim.anthropic_base_url}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -221,7 +221,14 @@ def serve_forever(port: int, config: SimConfig) -> None:
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
                 signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+        sim = Simulator(config)
         try:
+            await sim.start_async(port)
+        except OSError as exc:
+            raise BatchtopError(f"sim: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+        try:
+            print(f"OPENAI_BASE_URL={sim.openai_base_url}", flush=True)
+            print(f"ANTHROPIC_BASE_URL={sim.anthropic_base_url}", flush=True)
             await stop.wait()
         finally:
             await sim.stop_async()
