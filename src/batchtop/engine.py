@@ -61,13 +61,15 @@ class Engine:
         self.now = now
         self._factory = adapter_factory
         self._adapters: dict[str, ProviderAdapter] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._failures: dict[str, int] = {}
         self._settle = Settle(config.engine.max_attempts, config.engine.auto_resubmit)
 
     # -- lifecycle -------------------------------------------------------------
     async def close(self) -> None:
-        for adapter in self._adapters.values():
-            await adapter.close()
+        if self._loop is asyncio.get_running_loop():  # clients of a closed loop are gone with it
+            for adapter in self._adapters.values():
+                await adapter.close()
         self._adapters.clear()
 
     def _set_state(self, key: str, value: dict[str, Any]) -> None:
@@ -158,6 +160,10 @@ class Engine:
         self._set_state(f"provider:{provider}", {"status": "ok", "polled_at": self.now()})
 
     def _adapter(self, provider: str) -> ProviderAdapter:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # SDK clients are bound to the loop they first ran on
+            self._adapters.clear()
+            self._loop = loop
         adapter = self._adapters.get(provider)
         if adapter is None:
             adapter = self._adapters[provider] = self._factory(self.config, provider)
