@@ -324,3 +324,43 @@ def test_second_engine_is_refused_and_a_dead_owner_is_taken_over(data_dir: Path)
         store.db.execute("UPDATE lease SET host = 'elsewhere', pid = 1, expires_at = 10")
         lease.acquire(store, 60.0, 11.0)
         assert lease.holder(store, 11.0).pid == os.getpid()
+
+
+# -- savings hooks: output validation and the budget cap -------------------------------
+
+
+def _parsed(doc: dict) -> "Config":
+    from batchtop.config import parse_config
+
+    return parse_config({"flush": {"max_age": 0}, "engine": {"poll_interval": 0.1}, **doc})
+
+
+def test_invalid_output_is_a_failed_attempt_that_costs_and_retries(sim: Simulator, data_dir: Path) -> None:
+    # the simulator answers in prose, so a buffer that wants JSON rejects every output
+    enqueue(data_dir, openai_lines(4))
+    cfg = _parsed({"engine": {"max_attempts": 2, "poll_interval": 0.1}, "buffers": [{"model": "gpt-4o-mini", "output": "json"}]})
+    with Store(data_dir) as store:
+        engine = Engine(store, cfg)
+        drive(engine, all_settled(store))
+        assert states(store) == {"dead": 4}
+        assert {r[0] for r in store.db.execute("SELECT outcome FROM attempts")} == {"invalid_output"}
+        assert all("invalid_output" in r[0] for r in store.db.execute("SELECT last_error FROM requests"))
+        assert set(sim.submissions.values()) == {2}
+        # the tokens were spent: they are in the rollup as failed attempts (resubmission cost)
+        (failed_tokens,) = store.db.execute("SELECT sum(output_tokens) FROM usage_rollup WHERE succeeded = 0").fetchone()
+        assert failed_tokens > 0
+        close(engine)
+
+
+def test_budget_cap_holds_the_flush_and_says_why(sim: Simulator, data_dir: Path) -> None:
+    enqueue(data_dir, openai_lines(20))
+    with Store(data_dir) as store:
+        engine = Engine(store, _parsed({"budget": {"daily_usd": 0.000001}}))
+        report = tick(engine)
+        assert not report.submitted and not sim.batches()
+        (reason,) = store.db.execute("SELECT held_reason FROM buffers").fetchone()
+        assert "budget" in reason and "daily" in reason
+        close(engine)
+        engine = Engine(store, _parsed({"budget": {"daily_usd": 100}}))
+        assert len(tick(engine).submitted) == 1
+        close(engine)

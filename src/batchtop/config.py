@@ -6,12 +6,15 @@ and the key, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from batchtop.errors import BatchtopError
+from batchtop.pricing.table import PriceSpecError, table_with
 from batchtop.providers.limits import CAPS, PROVIDERS
 from batchtop.timefmt import parse_duration
 
@@ -37,6 +40,8 @@ class BufferOverride:
     endpoint: str | None
     model: str | None
     values: dict[str, Any]
+    output: str | None = None  # "json": the model's text must parse as JSON; "text": no check
+    output_schema: Path | None = None  # JSON Schema the output must satisfy (implies json)
 
     def matches(self, provider: str, endpoint: str, model: str) -> bool:
         return (
@@ -72,6 +77,27 @@ class AlertConfig:
 
 
 @dataclass(frozen=True)
+class BudgetLimits:
+    """Spending caps in USD at batch price; None = no cap."""
+
+    daily_usd: Decimal | None = None
+    monthly_usd: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """`[budget]` caps all providers together; `[budget.<provider>]` caps one."""
+
+    total: BudgetLimits = BudgetLimits()
+    providers: dict[str, BudgetLimits] = field(default_factory=dict)
+
+    def has_caps(self) -> bool:
+        """Whether any cap is set: without one the engine skips the spend query."""
+        limits = [self.total, *self.providers.values()]
+        return any(lim.daily_usd is not None or lim.monthly_usd is not None for lim in limits)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     engine: EngineConfig = EngineConfig()
@@ -80,6 +106,7 @@ class Config:
     accounts: dict[str, Account] = field(default_factory=dict)
     alerts: AlertConfig = AlertConfig()
     prices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    budget: BudgetConfig = BudgetConfig()
 
     def policy_for(self, provider: str, endpoint: str, model: str) -> FlushPolicy:
         """The flush policy of one buffer: defaults, then matching overrides, then provider caps."""
@@ -134,12 +161,62 @@ def _flush_values(path: Path | None, prefix: str, table: dict[str, Any]) -> dict
 
 
 _FLUSH_KEYS = {"max_requests", "max_bytes", "max_age", "deadline_margin", "min_requests"}
+_OUTPUT_KEYS = {"output", "output_schema"}
+_OUTPUT_KINDS = ("json", "text")
+_BUDGET_KEYS = {"daily_usd", "monthly_usd"}
+
+
+def _output_schema(path: Path | None, key: str, value: Any) -> Path:
+    """A JSON Schema file, relative to the config file's directory, checked now so a
+    typo fails at load time rather than on the first result."""
+    if not isinstance(value, str) or not value:
+        raise _fail(path, key, "must be a path to a JSON Schema file")
+    schema_path = Path(value).expanduser()
+    if not schema_path.is_absolute() and path is not None:
+        schema_path = path.parent / schema_path
+    try:
+        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _fail(path, key, f"cannot read {schema_path} ({exc.strerror})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _fail(path, key, f"{schema_path} is not JSON ({exc})") from None
+    from jsonschema import SchemaError, validators  # lazy: only configs that use a schema pay for it
+
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        raise _fail(path, key, f"{schema_path} is not a valid JSON Schema ({exc.message})") from None
+    return schema_path.resolve()
+
+
+def _budget_limits(path: Path | None, prefix: str, table: dict[str, Any]) -> BudgetLimits:
+    values: dict[str, Decimal] = {}
+    for key in _BUDGET_KEYS & set(table):
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+            raise _fail(path, prefix + key, "must be a number of US dollars >= 0")
+        values[key] = Decimal(str(value))
+    return BudgetLimits(**values)
+
+
+def _budget(path: Path | None, table: dict[str, Any]) -> BudgetConfig:
+    providers: dict[str, BudgetLimits] = {}
+    for key, value in table.items():
+        if key in _BUDGET_KEYS:
+            continue
+        if key not in PROVIDERS:
+            raise _fail(path, f"budget.{key}", f"unknown key (known: {', '.join(sorted(_BUDGET_KEYS | set(PROVIDERS)))})")
+        if not isinstance(value, dict):
+            raise _fail(path, f"budget.{key}", "must be a table")
+        _check_keys(path, f"budget.{key}.", value, _BUDGET_KEYS)
+        providers[key] = _budget_limits(path, f"budget.{key}.", value)
+    return BudgetConfig(total=_budget_limits(path, "budget.", table), providers=providers)
 
 
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     """Build a Config from a TOML document, rejecting unknown keys and bad values."""
-    _check_keys(path, "", data, {"engine", "flush", "buffers", "accounts", "alerts", "prices"})
-    for section in ("engine", "flush", "accounts", "alerts", "prices"):
+    _check_keys(path, "", data, {"engine", "flush", "buffers", "accounts", "alerts", "prices", "budget"})
+    for section in ("engine", "flush", "accounts", "alerts", "prices", "budget"):
         if section in data and not isinstance(data[section], dict):
             raise _fail(path, section, "must be a table")
 
@@ -169,15 +246,25 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         prefix = f"buffers[{i}]."
         if not isinstance(entry, dict):
             raise _fail(path, f"buffers[{i}]", "must be a table")
-        _check_keys(path, prefix, entry, _FLUSH_KEYS | {"provider", "endpoint", "model"})
+        _check_keys(path, prefix, entry, _FLUSH_KEYS | _OUTPUT_KEYS | {"provider", "endpoint", "model"})
         for k in ("provider", "endpoint", "model"):
             if k in entry and not isinstance(entry[k], str):
                 raise _fail(path, prefix + k, "must be a string")
         if entry.get("provider") not in (None, *PROVIDERS):
             raise _fail(path, prefix + "provider", f"must be one of {', '.join(PROVIDERS)}")
+        if entry.get("output") not in (None, *_OUTPUT_KINDS):
+            raise _fail(path, prefix + "output", f"must be one of {', '.join(repr(k) for k in _OUTPUT_KINDS)}")
+        schema = _output_schema(path, prefix + "output_schema", entry["output_schema"]) if "output_schema" in entry else None
+        if schema is not None and entry.get("output") == "text":
+            raise _fail(path, prefix + "output", "\"text\" contradicts output_schema (a schema needs JSON output)")
         buffers.append(
             BufferOverride(
-                entry.get("provider"), entry.get("endpoint"), entry.get("model"), _flush_values(path, prefix, entry)
+                entry.get("provider"),
+                entry.get("endpoint"),
+                entry.get("model"),
+                _flush_values(path, prefix, entry),
+                output=entry.get("output"),
+                output_schema=schema,
             )
         )
 
@@ -206,7 +293,21 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         alerts = AlertConfig(failure_rate=alerts.failure_rate, window=_duration(path, "alerts.window", alerts_t["window"]))
 
     prices = data.get("prices", {})
-    return Config(path=path, engine=engine, flush=flush, buffers=tuple(buffers), accounts=accounts, alerts=alerts, prices=prices)
+    try:
+        table_with(prices)  # validate now; pricing.table applies it when prices are read
+    except PriceSpecError as exc:
+        raise _fail(path, f"prices.{exc.key}", exc.message) from None
+    budget = _budget(path, data.get("budget", {}))
+    return Config(
+        path=path,
+        engine=engine,
+        flush=flush,
+        buffers=tuple(buffers),
+        accounts=accounts,
+        alerts=alerts,
+        prices=prices,
+        budget=budget,
+    )
 
 
 def load_config(path: Path, *, required: bool = False) -> Config:

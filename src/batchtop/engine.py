@@ -18,8 +18,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchtop.config import Config
-from batchtop.providers.base import CANCELLING, ENDED, FAILED, ProviderAdapter, Refused, RemoteBatch, ResultLine
+from batchtop.config import Config, FlushPolicy
+from batchtop.outputs import output_rule, validate_output
+from batchtop.pricing.budget import budget_hold_reason
+from batchtop.pricing.inflight import estimate_batch_cost
+from batchtop.providers.base import (
+    CANCELLING,
+    ENDED,
+    FAILED,
+    SUCCEEDED,
+    ProviderAdapter,
+    Refused,
+    RemoteBatch,
+    ResultLine,
+)
 from batchtop.providers.clients import NotConfigured, build_adapter
 from batchtop.store import Store, lease, submissions, views
 from batchtop.store.ingest import BatchIngest, Settle
@@ -290,8 +302,29 @@ class Engine:
             report.ingested.append(batch_id)
 
     def _invalid_outputs(self, local_id: int, chunk: list[ResultLine]) -> dict[str, str]:
-        """custom_id -> why its output is invalid, where the buffer asks for validation."""
-        return {}
+        """custom_id -> why its output is invalid, where the buffer asks for validation:
+        such an attempt failed (its tokens count as resubmission cost) and is retried."""
+        provider, endpoint, model = self.store.db.execute(
+            "SELECT provider, endpoint, model FROM batches WHERE id = ?", (local_id,)
+        ).fetchone()
+        if output_rule(self.config, provider, endpoint, model) is None:
+            return {}
+        invalid = {}
+        for line in chunk:
+            if line.outcome == SUCCEEDED and line.response:
+                problem = validate_output(self.config, provider, endpoint, model, json.loads(line.response))
+                if problem:
+                    invalid[line.custom_id] = problem
+        return invalid
+
+    def _budget_hold(self, buf: views.BufferRow, policy: FlushPolicy) -> str | None:
+        """Why the next batch of this buffer must wait for the budget, if a cap is set."""
+        if not self.config.budget.has_caps():
+            return None
+        n = min(buf.queued, policy.max_requests)
+        size = min(buf.bytes, policy.max_bytes)
+        adding = estimate_batch_cost(self.store.db, self.config, buf.provider, buf.model, n, size)
+        return budget_hold_reason(self.store.db, self.config, buf.provider, adding, self.now())
 
     async def _flush(self, adapter: ProviderAdapter, report: TickReport) -> None:
         """Every due buffer of this provider, split into as many batches as its caps need."""
@@ -303,6 +336,10 @@ class Engine:
             if buf.retry_at is not None and buf.retry_at > now:
                 continue
             due = buf.flush_due_at
+            if due is not None and due <= now and (reason := self._budget_hold(buf, policy)):
+                with self.store.transaction() as db:
+                    db.execute("UPDATE buffers SET held_reason = ? WHERE id = ?", (reason, buf.id))
+                continue
             while due is not None and due <= now:
                 intent = submissions.plan(self.store, buf.id, policy, adapter.account, now)
                 if intent is None or not await self._send(adapter, intent, report):

@@ -167,6 +167,8 @@ def _v2_engine(db: sqlite3.Connection) -> None:
     - `batches.polled_at`: when the provider last told us about this batch.
     - `outcome_hourly`: ended attempts and failed ones per hour, kept at ingest, so
       the failure-rate alert never scans the attempts table.
+    - `requests_state` goes: every state change paid for it and no query needs it
+      (dead letters have their own partial index).
     - `attempts_batch_outcome` finds a batch's failures without reading its successes.
     """
     _script(
@@ -183,7 +185,8 @@ def _v2_engine(db: sqlite3.Connection) -> None:
         );
         CREATE INDEX attempts_batch_outcome ON attempts (batch_id, outcome);
         CREATE INDEX requests_dead ON requests (id) WHERE state = 'dead';
-        CREATE UNIQUE INDEX anomalies_once ON anomalies (batch_id, kind, detail)
+        CREATE UNIQUE INDEX anomalies_once ON anomalies (batch_id, kind, detail);
+        DROP INDEX requests_state
         """,
     )
 

@@ -1,0 +1,164 @@
+"""Output validation: a result whose text is not the JSON a buffer asked for is a failure.
+
+A `[[buffers]]` entry may say `output = "json"` (the model's text must parse as JSON)
+or `output_schema = "schema.json"` (and satisfy that JSON Schema); `output = "text"`
+turns a broader entry's check off. The engine calls `validate_output` on each
+successful result and treats a message back as a failed attempt (to resubmit).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batchtop.providers.limits import ANTHROPIC
+
+if TYPE_CHECKING:
+    from batchtop.config import Config
+
+MAX_MESSAGE = 300
+
+
+@dataclass(frozen=True)
+class OutputRule:
+    kind: str  # "json" | "text"
+    schema_path: Path | None = None
+
+
+def output_rule(config: Config, provider: str, endpoint: str, model: str) -> OutputRule | None:
+    """The rule of the last matching `[[buffers]]` entry that sets output or output_schema."""
+    rule: OutputRule | None = None
+    for entry in config.buffers:
+        if not entry.matches(provider, endpoint, model):
+            continue
+        if entry.output_schema is not None:
+            rule = OutputRule("json", entry.output_schema)
+        elif entry.output is not None:
+            rule = OutputRule(entry.output)
+    return rule
+
+
+def _unwrap(body: dict[str, Any]) -> dict[str, Any]:
+    """Accept a whole result line too: OpenAI {"response": {"body": ...}}, Anthropic {"result": {"message": ...}}."""
+    response = body.get("response")
+    if isinstance(response, dict) and isinstance(response.get("body"), dict):
+        body = response["body"]
+    result = body.get("result")
+    if isinstance(result, dict):
+        body = result
+    if body.get("type") == "succeeded" and isinstance(body.get("message"), dict):
+        body = body["message"]
+    return body
+
+
+def output_text(provider: str, endpoint: str, body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(the model's text, or None if there is none; a reason when there is none).
+
+    Endpoints without a text output (embeddings, ...) give (None, None): nothing to check.
+    """
+    body = _unwrap(body)
+    if provider == ANTHROPIC:
+        blocks = body.get("content")
+        if not isinstance(blocks, list):
+            return None, "no content in the response"
+        texts = [b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)]
+        return ("".join(texts), None) if texts else (None, "no text block in the response")
+    if endpoint in ("/v1/chat/completions", "/v1/completions"):
+        choices = body.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return None, "no choices in the response"
+        choice = choices[0]
+        if endpoint == "/v1/completions":
+            text = choice.get("text")
+            return (text, None) if isinstance(text, str) else (None, "no text in the response")
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        content = message.get("content")
+        if isinstance(content, str):
+            return content, None
+        refused = message.get("refusal")
+        return None, f"the model refused: {refused}" if isinstance(refused, str) else "no message content in the response"
+    if endpoint == "/v1/responses":
+        texts: list[str] = []
+        refusal: str | None = None
+        for item in body.get("output") or []:
+            if not isinstance(item, dict) or item.get("type") != "message":
+                continue
+            for part in item.get("content") or []:
+                if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str):
+                    texts.append(part["text"])
+                elif isinstance(part, dict) and part.get("type") == "refusal":
+                    refusal = str(part.get("refusal", ""))
+        if texts:
+            return "".join(texts), None
+        return None, f"the model refused: {refusal}" if refusal is not None else "no output_text in the response"
+    return None, None
+
+
+def _truncated(provider: str, body: dict[str, Any]) -> bool:
+    body = _unwrap(body)
+    if provider == ANTHROPIC:
+        return body.get("stop_reason") == "max_tokens"
+    if body.get("status") == "incomplete":
+        return True
+    choices = body.get("choices")
+    return bool(isinstance(choices, list) and choices and isinstance(choices[0], dict) and choices[0].get("finish_reason") == "length")
+
+
+@lru_cache(maxsize=64)
+def _validator(path: Path, mtime_ns: int) -> Any:
+    """A compiled validator per schema file version (jsonschema imported only when used)."""
+    from jsonschema import validators
+
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    cls = validators.validator_for(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def check_text(rule: OutputRule, text: str) -> str | None:
+    """The problem with `text` under `rule`, or None."""
+    if rule.kind != "json":
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        return f"output is not valid JSON ({exc})"
+    if rule.schema_path is None:
+        return None
+    from jsonschema.exceptions import best_match
+
+    try:
+        validator = _validator(rule.schema_path, rule.schema_path.stat().st_mtime_ns)
+    except (OSError, ValueError) as exc:
+        return f"cannot use output schema {rule.schema_path}: {exc}"
+    error = best_match(validator.iter_errors(doc))
+    if error is None:
+        return None
+    where = f" at {error.json_path}" if error.path else ""
+    return _short(f"output does not match {rule.schema_path.name}{where}: {error.message}")
+
+
+def validate_output(
+    config: Config, provider: str, endpoint: str, model: str, response_body: dict[str, Any]
+) -> str | None:
+    """Why this successful response's output is unacceptable to its buffer, or None.
+
+    `response_body` is the chat completion / response / Anthropic message object (a
+    whole result line is accepted too). None when no rule applies or the output passes.
+    """
+    rule = output_rule(config, provider, endpoint, model)
+    if rule is None or rule.kind != "json":
+        return None
+    text, missing = output_text(provider, endpoint, response_body)
+    if text is None:
+        return f"no JSON output: {missing}" if missing else None
+    problem = check_text(rule, text.strip())
+    if problem is not None and _truncated(provider, response_body):
+        problem += " (the output was cut short at the token limit)"
+    return problem

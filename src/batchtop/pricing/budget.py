@@ -1,0 +1,156 @@
+"""Budget caps: hold a batch whose submission would take spend past a daily or monthly cap.
+
+Spend in a period = batch cost of the attempts that ended in it (UTC day / UTC month,
+as the providers bill), plus the estimate of batches submitted but not yet ingested,
+plus the batch about to be submitted. The engine calls `budget_hold_reason` before it
+creates the batch row (called after, the batch is counted twice: still safe) and puts
+the returned reason in `buffers.held_reason`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from batchtop.pricing.inflight import estimate_work, sum_known
+from batchtop.pricing.money import fmt_usd
+from batchtop.pricing.table import PriceTable, Tokens, price_table
+
+if TYPE_CHECKING:
+    from batchtop.config import BudgetLimits, Config
+
+LIFETIME_MARGIN = 7 * 86400.0
+"""A batch lives at most 24 h at either provider: attempts that end in a period belong
+to batches created at most this long before it, so only those batches are read."""
+
+DAY = 86400
+
+_BATCHES = "SELECT id, submission_uid, provider, model, ingested_at FROM batches WHERE created_at >= ?"
+# One batch's ended attempts (attempts_batch index), summed per Unix day number: days start at UTC midnight.
+_BATCH_DAYS = (
+    "SELECT CAST(ended_at / 86400 AS INTEGER) AS day, sum(input_tokens), sum(cached_input_tokens),"
+    " sum(cache_creation_input_tokens), sum(output_tokens)"
+    " FROM attempts WHERE batch_id = ? AND ended_at IS NOT NULL GROUP BY day"
+)
+
+
+@dataclass(frozen=True)
+class _BatchSpend:
+    provider: str
+    model: str
+    days: tuple[tuple[int, Tokens], ...]
+
+
+_cache: dict[str, dict[tuple[int, str], _BatchSpend]] = {}
+"""Per database file: the daily token sums of ingested batches, which never change
+again, so a process re-checking its budget reads the attempts of new batches only."""
+
+
+def _db_key(db: sqlite3.Connection) -> str:
+    file = db.execute("PRAGMA database_list").fetchone()[2]
+    return str(file) if file else f"memory:{id(db)}"
+
+
+def period_starts(now: float) -> tuple[float, float]:
+    """(start of the UTC day, start of the UTC month) containing `now`."""
+    t = datetime.fromtimestamp(now, tz=UTC)
+    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day.timestamp(), day.replace(day=1).timestamp()
+
+
+def spent(
+    db: sqlite3.Connection, table: PriceTable, now: float, provider: str | None = None
+) -> tuple[Decimal, Decimal]:
+    """(spent today, spent this month) at batch price, for one provider or all.
+
+    Attempts of models with no known price are left out: they cannot be priced.
+    """
+    day, month = period_starts(now)
+    today_n, month_n = int(day) // DAY, int(month) // DAY
+    key = _db_key(db)
+    known = _cache.get(key, {})
+    keep: dict[tuple[int, str], _BatchSpend] = {}
+    sums: dict[tuple[str, str, bool], Tokens] = {}
+    for batch_id, uid, prov, model, ingested in db.execute(_BATCHES, (month - LIFETIME_MARGIN,)).fetchall():
+        entry = known.get((batch_id, uid))
+        if entry is None:
+            days = tuple(
+                (n, Tokens(inp or 0, cached or 0, write or 0, out or 0))
+                for n, inp, cached, write, out in db.execute(_BATCH_DAYS, (batch_id,))
+            )
+            entry = _BatchSpend(prov, model, days)
+        if ingested is not None:
+            keep[(batch_id, uid)] = entry
+        if provider is not None and prov != provider:
+            continue
+        for n, tokens in entry.days:
+            if n >= month_n:
+                k = (prov, model, n >= today_n)
+                sums[k] = sums.get(k, Tokens()) + tokens
+    _cache[key] = keep
+    today = this_month = Decimal(0)
+    for (prov, model, is_today), tokens in sums.items():
+        price = table.price(prov, model)
+        if price is None:
+            continue
+        cost = price.batch_cost(tokens)
+        this_month += cost
+        if is_today:
+            today += cost
+    return today, this_month
+
+
+def _caps(config: Config, provider: str) -> list[tuple[str | None, str, Decimal]]:
+    """(provider or None for all, "daily" | "monthly", cap), the narrower caps first."""
+    scoped: list[tuple[str | None, BudgetLimits]] = []
+    limits = config.budget.providers.get(provider)
+    if limits is not None:
+        scoped.append((provider, limits))
+    scoped.append((None, config.budget.total))
+    caps: list[tuple[str | None, str, Decimal]] = []
+    for scope, lim in scoped:
+        if lim.daily_usd is not None:
+            caps.append((scope, "daily", lim.daily_usd))
+        if lim.monthly_usd is not None:
+            caps.append((scope, "monthly", lim.monthly_usd))
+    return caps
+
+
+def _label(scope: str | None, period: str, cap: Decimal) -> str:
+    return f"{scope} {period} cap {fmt_usd(cap)}" if scope else f"{period} cap {fmt_usd(cap)} (all providers)"
+
+
+def budget_hold_reason(
+    db: sqlite3.Connection, config: Config, provider: str, adding_usd: Decimal | None, now: float
+) -> str | None:
+    """Why a batch of `adding_usd` (batch price) for `provider` must wait, or None to go ahead.
+
+    With a cap in force, a batch whose cost is unknown (model without a price) is held:
+    it could break the cap unseen. Spending exactly up to a cap is allowed.
+    """
+    caps = _caps(config, provider)
+    if not caps:
+        return None
+    if adding_usd is None:
+        return (
+            f"budget: {_label(*caps[0])} is set but this batch's model has no known price; "
+            f'add it under [prices.{provider}."<model>"] in the config'
+        )
+    table = price_table(config)
+    cache: dict[str | None, tuple[Decimal, Decimal, Decimal]] = {}
+    for scope, period, cap in caps:
+        if scope not in cache:
+            today, month = spent(db, table, now, scope)
+            flying, _ = sum_known(estimate_work(db, table, provider=scope, queued=False))
+            cache[scope] = (today, month, flying)
+        today, month, flying = cache[scope]
+        used = today if period == "daily" else month
+        if used + flying + adding_usd > cap:
+            return (
+                f"budget: {_label(scope, period, cap)} would be exceeded "
+                f"(spent {fmt_usd(used)} + in flight {fmt_usd(flying)} + this batch {fmt_usd(adding_usd)})"
+            )
+    return None

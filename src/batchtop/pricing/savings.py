@@ -1,0 +1,156 @@
+"""The `savings` object of `--once --json` (and the console's savings panel).
+
+Computed from `usage_rollup` only, so it costs the same with a million stored results
+as with ten. Savings are net of resubmissions: a failed attempt that used tokens was
+paid for at batch price and saved nothing, and the warning says when failures eat
+the discount.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from batchtop.pricing.inflight import in_flight_estimate
+from batchtop.pricing.money import fmt_usd, ratio, usd
+from batchtop.pricing.table import ModelPrice, price_table
+from batchtop.pricing.usage import ModelUsage, read_usage
+
+if TYPE_CHECKING:
+    from batchtop.config import Config
+
+__all__ = ["break_even_first_pass_rate", "in_flight_estimate", "savings"]
+
+
+def break_even_first_pass_rate(discount: Decimal, failed_cost_ratio: Decimal) -> Decimal:
+    """The first-pass success rate below which resubmissions cost more than the discount saves.
+
+    If each request succeeds with probability p and failures are retried until they
+    succeed, a success costs (1-d) x c x (1 + r(1-p)/p) in batch against c in real time,
+    where r = mean cost of a failed attempt / mean cost of a successful one. Equal
+    when p = r(1-d) / (d + r(1-d)): 50% for d = 0.5 and failures as costly as successes.
+    """
+    paid = failed_cost_ratio * (1 - discount)
+    if paid + discount == 0:
+        return Decimal(0)
+    return paid / (discount + paid)
+
+
+def _failed_cost_ratio(usage: ModelUsage, price: ModelPrice | None) -> Decimal:
+    """Mean cost of a failed attempt over that of a successful one (tokens when unpriced).
+
+    With no failures or no successes yet there is nothing to compare: assume the worst,
+    that a failure costs as much as a success.
+    """
+    if not usage.failed or not usage.succeeded:
+        return Decimal(1)
+    if price is not None:
+        ok, failed = price.list_cost(usage.ok_tokens), price.list_cost(usage.failed_tokens)
+    else:
+        ok, failed = Decimal(usage.ok_tokens.total), Decimal(usage.failed_tokens.total)
+    if ok == 0:
+        return Decimal(1)
+    return (failed / usage.failed) / (ok / usage.succeeded)
+
+
+def _warning(
+    usage: ModelUsage, price: ModelPrice | None, discount: Decimal, batch: Decimal | None, realtime: Decimal | None
+) -> tuple[str | None, Decimal | None]:
+    """(break-even warning or None, the break-even first-pass rate)."""
+    threshold = break_even_first_pass_rate(discount, _failed_cost_ratio(usage, price))
+    if batch is not None and realtime is not None and (batch > 0 or usage.succeeded) and realtime - batch <= 0:
+        resub = price.batch_cost(usage.failed_tokens) if price is not None else Decimal(0)
+        gross = realtime - (batch - resub)
+        return (
+            f"no net saving: failed attempts cost {fmt_usd(resub)} at batch price, "
+            f"at least the {fmt_usd(gross)} the batch discount saved",
+            threshold,
+        )
+    if usage.first_attempts and usage.first_succeeded < threshold * usage.first_attempts:
+        rate = Decimal(usage.first_succeeded) / usage.first_attempts
+        return (
+            f"first-pass success {rate:.0%} is below the break-even {threshold:.0%}: "
+            "resubmitting failures costs more than the batch discount saves",
+            threshold,
+        )
+    return None, threshold
+
+
+def _model_row(usage: ModelUsage, price: ModelPrice | None, default_discount: Decimal) -> tuple[dict[str, Any], dict[str, Decimal] | None]:
+    """One `by_model` entry, and its exact money (None when the price is unknown)."""
+    tokens = usage.tokens
+    money: dict[str, Decimal] | None = None
+    batch = realtime = resub = None
+    if price is not None:
+        batch = price.batch_cost(tokens)
+        realtime = price.list_cost(usage.ok_tokens)
+        resub = price.batch_cost(usage.failed_tokens)
+        money = {"batch": batch, "realtime": realtime, "resub": resub}
+    discount = price.batch_discount if price is not None else default_discount
+    warning, threshold = _warning(usage, price, discount, batch, realtime)
+    saved = realtime - batch if realtime is not None and batch is not None else None
+    row: dict[str, Any] = {
+        "provider": usage.provider,
+        "model": usage.model,
+        "family": price.family if price is not None else None,
+        "requests_succeeded": usage.succeeded,
+        "attempts": usage.attempts,
+        "input_tokens": tokens.input,
+        "cached_input_tokens": tokens.cached_input,
+        "cache_creation_input_tokens": tokens.cache_write,
+        "output_tokens": tokens.output,
+        "batch_cost_usd": usd(batch),
+        "realtime_cost_usd": usd(realtime),
+        "resubmission_cost_usd": usd(resub),
+        "saved_usd": usd(saved),
+        "saved_pct": ratio(saved, realtime, 100) if saved is not None and realtime is not None else None,
+        "first_pass_success_rate": ratio(usage.first_succeeded, usage.first_attempts),
+        "break_even_first_pass_rate": ratio(threshold, 1) if threshold is not None else None,
+        "price_known": price is not None,
+        "warning": warning,
+    }
+    return row, money
+
+
+def savings(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
+    """`{"by_model": [...], "total": {...}}` as in cli.md, plus `prices_as_of`.
+
+    Totals sum the priced models only; `complete` is false when some model has no
+    price (and the money totals are null when none has one but there is usage).
+    """
+    table = price_table(config)
+    rows: list[dict[str, Any]] = []
+    batch = realtime = resub = Decimal(0)
+    complete = True
+    priced = 0
+    first_attempts = first_succeeded = succeeded = 0
+    for usage in read_usage(db):
+        price = table.price(usage.provider, usage.model)
+        provider_table = table.providers.get(usage.provider)
+        default_discount = provider_table.batch_discount if provider_table is not None else Decimal("0.5")
+        row, money = _model_row(usage, price, default_discount)
+        rows.append(row)
+        first_attempts += usage.first_attempts
+        first_succeeded += usage.first_succeeded
+        succeeded += usage.succeeded
+        if money is None:
+            complete = False
+            continue
+        priced += 1
+        batch += money["batch"]
+        realtime += money["realtime"]
+        resub += money["resub"]
+    known = complete or priced > 0
+    saved = realtime - batch
+    total = {
+        "batch_cost_usd": usd(batch) if known else None,
+        "realtime_cost_usd": usd(realtime) if known else None,
+        "saved_usd": usd(saved) if known else None,
+        "saved_pct": ratio(saved, realtime, 100) if known else None,
+        "resubmission_cost_usd": usd(resub) if known else None,
+        "requests_succeeded": succeeded,
+        "first_pass_success_rate": ratio(first_succeeded, first_attempts),
+        "complete": complete,
+    }
+    return {"by_model": rows, "total": total, "prices_as_of": table.as_of}

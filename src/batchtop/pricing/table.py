@@ -1,0 +1,250 @@
+"""The price table: shipped list prices (prices.toml) plus the config's `[prices]`.
+
+Everything is Decimal so that sums over millions of tokens stay exact and a test can
+check a figure to the cent. A model id resolves to its family by the longest prefix
+ending at "-" (or "@", or the id's end), per provider; no match means "unknown", which
+callers must show as unknown, never as $0.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import lru_cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from batchtop.providers.limits import PROVIDERS
+
+if TYPE_CHECKING:
+    from batchtop.config import Config
+
+MILLION = Decimal(1_000_000)
+DEFAULT_BATCH_DISCOUNT = Decimal("0.5")
+PRICE_KEYS = ("input", "cached_input", "cache_write", "output")
+_BOUNDARIES = ("-", "@")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class PriceSpecError(ValueError):
+    """A bad entry in a price table; `key` is its TOML path below `[prices]`."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Token counts in the four disjoint billing categories."""
+
+    input: int = 0
+    cached_input: int = 0
+    cache_write: int = 0
+    output: int = 0
+
+    def __add__(self, other: Tokens) -> Tokens:
+        return Tokens(
+            self.input + other.input,
+            self.cached_input + other.cached_input,
+            self.cache_write + other.cache_write,
+            self.output + other.output,
+        )
+
+    @property
+    def total(self) -> int:
+        return self.input + self.cached_input + self.cache_write + self.output
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """One family's list prices (USD per million tokens) and its provider's batch discount."""
+
+    provider: str
+    family: str
+    input: Decimal
+    cached_input: Decimal
+    cache_write: Decimal
+    output: Decimal
+    batch_discount: Decimal
+
+    def list_cost(self, tokens: Tokens) -> Decimal:
+        """What these tokens cost at real-time list prices."""
+        return (
+            tokens.input * self.input
+            + tokens.cached_input * self.cached_input
+            + tokens.cache_write * self.cache_write
+            + tokens.output * self.output
+        ) / MILLION
+
+    def batch_cost(self, tokens: Tokens) -> Decimal:
+        """What these tokens cost in a batch: every category discounted alike."""
+        return self.list_cost(tokens) * (1 - self.batch_discount)
+
+
+@dataclass(frozen=True)
+class ProviderPrices:
+    batch_discount: Decimal
+    families: Mapping[str, ModelPrice]
+    _longest_first: tuple[str, ...] = field(default=(), repr=False)
+
+    def family(self, model: str) -> str | None:
+        """The longest family name that is `model` or a prefix of it ending at a boundary."""
+        for name in self._longest_first:
+            if model == name or (model.startswith(name) and model[len(name)] in _BOUNDARIES):
+                return name
+        return None
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    as_of: str
+    source: str
+    providers: Mapping[str, ProviderPrices]
+
+    def family(self, provider: str, model: str) -> str | None:
+        table = self.providers.get(provider)
+        return table.family(model) if table is not None else None
+
+    def price(self, provider: str, model: str) -> ModelPrice | None:
+        """The price of a model id (dated or not), or None when it has no known price."""
+        table = self.providers.get(provider)
+        if table is None:
+            return None
+        name = table.family(model)
+        return table.families[name] if name is not None else None
+
+
+# -- building tables ----------------------------------------------------------------
+
+
+def _quote(name: str) -> str:
+    return name if _BARE_KEY.fullmatch(name) else '"' + name.replace('"', '\\"') + '"'
+
+
+def _number(key: str, value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise PriceSpecError(key, "must be a number (USD per million tokens)")
+    number = value if isinstance(value, Decimal) else Decimal(str(value))
+    if not number.is_finite() or number < 0:
+        raise PriceSpecError(key, "must be a number >= 0")
+    return number
+
+
+def _discount(key: str, value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise PriceSpecError(key, "must be a number from 0 to 1 (0.5 = half price in batch)")
+    number = value if isinstance(value, Decimal) else Decimal(str(value))
+    if not number.is_finite() or not 0 <= number < 1:
+        raise PriceSpecError(key, "must be a number from 0 (no discount) up to, not including, 1")
+    return number
+
+
+_Raw = dict[str, dict[str, Any]]  # provider -> {"batch_discount": Decimal, "families": {name: {key: Decimal}}}
+
+
+def _merge(raw: _Raw, doc: Mapping[str, Any], allowed_providers: set[str] | None) -> None:
+    """Fold one `[prices]`-shaped document into `raw`, validating as it goes.
+
+    A family already in `raw` may be given any subset of the price keys; a new one
+    needs at least `input` and `output`.
+    """
+    for provider, table in doc.items():
+        pkey = _quote(provider)
+        if allowed_providers is not None and provider not in allowed_providers:
+            raise PriceSpecError(pkey, f"unknown provider (one of {', '.join(sorted(allowed_providers))})")
+        if not isinstance(table, dict):
+            raise PriceSpecError(pkey, "must be a table of model prices")
+        entry = raw.setdefault(provider, {"batch_discount": DEFAULT_BATCH_DISCOUNT, "families": {}})
+        for name, prices in table.items():
+            key = f"{pkey}.{_quote(name)}"
+            if name == "batch_discount":
+                entry["batch_discount"] = _discount(key, prices)
+                continue
+            if not isinstance(prices, dict):
+                raise PriceSpecError(
+                    key, f"must be a table of prices ({', '.join(PRICE_KEYS)}) or the key batch_discount"
+                )
+            if not name:
+                raise PriceSpecError(key, "a model family name must not be empty")
+            for k in prices:
+                if k not in PRICE_KEYS:
+                    raise PriceSpecError(f"{key}.{_quote(k)}", f"unknown key (known: {', '.join(PRICE_KEYS)})")
+            values = {k: _number(f"{key}.{k}", v) for k, v in prices.items()}
+            known = entry["families"].get(name)
+            if known is None:
+                missing = [k for k in ("input", "output") if k not in values]
+                if missing:
+                    raise PriceSpecError(key, f"a model not in the shipped table needs {' and '.join(missing)}")
+                entry["families"][name] = values
+            else:
+                known.update(values)
+
+
+def _build(as_of: str, source: str, raw: _Raw) -> PriceTable:
+    providers: dict[str, ProviderPrices] = {}
+    for provider, entry in raw.items():
+        discount: Decimal = entry["batch_discount"]
+        families = {
+            name: ModelPrice(
+                provider=provider,
+                family=name,
+                input=v["input"],
+                cached_input=v.get("cached_input", v["input"]),
+                cache_write=v.get("cache_write", v["input"]),
+                output=v["output"],
+                batch_discount=discount,
+            )
+            for name, v in entry["families"].items()
+        }
+        order = tuple(sorted(families, key=len, reverse=True))
+        providers[provider] = ProviderPrices(discount, families, order)
+    return PriceTable(as_of=as_of, source=source, providers=providers)
+
+
+def _copy(raw: _Raw) -> _Raw:
+    return {
+        p: {"batch_discount": e["batch_discount"], "families": {n: dict(v) for n, v in e["families"].items()}}
+        for p, e in raw.items()
+    }
+
+
+@lru_cache(maxsize=1)
+def _shipped_raw() -> tuple[str, str, _Raw]:
+    """prices.toml, parsed once per process (floats as Decimal, so 0.075 stays 0.075)."""
+    text = resources.files("batchtop.pricing").joinpath("prices.toml").read_text(encoding="utf-8")
+    doc = tomllib.loads(text, parse_float=Decimal)
+    as_of, source = doc.pop("as_of"), doc.pop("source")
+    raw: _Raw = {}
+    _merge(raw, doc, None)
+    return str(as_of), str(source), raw
+
+
+@lru_cache(maxsize=1)
+def shipped_table() -> PriceTable:
+    """The package's own dated table, without any config."""
+    as_of, source, raw = _shipped_raw()
+    return _build(as_of, source, raw)
+
+
+def table_with(overrides: Mapping[str, Any]) -> PriceTable:
+    """The shipped table with a `[prices]` document applied; PriceSpecError on a bad entry."""
+    if not overrides:
+        return shipped_table()
+    as_of, source, shipped = _shipped_raw()
+    raw = _copy(shipped)
+    _merge(raw, overrides, set(PROVIDERS) | set(shipped))
+    return _build(as_of, f"{source} Overridden by the config's [prices].", raw)
+
+
+def price_table(config: Config | None) -> PriceTable:
+    """The table in force for a config (validated when the config was loaded)."""
+    return table_with(config.prices if config is not None else {})
+
+
+def price_of(config: Config | None, provider: str, model: str) -> ModelPrice | None:
+    return price_table(config).price(provider, model)
