@@ -364,3 +364,39 @@ def test_budget_cap_holds_the_flush_and_says_why(sim: Simulator, data_dir: Path)
         engine = Engine(store, _parsed({"budget": {"daily_usd": 100}}))
         assert len(tick(engine).submitted) == 1
         close(engine)
+
+
+def test_savings_from_the_store_after_a_real_run_match_hand_arithmetic(sim: Simulator, data_dir: Path) -> None:
+    from decimal import Decimal
+
+    from batchtop.pricing.savings import savings
+
+    sim.config.first_try_failure_rate = 0.25
+    sim.config.cached_input_share = 0.5  # half the input reported as cache reads
+    enqueue(data_dir, openai_lines(60))
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        drive(engine, all_settled(store))
+        close(engine)
+        doc = savings(store.db, engine.config)
+        (row,) = [m for m in doc["by_model"] if m["model"] == "gpt-4o-mini"]
+        # gpt-4o-mini list prices per million: input 0.15, cached input 0.075, output 0.60; batch = half
+        per_m = Decimal(1_000_000)
+
+        def cost(where: str) -> Decimal:
+            i, c, o = store.db.execute(
+                f"SELECT sum(input_tokens), sum(cached_input_tokens), sum(output_tokens) FROM attempts WHERE {where}"
+            ).fetchone()
+            return (Decimal(i) * Decimal("0.15") + Decimal(c) * Decimal("0.075") + Decimal(o) * Decimal("0.60")) / per_m
+
+        realtime = cost("outcome = 'succeeded'")
+        batch = cost("1") / 2
+        assert row["cached_input_tokens"] > 0
+        assert abs(Decimal(str(row["realtime_cost_usd"])) - realtime) <= Decimal("0.000001")
+        assert abs(Decimal(str(row["batch_cost_usd"])) - batch) <= Decimal("0.000001")
+        assert abs(Decimal(str(row["saved_usd"])) - (realtime - batch)) <= Decimal("0.000002")
+        (first_ok, first_all) = store.db.execute(
+            "SELECT sum(outcome = 'succeeded'), count(*) FROM attempts WHERE number = 1"
+        ).fetchone()
+        assert row["first_pass_success_rate"] == pytest.approx(first_ok / first_all, abs=1e-6)
+        assert row["first_pass_success_rate"] < 1.0
