@@ -135,6 +135,7 @@ from batchtop.providers.base import RemoteBatch
 from batchtop.providers.openai_batches import OpenAIBatches
 from batchtop.store import Store
 from batchtop.store.ingest import BatchIngest, Settle
+from batchtop.engine import ingest_results
 
 data_dir, base_url, file_id, batch_id = sys.argv[1:5]
 async def main():
@@ -142,12 +143,14 @@ async def main():
     remote = RemoteBatch(id="b", status="completed", total=0, succeeded=0, failed=0, created_at=0, output_file_id=file_id)
     store = Store(Path(data_dir))
     ingest = BatchIngest(store, int(batch_id), Settle(3, True))
-    chunk, n = [], 0
-    async for line in adapter.results(remote):
-        chunk.append(line); n += 1
-        if len(chunk) >= 2000:
-            ingest.add(chunk, time.time()); chunk = []
-    ingest.add(chunk, time.time()); ingest.finish(time.time())
+    n = 0
+    async def counted():
+        nonlocal n
+        async for line in adapter.results(remote):
+            n += 1
+            yield line
+    await ingest_results(ingest, counted(), time.time)
+    ingest.finish(time.time())
     await adapter.close()
     print(json.dumps({"lines": n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 asyncio.run(main())

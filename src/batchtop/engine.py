@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ from batchtop.store.ingest import BatchIngest, Settle
 log = logging.getLogger("batchtop.engine")
 
 INGEST_CHUNK = 2000
+INGEST_CHUNK_BYTES = 1 << 20  # large outputs: a chunk stays about a megabyte in memory
 MAX_BACKOFF = 300.0
 
 
@@ -290,14 +291,9 @@ class Engine:
                 report.refused.append(reason)
                 continue
             ingest = BatchIngest(self.store, local_id, self._settle)
-            chunk: list[ResultLine] = []
-            async for line in adapter.results(remote):
-                chunk.append(line)
-                if len(chunk) >= INGEST_CHUNK:
-                    ingest.add(chunk, self.now(), self._invalid_outputs(local_id, chunk))
-                    chunk = []
-            if chunk:
-                ingest.add(chunk, self.now(), self._invalid_outputs(local_id, chunk))
+            await ingest_results(
+                ingest, adapter.results(remote), self.now, lambda chunk: self._invalid_outputs(local_id, chunk)
+            )
             ingest.finish(self.now(), batch_error=remote.error if remote.status == FAILED else None)
             report.ingested.append(batch_id)
 
@@ -381,6 +377,26 @@ class Engine:
             b.flush_due_at is not None and b.flush_due_at <= now and (b.retry_at is None or b.retry_at <= now)
             for b in views.buffers(self.store.db, self.config)
         )
+
+
+async def ingest_results(
+    ingest: BatchIngest,
+    results: AsyncIterator[ResultLine],
+    now: Callable[[], float],
+    invalid: Callable[[list[ResultLine]], dict[str, str]] = lambda chunk: {},
+) -> None:
+    """Store a results stream in chunks bounded in lines and bytes: memory stays flat
+    whatever the size of the result file."""
+    chunk: list[ResultLine] = []
+    size = 0
+    async for line in results:
+        chunk.append(line)
+        size += len(line.response or "")
+        if len(chunk) >= INGEST_CHUNK or size >= INGEST_CHUNK_BYTES:
+            ingest.add(chunk, now(), invalid(chunk))
+            chunk, size = [], 0
+    if chunk:
+        ingest.add(chunk, now(), invalid(chunk))
 
 
 def _retry_after(exc: BaseException) -> float | None:

@@ -18,7 +18,7 @@ from batchtop.store.store import Store
 _FAILED_STATE = {"expired": "expired", "cancelled": "cancelled"}
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     attempt_id: int
     request_id: int
