@@ -400,3 +400,19 @@ def test_savings_from_the_store_after_a_real_run_match_hand_arithmetic(sim: Simu
         ).fetchone()
         assert row["first_pass_success_rate"] == pytest.approx(first_ok / first_all, abs=1e-6)
         assert row["first_pass_success_rate"] < 1.0
+
+
+def test_a_batch_is_never_polled_with_another_account(sim: Simulator, data_dir: Path) -> None:
+    sim.config.per_request_s = 1000.0
+    enqueue(data_dir, openai_lines(3))
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        assert len(tick(engine).submitted) == 1
+        assert store.db.execute("SELECT account FROM batches").fetchone() == ("default",)
+        store.db.execute("UPDATE batches SET account = 'team-b'")  # submitted under another account
+        sim.clear_log()
+        report = tick(engine)
+        assert "openai" not in report.list_calls and not sim.requests(path="/v1/batches")
+        (state,) = store.db.execute("SELECT value FROM engine_state WHERE key = 'provider:openai'").fetchone()
+        assert "another account" in state
+        close(engine)

@@ -112,9 +112,9 @@ class Engine:
         lease.acquire(self.store, self.config.engine.lease_ttl, self.now())
         report = TickReport()
         providers = self._active_providers()
-        for provider in providers:
-            # one provider at a time on the store (one connection), each failing alone
-            await self._provider_pass(provider, report)
+        # concurrently: a slow provider does not delay the other. Store transactions never
+        # span an await, so the two passes interleave safely on the one connection.
+        await asyncio.gather(*(self._provider_pass(provider, report) for provider in providers))
         self._set_state("tick", {"at": self.now()})
         return report
 
@@ -170,7 +170,15 @@ class Engine:
             report.errors[provider] = message
             return
         self._failures.pop(provider, None)
-        self._set_state(f"provider:{provider}", {"status": "ok", "polled_at": self.now()})
+        status = "ok"
+        (foreign,) = self.store.db.execute(
+            "SELECT count(*) FROM batches WHERE provider = ? AND account != ? AND ingested_at IS NULL"
+            " AND provider_batch_id IS NOT NULL",
+            (provider, adapter.account),
+        ).fetchone()
+        if foreign:
+            status = f"ok; {foreign} batch(es) of another account are not polled with account {adapter.account!r}"
+        self._set_state(f"provider:{provider}", {"status": status, "polled_at": self.now()})
 
     def _adapter(self, provider: str) -> ProviderAdapter:
         loop = asyncio.get_running_loop()
@@ -230,9 +238,10 @@ class Engine:
 
     async def _cancels(self, adapter: ProviderAdapter, report: TickReport) -> None:
         rows = self.store.db.execute(
-            "SELECT id, provider_batch_id FROM batches WHERE provider = ? AND cancel_requested_at IS NOT NULL"
+            "SELECT id, provider_batch_id FROM batches WHERE provider = ? AND account = ?"
+            " AND cancel_requested_at IS NOT NULL"
             " AND provider_batch_id IS NOT NULL AND ingested_at IS NULL AND status NOT IN (?, ?, ?, ?, ?)",
-            (adapter.provider, CANCELLING, *sorted(ENDED)),
+            (adapter.provider, adapter.account, CANCELLING, *sorted(ENDED)),
         ).fetchall()
         for local_id, batch_id in rows:
             try:
@@ -249,9 +258,9 @@ class Engine:
         """List newest first until every batch in flight was seen (or the listing
         passed the oldest): ceil(N/page)+1 list calls, not one retrieve per batch."""
         rows = self.store.db.execute(
-            "SELECT id, provider_batch_id, provider_created_at FROM batches WHERE provider = ?"
+            "SELECT id, provider_batch_id, provider_created_at FROM batches WHERE provider = ? AND account = ?"
             " AND provider_batch_id IS NOT NULL AND ingested_at IS NULL AND status NOT IN (?, ?, ?, ?)",
-            (adapter.provider, *sorted(ENDED)),
+            (adapter.provider, adapter.account, *sorted(ENDED)),
         ).fetchall()
         if not rows:
             return {}
@@ -279,9 +288,9 @@ class Engine:
 
     async def _ingest(self, adapter: ProviderAdapter, remotes: dict[str, RemoteBatch], report: TickReport) -> None:
         rows = self.store.db.execute(
-            "SELECT id, provider_batch_id, buffer_id FROM batches WHERE provider = ? AND provider_batch_id IS NOT NULL"
-            " AND ingested_at IS NULL AND status IN (?, ?, ?, ?) ORDER BY id",
-            (adapter.provider, *sorted(ENDED)),
+            "SELECT id, provider_batch_id, buffer_id FROM batches WHERE provider = ? AND account = ?"
+            " AND provider_batch_id IS NOT NULL AND ingested_at IS NULL AND status IN (?, ?, ?, ?) ORDER BY id",
+            (adapter.provider, adapter.account, *sorted(ENDED)),
         ).fetchall()
         for local_id, batch_id, buffer_id in rows:
             remote = remotes.get(batch_id) or await adapter.retrieve(batch_id)

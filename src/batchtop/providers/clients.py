@@ -13,6 +13,10 @@ from batchtop.config import Account, Config
 from batchtop.providers.base import ProviderAdapter
 from batchtop.providers.limits import ANTHROPIC, OPENAI
 
+TIMEOUT = 120.0
+"""Seconds per provider call: the SDKs' 600 s default would let a hung provider
+freeze its pass for ten minutes before the backoff takes over."""
+
 _DEFAULT_KEY_ENV = {OPENAI: "OPENAI_API_KEY", ANTHROPIC: "ANTHROPIC_API_KEY"}
 
 
@@ -36,9 +40,11 @@ def build_adapter(config: Config, provider: str) -> ProviderAdapter:
 
         from batchtop.providers.openai_batches import OpenAIBatches
 
-        return OpenAIBatches(openai.AsyncOpenAI(api_key=api_key, base_url=base_url), account.name)
+        return OpenAIBatches(openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=TIMEOUT), account.name)
     import anthropic
 
     from batchtop.providers.anthropic_batches import AnthropicBatches
 
-    return AnthropicBatches(anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url), account.name)
+    return AnthropicBatches(
+        anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=TIMEOUT), account.name
+    )
