@@ -31,6 +31,7 @@ from batchtop.providers.base import (
     Refused,
     RemoteBatch,
     ResultLine,
+    retry_after,
 )
 from batchtop.providers.clients import NotConfigured, build_adapter
 from batchtop.store import Store, lease, submissions, views
@@ -193,8 +194,8 @@ class Engine:
     def _backoff(self, provider: str, exc: BaseException) -> float:
         n = self._failures[provider] = self._failures.get(provider, 0) + 1
         delay = min(MAX_BACKOFF, 2.0 ** min(n, 10)) * (0.5 + random.random() / 2)
-        retry_after = _retry_after(exc)
-        return max(delay, retry_after or 0.0)
+        wait = retry_after(exc)
+        return max(delay, wait or 0.0)
 
     def _hold_all(self, provider: str, reason: str) -> None:
         with self.store.transaction() as db:
@@ -406,18 +407,3 @@ async def ingest_results(
             chunk, size = [], 0
     if chunk:
         ingest.add(chunk, now(), invalid(chunk))
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    try:
-        if "retry-after-ms" in headers:
-            return float(headers["retry-after-ms"]) / 1000
-        if "retry-after" in headers:
-            return float(headers["retry-after"])
-    except ValueError:
-        return None
-    return None

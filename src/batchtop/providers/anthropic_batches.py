@@ -19,6 +19,9 @@ from batchtop.providers.base import (
     Refused,
     RemoteBatch,
     ResultLine,
+    is_refusal,
+    pages,
+    retry_after,
 )
 
 PAGE = 1000  # the largest page messages.batches.list takes
@@ -53,18 +56,6 @@ def _remote(b: Any) -> RemoteBatch:
         expires_at=b.expires_at.timestamp() if b.expires_at else None,
         ended_at=b.ended_at.timestamp() if b.ended_at else None,
     )
-
-
-def _retry_after(exc: anthropic.APIStatusError) -> float | None:
-    headers = exc.response.headers
-    try:
-        if "retry-after-ms" in headers:
-            return float(headers["retry-after-ms"]) / 1000
-        if "retry-after" in headers:
-            return float(headers["retry-after"])
-    except ValueError:
-        return None
-    return None
 
 
 def parse_result_line(raw: str) -> ResultLine:
@@ -106,20 +97,15 @@ class AnthropicBatches:
         try:
             batch = await self.client.messages.batches.create(requests=requests)
         except anthropic.APIStatusError as exc:
-            if 400 <= exc.status_code < 500 and exc.status_code not in (408, 409):
-                raise Refused(f"create refused: {exc.status_code} {exc.message}", _retry_after(exc)) from exc
+            if is_refusal(exc.status_code):
+                raise Refused(f"create refused: {exc.status_code} {exc.message}", retry_after(exc)) from exc
             raise
         return _remote(batch)
 
     async def _pages(self) -> AsyncIterator[list[Any]]:
-        page = await self.client.messages.batches.list(limit=PAGE)
-        self.list_calls += 1
-        while True:
-            yield list(page.data)
-            if not page.has_next_page():
-                return
-            page = await page.get_next_page()
+        async for items in pages(self.client.messages.batches.list(limit=PAGE)):
             self.list_calls += 1
+            yield items
 
     async def find_submission(self, uid: str, created_at: float, total: int, owned: set[str]) -> list[RemoteBatch]:
         """No metadata here: the batches created in the intent's window with the same

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 # Normalized batch statuses (shared/cli.md).
 SUBMITTING = "submitting"
@@ -78,6 +78,36 @@ class Refused(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the provider asked us to wait (`retry-after-ms`, then `retry-after`)."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if not headers:
+        return None
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        return None
+    return None
+
+
+async def pages(first: Any) -> AsyncIterator[list[Any]]:
+    """The items of an SDK page and of every page after it, one list per call."""
+    page = await first
+    while True:
+        yield list(page.data)
+        if not page.has_next_page():
+            return
+        page = await page.get_next_page()
+
+
+def is_refusal(status: int) -> bool:
+    """A 4xx other than timeout/conflict: the provider created nothing."""
+    return 400 <= status < 500 and status not in (408, 409)
 
 
 class ProviderAdapter(Protocol):

@@ -8,7 +8,7 @@ from typing import Any
 
 import openai
 
-from batchtop.providers.base import ERRORED, SUCCEEDED, Refused, RemoteBatch, ResultLine
+from batchtop.providers.base import ERRORED, SUCCEEDED, Refused, RemoteBatch, ResultLine, is_refusal, pages, retry_after
 
 META_KEY = "batchtop_submission"
 PAGE = 100  # the largest page batches.list takes
@@ -42,23 +42,6 @@ def _remote(b: Any) -> RemoteBatch:
         error=text or None,
         refused=b.status == "failed" and bool(codes & _REFUSAL_CODES),
     )
-
-
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    headers = exc.response.headers
-    try:
-        if "retry-after-ms" in headers:
-            return float(headers["retry-after-ms"]) / 1000
-        if "retry-after" in headers:
-            return float(headers["retry-after"])
-    except ValueError:
-        return None
-    return None
-
-
-def _is_refusal(exc: BaseException) -> bool:
-    """A 4xx other than timeout/conflict means the provider created nothing."""
-    return isinstance(exc, openai.APIStatusError) and 400 <= exc.status_code < 500 and exc.status_code not in (408, 409)
 
 
 def _usage(body: dict[str, Any]) -> tuple[int, int, int, int]:
@@ -109,8 +92,8 @@ class OpenAIBatches:
         try:
             uploaded = await self.client.files.create(file=(upload_name(uid), data), purpose="batch")
         except openai.APIStatusError as exc:
-            if _is_refusal(exc):
-                raise Refused(f"upload refused: {exc.status_code} {exc.message}", _retry_after(exc)) from exc
+            if is_refusal(exc.status_code):
+                raise Refused(f"upload refused: {exc.status_code} {exc.message}", retry_after(exc)) from exc
             raise
         try:
             batch = await self.client.batches.create(
@@ -120,9 +103,9 @@ class OpenAIBatches:
                 metadata={META_KEY: uid},
             )
         except openai.APIStatusError as exc:
-            if _is_refusal(exc):
+            if is_refusal(exc.status_code):
                 await self._delete_file(uploaded.id)
-                raise Refused(f"create refused: {exc.status_code} {exc.message}", _retry_after(exc)) from exc
+                raise Refused(f"create refused: {exc.status_code} {exc.message}", retry_after(exc)) from exc
             raise
         return _remote(batch)
 
@@ -133,14 +116,9 @@ class OpenAIBatches:
             pass
 
     async def _pages(self) -> AsyncIterator[list[Any]]:
-        page = await self.client.batches.list(limit=PAGE)
-        self.list_calls += 1
-        while True:
-            yield list(page.data)
-            if not page.has_next_page():
-                return
-            page = await page.get_next_page()
+        async for items in pages(self.client.batches.list(limit=PAGE)):
             self.list_calls += 1
+            yield items
 
     async def find_submission(self, uid: str, created_at: float, total: int, owned: set[str]) -> list[RemoteBatch]:
         """Batches carrying our submission id in metadata; an upload left without
