@@ -16,21 +16,25 @@ from batchtop.engine import Engine, TickReport
 from batchtop.store import Store, lease
 
 
+def _one_pass(store: Store, config: Config, cancels_only: bool = False) -> TickReport:
+    engine = Engine(store, config)
+
+    async def once() -> TickReport:
+        try:
+            return await (engine.cancels_only() if cancels_only else engine.tick())
+        finally:
+            await engine.close()
+
+    try:
+        return asyncio.run(once())
+    finally:
+        lease.release(store)
+
+
 def tick(data_dir: Path, config: Config) -> TickReport:
     """One engine pass; EngineBusy when another engine holds the data dir."""
     with Store(data_dir) as store:
-        engine = Engine(store, config)
-
-        async def once() -> TickReport:
-            try:
-                return await engine.tick()
-            finally:
-                await engine.close()
-
-        try:
-            return asyncio.run(once())
-        finally:
-            lease.release(store)
+        return _one_pass(store, config)
 
 
 def run(data_dir: Path, config: Config) -> None:
@@ -53,18 +57,6 @@ def cancel_now(data_dir: Path, config: Config) -> TickReport | None:
     """Carry out requested cancels now, unless another engine holds the data dir
     (it will, on its next tick): returns None in that case."""
     with Store(data_dir) as store:
-        current = lease.holder(store, time.time())
-        if current is not None:
+        if lease.holder(store, time.time()) is not None:
             return None
-        engine = Engine(store, config)
-
-        async def once() -> TickReport:
-            try:
-                return await engine.cancels_only()
-            finally:
-                await engine.close()
-
-        try:
-            return asyncio.run(once())
-        finally:
-            lease.release(store)
+        return _one_pass(store, config, cancels_only=True)

@@ -18,14 +18,14 @@ from batchtop.providers.base import (
     SUCCEEDED,
     Refused,
     RemoteBatch,
+    SKEW,
+    ListingAdapter,
     ResultLine,
     is_refusal,
-    pages,
     retry_after,
 )
 
 PAGE = 1000  # the largest page messages.batches.list takes
-SKEW = 600.0
 _OUTCOMES = {"canceled": "cancelled", "expired": "expired"}
 
 
@@ -83,14 +83,20 @@ def parse_result_line(raw: str) -> ResultLine:
     return ResultLine(cid, ERRORED, raw, f"{code}: {inner.get('message') or ''}", code)
 
 
-class AnthropicBatches:
+class AnthropicBatches(ListingAdapter):
     provider = "anthropic"
     page_size = PAGE
 
-    def __init__(self, client: anthropic.AsyncAnthropic, account: str = "default") -> None:
-        self.client = client
-        self.account = account
-        self.list_calls = 0
+    def _first_page(self) -> Any:
+        return self.client.messages.batches.list(limit=PAGE)
+
+    @staticmethod
+    def _created(item: Any) -> float:
+        return item.created_at.timestamp()
+
+    @staticmethod
+    def _remote(item: Any) -> RemoteBatch:
+        return _remote(item)
 
     async def submit(self, uid: str, endpoint: str, lines: list[bytes]) -> RemoteBatch:
         requests = [json.loads(line) for line in lines]
@@ -101,11 +107,6 @@ class AnthropicBatches:
                 raise Refused(f"create refused: {exc.status_code} {exc.message}", retry_after(exc)) from exc
             raise
         return _remote(batch)
-
-    async def _pages(self) -> AsyncIterator[list[Any]]:
-        async for items in pages(self.client.messages.batches.list(limit=PAGE)):
-            self.list_calls += 1
-            yield items
 
     async def find_submission(self, uid: str, created_at: float, total: int, owned: set[str]) -> list[RemoteBatch]:
         """No metadata here: the batches created in the intent's window with the same
@@ -119,19 +120,6 @@ class AnthropicBatches:
             if not items or items[-1].created_at.timestamp() < created_at - SKEW:
                 break
         return found
-
-    async def list_recent(self, oldest: float, wanted: set[str]) -> tuple[dict[str, RemoteBatch], int]:
-        seen: dict[str, RemoteBatch] = {}
-        calls_before = self.list_calls
-        missing = set(wanted)
-        async for items in self._pages():
-            for b in items:
-                if b.id in missing:
-                    seen[b.id] = _remote(b)
-                    missing.discard(b.id)
-            if not missing or not items or items[-1].created_at.timestamp() < oldest - SKEW:
-                break
-        return seen, self.list_calls - calls_before
 
     async def retrieve(self, batch_id: str) -> RemoteBatch:
         return _remote(await self.client.messages.batches.retrieve(batch_id))
@@ -148,6 +136,3 @@ class AnthropicBatches:
                     yield parse_result_line(line)
         finally:
             await decoder.close()
-
-    async def close(self) -> None:
-        await self.client.close()

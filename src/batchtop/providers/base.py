@@ -110,6 +110,56 @@ def is_refusal(status: int) -> bool:
     return 400 <= status < 500 and status not in (408, 409)
 
 
+SKEW = 600.0
+"""Clock difference we tolerate between us and a provider, in seconds."""
+
+
+class ListingAdapter:
+    """What both adapters share: paging the provider's batch list newest first."""
+
+    provider: str
+    page_size: int
+
+    def __init__(self, client: Any, account: str = "default") -> None:
+        self.client = client
+        self.account = account
+        self.list_calls = 0
+
+    def _first_page(self) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def _created(item: Any) -> float:
+        raise NotImplementedError
+
+    @staticmethod
+    def _remote(item: Any) -> RemoteBatch:
+        raise NotImplementedError
+
+    async def _pages(self) -> AsyncIterator[list[Any]]:
+        async for items in pages(self._first_page()):
+            self.list_calls += 1
+            yield items
+
+    async def list_recent(self, oldest: float, wanted: set[str]) -> tuple[dict[str, RemoteBatch], int]:
+        """Newest first, stopping once every wanted batch was seen or the listing
+        passed the oldest of them: ceil(N/page)+1 calls at most for N in flight."""
+        seen: dict[str, RemoteBatch] = {}
+        calls_before = self.list_calls
+        missing = set(wanted)
+        async for items in self._pages():
+            for item in items:
+                if item.id in missing:
+                    seen[item.id] = self._remote(item)
+                    missing.discard(item.id)
+            if not missing or not items or self._created(items[-1]) < oldest - SKEW:
+                break
+        return seen, self.list_calls - calls_before
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
 class ProviderAdapter(Protocol):
     provider: str
     account: str

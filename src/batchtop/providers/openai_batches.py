@@ -8,11 +8,20 @@ from typing import Any
 
 import openai
 
-from batchtop.providers.base import ERRORED, SUCCEEDED, Refused, RemoteBatch, ResultLine, is_refusal, pages, retry_after
+from batchtop.providers.base import (
+    ERRORED,
+    SKEW,
+    SUCCEEDED,
+    ListingAdapter,
+    Refused,
+    RemoteBatch,
+    ResultLine,
+    is_refusal,
+    retry_after,
+)
 
 META_KEY = "batchtop_submission"
 PAGE = 100  # the largest page batches.list takes
-SKEW = 600.0  # clock difference we tolerate between us and the provider
 _REFUSAL_CODES = {"token_limit_exceeded", "batch_limit_exceeded", "too_many_requests", "rate_limit_exceeded"}
 _ABORTS = {"batch_expired": "expired", "batch_cancelled": "cancelled"}
 
@@ -78,14 +87,20 @@ def parse_result_line(raw: str) -> ResultLine:
     return ResultLine(cid, ERRORED, raw, f"{code}: {err.get('message') or ''}", code, i, c, w, o)
 
 
-class OpenAIBatches:
+class OpenAIBatches(ListingAdapter):
     provider = "openai"
     page_size = PAGE
 
-    def __init__(self, client: openai.AsyncOpenAI, account: str = "default") -> None:
-        self.client = client
-        self.account = account
-        self.list_calls = 0
+    def _first_page(self) -> Any:
+        return self.client.batches.list(limit=PAGE)
+
+    @staticmethod
+    def _created(item: Any) -> float:
+        return float(item.created_at)
+
+    @staticmethod
+    def _remote(item: Any) -> RemoteBatch:
+        return _remote(item)
 
     async def submit(self, uid: str, endpoint: str, lines: list[bytes]) -> RemoteBatch:
         data = b"".join(lines)
@@ -115,11 +130,6 @@ class OpenAIBatches:
         except openai.NotFoundError:
             pass
 
-    async def _pages(self) -> AsyncIterator[list[Any]]:
-        async for items in pages(self.client.batches.list(limit=PAGE)):
-            self.list_calls += 1
-            yield items
-
     async def find_submission(self, uid: str, created_at: float, total: int, owned: set[str]) -> list[RemoteBatch]:
         """Batches carrying our submission id in metadata; an upload left without
         a batch (killed between upload and create) is deleted."""
@@ -139,21 +149,6 @@ class OpenAIBatches:
                     break
         return found
 
-    async def list_recent(self, oldest: float, wanted: set[str]) -> tuple[dict[str, RemoteBatch], int]:
-        """Newest first, stopping once every wanted batch was seen or the listing
-        passed the oldest of them: ceil(N/page)+1 calls at most for N in flight."""
-        seen: dict[str, RemoteBatch] = {}
-        calls_before = self.list_calls
-        missing = set(wanted)
-        async for items in self._pages():
-            for b in items:
-                if b.id in missing:
-                    seen[b.id] = _remote(b)
-                    missing.discard(b.id)
-            if not missing or not items or items[-1].created_at < oldest - SKEW:
-                break
-        return seen, self.list_calls - calls_before
-
     async def retrieve(self, batch_id: str) -> RemoteBatch:
         return _remote(await self.client.batches.retrieve(batch_id))
 
@@ -169,6 +164,3 @@ class OpenAIBatches:
                 async for line in response.iter_lines():
                     if line.strip():
                         yield parse_result_line(line)
-
-    async def close(self) -> None:
-        await self.client.close()
