@@ -229,7 +229,7 @@ class Engine:
             n = self._failures.get(f"refused:{intent.buffer_id}", 0) + 1
             self._failures[f"refused:{intent.buffer_id}"] = n
             wait = max(exc.retry_after or 0.0, min(MAX_BACKOFF * 4, 30.0 * 2 ** (n - 1)) * (0.5 + random.random() / 2))
-            submissions.undo(self.store, intent.id, f"provider refused: {exc.reason}", self.now() + wait)
+            submissions.undo(self.store, intent.id, f"provider refused: {exc.reason}", self.now() + wait, self.now())
             report.refused.append(exc.reason)
             return False
         self._failures.pop(f"refused:{intent.buffer_id}", None)
@@ -297,7 +297,7 @@ class Engine:
             remote = remotes.get(batch_id) or await adapter.retrieve(batch_id)
             if remote.refused:
                 reason = f"provider refused the batch: {remote.error}"
-                submissions.undo(self.store, local_id, reason, self.now() + 60.0)
+                submissions.undo(self.store, local_id, reason, self.now() + 60.0, self.now())
                 report.refused.append(reason)
                 continue
             ingest = BatchIngest(self.store, local_id, self._settle)

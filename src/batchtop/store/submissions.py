@@ -128,7 +128,7 @@ def record_submitted(store: Store, intent_id: int, remote: RemoteBatch, now: flo
                    " (SELECT buffer_id FROM batches WHERE id = ?)", (intent_id,))
 
 
-def undo(store: Store, intent_id: int, reason: str, retry_at: float | None) -> None:
+def undo(store: Store, intent_id: int, reason: str, retry_at: float | None, now: float) -> None:
     """Nothing was created at the provider: the requests go back to the front of
     their buffer without using an attempt, and the buffer waits until `retry_at`."""
     with store.transaction() as db:
@@ -145,7 +145,7 @@ def undo(store: Store, intent_id: int, reason: str, retry_at: float | None) -> N
         db.execute(
             "UPDATE batches SET status = 'failed', last_error = ?, ended_at = ?, ingested_at = ?, total = 0"
             " WHERE id = ?",
-            (f"not submitted: {reason}", retry_at, retry_at, intent_id),
+            (f"not submitted: {reason}", now, now, intent_id),
         )
         db.execute(
             "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ?, held_reason = ?, retry_at = ?"
