@@ -23,11 +23,13 @@ def flush_due_at(
     """Unix time at which the buffer should be flushed; None when it is empty."""
     if queued <= 0 or oldest_enqueued_at is None:
         return None
-    due = oldest_enqueued_at + policy.max_age
+    # below min_requests age alone does not flush (no tiny batches); a deadline or a
+    # forced flush still does
+    due = oldest_enqueued_at + policy.max_age if queued >= policy.min_requests else float("inf")
     if earliest_deadline is not None:
         due = min(due, earliest_deadline - BATCH_WINDOW - policy.deadline_margin)
     if flush_requested_at is not None:
         due = min(due, flush_requested_at)
     if queued >= policy.max_requests or queued_bytes >= policy.max_bytes:
         due = min(due, oldest_enqueued_at)  # a full batch is ready: no reason to wait
-    return due
+    return None if due == float("inf") else due
