@@ -1,0 +1,91 @@
+"""Make the console's screenshots: screenshots/*.svg.
+
+    .venv/bin/python screenshots/make.py
+
+Builds the deterministic sample data dir (real engine and simulator on a manual
+clock, see `batchtop.tui.sample`) in a temp dir, opens the console on it with a
+frozen clock and no engine, and saves the main screen, the inspect screen, the
+cancel confirmation and the help screen. Same input, same SVGs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from batchtop.tui import sample
+from batchtop.tui.app import BatchtopApp
+from batchtop.tui.widgets.live_table import LiveTable
+
+OUT = Path(__file__).resolve().parent
+SIZE = (150, 45)
+
+Step = Callable[[Pilot, sample.Sample], Awaitable[None]]
+
+
+async def _settle(pilot: Pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def _on_batch(pilot: Pilot, batch_id: str) -> None:
+    batches = pilot.app.screen.query_one("#batches", LiveTable)
+    batches.focus()
+    batches.move_cursor(row=batches.get_row_index(batch_id))
+    await pilot.pause()
+
+
+async def main_screen(pilot: Pilot, data: sample.Sample) -> None:
+    await _on_batch(pilot, data.running_batch)
+
+
+async def inspect_screen(pilot: Pilot, data: sample.Sample) -> None:
+    await _on_batch(pilot, data.failed_batch)
+    await pilot.press("enter")
+    await _settle(pilot)
+
+
+async def confirm_cancel(pilot: Pilot, data: sample.Sample) -> None:
+    await _on_batch(pilot, data.running_batch)
+    await pilot.press("c")
+    await _settle(pilot)
+
+
+async def help_screen(pilot: Pilot, data: sample.Sample) -> None:
+    await pilot.press("question_mark")
+    await _settle(pilot)
+
+
+SHOTS: dict[str, Step] = {
+    "main": main_screen,
+    "inspect": inspect_screen,
+    "confirm-cancel": confirm_cancel,
+    "help": help_screen,
+}
+
+
+async def shoot(data: sample.Sample, name: str, step: Step) -> Path:
+    app = BatchtopApp(data.data_dir, data.config, now=lambda: data.now, engine=False, refresh_every=None, label="~/sample")
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await step(pilot, data)
+        await pilot.pause()
+        return Path(app.save_screenshot(f"{name}.svg", path=str(OUT)))
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="batchtop-shots-") as tmp:
+        data = sample.build(Path(tmp) / "data")  # outside any event loop: it runs the engine
+        for name, step in SHOTS.items():
+            path = asyncio.run(shoot(data, name, step))
+            print(path.relative_to(OUT.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

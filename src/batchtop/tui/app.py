@@ -1,0 +1,253 @@
+"""The console App: owns the refresh loop, the engine ticks and the actions' workers.
+
+Every store read and write, and every engine tick, runs in a thread worker with a
+connection of its own; results come back as messages (`messages.py`) applied on
+the UI loop, so the screen never waits on SQLite or HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from rich.markup import escape
+from textual import on, work
+from textual.app import App
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from batchtop.config import Config
+from batchtop.errors import BatchtopError
+from batchtop.store.lease import EngineBusy
+from batchtop.tui import operations, snapshot
+from batchtop.tui.commands import ConsoleCommands
+from batchtop.tui.engine_runner import EngineRunner
+from batchtop.tui.messages import ActionDone, EngineTicked, StatusRefreshed
+from batchtop.tui.screens.main import MainScreen
+from batchtop.tui.snapshot import Snapshot
+
+QUIT_GRACE = 5.0
+"""Seconds to let a running tick finish before quitting anyway."""
+
+
+class BatchtopApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "batchtop"
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
+
+    def __init__(
+        self,
+        data_dir: Path,
+        config: Config,
+        *,
+        now: Callable[[], float] = time.time,
+        engine: bool = True,
+        refresh_every: float | None = 1.0,
+        exit_after: float | None = None,
+        label: str | None = None,
+    ) -> None:
+        """`engine=False` only watches; `refresh_every=None` refreshes on request only
+        (tests); `label` names the data dir in the header (default: its path)."""
+        super().__init__()
+        self.data_dir = data_dir
+        self.label = label if label is not None else _home_short(data_dir)
+        self.config = config
+        self.now = now
+        self.refresh_every = refresh_every
+        self.exit_after = exit_after
+        self.latest: Snapshot | None = None
+        self.engine_line = "[dim]engine off[/]" if not engine else "[dim]engine starting…[/]"
+        self._want_engine = engine
+        self._runner: EngineRunner | None = None
+        self._viewer_of: str | None = None
+        self._ticking = self._tick_again = self._stopping = False
+        self._tick_timer: Timer | None = None
+        self._refresh_timer: Timer | None = None
+
+    def on_mount(self) -> None:
+        self.push_screen(MainScreen())
+        self.refresh_status()
+        if self.exit_after is not None:
+            self.set_timer(self.exit_after, self.action_quit)
+
+    @property
+    def main(self) -> MainScreen:
+        return next(s for s in self.screen_stack if isinstance(s, MainScreen))
+
+    # -- refresh -------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="refresh", exit_on_error=False)
+    def refresh_status(self) -> None:
+        """Read the status in this worker thread (its own connection), post it."""
+        snap = snapshot.load(self.data_dir, self.config, self.now())
+        if not get_current_worker().is_cancelled:
+            self.post_message(StatusRefreshed(snap))
+
+    def on_status_refreshed(self, message: StatusRefreshed) -> None:
+        self.latest = message.snapshot
+        self._engine_follow(message.snapshot)
+        if self.screen is self.main:  # skip the redraw while a modal is open; shown on resume
+            self.main.apply(message.snapshot, self.engine_line)
+        self._arm_refresh()
+
+    def _arm_refresh(self) -> None:
+        if self._refresh_timer is not None:
+            self._refresh_timer.stop()
+            self._refresh_timer = None
+        if self.refresh_every is not None and not self._stopping:
+            self._refresh_timer = self.set_timer(self.refresh_every, self.refresh_status)
+
+    # -- engine ----------------------------------------------------------------------
+    def _engine_follow(self, snap: Snapshot) -> None:
+        """Start the engine unless another process holds the data dir (then watch it),
+        and take over when that one goes away."""
+        if not self._want_engine or self._stopping:
+            return
+        if snap.other_engine is not None:
+            if self._runner is None:
+                self._viewer_of = snap.other_engine
+                self.engine_line = f"[bold yellow]viewer[/]: engine is {escape(snap.other_engine)}"
+            return
+        if self._runner is None:
+            if self._viewer_of is not None:
+                self.notify(f"the other engine ({self._viewer_of}) is gone: this console runs the engine now")
+            self._viewer_of = None
+            self._runner = EngineRunner(self.data_dir, self.config, self.now)
+            self.engine_line = "[bold green]engine running[/]"
+            self._start_tick()
+
+    def wake_engine(self) -> None:
+        """Tick now (after an action) rather than at the next poll."""
+        if self._runner is not None and not self._stopping:
+            self._start_tick()
+
+    def _start_tick(self) -> None:
+        if self._tick_timer is not None:
+            self._tick_timer.stop()
+            self._tick_timer = None
+        if self._ticking:
+            self._tick_again = True
+            return
+        self._ticking = True
+        self._tick_again = False
+        runner = self._runner
+        assert runner is not None
+        self.run_worker(partial(self._tick, runner), thread=True, group="engine", exit_on_error=False, name="engine tick")
+
+    def _tick(self, runner: EngineRunner) -> None:
+        self.post_message(EngineTicked(runner.tick()))
+
+    def on_engine_ticked(self, message: EngineTicked) -> None:
+        self._ticking = False
+        report = message.result.report
+        done = [f"tick {message.result.took:.1f}s"]
+        done += [f"{what} {len(ids)}" for what, ids in (("submitted", report.submitted), ("ingested", report.ingested)) if ids]
+        self.engine_line = f"[bold green]engine running[/] [dim]({', '.join(done)})[/]"
+        if report.errors:  # the providers line says which and why
+            self.engine_line += f" [bold red]{len(report.errors)} provider error(s)[/]"
+        self._next_tick(0.0 if self._tick_again else message.result.next_in)
+        self.refresh_status()
+
+    def _next_tick(self, delay: float) -> None:
+        if self._stopping or self._runner is None:
+            return
+        if self._tick_timer is not None:
+            self._tick_timer.stop()
+        self._tick_timer = self.set_timer(max(0.0, delay), self._start_tick)
+
+    def _engine_failed(self, error: BaseException | None) -> None:
+        self._ticking = False
+        if isinstance(error, EngineBusy):
+            runner, self._runner = self._runner, None
+            if runner is not None:
+                self.run_worker(runner.close, thread=True, group="engine-close", exit_on_error=False)
+            self.engine_line = f"[bold yellow]viewer[/]: {escape(str(error))}"
+            self._viewer_of = str(error)
+            self.notify(f"another engine took the data dir; watching it: {error}", severity="warning")
+            return
+        self.engine_line = f"[bold red]engine error[/]: {type(error).__name__}: {escape(str(error)[:200])}"
+        self._next_tick(self.config.engine.poll_interval)
+
+    # -- actions -----------------------------------------------------------------------
+    def _act(self, fn: Callable[[], str], *, wake: bool) -> None:
+        def run() -> None:
+            try:
+                self.post_message(ActionDone(fn(), wake=wake))
+            except BatchtopError as exc:
+                self.post_message(ActionDone(str(exc), error=True))
+
+        self.run_worker(run, thread=True, group="action", exit_on_error=False, name="action")
+
+    def request_flush(self, buffer_name: str | None) -> None:
+        self._act(partial(operations.flush, self.data_dir, buffer_name, self.now()), wake=True)
+
+    def resubmit(self, batch_id: str) -> None:
+        self._act(partial(operations.resubmit, self.data_dir, batch_id, self.now()), wake=True)
+
+    def cancel(self, batch_id: str) -> None:
+        self._act(partial(operations.cancel, self.data_dir, batch_id, self.now()), wake=True)
+
+    def on_action_done(self, message: ActionDone) -> None:
+        if message.error:
+            self.notify(message.text, severity="error", timeout=8)
+            return
+        if self._runner is None and self._viewer_of:
+            self.notify(f"{message.text}; the engine in {self._viewer_of.split(' (')[0]} carries it out")
+        else:
+            self.notify(message.text)
+        if message.wake:
+            self.wake_engine()
+        self.refresh_status()
+
+    # -- failures and exit ---------------------------------------------------------------
+    @on(Worker.StateChanged)
+    def _worker_changed(self, event: Worker.StateChanged) -> None:
+        """The one place worker failures land: shown, never a crash."""
+        if event.state != WorkerState.ERROR:
+            return
+        worker, error = event.worker, event.worker.error
+        if worker.group == "engine":
+            self._engine_failed(error)
+        elif worker.group == "refresh":
+            self.notify(f"refresh failed: {error}", severity="error")
+            self._arm_refresh()
+        else:
+            self.notify(f"{worker.name or worker.group} failed: {type(error).__name__}: {error}", severity="error")
+
+    def on_unmount(self) -> None:
+        """Exited without `action_quit` (e.g. a test harness): still give the lease back,
+        unless a tick is using the connection right now."""
+        runner, self._runner = self._runner, None
+        if runner is not None and not self._ticking:
+            runner.close()
+
+    async def action_quit(self) -> None:
+        """Stop ticking, let a running tick finish (briefly), give the lease back, exit."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for timer in (self._tick_timer, self._refresh_timer):
+            if timer is not None:
+                timer.stop()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            ticks = [w for w in self.workers if w.group == "engine" and w.is_running]
+            deadline = time.monotonic() + QUIT_GRACE
+            while any(w.is_running for w in ticks) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if not any(w.is_running for w in ticks):
+                worker = self.run_worker(runner.close, thread=True, group="engine-close", exit_on_error=False)
+                try:
+                    await worker.wait()
+                except Exception:  # shown by _worker_changed; exiting anyway
+                    pass
+        self.exit(0)
+
+
+def _home_short(path: Path) -> str:
+    try:
+        return "~/" + str(path.expanduser().resolve().relative_to(Path.home()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,35 @@
+"""Messages the console's workers post to the UI loop: each carries one immutable result."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from batchtop.tui.engine_runner import TickResult
+from batchtop.tui.snapshot import Snapshot
+
+
+class StatusRefreshed(Message):
+    """A newer status snapshot replaces an older one still queued."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StatusRefreshed)
+
+
+class EngineTicked(Message):
+    def __init__(self, result: TickResult) -> None:
+        super().__init__()
+        self.result = result
+
+
+class ActionDone(Message):
+    """An operator action was written to the store (or refused, with `error`)."""
+
+    def __init__(self, text: str, *, error: bool = False, wake: bool = False) -> None:
+        super().__init__()
+        self.text = text
+        self.error = error
+        self.wake = wake

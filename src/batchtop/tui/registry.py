@@ -1,0 +1,47 @@
+"""The console's actions, once: key bindings, the footer, the help screen and the
+command palette are all built from this list, so they can never disagree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class ConsoleAction:
+    id: str
+    """Stable binding id, so users can remap keys (Textual keymaps)."""
+    key: str
+    action: str
+    """The main screen's action name (without `action_`)."""
+    label: str
+    """Short footer label."""
+    help: str
+    """One line for the help screen and the command palette."""
+    display_key: str | None = None
+    show: bool = True
+
+
+ACTIONS: tuple[ConsoleAction, ...] = (
+    ConsoleAction("flush", "f", "flush", "Flush", "Flush the selected buffer now: the engine submits it as a batch"),
+    ConsoleAction("flush-all", "F", "flush_all", "Flush all", "Flush every buffer that has queued requests"),
+    ConsoleAction("resubmit", "r", "resubmit", "Resubmit", "Resubmit the selected batch's failed, expired and cancelled requests"),
+    ConsoleAction("cancel", "c", "cancel", "Cancel", "Cancel the selected batch at the provider (asks first)"),
+    ConsoleAction("inspect", "enter", "inspect", "Inspect", "Inspect the selected batch (errors, attempts) or buffer (queued requests)"),
+    ConsoleAction("filter", "slash", "filter", "Filter", "Filter the tables by provider, model, id or status", display_key="/"),
+    ConsoleAction("help", "question_mark", "help", "Help", "Show the keys and what the columns mean", display_key="?"),
+    ConsoleAction("quit", "q", "quit", "Quit", "Quit the console (the engine stops with it; queued work stays in the store)"),
+)
+
+
+def bindings() -> list[Binding]:
+    """The main screen's bindings, one per action."""
+    return [
+        Binding(a.key, a.action, a.label, show=a.show, key_display=a.display_key, id=f"batchtop.{a.id}")
+        for a in ACTIONS
+    ]
+
+
+def key_label(action: ConsoleAction) -> str:
+    return action.display_key or action.key
