@@ -65,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("batch_id", metavar="BATCH_ID")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
+    p = command("results", "write the latest successful result of each request (JSONL, keyed by custom_id)")
+    p.add_argument("batch_id", nargs="?", metavar="BATCH_ID", help="only the results of this provider batch")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (mode 0600, atomically) instead of stdout")
+
+    p = command("dead-letters", "list requests that used up their attempts, with their last error")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="a JSON array of objects")
+
+    p = command("quote", "what batch input files would cost, batch vs real time, before enqueueing")
+    p.add_argument("files", nargs="+", metavar="FILE", help="JSONL files of OpenAI or Anthropic batch lines; - reads stdin")
+    p.add_argument("--provider", choices=["openai", "anthropic"], help="force the provider instead of telling it from the line")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="a JSON array, one object per model")
+
     p = command("demo", "the console on a throw-away data dir, fed by the built-in simulator; needs no keys")
     p.add_argument("--speed", type=float, default=1.0, help="how fast the simulated providers work")
     p.add_argument("--seconds", type=float, default=None, help="quit by itself after this long")
@@ -260,11 +272,56 @@ def _cmd_once(args: argparse.Namespace) -> int:
 
     return run_once(
         _data_dir(args),
-        config_path=args.config,
+        _config(args),
         as_json=args.json,
-        refresh=not args.no_refresh,
+        refresh_first=not args.no_refresh,
         fail_on_alert=args.fail_on_alert,
     )
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    from batchtop import exports
+
+    with exports.existing_db(_data_dir(args)) as db:
+        if args.output in (None, "-"):
+            sys.stdout.flush()
+            written = exports.write_results(db, sys.stdout.buffer, args.batch_id)
+            sys.stdout.buffer.flush()
+        else:
+            with exports.private_atomic(Path(args.output)) as f:
+                written = exports.write_results(db, f, args.batch_id)
+            print(f"wrote {written.count} result{'s' if written.count != 1 else ''} to {args.output}", file=sys.stderr)
+    if written.note:
+        print(f"batchtop: {written.note}", file=sys.stderr)
+    return Exit.OK
+
+
+def _cmd_dead_letters(args: argparse.Namespace) -> int:
+    from batchtop import exports
+
+    with exports.existing_db(_data_dir(args)) as db:
+        if args.json:
+            exports.write_dead_letters_json(db, sys.stdout)
+        else:
+            exports.write_dead_letters_text(db, sys.stdout)
+    return Exit.OK
+
+
+def _cmd_quote(args: argparse.Namespace) -> int:
+    import json
+
+    from batchtop.exports import existing_db
+    from batchtop.quote import quote, render_quote
+
+    config = _config(args)
+    with existing_db(_data_dir(args)) as db:  # lends observed mean outputs, if there is history
+        rows = quote(args.files, config, args.provider, db=db)
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render_quote(rows, sys.stdout)
+    return Exit.OK
 
 
 COMMANDS = {
@@ -275,19 +332,37 @@ COMMANDS = {
     "resubmit": _cmd_resubmit,
     "adopt": _cmd_adopt,
     "cancel": _cmd_cancel,
+    "results": _cmd_results,
+    "dead-letters": _cmd_dead_letters,
+    "quote": _cmd_quote,
     "demo": _cmd_demo,
     "sim": _cmd_sim,
 }
+_TAKES_JSON = {"dead-letters", "quote"}
+
+
+def _check_once_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--json / --no-refresh / --fail-on-alert go with --once (--json also with the commands
+    that print JSON); silently ignoring one would hide a mistake in a cron line."""
+    if args.command is None:
+        if not args.once and (args.json or args.no_refresh or args.fail_on_alert):
+            parser.error("--json, --no-refresh and --fail-on-alert go with --once")
+        return
+    if args.once:
+        parser.error("--once takes no command")
+    if args.no_refresh or args.fail_on_alert:
+        parser.error(f"--no-refresh and --fail-on-alert go with --once, not with {args.command}")
+    if args.json and args.command not in _TAKES_JSON:
+        parser.error(f"{args.command} has no --json")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _check_once_options(parser, args)
     try:
         if args.command is None:
             return _cmd_once(args) if args.once else _cmd_console(args)
-        if args.once:
-            parser.error("--once takes no command")
         return COMMANDS[args.command](args)
     except BatchtopError as exc:
         print(f"batchtop: {exc}", file=sys.stderr)

@@ -1,93 +1,235 @@
 """`batchtop --once`: the console's status as text or JSON, then exit.
 
-Reads the store only (plus one engine tick when refreshing); never imports Textual.
+Both outputs render the one document `status.collect` builds, so they cannot
+disagree. With `refresh` one engine tick runs first (imported only then: the
+`--no-refresh` path reads the store and imports neither the SDKs nor Textual).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from batchtop import paths
-from batchtop.config import Config, load_config
+from batchtop.config import Config
 from batchtop.exitcodes import Exit
-from batchtop.store import Store
-from batchtop.store import views
-from batchtop.timefmt import human_duration, iso
+from batchtop.pricing.money import fmt_usd
+
+_BOLD, _RED, _YELLOW, _RESET = "\x1b[1m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
 
 
-def status(store: Store, config: Config, now: float) -> dict[str, Any]:
-    """The status document (the `--once --json` schema)."""
-    buffers = [
-        {
-            "name": b.name,
-            "provider": b.provider,
-            "endpoint": b.endpoint,
-            "model": b.model,
-            "queued": b.queued,
-            "bytes": b.bytes,
-            "oldest_enqueued_at": iso(b.oldest_enqueued_at),
-            "earliest_deadline": iso(b.earliest_deadline),
-            "flush_due_at": iso(b.flush_due_at),
-            "held_reason": b.held_reason,
-        }
-        for b in views.buffers(store.db, config)
-    ]
-    return {"generated_at": iso(now), "buffers": buffers}
+def read_status(data_dir: Path, config: Config, now: float) -> dict[str, Any]:
+    """The status document; a data dir without a database is shown empty and left untouched."""
+    from batchtop import status
+
+    if not (data_dir / paths.DB_NAME).exists():
+        return status.empty(now)
+    from batchtop.store import Store
+
+    with Store(data_dir, create=False) as store:
+        return status.collect(store.db, config, now)
 
 
-def _table(out: TextIO, headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    out.write("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip() + "\n")
-    for r in rows:
-        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+def refresh(data_dir: Path, config: Config, err: TextIO) -> None:
+    """One engine tick so the figures are current. When another engine holds the data
+    dir it keeps them current itself, so we only read; a provider error is reported and
+    the status (which shows it too) is still printed."""
+    if not (data_dir / paths.DB_NAME).exists():
+        return  # nothing enqueued yet: nothing to tick, and nothing may be created
+    from batchtop import operations
+    from batchtop.store.lease import EngineBusy
+
+    try:
+        report = operations.tick(data_dir, config)
+    except EngineBusy as exc:
+        err.write(f"batchtop: not refreshing: {exc}; showing the store as it is\n")
+        return
+    for provider, error in sorted(report.errors.items()):
+        err.write(f"batchtop: refresh: {provider}: {error}\n")
 
 
-def render_text(doc: dict[str, Any], out: TextIO, now: float) -> None:
-    out.write(f"batchtop status at {doc['generated_at']}\n\nBUFFERS\n")
-    rows = []
-    for b in doc["buffers"]:
-        oldest = b["oldest_enqueued_at"]
-        rows.append(
+# -- text ------------------------------------------------------------------------------
+
+
+def _money(value: float | None) -> str:
+    return fmt_usd(value) if value is not None else "unknown"
+
+
+def _pct(rate: float | None, scale: float = 100.0) -> str:
+    return f"{rate * scale:.1f}%" if rate is not None else "-"
+
+
+def _progress(batch: dict[str, Any]) -> str:
+    done = batch["succeeded"] + batch["failed"]
+    total = batch["total"]
+    return f"{done}/{total} {done / total:.0%}" if total else f"{done}/{total}"
+
+
+class _Text:
+    """Plain-text writer: aligned tables; colour only on a terminal without NO_COLOR."""
+
+    def __init__(self, out: TextIO, color: bool) -> None:
+        self.out = out
+        self.color = color
+
+    def line(self, text: str = "", style: str = "") -> None:
+        self.out.write((f"{style}{text}{_RESET}" if style and self.color else text) + "\n")
+
+    def heading(self, text: str) -> None:
+        self.line()
+        self.line(text, _BOLD)
+
+    def table(self, headers: list[str], rows: list[list[str]], right: frozenset[int] = frozenset()) -> None:
+        widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+        def fmt(cells: list[str]) -> str:
+            return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+        self.line("  " + fmt(headers).rstrip())
+        for r in rows:
+            self.line("  " + fmt(r).rstrip())
+
+
+def render_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> None:
+    """The status for a log or a terminal: every figure of the JSON, as tables."""
+    t = _Text(out, color)
+    t.line(f"batchtop status at {doc['generated_at']}", _BOLD)
+
+    buffers = doc["buffers"]
+    t.heading(f"BUFFERS  queued: {sum(b['queued'] for b in buffers)}")
+    if buffers:
+        t.table(
+            ["PROVIDER", "ENDPOINT", "MODEL", "QUEUED", "BYTES", "OLDEST", "FLUSH DUE", "DEADLINE", "HELD"],
             [
-                b["provider"],
-                b["endpoint"],
-                b["model"],
-                str(b["queued"]),
-                f"{b['bytes']:,}",
-                b["flush_due_at"] or "-",
-                b["earliest_deadline"] or "-",
-            ]
+                [b["provider"], b["endpoint"], b["model"], str(b["queued"]), f"{b['bytes']:,}",
+                 b["oldest_enqueued_at"] or "-", b["flush_due_at"] or "-", b["earliest_deadline"] or "-",
+                 b.get("held_reason") or "-"]
+                for b in buffers
+            ],
+            right=frozenset({3, 4}),
         )
-    if rows:
-        _table(out, ["PROVIDER", "ENDPOINT", "MODEL", "QUEUED", "BYTES", "FLUSH DUE", "DEADLINE"], rows)
     else:
-        out.write("(no queued requests)\n")
+        t.line("  (no queued requests)")
+
+    batches = doc["batches"]
+    t.heading(f"BATCHES  listed: {len(batches)}")
+    if batches:
+        t.table(
+            ["ID", "PROVIDER", "MODEL", "STATUS", "PROGRESS", "SUCCEEDED", "FAILED", "CREATED", "ENDED"],
+            [
+                [b["id"], b["provider"], b["model"], b["status"], _progress(b), str(b["succeeded"]),
+                 str(b["failed"]), b["created_at"] or "-", b["ended_at"] or "-"]
+                for b in batches
+            ],
+            right=frozenset({4, 5, 6}),
+        )
+    else:
+        t.line("  (no batches)")
+
+    savings = doc["savings"]
+    t.heading("SAVINGS BY MODEL")
+    models = savings["by_model"]
+    if models:
+        t.table(
+            ["PROVIDER", "MODEL", "SUCCEEDED", "BATCH", "REALTIME", "RESUBMISSIONS", "SAVED", "SAVED%", "FIRST-PASS"],
+            [
+                [m["provider"], m["model"], str(m["requests_succeeded"]), _money(m["batch_cost_usd"]),
+                 _money(m["realtime_cost_usd"]), _money(m["resubmission_cost_usd"]), _money(m["saved_usd"]),
+                 _pct(m["saved_pct"], 1), _pct(m["first_pass_success_rate"])]
+                for m in models
+            ],
+            right=frozenset(range(2, 9)),
+        )
+        for m in models:
+            if not m["price_known"]:
+                t.line(f"  warning: {m['provider']}:{m['model']}: no known price; add it under [prices] in the config",
+                       _YELLOW)
+            if m.get("warning"):
+                t.line(f"  warning: {m['provider']}:{m['model']}: {m['warning']}", _YELLOW)
+    else:
+        t.line("  (no results yet)")
+    total = savings["total"]
+    incomplete = "" if total["complete"] else "  (incomplete: models without a known price are left out)"
+    t.line(
+        f"TOTAL  batch {_money(total['batch_cost_usd'])}  realtime {_money(total['realtime_cost_usd'])}"
+        f"  saved {_money(total['saved_usd'])} ({_pct(total['saved_pct'], 1)}){incomplete}",
+        _BOLD,
+    )
+
+    estimate = doc.get("in_flight_estimate") or {}
+    parts = ""
+    if "queued_usd" in estimate:
+        parts = f"  (queued {_money(estimate['queued_usd'])}, submitted {_money(estimate['in_flight_usd'])})"
+    partial = "" if estimate.get("complete", True) else "  (incomplete: models without a known price are left out)"
+    t.line(f"IN FLIGHT (estimate)  {_money(doc['in_flight_estimate_usd'])}{parts}{partial}")
+    if estimate.get("basis"):
+        t.line(f"  {estimate['basis']}")
+
+    t.heading(f"DEAD LETTERS  {doc['dead_letters']}")
+    if doc["dead_letters"]:
+        t.line("  requests that used up their attempts: batchtop dead-letters")
+    unknown = [b for b in batches if b["status"] == "unknown"]
+    t.heading(f"UNKNOWN SUBMISSIONS  {doc['unknown_submissions']}")
+    for b in unknown:
+        candidates = ", ".join(b.get("candidates") or []) or "none"
+        t.line(f"  {b['id']} {b['provider']} {b['model']} ({b['total']} requests): could be {candidates};"
+               f" batchtop adopt {b['id']} BATCH_ID, or batchtop resubmit {b['id']}")
+    if doc.get("anomalies"):
+        t.line(f"  anomalies recorded: {doc['anomalies']}")
+
+    alerts = doc["alerts"]
+    t.heading(f"ALERTS  {len(alerts)}")
+    for a in alerts:
+        t.line(f"  ALERT {a['kind']}: {a['message']}", _RED)
+    rate = doc.get("failure_rate") or {}
+    if rate.get("attempts"):
+        t.line(f"  failure rate over the alert window: {rate['failed']} of {rate['attempts']} attempts"
+               f" ({_pct(rate['rate'])})")
+
+    providers = doc.get("providers") or {}
+    t.heading(f"PROVIDERS  last poll: {doc.get('last_poll_at') or 'never'}")
+    if providers:
+        t.table(
+            ["PROVIDER", "STATUS", "LAST POLL", "RETRY AT", "ERROR"],
+            [[name, p["status"] or "-", p["polled_at"] or "-", p["retry_at"] or "-", p["error"] or "-"]
+             for name, p in sorted(providers.items())],
+        )
+    else:
+        t.line("  (no provider contacted yet)")
+
+
+def _use_color(out: TextIO) -> bool:
+    isatty = getattr(out, "isatty", None)
+    return bool(isatty and isatty()) and not os.environ.get("NO_COLOR")
 
 
 def run_once(
     data_dir: Path,
+    config: Config,
     *,
-    config_path: str | None,
     as_json: bool,
-    refresh: bool,
+    refresh_first: bool,
     fail_on_alert: bool,
     out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
+    """Print the status once; Exit.ALERT when asked to fail on a raised alert."""
     out = out or sys.stdout
-    config = load_config(paths.config_file(config_path))
-    now = time.time()
-    if not (data_dir / paths.DB_NAME).exists():
-        doc: dict[str, Any] = {"generated_at": iso(now), "buffers": []}  # nothing enqueued yet; create nothing
-    else:
-        with Store(data_dir, create=False) as store:
-            doc = status(store, config, now)
+    err = err or sys.stderr
+    if refresh_first:
+        refresh(data_dir, config, err)
+    doc = read_status(data_dir, config, time.time())
     if as_json:
         json.dump(doc, out, indent=2)
         out.write("\n")
     else:
-        render_text(doc, out, now)
+        render_text(doc, out, color=_use_color(out))
+    if fail_on_alert and doc["alerts"]:
+        for a in doc["alerts"]:
+            err.write(f"batchtop: alert: {a['kind']}: {a['message']}\n")
+        return Exit.ALERT
     return Exit.OK

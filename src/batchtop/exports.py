@@ -1,0 +1,182 @@
+"""Getting work out of the store: `batchtop results` and `batchtop dead-letters`.
+
+Both stream from one cursor, so a million results cost the memory of one line, and
+both treat a data dir without a database as an empty store (nothing is created).
+A results file holds prompts' outputs: it is written 0600, atomically, so a reader
+never sees half of it and a failed export leaves any previous file as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
+
+from batchtop import paths
+from batchtop.errors import BatchtopError
+
+_FETCH = 1000
+
+# The latest successful attempt of each request: the highest-numbered one (the
+# UNIQUE (request_id, number) index makes the inner max a seek). Both orders follow an
+# index, so nothing is sorted: request order over the store (a custom_id enqueued again
+# after it succeeded comes out last for its newest run), attempt order within a batch.
+_RESULTS = (
+    "SELECT a.response FROM attempts a WHERE a.outcome = 'succeeded' AND a.response IS NOT NULL{where}"
+    " AND a.number = (SELECT max(b.number) FROM attempts b WHERE b.request_id = a.request_id"
+    " AND b.outcome = 'succeeded') ORDER BY {order}"
+)
+
+_DEAD = (
+    "SELECT r.custom_id, r.provider, f.model, f.endpoint, r.attempts, r.last_error, r.enqueued_at,"
+    " b.provider_batch_id, a.ended_at FROM requests r JOIN buffers f ON f.id = r.buffer_id"
+    " LEFT JOIN attempts a ON a.request_id = r.id AND a.number = r.attempts"
+    " LEFT JOIN batches b ON b.id = a.batch_id WHERE r.state = 'dead' ORDER BY r.id"
+)
+
+
+@contextmanager
+def existing_db(data_dir: Path) -> Iterator[sqlite3.Connection | None]:
+    """The data dir's database if there is one, else None: reading must not create it."""
+    if not (data_dir / paths.DB_NAME).exists():
+        yield None
+        return
+    from batchtop.store import Store
+
+    with Store(data_dir, create=False) as store:
+        yield store.db
+
+
+@contextmanager
+def private_atomic(path: Path) -> Iterator[BinaryIO]:
+    """A file that appears at `path` complete, mode 0600, or not at all."""
+    path = path.expanduser()
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise BatchtopError(f"{path}: cannot write ({exc.strerror})") from None
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+@dataclass(frozen=True)
+class Written:
+    """What an export wrote, and anything the operator should know about it."""
+
+    count: int
+    note: str | None = None
+
+
+def _batch_filter(db: sqlite3.Connection, batch_id: str) -> tuple[int, str | None]:
+    """(local id, note) of a provider batch id; BatchtopError when there is no such batch."""
+    row = db.execute(
+        "SELECT id, status, ingested_at FROM batches WHERE provider_batch_id = ?", (batch_id,)
+    ).fetchone()
+    if row is None:
+        raise BatchtopError(f"no batch {batch_id!r} in this data dir")
+    local, status, ingested = row
+    note = None if ingested is not None else f"batch {batch_id} is {status}: only the results stored so far are written"
+    return local, note
+
+
+def write_results(db: sqlite3.Connection | None, out: BinaryIO, batch_id: str | None = None) -> Written:
+    """The provider's raw result line (it carries the custom_id) of each request's latest
+    success, as JSONL; only those of one provider batch when `batch_id` is given."""
+    if db is None:
+        if batch_id is not None:
+            raise BatchtopError(f"no batch {batch_id!r} in this data dir (it has no database yet)")
+        return Written(0)
+    if batch_id is None:
+        cursor = db.execute(_RESULTS.format(where="", order="a.request_id"))
+        note = None
+    else:
+        local, note = _batch_filter(db, batch_id)
+        cursor = db.execute(_RESULTS.format(where=" AND a.batch_id = ?", order="a.id"), (local,))
+    count = 0
+    while rows := cursor.fetchmany(_FETCH):
+        for (response,) in rows:
+            out.write(response.rstrip("\r\n").encode("utf-8") + b"\n")
+        count += len(rows)
+    return Written(count, note)
+
+
+def dead_letters(db: sqlite3.Connection | None) -> Iterator[dict[str, Any]]:
+    """Requests that used up their attempts, oldest first, with their model and last error."""
+    if db is None:
+        return
+    from batchtop.timefmt import iso
+
+    cursor = db.execute(_DEAD)
+    while rows := cursor.fetchmany(_FETCH):
+        for cid, provider, model, endpoint, attempts, error, enqueued, batch, ended in rows:
+            yield {
+                "custom_id": cid,
+                "provider": provider,
+                "model": model,
+                "endpoint": endpoint,
+                "attempts": attempts,
+                "last_error": error,
+                "last_batch_id": batch,
+                "failed_at": iso(ended),
+                "enqueued_at": iso(enqueued),
+            }
+
+
+def write_dead_letters_json(db: sqlite3.Connection | None, out: TextIO) -> Written:
+    """A JSON array, one object per line, written as the cursor yields them."""
+    count = 0
+    out.write("[")
+    for item in dead_letters(db):
+        out.write(("\n" if not count else ",\n") + json.dumps(item, ensure_ascii=False))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return Written(count)
+
+
+_TEXT_COLUMNS = ("CUSTOM_ID", "PROVIDER", "MODEL", "ATTEMPTS", "LAST_BATCH", "LAST_ERROR")
+
+
+def write_dead_letters_text(db: sqlite3.Connection | None, out: TextIO) -> Written:
+    """An aligned table; the column widths come from one aggregate query, so the rows
+    still stream instead of being held to measure them."""
+    widths = [len(c) for c in _TEXT_COLUMNS[:-1]]
+    if db is not None:
+        found = db.execute(
+            "SELECT max(length(r.custom_id)), max(length(r.provider)), max(length(f.model)),"
+            " max(length(r.attempts)), max(length(b.provider_batch_id)) FROM requests r"
+            " JOIN buffers f ON f.id = r.buffer_id LEFT JOIN attempts a ON a.request_id = r.id"
+            " AND a.number = r.attempts LEFT JOIN batches b ON b.id = a.batch_id WHERE r.state = 'dead'"
+        ).fetchone()
+        widths = [max(w, n or 0) for w, n in zip(widths, found)]
+
+    def row(cells: list[str]) -> str:
+        body = "  ".join(c.rjust(w) if i == 3 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return f"{body}  {cells[-1]}".rstrip() + "\n"
+
+    count = 0
+    for item in dead_letters(db):
+        if not count:
+            out.write(row(list(_TEXT_COLUMNS)))
+        error = " ".join((item["last_error"] or "-").split())
+        out.write(row([item["custom_id"], item["provider"], item["model"], str(item["attempts"]),
+                       item["last_batch_id"] or "-", error]))
+        count += 1
+    out.write(f"{count} dead letter{'s' if count != 1 else ''}\n" if count else "no dead letters\n")
+    return Written(count)
