@@ -1,6 +1,6 @@
 """Savings from usage_rollup, and the in-flight estimate, on a real store.
 
-Figures are the hand-checked ones of /work/shared/pricing.md: gpt-4o at $2.50 / $10.00
+Figures are the hand-checked ones of the shared pricing notes (pricing.md): gpt-4o at $2.50 / $10.00
 per million, batch at half price, so one request of 500 in + 200 out costs $0.00325
 real-time and $0.001625 in batch.
 """
