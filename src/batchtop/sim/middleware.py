@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 #: The app holds the :class:`~batchtop.sim.server.Simulator` under this key.
 APP_SIM: web.AppKey[Any] = web.AppKey("batchtop_sim", object)
 
+#: Paths of the simulator's own debug routes: never faulted, never logged.
+DEBUG_PREFIX = "/_sim/"
+
 #: Send ``x-sim-fault: 429`` (or 500, 503, 529: any 4xx/5xx) to force one injected fault.
 FORCE_FAULT_HEADER = "x-sim-fault"
 
@@ -87,6 +90,7 @@ async def sim_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     sim = request.app[APP_SIM]
     cfg = sim.config
     provider = provider_of(request.path)
+    debug = request.path.startswith(DEBUG_PREFIX)
     fault = False
     response: web.StreamResponse
     try:
@@ -94,7 +98,7 @@ async def sim_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             await _drain(request)
             message = "invalid x-api-key" if provider == ANTHROPIC else "Incorrect API key provided."
             response = error_response(provider, 401, message)
-        elif (rolled := _pick_fault(request, sim)) is not None:
+        elif not debug and (rolled := _pick_fault(request, sim)) is not None:
             await _drain(request)
             fault = True
             response = fault_response(provider, *rolled)
@@ -108,6 +112,8 @@ async def sim_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     except Exception:  # noqa: BLE001 - the client must get a well-formed 500
         log.exception("simulator handler failed for %s %s", request.method, request.path)
         response = error_response(provider, 500, "Internal simulator error.")
+    if debug:
+        return response
     retry = request.headers.get("x-stainless-retry-count", "")
     sim.state.record(
         LogRecord(

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import anthropic_routes, openai_routes
+from . import anthropic_routes, debug_routes, openai_routes
 from .clock import Clock
 from .config import SimConfig
 from .middleware import APP_SIM, FaultDice, sim_middleware
@@ -69,6 +69,7 @@ class Simulator:
         app[APP_SIM] = self
         app.add_routes(openai_routes.routes)
         app.add_routes(anthropic_routes.routes)
+        app.add_routes(debug_routes.routes)
         return app
 
     async def start_async(self, port: int = 0) -> "Simulator":
