@@ -132,12 +132,6 @@ def test_full_disk_mid_ingest_fails_cleanly_then_resumes(
             close(engine)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG store.Store.transaction: SQLITE_FULL rolls the transaction back by itself, then the explicit "
-    "ROLLBACK raises 'cannot rollback - no transaction is active', which replaces the real error: the status "
-    "says 'OperationalError: cannot rollback - no transaction is active' instead of 'database or disk is full'",
-)
 def test_full_disk_is_named_in_the_status(sim: Simulator, data_dir: Path, big_results: None) -> None:
     with Store(data_dir) as store:
         engine = Engine(store, config(flush=FlushPolicy(max_age=0.0, max_requests=50_000)))

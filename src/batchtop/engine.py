@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from batchtop.providers.base import (
     ResultLine,
     retry_after,
 )
-from batchtop.providers.clients import NotConfigured, build_adapter
+from batchtop.providers.clients import NotConfigured, build_adapter, redact
 from batchtop.store import Store, lease, submissions, views
 from batchtop.store.ingest import BatchIngest, Settle
 
@@ -156,7 +157,7 @@ class Engine:
             await self._flush(adapter, report)
         except Exception as exc:  # a provider's failure must not stop the others
             delay = self._backoff(provider, exc)
-            message = f"{type(exc).__name__}: {exc}"
+            message = redact(f"{type(exc).__name__}: {exc}")
             log.warning("%s: %s; backing off %.1fs", provider, message, delay)
             self._set_state(
                 f"provider:{provider}",
@@ -228,8 +229,11 @@ class Engine:
         except Refused as exc:
             n = self._failures.get(f"refused:{intent.buffer_id}", 0) + 1
             self._failures[f"refused:{intent.buffer_id}"] = n
-            wait = max(exc.retry_after or 0.0, min(MAX_BACKOFF * 4, 30.0 * 2 ** (n - 1)) * (0.5 + random.random() / 2))
-            submissions.undo(self.store, intent.id, f"provider refused: {exc.reason}", self.now() + wait, self.now())
+            if exc.retry_after is not None:  # the provider said when: no longer, no shorter than a second
+                wait = max(1.0, exc.retry_after)
+            else:
+                wait = min(MAX_BACKOFF * 4, 30.0 * 2 ** (n - 1)) * (0.5 + random.random() / 2)
+            submissions.undo(self.store, intent.id, redact(f"provider refused: {exc.reason}"), self.now() + wait, self.now())
             report.refused.append(exc.reason)
             return False
         self._failures.pop(f"refused:{intent.buffer_id}", None)
@@ -296,7 +300,7 @@ class Engine:
         for local_id, batch_id, buffer_id in rows:
             remote = remotes.get(batch_id) or await adapter.retrieve(batch_id)
             if remote.refused:
-                reason = f"provider refused the batch: {remote.error}"
+                reason = redact(f"provider refused the batch: {remote.error}")
                 submissions.undo(self.store, local_id, reason, self.now() + 60.0, self.now())
                 report.refused.append(reason)
                 continue
@@ -358,7 +362,11 @@ class Engine:
         """Tick until `stop` is set; wakes early when an action or a flush is due."""
         try:
             while not stop.is_set():
-                report = await self.tick()
+                try:
+                    report = await self.tick()
+                except sqlite3.OperationalError as exc:  # e.g. locked past the busy timeout by heavy writers
+                    log.warning("store busy (%s); trying again next tick", exc)
+                    report = TickReport()
                 for provider, error in report.errors.items():
                     log.warning("%s: %s", provider, error)
                 deadline = self.now() + self.config.engine.poll_interval
@@ -369,7 +377,10 @@ class Engine:
                         pass
                     if self._work_due():
                         break
-                lease.acquire(self.store, self.config.engine.lease_ttl, self.now())
+                try:
+                    lease.acquire(self.store, self.config.engine.lease_ttl, self.now())
+                except sqlite3.OperationalError as exc:
+                    log.warning("store busy renewing the lease (%s)", exc)
         finally:
             lease.release(self.store)
             await self.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timezone
 
@@ -11,21 +12,17 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 
 def parse_duration(text: str | int | float) -> float:
     """Seconds in a duration such as "36h", "1h30m", "90s", or a bare number of seconds."""
-    if isinstance(text, bool):
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ValueError("a duration must be a number of seconds or text like '36h'")
     if isinstance(text, (int, float)):
-        if text < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(text)
+        return _checked(float(text))
     s = text.strip().lower()
     try:
         value = float(s)
     except ValueError:
         pass
     else:
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return value
+        return _checked(value)
     pos, total = 0, 0.0
     for m in _PART.finditer(s):
         if m.start() != pos:
@@ -34,7 +31,15 @@ def parse_duration(text: str | int | float) -> float:
         pos = m.end()
     if pos != len(s) or not s:
         raise ValueError(f"{text!r} is not a duration (examples: 36h, 90m, 1h30m, 2d)")
-    return total
+    return _checked(total)
+
+
+def _checked(seconds: float) -> float:
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number of seconds")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
 
 
 def parse_time(text: str) -> float:

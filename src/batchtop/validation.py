@@ -8,6 +8,7 @@ line is judged the same way wherever it comes from.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -69,6 +70,45 @@ def _type_name(value: Any) -> str:
     )
 
 
+_PLAIN_FIELD = re.compile(r"[A-Za-z0-9_.\-\[\]]+")
+
+
+def field_name(key: str) -> str:
+    """A key as it can be shown in an error: plain names as they are, anything else
+    (empty, control characters, escapes) quoted, so input never writes to the terminal."""
+    return key if _PLAIN_FIELD.fullmatch(key) else ascii(key)
+
+
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"key {ascii(key)} is repeated")
+        self.key = key
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Reject a repeated key: we would read the last value while a provider may read the first."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_repeats, parse_constant=_no_constant)
+
+
+def loads(text: str) -> Any:
+    """Strict JSON: no NaN/Infinity, no repeated keys (raises ValueError or RecursionError)."""
+    return _DECODER.decode(text)
+
+
 def new_custom_id() -> str:
     return f"bt_{uuid.uuid4().hex}"
 
@@ -106,6 +146,11 @@ def _custom_id(obj: dict[str, Any], source: str, lineno: int, provider: str) -> 
     cid = obj["custom_id"]
     if not isinstance(cid, str):
         return None, [LineError(source, lineno, "custom_id", f"must be a string, not {_type_name(cid)}")]
+    if not cid.isascii():
+        try:
+            cid.encode()
+        except UnicodeEncodeError:
+            return None, [LineError(source, lineno, "custom_id", f"{ascii(cid[:80])} is not valid Unicode (a lone surrogate)")]
     if provider == ANTHROPIC and not ANTHROPIC_CUSTOM_ID.fullmatch(cid):
         return None, [
             LineError(source, lineno, "custom_id", f"{cid[:80]!r} does not match Anthropic's ^[a-zA-Z0-9_-]{{1,64}}$")
@@ -127,10 +172,14 @@ def _finish(
 ) -> ParsedRequest | list[LineError]:
     if cid is None:
         cid = new_custom_id()
-        obj = {"custom_id": cid, **obj}
+        # the generated id replaces an explicit null too, and goes first as users write it
+        obj = {"custom_id": cid, **{k: v for k, v in obj.items() if k != "custom_id"}}
         raw = None
     line = raw if raw is not None else json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    size = len(line.encode()) + 1
+    try:
+        size = len(line.encode()) + 1
+    except UnicodeEncodeError:
+        return [LineError(source, lineno, "", "holds a lone surrogate escape (such as \\ud800): not valid Unicode")]
     cap = CAPS[provider].max_bytes
     if size > cap:
         return [LineError(source, lineno, "", f"line is {size:,} bytes, over the {provider} batch cap of {cap:,}")]
@@ -146,6 +195,7 @@ def _parse_openai(obj: dict[str, Any], source: str, lineno: int, raw: str | None
     if (
         raw is not None
         and type(cid) is str
+        and cid.isascii()
         and 0 < len(cid) <= OPENAI_CUSTOM_ID_MAX
         and obj.get("method") == "POST"
         and len(obj) == 4
@@ -172,7 +222,7 @@ def _parse_openai_slow(obj: dict[str, Any], source: str, lineno: int, raw: str |
     errors: list[LineError] = []
     extra = sorted(set(obj) - _OPENAI_KEYS)
     if extra:
-        errors.append(LineError(source, lineno, extra[0], "unknown key in an OpenAI batch line (custom_id, method, url, body)"))
+        errors.append(LineError(source, lineno, field_name(extra[0]), "unknown key in an OpenAI batch line (custom_id, method, url, body)"))
     cid, cid_errors = _custom_id(obj, source, lineno, OPENAI)
     errors += cid_errors
     method = obj.get("method")
@@ -215,7 +265,7 @@ def _parse_anthropic(obj: dict[str, Any], source: str, lineno: int, raw: str | N
     errors: list[LineError] = []
     extra = sorted(set(obj) - _ANTHROPIC_KEYS)
     if extra:
-        errors.append(LineError(source, lineno, extra[0], "unknown key in an Anthropic batch line (custom_id, params)"))
+        errors.append(LineError(source, lineno, field_name(extra[0]), "unknown key in an Anthropic batch line (custom_id, params)"))
     cid, cid_errors = _custom_id(obj, source, lineno, ANTHROPIC)
     errors += cid_errors
     params = obj.get("params")
@@ -265,7 +315,6 @@ def iter_parsed(
     problems = _Problems()
     seen = {} if seen is None else seen
     chunk: list[ParsedRequest] = []
-    loads = json.loads
     for source, lineno, text in lines:
         if isinstance(text, bytes):
             try:
@@ -278,8 +327,14 @@ def iter_parsed(
             continue
         try:
             obj = loads(text)
+        except _RepeatedKey as exc:
+            problems.add(LineError(source, lineno, field_name(exc.key), "repeated in the line: give each key once"))
+            continue
         except ValueError as exc:
             problems.add(LineError(source, lineno, "", f"not valid JSON ({exc})"))
+            continue
+        except RecursionError:
+            problems.add(LineError(source, lineno, "", "nested too deeply to be a batch request"))
             continue
         result = parse_object(obj, source, lineno, text, provider)
         if type(result) is list:

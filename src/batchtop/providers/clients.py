@@ -8,6 +8,7 @@ are imported here, lazily, so commands that make no provider call stay fast.
 from __future__ import annotations
 
 import os
+import re
 
 from batchtop.config import Account, Config
 from batchtop.providers.base import ProviderAdapter
@@ -18,6 +19,20 @@ TIMEOUT = 120.0
 freeze its pass for ten minutes before the backoff takes over."""
 
 _DEFAULT_KEY_ENV = {OPENAI: "OPENAI_API_KEY", ANTHROPIC: "ANTHROPIC_API_KEY"}
+
+
+_KEYISH = re.compile(r"\bsk-[A-Za-z0-9_\-*…]{4,}")
+
+
+def redact(text: str) -> str:
+    """Provider error text without anything key-like: a 401 from a real provider can
+    quote part of the key, and error text is stored and printed."""
+    for name in os.environ:
+        if name.endswith("_API_KEY") or name.endswith("_AUTH_TOKEN"):
+            value = os.environ[name]
+            if len(value) >= 8:
+                text = text.replace(value, "[redacted]")
+    return _KEYISH.sub("[redacted]", text)
 
 
 class NotConfigured(Exception):

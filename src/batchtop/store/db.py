@@ -28,6 +28,12 @@ def connect(data_dir: Path, *, create: bool = True) -> sqlite3.Connection:
         # create the file 0600 before SQLite does, so it is never world-readable
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
+    probed = _pending_wal_version(path)
+    if probed is not None and probed > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: written by a newer batchtop (schema {probed}, this one knows {SCHEMA_VERSION}); "
+            "upgrade batchtop; the file was not touched"
+        )
     db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -56,6 +62,32 @@ def connect(data_dir: Path, *, create: bool = True) -> sqlite3.Connection:
     return db
 
 
+def rollback(db: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: SQLite ends one by itself on some
+    errors (SQLITE_FULL), and a failing ROLLBACK must not hide the real error."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
+def _pending_wal_version(path: Path) -> int | None:
+    """With commits still in the WAL (a killed writer), read the schema version through
+    a read-only connection, which cannot checkpoint them into the file on close: a
+    database we then refuse stays as it was. Without a WAL, None (nothing to protect)."""
+    wal = Path(f"{path}-wal")
+    if not wal.exists() or wal.stat().st_size == 0:
+        return None
+    try:
+        probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error:
+        return None
+    try:
+        return int(probe.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error:
+        return None  # not a database: the normal open reports it
+    finally:
+        probe.close()
+
+
 def _migrate(db: sqlite3.Connection, version: int) -> None:
     for number in range(version, SCHEMA_VERSION):
         db.execute("BEGIN IMMEDIATE")
@@ -69,5 +101,5 @@ def _migrate(db: sqlite3.Connection, version: int) -> None:
             db.execute(f"PRAGMA user_version = {number + 1}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            rollback(db)
             raise

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from batchtop.errors import EnqueueError, LineError
-from batchtop.store.db import connect
+from batchtop.store.db import connect, rollback
 from batchtop.validation import ParsedRequest
 
 _DUP_CHUNK = 500
@@ -55,7 +55,7 @@ class Store:
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            rollback(self.db)
             raise
         self.db.execute("COMMIT")
 
@@ -151,7 +151,7 @@ class Store:
             )
             self.db.execute("COMMIT")
         except BaseException as exc:
-            self.db.execute("ROLLBACK")
+            rollback(self.db)
             self._buffer_ids.clear()  # rolled back: cached ids of new buffers are void
             if isinstance(exc, sqlite3.IntegrityError):
                 raise self._live_duplicates(seen) from None
