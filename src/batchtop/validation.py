@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from batchtop.errors import EnqueueError, LineError
 from batchtop.providers.limits import (
     ANTHROPIC,
@@ -101,12 +103,21 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_repeats, parse_constant=_no_constant)
+_STRICT = json.JSONDecoder(object_pairs_hook=_no_repeats, parse_constant=_no_constant)
 
 
 def loads(text: str) -> Any:
-    """Strict JSON: no NaN/Infinity, no repeated keys (raises ValueError or RecursionError)."""
-    return _DECODER.decode(text)
+    """Strict JSON (raises ValueError or RecursionError): no NaN/Infinity, and no
+    repeated key in a line where "custom_id" or "model" (what results are matched and
+    buffered by) appears twice; a repeated key elsewhere is inside the user's own
+    body, for the provider to judge. orjson parses the common line; anything it
+    refuses goes through the standard parser, so a bad line gets the precise error."""
+    if text.count('"custom_id"') > 1 or text.count('"model"') > 1:
+        return _STRICT.decode(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _STRICT.decode(text)
 
 
 def new_custom_id() -> str:
@@ -212,7 +223,7 @@ def _parse_openai(obj: dict[str, Any], source: str, lineno: int, raw: str | None
             and type(body.get("messages")) is list
             and body["messages"]
         ):
-            size = len(raw.encode()) + 1
+            size = (len(raw) if raw.isascii() else len(raw.encode())) + 1
             if size <= CAPS[OPENAI].max_bytes:
                 return ParsedRequest(OPENAI, url, model, cid, raw, size, source, lineno)
     return _parse_openai_slow(obj, source, lineno, raw)
@@ -341,7 +352,6 @@ def iter_parsed(
             for error in result:
                 problems.add(error)
             continue
-        assert isinstance(result, ParsedRequest)
         key = (result.provider, result.custom_id)
         first = seen.get(key)
         if first is not None:
