@@ -16,10 +16,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import best_of, timed, verdict, write_lines  # noqa: E402
+from _common import best_of, verdict, write_lines  # noqa: E402
 
 from batchtop.config import FlushPolicy  # noqa: E402
 from batchtop.intake import enqueue_files  # noqa: E402

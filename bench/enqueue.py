@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import best_of, openai_line, timed, verdict, write_lines  # noqa: E402
+from _common import best_of, openai_line, verdict, write_lines  # noqa: E402
 
 from batchtop import Client  # noqa: E402
 from batchtop.store import Store  # noqa: E402

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from batchtop.config import FlushPolicy
+from batchtop.config import Config, FlushPolicy
 from batchtop.engine import Engine
 from batchtop.providers.clients import build_adapter
 from batchtop.sim import Simulator
@@ -329,7 +329,7 @@ def test_second_engine_is_refused_and_a_dead_owner_is_taken_over(data_dir: Path)
 # -- savings hooks: output validation and the budget cap -------------------------------
 
 
-def _parsed(doc: dict) -> "Config":
+def _parsed(doc: dict) -> Config:
     from batchtop.config import parse_config
 
     return parse_config({"flush": {"max_age": 0}, "engine": {"poll_interval": 0.1}, **doc})

@@ -22,6 +22,7 @@ from batchtop.providers.base import (
     ListingAdapter,
     ResultLine,
     is_refusal,
+    load_line,
     retry_after,
 )
 
@@ -59,7 +60,7 @@ def _remote(b: Any) -> RemoteBatch:
 
 
 def parse_result_line(raw: str) -> ResultLine:
-    obj = json.loads(raw)
+    obj = load_line(raw)
     cid = obj.get("custom_id")
     result = obj.get("result") or {}
     kind = result.get("type")

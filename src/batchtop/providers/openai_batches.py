@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from batchtop.providers.base import (
     RemoteBatch,
     ResultLine,
     is_refusal,
+    load_line,
     retry_after,
 )
 
@@ -69,7 +69,7 @@ def _usage(body: dict[str, Any]) -> tuple[int, int, int, int]:
 
 def parse_result_line(raw: str) -> ResultLine:
     """One line of an output or error file."""
-    obj = json.loads(raw)
+    obj = load_line(raw)
     cid = obj.get("custom_id")
     response = obj.get("response")
     error = obj.get("error")
