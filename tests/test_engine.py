@@ -416,3 +416,23 @@ def test_a_batch_is_never_polled_with_another_account(sim: Simulator, data_dir: 
         (state,) = store.db.execute("SELECT value FROM engine_state WHERE key = 'provider:openai'").fetchone()
         assert "another account" in state
         close(engine)
+
+
+def test_enqueued_token_limit_is_not_a_failed_attempt(sim: Simulator, data_dir: Path) -> None:
+    sim.config.token_limit_batches = 1  # the account's queue is full for the first batch
+    enqueue(data_dir, openai_lines(6))
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        assert len(tick(engine).submitted) == 1
+        report = tick(engine)
+        assert report.refused and "token_limit_exceeded" in report.refused[0]
+        # nothing was used up: the requests wait in their buffer, which says why
+        assert store.db.execute("SELECT max(attempts), min(state), max(state) FROM requests").fetchone() == (0, "queued", "queued")
+        held, retry_at = store.db.execute("SELECT held_reason, retry_at FROM buffers").fetchone()
+        assert "token_limit_exceeded" in held and retry_at > engine.now()
+        assert not tick(engine).submitted  # it waits for retry_at
+        store.db.execute("UPDATE buffers SET retry_at = ?", (engine.now(),))
+        drive(engine, all_settled(store))
+        assert states(store) == {"succeeded": 6}
+        assert store.db.execute("SELECT max(attempts) FROM requests").fetchone() == (1,)
+        close(engine)

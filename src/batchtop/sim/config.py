@@ -34,6 +34,9 @@ class SimConfig:
     """Probability a request attempt errors; hash of (seed, custom_id, attempt)."""
     first_try_failure_rate: float = 0.0
     """Share of custom_ids that error on their first submission only."""
+    token_limit_batches: int = 0
+    """The next this many OpenAI batches fail validation with ``token_limit_exceeded``
+    (the enqueued-token limit of the account), as the real API does when it is full."""
     cached_input_share: float = 0.0
     """Share of input tokens reported as cache reads."""
     cache_write_share: float = 0.0

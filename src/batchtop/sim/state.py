@@ -137,7 +137,17 @@ class SimState:
         errors: list[dict[str, Any]],
     ) -> dict[str, Any]:
         with self.lock:
-            cfg = self._config().copy()
+            live = self._config()
+            if live.token_limit_batches > 0 and not errors:
+                live.token_limit_batches -= 1
+                errors = [{
+                    "code": "token_limit_exceeded",
+                    "message": "Enqueued token limit reached for this model in organization sim. "
+                    "Please try again once some in_progress batches have been completed.",
+                    "param": None,
+                    "line": None,
+                }]
+            cfg = live.copy()
             batch_id, seq = self.ids.make("batch_")
             batch = OpenAIBatch(
                 id=batch_id, seq=seq, created=self.clock.now(), endpoint=endpoint,
