@@ -436,3 +436,17 @@ def test_enqueued_token_limit_is_not_a_failed_attempt(sim: Simulator, data_dir: 
         assert states(store) == {"succeeded": 6}
         assert store.db.execute("SELECT max(attempts) FROM requests").fetchone() == (1,)
         close(engine)
+
+
+def test_flush_overrides_a_provider_backoff(sim: Simulator, data_dir: Path) -> None:
+    sim.config.fault_rate = 1.0
+    enqueue(data_dir, anthropic_lines(2))
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        tick(engine)  # fails: the provider or the buffer now backs off
+        sim.config.fault_rate = 0.0
+        assert not tick(engine).submitted  # still backing off
+        actions.request_flush(store, None, engine.now())
+        drive(engine, all_settled(store))
+        assert states(store) == {"succeeded": 2}
+        close(engine)

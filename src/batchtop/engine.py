@@ -134,7 +134,7 @@ class Engine:
             try:
                 await self._cancels(self._adapter(provider), report)
             except Exception as exc:
-                report.errors[provider] = f"{type(exc).__name__}: {exc}"
+                report.errors[provider] = redact(f"{type(exc).__name__}: {exc}")
         return report
 
     async def _provider_pass(self, provider: str, report: TickReport) -> None:

@@ -27,13 +27,15 @@ def find_buffer(store: Store, name: str) -> int:
 
 
 def request_flush(store: Store, buffer_id: int | None, now: float) -> int:
-    """Mark one buffer (or every non-empty one) to be flushed on the next tick;
-    returns how many requests that covers."""
+    """Mark one buffer (or every non-empty one) to be flushed on the next tick, even
+    if it or its provider was backing off; returns how many requests that covers."""
     with store.transaction() as db:
         where = "queued > 0" + ("" if buffer_id is None else " AND id = ?")
         args: tuple = () if buffer_id is None else (buffer_id,)
         (n,) = db.execute(f"SELECT coalesce(sum(queued), 0) FROM buffers WHERE {where}", args).fetchone()
         db.execute(f"UPDATE buffers SET flush_requested_at = ?, retry_at = NULL WHERE {where}", (now, *args))
+        # the operator's word overrides a provider backoff too: the next tick tries now
+        db.execute("UPDATE engine_state SET value = json_remove(value, '$.retry_at') WHERE key LIKE 'provider:%'")
     return int(n)
 
 
