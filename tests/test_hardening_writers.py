@@ -153,6 +153,8 @@ def test_concurrent_writers_while_the_engine_runs_lose_nothing(
     writers: list[subprocess.Popen[bytes]] = []
     try:
         assert _wait(lambda: _holds_lease(data_dir), 30), "engine never took the lease: " + engine_err.read_text()
+        # and is past its start-up (SDK imports): its progress is measured from here
+        assert _wait(lambda: _db_count(data_dir, _PROGRESS) > 0, 60), "engine never started work: " + engine_err.read_text()
         writers += [
             subprocess.Popen(
                 [sys.executable, str(script), str(data_dir), f"w{n}", str(SINGLE), str(MANY), str(MANY_SIZE), str(pause)],
