@@ -386,9 +386,7 @@ class Engine:
             await self.close()
 
     def _work_due(self) -> bool:
-        """Something the operator asked for, or a buffer that came due. A buffer held
-        without a retry time (no key, budget) waits for the regular poll, or the
-        loop would spin on it."""
+        """Something the operator asked for, or a buffer that came due."""
         now = self.now()
         if self.store.db.execute(
             "SELECT 1 FROM batches WHERE cancel_requested_at IS NOT NULL AND ingested_at IS NULL"
@@ -397,10 +395,7 @@ class Engine:
         ).fetchone():
             return True
         return any(
-            b.flush_due_at is not None
-            and b.flush_due_at <= now
-            and (b.retry_at <= now if b.retry_at is not None else b.held_reason is None)
-            for b in views.buffers(self.store.db, self.config)
+            (at := views.ready_at(b)) is not None and at <= now for b in views.buffers(self.store.db, self.config)
         )
 
 

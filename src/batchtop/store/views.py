@@ -59,6 +59,15 @@ def _buffer_row(db: sqlite3.Connection, config: Config, row: tuple) -> BufferRow
     return BufferRow(bid, provider, endpoint, model, queued, qbytes, oldest, earliest, requested, due, held, retry_at)
 
 
+def ready_at(row: BufferRow) -> float | None:
+    """When a buffer is worth a tick: its flush due time, but not before its retry
+    time. None when it is empty, or held with no retry time (no key, a budget cap):
+    such a buffer waits for the regular poll, or a loop would spin on it."""
+    if row.flush_due_at is None or (row.retry_at is None and row.held_reason is not None):
+        return None
+    return max(row.flush_due_at, row.retry_at or 0.0)
+
+
 def buffers(db: sqlite3.Connection, config: Config, *, include_empty: bool = False) -> list[BufferRow]:
     where = "" if include_empty else " WHERE queued > 0"
     return [

@@ -67,12 +67,9 @@ class EngineRunner:
         poll = self.config.engine.poll_interval
         due = now + poll
         for b in views.buffers(self._store.db, self.config):
-            if b.flush_due_at is None:
-                continue
-            at = max(b.flush_due_at, b.retry_at or 0.0)
-            if at <= now and b.held_reason:
-                continue  # held (e.g. no API key): retrying at once would only spin
-            due = min(due, at)
+            at = views.ready_at(b)
+            if at is not None:
+                due = min(due, at)
         return min(poll, max(MIN_DELAY, due - now))
 
     def close(self) -> None:
