@@ -15,6 +15,7 @@ import pytest
 from batchtop.config import Config, parse_config
 from batchtop.pricing.savings import break_even_first_pass_rate, in_flight_estimate, savings
 from batchtop.store import Store
+from batchtop.store.ingest import ROLLUP_ADD
 
 
 @pytest.fixture
@@ -39,13 +40,7 @@ def add_usage(
 ) -> None:
     """As the engine does at ingest: add `attempts` attempts of these per-attempt tokens."""
     db.execute(
-        "INSERT INTO usage_rollup (provider, model, first_attempt, succeeded, attempts, input_tokens,"
-        " cached_input_tokens, cache_creation_input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (provider, model, first_attempt, succeeded) DO UPDATE SET"
-        " attempts = attempts + excluded.attempts, input_tokens = input_tokens + excluded.input_tokens,"
-        " cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,"
-        " cache_creation_input_tokens = cache_creation_input_tokens + excluded.cache_creation_input_tokens,"
-        " output_tokens = output_tokens + excluded.output_tokens",
+        ROLLUP_ADD,
         (provider, model, int(first), int(ok), attempts, inp * attempts, cached * attempts, write * attempts, out * attempts),
     )
 

@@ -15,6 +15,17 @@ from dataclasses import dataclass
 from batchtop.providers.base import MISSING, SUCCEEDED, ResultLine
 from batchtop.store.store import Store
 
+ROLLUP_ADD = (
+    "INSERT INTO usage_rollup (provider, model, first_attempt, succeeded, attempts, input_tokens,"
+    " cached_input_tokens, cache_creation_input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (provider, model, first_attempt, succeeded) DO UPDATE SET"
+    " attempts = attempts + excluded.attempts, input_tokens = input_tokens + excluded.input_tokens,"
+    " cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,"
+    " cache_creation_input_tokens = cache_creation_input_tokens + excluded.cache_creation_input_tokens,"
+    " output_tokens = output_tokens + excluded.output_tokens"
+)
+"""Adds (provider, model, first attempt?, succeeded?, attempts, tokens...) to the rollup."""
+
 _FAILED_STATE = {"expired": "expired", "cancelled": "cancelled"}
 
 
@@ -111,13 +122,7 @@ class BatchIngest:
             entry[3] += w
             entry[4] += o
         db.executemany(
-            "INSERT INTO usage_rollup (provider, model, first_attempt, succeeded, attempts, input_tokens,"
-            " cached_input_tokens, cache_creation_input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (provider, model, first_attempt, succeeded) DO UPDATE SET"
-            " attempts = attempts + excluded.attempts, input_tokens = input_tokens + excluded.input_tokens,"
-            " cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,"
-            " cache_creation_input_tokens = cache_creation_input_tokens + excluded.cache_creation_input_tokens,"
-            " output_tokens = output_tokens + excluded.output_tokens",
+            ROLLUP_ADD,
             [(self.provider, self.model, f, s, *v) for (f, s), v in sums.items()],
         )
         if updates:
