@@ -15,22 +15,27 @@ _SEQ_DIGITS = 12
 
 
 class IdMaker:
-    """Hands out ``<prefix><seq hex><salt>`` ids with one global sequence."""
+    """Hands out ``<prefix><seq hex><salt>`` ids, one sequence per prefix.
+
+    One sequence per kind (as real providers' ids share nothing): the ids of one
+    provider do not depend on how its calls interleave with the other's. `order`
+    keeps the global creation order, for listing every batch oldest first.
+    """
 
     def __init__(self) -> None:
-        self._counter = itertools.count(1)
+        self._counters: dict[str, itertools.count[int]] = {}
         self._lock = threading.Lock()
+        self._created = itertools.count(1)
+        self.order: dict[str, int] = {}
         self.salt = secrets.token_hex(6)
 
-    def next_seq(self) -> int:
+    def make(self, prefix: str) -> tuple[str, int]:
+        """Return ``(id, seq)`` with the prefix's next sequence number."""
         with self._lock:
-            return next(self._counter)
-
-    def make(self, prefix: str, seq: int | None = None) -> tuple[str, int]:
-        """Return ``(id, seq)``; a fresh sequence number unless one is given."""
-        if seq is None:
-            seq = self.next_seq()
-        return f"{prefix}{seq:0{_SEQ_DIGITS}x}{self.salt}", seq
+            seq = next(self._counters.setdefault(prefix, itertools.count(1)))
+            object_id = f"{prefix}{seq:0{_SEQ_DIGITS}x}{self.salt}"
+            self.order[object_id] = next(self._created)
+        return object_id, seq
 
 
 def seq_of(object_id: str, prefix: str) -> int | None:

@@ -310,5 +310,5 @@ class SimState:
                         "metadata": None, "n": a.n, "done": p.done, "seq": a.seq,
                         "request_counts": a.counts(p), "custom_ids": [r.custom_id for r in a.requests],
                     })
-            out.sort(key=lambda d: d["seq"])
+            out.sort(key=lambda d: self.ids.order[d["id"]])
             return out
