@@ -23,7 +23,7 @@ from typing import Any
 from batchtop import paths
 from batchtop.errors import EnqueueError, LineError
 from batchtop.store import Store
-from batchtop.timefmt import parse_duration, parse_time
+from batchtop.timefmt import checked_deadline, parse_duration, parse_time
 from batchtop.validation import parse_lines, parse_object
 
 
@@ -34,8 +34,17 @@ def resolve_deadline(sla: str | float | None, deadline: str | float | None, now:
     if sla is not None:
         return now + parse_duration(sla)
     if deadline is not None:
-        return float(deadline) if isinstance(deadline, (int, float)) else parse_time(deadline)
+        return checked_deadline(parse_time(deadline) if isinstance(deadline, str) else deadline, now)
     return None
+
+
+def _api_deadline(sla: str | float | None, deadline: str | float | None, now: float) -> float | None:
+    """resolve_deadline for the Python API: the ValueError names the argument, as the
+    CLI's names its option."""
+    try:
+        return resolve_deadline(sla, deadline, now)
+    except ValueError as exc:
+        raise ValueError(f"{'sla' if sla is not None else 'deadline'}: {exc}") from None
 
 
 class Client:
@@ -69,7 +78,7 @@ class Client:
     ) -> str:
         """Enqueue one native batch line (a dict or its JSON text); returns its custom_id."""
         now = time.time()
-        when = resolve_deadline(sla, deadline, now)
+        when = _api_deadline(sla, deadline, now)
         if isinstance(request, str):
             parsed = parse_lines([(self.SOURCE, 1, request)], provider)
             if not parsed:
@@ -92,7 +101,7 @@ class Client:
     ) -> list[str]:
         """Enqueue many lines in one transaction: all of them, or none and an EnqueueError."""
         now = time.time()
-        when = resolve_deadline(sla, deadline, now)
+        when = _api_deadline(sla, deadline, now)
         lines = (
             (self.SOURCE, i, r if isinstance(r, str) else json.dumps(r, ensure_ascii=False, separators=(",", ":")))
             for i, r in enumerate(requests, 1)

@@ -6,7 +6,6 @@ and the key, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
-import json
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -174,8 +173,12 @@ def _output_schema(path: Path | None, key: str, value: Any) -> Path:
     schema_path = Path(value).expanduser()
     if not schema_path.is_absolute() and path is not None:
         schema_path = path.parent / schema_path
+    from batchtop.outputs import SchemaFileError, read_schema
+
     try:
-        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+        schema = read_schema(schema_path)
+    except SchemaFileError as exc:
+        raise _fail(path, key, str(exc)) from None
     except OSError as exc:
         raise _fail(path, key, f"cannot read {schema_path} ({exc.strerror})") from None
     except (ValueError, UnicodeDecodeError) as exc:

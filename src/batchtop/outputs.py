@@ -9,6 +9,8 @@ successful result and treats a message back as a failed attempt (to resubmit).
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +22,35 @@ if TYPE_CHECKING:
     from batchtop.config import Config
 
 MAX_MESSAGE = 300
+MAX_SCHEMA_BYTES = 1 << 20
+"""A JSON Schema is a few kilobytes; the cap keeps a path to a device or a huge file
+(output_schema = "/dev/zero" read until memory ran out) from taking the process down."""
+
+
+class SchemaFileError(OSError):
+    """The schema path is not a readable, small, regular file."""
+
+
+def read_schema(path: Path) -> Any:
+    """The parsed JSON of a schema file: a regular file of at most MAX_SCHEMA_BYTES,
+    opened without blocking (a FIFO would wait for a writer for ever). Raises
+    SchemaFileError/OSError when it cannot be read, ValueError when it is not JSON."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise SchemaFileError(f"cannot read {path} ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SchemaFileError(f"{path} is not a regular file")
+        if info.st_size > MAX_SCHEMA_BYTES:
+            raise SchemaFileError(f"{path} is larger than {MAX_SCHEMA_BYTES // 1024} KiB")
+        raw = os.read(fd, MAX_SCHEMA_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_SCHEMA_BYTES:  # it grew since the fstat
+        raise SchemaFileError(f"{path} is larger than {MAX_SCHEMA_BYTES // 1024} KiB")
+    return json.loads(raw.decode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -112,7 +143,7 @@ def _validator(path: Path, mtime_ns: int) -> Any:
     """A compiled validator per schema file version (jsonschema imported only when used)."""
     from jsonschema import validators
 
-    schema = json.loads(path.read_text(encoding="utf-8"))
+    schema = read_schema(path)
     cls = validators.validator_for(schema)
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 

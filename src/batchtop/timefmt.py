@@ -7,6 +7,11 @@ import re
 from datetime import datetime, timezone
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+MAX_DURATION = 5 * 365 * 86400.0
+"""The longest duration or the farthest deadline we accept: five years. Batch work is
+due in hours or days; a bound keeps every timestamp we compute from it printable
+(1e300 s overflowed datetime in every status view)."""
 _PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 
 
@@ -39,7 +44,22 @@ def _checked(seconds: float) -> float:
         raise ValueError("a duration must be a finite number of seconds")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"a duration must be at most {MAX_DURATION / 86400:.0f}d (five years)")
     return seconds
+
+
+def checked_deadline(ts: float, now: float) -> float:
+    """A deadline as given (unix seconds), if it is finite and within five years of now
+    either way: one further off is a typo, and would overflow the status views."""
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        raise ValueError("a deadline must be unix seconds or an ISO 8601 time")
+    ts = float(ts)
+    if not math.isfinite(ts):
+        raise ValueError("a deadline must be a finite time")
+    if abs(ts - now) > MAX_DURATION:
+        raise ValueError(f"a deadline must be within {MAX_DURATION / 86400:.0f} days (five years) of now")
+    return ts
 
 
 def parse_time(text: str) -> float:
@@ -60,11 +80,16 @@ def iso(ts: float | None) -> str | None:
     """ISO 8601 UTC with a Z, to the second; None stays None."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return None  # unrepresentable (a row written before the bounds): shown as unknown, never a crash
 
 
 def human_duration(seconds: float) -> str:
     """Short, for tables: 45s, 12m, 3h05m, 2d04h."""
+    if not math.isfinite(seconds):
+        return "?"
     s = int(abs(seconds))
     sign = "-" if seconds < 0 else ""
     if s < 60:
