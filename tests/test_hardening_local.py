@@ -132,3 +132,149 @@ def test_output_schema_must_be_a_small_regular_file(tmp_path: Path, target: str)
     got = subprocess.run([sys.executable, "-c", _LOAD, str(path)], capture_output=True, text=True, timeout=30)
     assert got.returncode == 1, (got.stdout, got.stderr[-2000:])
     assert re.match(rf"{re.escape(str(path))}: key 'buffers\[0\]\.output_schema': .*(regular file|larger than)", got.stdout), got.stdout
+
+
+# -- 19.4 / 19.5: secrets in base URLs, and keys in a custom api_key_env ----------------
+
+
+class _QuotingProvider:
+    """A provider that answers every call 401 and quotes back the credentials it got
+    (the Authorization header, x-api-key), as a careless proxy or a hostile one does."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                quoted = f"Authorization: {self.headers.get('Authorization')}; x-api-key: {self.headers.get('x-api-key')}"
+                if self.path.startswith("/v1/messages"):
+                    body = {"type": "error", "error": {"type": "authentication_error", "message": f"invalid key ({quoted})"}}
+                else:
+                    body = {"error": {"message": f"Incorrect API key provided ({quoted})", "type": "invalid_request_error",
+                                      "param": None, "code": "invalid_api_key"}}
+                raw = json.dumps(body).encode()
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            do_GET = do_POST = do_DELETE = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _QuotingProvider:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _secret_hits(secret: str, blobs: dict[str, bytes]) -> list[str]:
+    """Where the secret, or a distinctive 10-character piece of it, shows up."""
+    pieces = {secret} | {secret[i : i + 10] for i in range(0, len(secret) - 9)}
+    return [f"{name}: {piece!r}" for name, blob in blobs.items() for piece in sorted(pieces) if piece.encode() in blob]
+
+
+def test_keys_in_a_custom_api_key_env_are_redacted_from_stored_and_printed_errors(tmp_path: Path, data_dir: Path) -> None:
+    openai_key = "tok_Zq81xLmN0pQr55vWyy3"  # no sk- prefix, not in a *_API_KEY variable
+    anthropic_key = "ak.77HJkk2Lq0oPPzv19"
+    with _QuotingProvider() as provider:
+        config = _write_config(tmp_path / "config.toml", (
+            "[flush]\nmax_age = 0\n"
+            f'[accounts.openai]\napi_key_env = "MY_OPENAI_TOKEN"\nbase_url = "{provider.url}/v1"\n'
+            f'[accounts.anthropic]\napi_key_env = "MY_CLAUDE_TOKEN"\nbase_url = "{provider.url}"\n'
+        ))
+        env = {"MY_OPENAI_TOKEN": openai_key, "MY_CLAUDE_TOKEN": anthropic_key}
+        work = tmp_path / "work.jsonl"
+        from conftest import anthropic_line
+
+        work.write_text(json.dumps(openai_line("o1")) + "\n" + json.dumps(anthropic_line("a1")) + "\n")
+        base = ("--data-dir", str(data_dir), "--config", str(config))
+        printed: dict[str, bytes] = {}
+        for args in [("enqueue", str(work)), ("tick",), ("tick",), ("--once", "--json"), ("--once",),
+                     ("--once", "--json", "--no-refresh"), ("dead-letters", "--json")]:
+            got = run_batchtop(*base, *args, env=env, timeout=120)
+            printed[f"{args} stdout"] = got.stdout.encode()
+            printed[f"{args} stderr"] = got.stderr.encode()
+            assert "Traceback" not in got.stderr, got.stderr
+    stored = {p.name: p.read_bytes() for p in data_dir.iterdir()}
+    everything = {**printed, **stored}
+    # the 401s were recorded and printed: there was something to redact
+    assert b"401" in b"".join(stored.values()) or b"Incorrect API key" in b"".join(stored.values()), stored.keys()
+    hits = _secret_hits(openai_key, everything) + _secret_hits(anthropic_key, everything)
+    assert not hits, hits
+    assert b"[redacted]" in b"".join(everything.values())
+
+
+def test_redact_knows_the_keys_in_use_whatever_their_shape() -> None:
+    from batchtop.config import Account, Config
+    from batchtop.providers.clients import build_adapter, redact
+
+    env_before = dict(os.environ)
+    os.environ["BT_TEST_ODD_TOKEN"] = "x9-plain-Q7"
+    try:
+        config = Config(accounts={"openai": Account("openai", api_key_env="BT_TEST_ODD_TOKEN", base_url="http://127.0.0.1:9/v1")})
+        build_adapter(config, "openai")
+        assert redact("401: key x9-plain-Q7 is wrong") == "401: key [redacted] is wrong"
+        assert "hunter2" not in redact("POST http://bob:hunter2@proxy.example/v1/files failed")
+        assert "Bearer [redacted]" in redact("header was Authorization: Bearer whatever-shape-9")
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+
+
+def test_run_does_not_log_credentials_of_a_base_url_nor_http_requests_unless_asked(tmp_path: Path, data_dir: Path) -> None:
+    import signal
+    import time
+
+    from batchtop.sim import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(per_request_s=0.0)).start()
+    try:
+        base_url = sim.openai_base_url.replace("http://", "http://opsuser:PROXYPASS-77aa@")
+        config = _write_config(tmp_path / "config.toml", f'[engine]\npoll_interval = 0.2\n[flush]\nmax_age = 0\n'
+                               f'[accounts.openai]\nbase_url = "{base_url}"\n')
+        env = {**os.environ, "OPENAI_API_KEY": "sk-test-run-key-000111"}
+        work = tmp_path / "work.jsonl"
+        work.write_text(json.dumps(openai_line("o1")) + "\n")
+        base = [sys.executable, "-m", "batchtop", "--data-dir", str(data_dir), "--config", str(config)]
+        logs = {}
+        for name, extra in (("quiet", []), ("verbose", ["--verbose"])):
+            subprocess.run([*base, "enqueue", str(work)], env=env, check=True, capture_output=True, timeout=60)
+            engine = subprocess.Popen([*base, "run", *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                end = time.monotonic() + 60
+                while True:
+                    import sqlite3
+
+                    with sqlite3.connect(data_dir / "batchtop.sqlite3", timeout=30) as db:
+                        (left,) = db.execute("SELECT count(*) FROM requests WHERE state != 'succeeded'").fetchone()
+                    if not left:
+                        break
+                    assert time.monotonic() < end and engine.poll() is None, engine.stderr.read() if engine.poll() is not None else "timeout"
+                    time.sleep(0.2)
+            finally:
+                engine.send_signal(signal.SIGTERM)
+                out, err = engine.communicate(timeout=60)
+            logs[name] = out + err
+            work.write_text(json.dumps(openai_line(f"o-{name}")) + "\n")
+    finally:
+        sim.stop()
+    assert b"HTTP Request" not in logs["quiet"], logs["quiet"].decode(errors="replace")[-2000:]
+    assert b"HTTP Request" in logs["verbose"], "--verbose logs the HTTP requests"
+    for name, blob in logs.items():
+        assert b"PROXYPASS" not in blob and b"opsuser:" not in blob, (name, blob.decode(errors="replace")[-2000:])
+    stored = b"".join(p.read_bytes() for p in data_dir.iterdir())
+    assert b"PROXYPASS" not in stored

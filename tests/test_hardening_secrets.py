@@ -172,7 +172,7 @@ def test_keys_never_leak_and_files_are_private(sims: tuple[Simulator, Simulator]
                               + [anthropic_line(f"ra{i}") for i in range(10)])))
     run_err = tmp_path / "run.err"
     with run_err.open("wb") as err:
-        engine = subprocess.Popen(bt.argv("run"), stdout=subprocess.PIPE, stderr=err, env=env, preexec_fn=lambda: os.umask(0))
+        engine = subprocess.Popen(bt.argv("run", "--verbose"), stdout=subprocess.PIPE, stderr=err, env=env, preexec_fn=lambda: os.umask(0))
     try:
         end = time.monotonic() + 60
         while bt.open_requests():

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="every buffer with queued requests")
 
     command("tick", "one engine pass: flush due buffers, submit, poll, ingest results, resubmit failures")
-    command("run", "the engine loop: ticks until SIGINT/SIGTERM")
+    p = command("run", "the engine loop: ticks until SIGINT/SIGTERM")
+    p.add_argument("--verbose", action="store_true", help="also log every HTTP request to the providers (credentials redacted)")
 
     p = command("resubmit", "put a batch's failed, expired and cancelled requests back for a new attempt now")
     p.add_argument("batch_id", metavar="BATCH_ID", help="the provider's batch id (or local-N for an unknown submission)")
@@ -163,11 +164,10 @@ def _cmd_tick(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import logging
-
     from batchtop import operations
+    from batchtop.providers.clients import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging(verbose=args.verbose)
     operations.run(_data_dir(args), _config(args))
     return Exit.OK
 
