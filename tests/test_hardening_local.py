@@ -22,6 +22,7 @@ from batchtop.client import Client
 from batchtop.config import ConfigError, load_config
 
 from conftest import openai_line, run_batchtop
+from test_once import mixed_work, settle, sim  # noqa: F401 (sim is a fixture)
 
 # -- 19.8: durations and deadlines finite and bounded; a schema file regular and capped
 
@@ -278,3 +279,162 @@ def test_run_does_not_log_credentials_of_a_base_url_nor_http_requests_unless_ask
         assert b"PROXYPASS" not in blob and b"opsuser:" not in blob, (name, blob.decode(errors="replace")[-2000:])
     stored = b"".join(p.read_bytes() for p in data_dir.iterdir())
     assert b"PROXYPASS" not in stored
+
+
+# -- the second Unix user for the machine-sharing tests ----------------------------------
+
+PEER = "btlocal-peer"
+
+
+@pytest.fixture(scope="session")
+def peer() -> tuple[str, int]:
+    """(name, uid) of a second local user, created when the tests run as root."""
+    import pwd
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("runuser"):
+        pytest.skip("needs root with useradd and runuser to act as a second user")
+    try:
+        return PEER, pwd.getpwnam(PEER).pw_uid
+    except KeyError:
+        pass
+    made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PEER],
+                          capture_output=True, text=True, check=False)
+    if made.returncode not in (0, 9):  # 9: it exists (a parallel run made it)
+        pytest.skip(f"cannot create a second user: {made.stderr.strip()}")
+    return PEER, pwd.getpwnam(PEER).pw_uid
+
+
+@pytest.fixture
+def shared_tmp() -> Path:
+    """A sticky, world-writable dir like /tmp (pytest's own tmp_path is root's, 0700)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="bt-shared-"))
+    os.chmod(path, 0o1777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _as(user: str, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    """`batchtop ARGS` run as `user`, with this checkout's interpreter and sources."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": src, "HOME": "/nonexistent",
+           "BATCHTOP_CONFIG": "/nonexistent/config.toml", "NO_PROXY": "127.0.0.1,localhost"}
+    return subprocess.run(["runuser", "-u", user, "--", sys.executable, "-m", "batchtop", *args],
+                          capture_output=True, text=True, env=env, timeout=120, check=False, **kw)  # type: ignore[call-overload]
+
+
+# -- 19.6: results -o never replaces what is not a regular file of ours ------------------
+
+
+@pytest.fixture
+def stored_results(sim, cli, tmp_path: Path, data_dir: Path) -> bytes:  # type: ignore[no-untyped-def]
+    """A data dir holding real results (through the simulator); what `results` prints."""
+    assert cli("enqueue", mixed_work(tmp_path, 3)).code == 0
+    settle(cli, data_dir)
+    got = cli("results")
+    assert got.code == 0 and got.out.count("\n") == 6, got
+    return got.out.encode()
+
+
+def _device(path: Path, minor: int) -> Path:
+    """A character device node like /dev/null (minor 3) or /dev/full (minor 7), of our own:
+    the real ones are shared with everything else on the machine."""
+    import stat as st
+
+    if os.geteuid() != 0:
+        pytest.skip("creating a device node needs root")
+    os.mknod(path, st.S_IFCHR | 0o666, os.makedev(1, minor))
+    return path
+
+
+def test_results_to_a_device_writes_to_it_and_leaves_the_node(cli, tmp_path: Path, stored_results: bytes) -> None:
+    import stat as st
+
+    null = _device(tmp_path / "null", 3)
+    got = cli("results", "-o", str(null))
+    assert got.code == 0, got.err
+    assert st.S_ISCHR(null.lstat().st_mode), "the device node was replaced by a file"
+    assert "wrote 6 results" in got.err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".null")], "a temp file was left behind"
+
+
+def test_results_to_a_full_device_is_a_clear_error(tmp_path: Path, data_dir: Path, stored_results: bytes) -> None:
+    import stat as st
+
+    full = _device(tmp_path / "full", 7)
+    got = run_batchtop("--data-dir", str(data_dir), "results", "-o", str(full), timeout=60)
+    assert st.S_ISCHR(full.lstat().st_mode), "the device node was replaced by a file"
+    assert got.returncode == 1, got
+    assert got.stderr.startswith(f"batchtop: {full}: ") and "No space left" in got.stderr, got.stderr
+    assert "Traceback" not in got.stderr
+
+
+def test_results_to_a_full_stdout_is_a_clear_error(tmp_path: Path, data_dir: Path, stored_results: bytes) -> None:
+    full = _device(tmp_path / "full", 7)
+    with full.open("wb") as out:
+        got = subprocess.run([sys.executable, "-m", "batchtop", "--data-dir", str(data_dir), "results"],
+                             stdout=out, stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert got.returncode == 1 and "No space left" in got.stderr and "Traceback" not in got.stderr, got.stderr
+
+
+def test_results_to_a_fifo_writes_into_it(tmp_path: Path, data_dir: Path, stored_results: bytes) -> None:
+    import stat as st
+
+    fifo = tmp_path / "results.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader is there, so the export's open does not wait
+    try:
+        got = run_batchtop("--data-dir", str(data_dir), "results", "-o", str(fifo), timeout=60)
+        assert got.returncode == 0, got.stderr
+        assert st.S_ISFIFO(fifo.lstat().st_mode), "the FIFO was replaced by a file"
+        assert os.read(reader, 1 << 20) == stored_results
+    finally:
+        os.close(reader)
+
+
+@pytest.mark.parametrize("alias", ["/dev/fd/1", "/proc/self/fd/1", "link-to-proc-self-fd-1"])
+def test_results_to_an_alias_of_stdout_writes_to_stdout(tmp_path: Path, data_dir: Path, stored_results: bytes, alias: str) -> None:
+    """`-o /dev/stdout` works too; it is not tested by that name here, because code that
+    replaced the target would replace the machine's own /dev/stdout. A link of ours to
+    /proc/self/fd/1 is what /dev/stdout is."""
+    if alias.startswith("link"):
+        link = tmp_path / alias
+        link.symlink_to("/proc/self/fd/1")
+        alias = str(link)
+    got = run_batchtop("--data-dir", str(data_dir), "results", "-o", alias, timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.encode() == stored_results
+    if alias.startswith(str(tmp_path)):
+        assert Path(alias).is_symlink(), "the link was replaced by a file"
+
+
+def test_results_to_a_directory_is_a_clear_error(tmp_path: Path, data_dir: Path) -> None:
+    target = tmp_path / "exports"
+    target.mkdir()
+    got = run_batchtop("--data-dir", str(data_dir), "results", "-o", str(target), timeout=60)
+    assert got.returncode == 1, got
+    assert got.stderr.startswith(f"batchtop: {target}: ") and "directory" in got.stderr and "Traceback" not in got.stderr, got.stderr
+    assert target.is_dir() and not list(target.iterdir())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".exports")], "a temp file was left behind"
+
+
+def test_results_over_another_users_file_in_a_sticky_dir_is_a_clear_error(peer: tuple[str, int], shared_tmp: Path) -> None:
+    victim = shared_tmp / "results.jsonl"
+    victim.write_text("root's own file\n")  # owned by root; the peer may not replace it in a sticky dir
+    got = _as(peer[0], "--data-dir", str(shared_tmp / "peer-data"), "results", "-o", str(victim))
+    assert got.returncode == 1, got
+    assert got.stderr.startswith(f"batchtop: {victim}: ") and "Traceback" not in got.stderr, got.stderr
+    assert victim.read_text() == "root's own file\n"
+    assert [p.name for p in shared_tmp.iterdir()] == ["results.jsonl"], "a temp file was left behind"
+
+
+def test_results_does_not_replace_a_file_of_another_user(peer: tuple[str, int], tmp_path: Path, data_dir: Path) -> None:
+    theirs = tmp_path / "theirs.jsonl"
+    theirs.write_text("keep me\n")
+    os.chown(theirs, peer[1], -1)
+    got = run_batchtop("--data-dir", str(data_dir), "results", "-o", str(theirs), timeout=60)
+    assert got.returncode == 1 and "another user" in got.stderr, got
+    assert theirs.read_text() == "keep me\n" and theirs.stat().st_uid == peer[1]

@@ -283,13 +283,9 @@ def _cmd_results(args: argparse.Namespace) -> int:
     from batchtop import exports
 
     with exports.existing_db(_data_dir(args)) as db:
-        if args.output in (None, "-"):
-            sys.stdout.flush()
-            written = exports.write_results(db, sys.stdout.buffer, args.batch_id)
-            sys.stdout.buffer.flush()
-        else:
-            with exports.private_atomic(Path(args.output)) as f:
-                written = exports.write_results(db, f, args.batch_id)
+        with exports.open_export(args.output) as f:
+            written = exports.write_results(db, f, args.batch_id)
+        if args.output not in (None, "-"):
             print(f"wrote {written.count} result{'s' if written.count != 1 else ''} to {args.output}", file=sys.stderr)
     if written.note:
         print(f"batchtop: {written.note}", file=sys.stderr)

@@ -3,14 +3,19 @@
 Both stream from one cursor, so a million results cost the memory of one line, and
 both treat a data dir without a database as an empty store (nothing is created).
 A results file holds prompts' outputs: it is written 0600, atomically, so a reader
-never sees half of it and a failed export leaves any previous file as it was.
+never sees half of it and a failed export leaves any previous file as it was. A
+device or FIFO target (`-o /dev/null`, a pipe to another program) is written to, never
+replaced; what is neither, or not ours, is refused with a clear error.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
+import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,6 +79,105 @@ def private_atomic(path: Path) -> Iterator[BinaryIO]:
         except FileNotFoundError:
             pass
         raise
+
+
+_FD_ALIAS = re.compile(r"/dev/(?:(stdout)|(stderr)|fd/(\d+))|/proc/self/fd/(\d+)")
+
+
+def _fd_alias(path: Path) -> int | None:
+    """The descriptor a name like /dev/stdout or /dev/fd/3 stands for: written through a
+    copy of it, as a shell redirection would be, never reopened or replaced."""
+    m = _FD_ALIAS.fullmatch(str(path))
+    if m is None:
+        return None
+    if m.group(1):
+        return 1
+    if m.group(2):
+        return 2
+    return int(m.group(3) or m.group(4))
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _is_stream(mode: int) -> bool:
+    """A character device (/dev/null, a terminal) or a FIFO: written to as it is."""
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
+def _target(path: Path) -> tuple[Path, bool]:
+    """(where to write, whether it is a stream to write straight to). A symlink is
+    followed only when it is ours or root's (like /dev/stdout), never one another user
+    planted in a shared dir; a regular file is replaced only when it is ours."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return path, False
+    follow = stat.S_ISLNK(info.st_mode)
+    if follow:
+        if info.st_uid not in (os.geteuid(), 0):
+            raise BatchtopError(
+                f"{path}: a symlink of another user (uid {info.st_uid}); not followed: give the path it points to"
+            )
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            return Path(os.path.realpath(path)), False
+        if not _is_stream(info.st_mode):
+            return _target(Path(os.path.realpath(path)))  # our own link to a file: the file
+    if _is_stream(info.st_mode):
+        return path, True
+    if not stat.S_ISREG(info.st_mode):
+        raise BatchtopError(f"{path}: {_kind(info.st_mode)}; give the path of a file to write")
+    if info.st_uid != os.geteuid():
+        raise BatchtopError(
+            f"{path}: owned by another user (uid {info.st_uid}); not replaced: remove it or choose another path"
+        )
+    return path, False
+
+
+@contextmanager
+def open_export(output: str | None) -> Iterator[BinaryIO]:
+    """Where `results` writes: stdout (None or "-"), a descriptor alias (/dev/stdout,
+    /dev/fd/N), a character device or FIFO written straight to (never replaced), or a
+    file of ours replaced atomically by a private one (`private_atomic`). Nothing else:
+    a directory, another user's file, or a symlink another user planted is refused,
+    and every OSError becomes a BatchtopError naming the target (exit status 1)."""
+    name = "stdout" if output in (None, "-") else str(Path(output).expanduser())
+    fd = 1 if output in (None, "-") else _fd_alias(Path(name))
+    try:
+        if fd in (1, 2):
+            std = sys.stdout if fd == 1 else sys.stderr
+            std.flush()
+            yield std.buffer
+            std.buffer.flush()
+            return
+        if fd is not None:
+            with os.fdopen(os.dup(fd), "wb") as out:
+                yield out
+            return
+        path, stream = _target(Path(name))
+        if not stream:
+            with private_atomic(path) as out:
+                yield out
+            return
+        flags = os.O_WRONLY | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+        opened = os.open(path, flags if path.is_symlink() else flags | os.O_NOFOLLOW)
+        if not _is_stream(os.fstat(opened).st_mode):  # swapped since the lstat
+            os.close(opened)
+            raise BatchtopError(f"{path}: changed while being opened; not written")
+        with os.fdopen(opened, "wb") as out:
+            yield out
+    except BrokenPipeError:
+        if fd == 1:
+            raise  # stdout's reader went away (`| head`): the CLI's own quiet exit
+        raise BatchtopError(f"{name}: the reader went away before the export was written") from None
+    except OSError as exc:
+        raise BatchtopError(f"{name}: cannot write ({exc.strerror or exc})") from None
 
 
 @dataclass(frozen=True)
