@@ -438,3 +438,125 @@ def test_results_does_not_replace_a_file_of_another_user(peer: tuple[str, int], 
     got = run_batchtop("--data-dir", str(data_dir), "results", "-o", str(theirs), timeout=60)
     assert got.returncode == 1 and "another user" in got.stderr, got
     assert theirs.read_text() == "keep me\n" and theirs.stat().st_uid == peer[1]
+
+
+# -- 19.7: the data dir and the database are checked on every open ------------------------
+
+_READERS_AND_WRITERS = [("--once", "--no-refresh"), ("--once", "--json", "--no-refresh"), ("tick",), ("results",),
+                        ("dead-letters",), ("flush", "--all")]
+
+
+def _mode(path: Path) -> int:
+    import stat as st
+
+    return st.S_IMODE(path.lstat().st_mode)
+
+
+def _seed(data_dir: Path) -> None:
+    """A real database with one request in it."""
+    with Client(data_dir) as bt:
+        bt.enqueue(openai_line("seed"))
+
+
+def _files(data_dir: Path) -> dict[str, tuple[bytes, int, int]]:
+    return {p.name: (p.read_bytes() if p.is_file() else b"", p.lstat().st_uid, _mode(p)) for p in sorted(data_dir.iterdir())}
+
+
+def test_our_own_loose_data_dir_and_database_are_tightened_on_open(tmp_path: Path, data_dir: Path) -> None:
+    _seed(data_dir)
+    os.chmod(data_dir, 0o777)
+    for name in ("batchtop.sqlite3", "batchtop.sqlite3-wal", "batchtop.sqlite3-shm"):
+        if (data_dir / name).exists():
+            os.chmod(data_dir / name, 0o666 if name != "batchtop.sqlite3" else 0o644)
+    got = run_batchtop("--data-dir", str(data_dir), "--once", "--no-refresh", timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert _mode(data_dir) == 0o700
+    assert {p.name: _mode(p) for p in data_dir.iterdir()} == {p.name: 0o600 for p in data_dir.iterdir()}
+
+
+def test_python_api_tightens_a_loose_database_too(data_dir: Path) -> None:
+    _seed(data_dir)
+    os.chmod(data_dir / "batchtop.sqlite3", 0o644)
+    with Client(data_dir):
+        pass
+    assert _mode(data_dir / "batchtop.sqlite3") == 0o600
+
+
+@pytest.mark.parametrize("args", _READERS_AND_WRITERS + [("enqueue", "-")])
+def test_a_data_dir_pre_created_by_another_user_is_refused(peer: tuple[str, int], shared_tmp: Path, args: tuple[str, ...]) -> None:
+    """The other user makes the dir 0777 and a database 0666 in it, as themselves; we
+    (root here) must not use it: they could read every prompt."""
+    data_dir = shared_tmp / "data"
+    made = subprocess.run(
+        ["runuser", "-u", peer[0], "--", sys.executable, "-c",
+         "import os, sqlite3, sys; d = sys.argv[1]; os.mkdir(d); os.chmod(d, 0o777);"
+         " db = sqlite3.connect(d + '/batchtop.sqlite3'); db.execute('CREATE TABLE t (x)'); db.commit(); db.close();"
+         " os.chmod(d + '/batchtop.sqlite3', 0o666)", str(data_dir)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    before = _files(data_dir)
+    got = run_batchtop("--data-dir", str(data_dir), *args, input=json.dumps(openai_line("x")) + "\n", timeout=60)
+    assert got.returncode == 1, (got.stdout, got.stderr)
+    assert got.stderr.startswith(f"batchtop: {data_dir}: ") and "another user" in got.stderr, got.stderr
+    assert "--data-dir" in got.stderr and "Traceback" not in got.stderr, got.stderr
+    assert _files(data_dir) == before, "the other user's dir was changed"
+
+
+def test_a_database_of_another_user_in_our_dir_is_refused(peer: tuple[str, int], data_dir: Path) -> None:
+    _seed(data_dir)
+    db = data_dir / "batchtop.sqlite3"
+    os.chown(db, peer[1], -1)
+    os.chmod(db, 0o666)
+    for args in _READERS_AND_WRITERS:
+        got = run_batchtop("--data-dir", str(data_dir), *args, timeout=60)
+        assert got.returncode == 1, (args, got.stdout, got.stderr)
+        assert got.stderr.startswith(f"batchtop: {db}: ") and "another user" in got.stderr, got.stderr
+    assert db.stat().st_uid == peer[1] and _mode(db) == 0o666
+    with pytest.raises(Exception, match="another user"):
+        Client(data_dir)
+
+
+def test_as_the_other_user_a_dir_made_by_root_is_refused(peer: tuple[str, int], shared_tmp: Path) -> None:
+    """The same from the other side: the peer is the victim, root pre-created the dir."""
+    data_dir = shared_tmp / "data"
+    _seed(data_dir)
+    os.chmod(data_dir, 0o777)
+    os.chmod(data_dir / "batchtop.sqlite3", 0o666)
+    got = _as(peer[0], "--data-dir", str(data_dir), "--once", "--no-refresh")
+    assert got.returncode == 1 and "another user" in got.stderr, (got.stdout, got.stderr)
+
+
+@pytest.mark.parametrize("name", ["batchtop.sqlite3", "batchtop.sqlite3-wal", "batchtop.sqlite3-shm"])
+def test_a_symlinked_database_or_side_file_is_refused(tmp_path: Path, data_dir: Path, name: str) -> None:
+    _seed(data_dir)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = data_dir / name
+    if link.exists():
+        os.replace(link, elsewhere / name)
+    else:
+        (elsewhere / name).write_bytes(b"")
+    link.symlink_to(elsewhere / name)
+    before = (elsewhere / name).read_bytes()
+    got = run_batchtop("--data-dir", str(data_dir), "--once", "--no-refresh", timeout=60)
+    assert got.returncode == 1, (got.stdout, got.stderr)
+    assert got.stderr.startswith(f"batchtop: {link}: ") and "symlink" in got.stderr, got.stderr
+    assert link.is_symlink() and (elsewhere / name).read_bytes() == before
+
+
+def test_a_loose_data_dir_we_cannot_tighten_is_refused(tmp_path: Path, data_dir: Path) -> None:
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("chattr"):
+        pytest.skip("needs root and chattr to make a dir we own but cannot chmod")
+    _seed(data_dir)
+    os.chmod(data_dir, 0o755)
+    if subprocess.run(["chattr", "+i", str(data_dir)], capture_output=True, check=False).returncode:
+        pytest.skip("this filesystem has no immutable attribute")
+    try:
+        got = run_batchtop("--data-dir", str(data_dir), "--once", "--no-refresh", timeout=60)
+    finally:
+        subprocess.run(["chattr", "-i", str(data_dir)], check=True)
+    assert got.returncode == 1, (got.stdout, got.stderr)
+    assert got.stderr.startswith(f"batchtop: {data_dir}: ") and "chmod 700" in got.stderr, got.stderr

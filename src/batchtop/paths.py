@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 DB_NAME = "batchtop.sqlite3"
@@ -29,10 +30,47 @@ def config_file(override: str | os.PathLike[str] | None = None) -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create the dir 0700: it holds prompts and outputs."""
+    """Create the dir 0700 if it is missing (it holds prompts and outputs), then check
+    it as `check_private_dir` does: it may have been there before us."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        os.chmod(path, 0o700)
-    except PermissionError:  # pragma: no cover - not ours to fix
-        pass
+    check_private_dir(path)
     return path
+
+
+_DATA_DIR_FIX = "use a data dir of your own (--data-dir DIR or BATCHTOP_DATA_DIR)"
+
+
+def check_private_dir(path: Path) -> None:
+    """The data dir is ours and private, or StoreError saying why and what to do.
+
+    Another user's dir is refused (they could read every prompt, or plant a database
+    for us to fill); ours with group or other bits is tightened to 0700, and refused if
+    that fails. The dir may be a symlink of ours or root's, never one another user
+    planted."""
+    from batchtop.errors import StoreError
+
+    me = os.geteuid()
+    try:
+        link = path.lstat()
+        info = path.stat()
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no such data dir") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot use the data dir ({exc.strerror})") from None
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (me, 0):
+        raise StoreError(f"{path}: a symlink of another user (uid {link.st_uid}); not followed: {_DATA_DIR_FIX}")
+    if not stat.S_ISDIR(info.st_mode):
+        raise StoreError(f"{path}: not a directory: {_DATA_DIR_FIX}")
+    if info.st_uid != me:
+        raise StoreError(
+            f"{path}: the data dir is owned by another user (uid {info.st_uid}; you are uid {me}), who could read"
+            f" or change your prompts and results; not used: {_DATA_DIR_FIX}"
+        )
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        try:
+            os.chmod(path, 0o700)
+        except OSError as exc:
+            raise StoreError(
+                f"{path}: the data dir is mode {stat.S_IMODE(info.st_mode):04o} and could not be made private"
+                f" ({exc.strerror}); fix it with `chmod 700 {path}`, or {_DATA_DIR_FIX}"
+            ) from None

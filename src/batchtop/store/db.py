@@ -1,13 +1,19 @@
-"""Opening the SQLite file: private permissions, WAL, migrations, clear errors."""
+"""Opening the SQLite file: private permissions, WAL, migrations, clear errors.
+
+Every open checks what it opens, since a data dir may be on a shared machine: the dir
+and the database files must be ours (another user's are refused), are tightened to
+0700/0600 when looser, and the files are never reached through a symlink.
+"""
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 from pathlib import Path
 
 from batchtop.errors import StoreError
-from batchtop.paths import DB_NAME, ensure_private_dir
+from batchtop.paths import DB_NAME, check_private_dir, ensure_private_dir
 from batchtop.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 30_000
@@ -21,13 +27,120 @@ def connect(data_dir: Path, *, create: bool = True) -> sqlite3.Connection:
     front and never fail half-way on an upgrade from reader to writer.
     """
     path = data_dir / DB_NAME
-    if not path.exists():
+    if not os.path.lexists(data_dir):
         if not create:
             raise StoreError(f"{path}: no batchtop database here (nothing enqueued yet?)")
         ensure_private_dir(data_dir)
-        # create the file 0600 before SQLite does, so it is never world-readable
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    else:
+        check_private_dir(data_dir)
+    held = _open_private(path, create)
+    try:
+        sides = _check_side_files(path)
+        db = _open_sqlite(path)
+        try:
+            _same_file(path, held)
+            # tightened only now that it proved to be our database: a file we refuse stays as it was
+            _tighten(path, os.fstat(held), held)
+            for side in sides:
+                _tighten(side, side.lstat())
+        except BaseException:
+            db.close()
+            raise
+    finally:
+        os.close(held)
+    for suffix in ("-wal", "-shm"):  # SQLite makes them with the file's mode; made before it was tightened
+        side = Path(f"{path}{suffix}")
+        if side.exists():
+            _tighten(side, side.lstat())
+    return db
+
+
+def _same_file(path: Path, fd: int) -> None:
+    """The name still leads to the file we checked (the dir is ours and 0700 by now,
+    so only this user could have swapped it meanwhile)."""
+    try:
+        now, checked = os.lstat(path), os.fstat(fd)
+    except OSError as exc:
+        raise StoreError(f"{path}: vanished while being opened ({exc.strerror})") from None
+    if (now.st_dev, now.st_ino) != (checked.st_dev, checked.st_ino):
+        raise StoreError(f"{path}: replaced while being opened; not used")
+
+
+def _refuse_other(path: Path, uid: int) -> StoreError:
+    me = os.geteuid()
+    return StoreError(
+        f"{path}: owned by another user (uid {uid}; you are uid {me}), who could read or change your prompts"
+        " and results; not used: use a data dir of your own (--data-dir DIR or BATCHTOP_DATA_DIR)"
+    )
+
+
+def _private_file(path: Path, info: os.stat_result) -> None:
+    """A regular file of ours (its mode is `_tighten`'s business); StoreError otherwise."""
+    if stat.S_ISLNK(info.st_mode):
+        raise StoreError(
+            f"{path}: a symlink; batchtop opens its database files only as regular files in the data dir,"
+            " never through a link (another user could point it at a file of theirs): put the real file there"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreError(f"{path}: not a regular file; not used")
+    if info.st_uid != os.geteuid():
+        raise _refuse_other(path, info.st_uid)
+
+
+def _tighten(path: Path, info: os.stat_result, fd: int | None = None) -> None:
+    """Mode 0600 for a file of ours that is looser (a database left 0644 by an older
+    batchtop or a copy); StoreError with the fix when that fails."""
+    mode = stat.S_IMODE(info.st_mode)
+    if not mode & 0o077:
+        return
+    try:
+        if fd is not None:
+            os.fchmod(fd, 0o600)
+        else:
+            os.chmod(path, 0o600)
+    except OSError as exc:
+        raise StoreError(
+            f"{path}: mode {mode:04o} and could not be made private ({exc.strerror}); fix it with `chmod 600 {path}`"
+        ) from None
+
+
+def _open_private(path: Path, create: bool) -> int:
+    """A descriptor on the database file, opened without following a symlink (and
+    without blocking, were it a FIFO), checked by `_private_file`; created 0600 when
+    missing and `create`, so it is never world-readable, not even for a moment."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags | (os.O_CREAT if create else 0), 0o600)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no batchtop database here (nothing enqueued yet?)") from None
+    except OSError as exc:
+        if os.path.islink(path):
+            _private_file(path, os.lstat(path))  # raises: a symlink
+        raise StoreError(f"{path}: cannot open ({exc.strerror})") from None
+    try:
+        _private_file(path, os.fstat(fd))
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
+
+
+def _check_side_files(path: Path) -> list[Path]:
+    """SQLite's WAL, shared-memory and journal files get the same checks as the file
+    (a planted one would be read into our database, or fed our writes); the ones there."""
+    found = []
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = Path(f"{path}{suffix}")
+        try:
+            info = side.lstat()
+        except FileNotFoundError:
+            continue
+        _private_file(side, info)
+        found.append(side)
+    return found
+
+
+def _open_sqlite(path: Path) -> sqlite3.Connection:
     probed = _pending_wal_version(path)
     if probed is not None and probed > SCHEMA_VERSION:
         raise StoreError(
@@ -55,10 +168,6 @@ def connect(data_dir: Path, *, create: bool = True) -> sqlite3.Connection:
     except BaseException:
         db.close()
         raise
-    for suffix in ("-wal", "-shm"):
-        side = Path(f"{path}{suffix}")
-        if side.exists():
-            os.chmod(side, 0o600)
     return db
 
 
