@@ -560,3 +560,116 @@ def test_a_loose_data_dir_we_cannot_tighten_is_refused(tmp_path: Path, data_dir:
         subprocess.run(["chattr", "-i", str(data_dir)], check=True)
     assert got.returncode == 1, (got.stdout, got.stderr)
     assert got.stderr.startswith(f"batchtop: {data_dir}: ") and "chmod 700" in got.stderr, got.stderr
+
+
+# -- 19.9: a config file others can write is refused -------------------------------------
+
+
+class _Listener:
+    """A server that records whether anything connected, and what Authorization it saw."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        seen: list[str] = []
+        self.seen = seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                seen.append(self.headers.get("Authorization") or "")
+                self.send_response(500)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_another_user_cannot_redirect_our_key_through_a_writable_config(peer: tuple[str, int], shared_tmp: Path) -> None:
+    """The review's case: the victim's config is 0666; another user appends a base_url;
+    the victim's next tick must refuse the config, not send the key to that server."""
+    config = shared_tmp / "config.toml"
+    config.write_text("[flush]\nmax_age = 0\n")
+    os.chmod(config, 0o666)
+    data_dir = shared_tmp / "victim-data"
+    _seed(data_dir)
+    listener = _Listener()
+    try:
+        appended = subprocess.run(
+            ["runuser", "-u", peer[0], "--", "sh", "-c", f'printf \'[accounts.openai]\\nbase_url = "%s/v1"\\n\' "$1" >> "$2"',
+             "sh", listener.url, str(config)], capture_output=True, text=True, timeout=30, check=False)
+        assert appended.returncode == 0, appended.stderr
+        got = run_batchtop("--data-dir", str(data_dir), "--config", str(config), "tick",
+                           env={"OPENAI_API_KEY": "sk-victim-key-4242424242"}, timeout=120)
+    finally:
+        listener.close()
+    assert not listener.seen, f"the key went to the other user's server: {listener.seen}"
+    assert got.returncode == 1, (got.stdout, got.stderr)
+    assert got.stderr.startswith(f"batchtop: {config}: ") and "chmod go-w" in got.stderr, got.stderr
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o646, 0o622])
+def test_a_config_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    config = _write_config(tmp_path / "config.toml", "[flush]\nmax_age = 0\n")
+    os.chmod(config, mode)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(config))}: writable by other users .*chmod go-w"):
+        load_config(config, required=True)
+
+
+def test_a_config_in_a_dir_others_can_write_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    config = _write_config(shared / "config.toml", "[flush]\nmax_age = 0\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(config))}: its directory {re.escape(str(shared))} is writable"):
+        load_config(config, required=True)
+    got = run_batchtop("--config", str(config), "--data-dir", str(tmp_path / "d"), "--once", "--no-refresh", timeout=60)
+    assert got.returncode == 1 and got.stderr.startswith(f"batchtop: {config}: ") and "Traceback" not in got.stderr, got.stderr
+
+
+def test_a_config_of_ours_in_a_sticky_shared_dir_is_fine(shared_tmp: Path) -> None:
+    config = _write_config(shared_tmp / "config.toml", "[flush]\nmax_age = 60\n")
+    os.chmod(config, 0o644)
+    assert load_config(config, required=True).flush.max_age == 60
+
+
+def test_a_config_owned_by_another_user_is_refused(peer: tuple[str, int], tmp_path: Path) -> None:
+    config = _write_config(tmp_path / "config.toml", "[flush]\nmax_age = 0\n")
+    os.chown(config, peer[1], -1)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(config))}: owned by another user"):
+        load_config(config, required=True)
+
+
+def test_a_config_writable_by_a_group_of_others_is_refused_but_our_private_group_is_fine(peer: tuple[str, int], tmp_path: Path) -> None:
+    import pwd
+
+    config = _write_config(tmp_path / "config.toml", "[flush]\nmax_age = 0\n")
+    os.chmod(config, 0o664)
+    os.chown(config, -1, pwd.getpwuid(os.geteuid()).pw_gid)  # our own private group: fine
+    assert load_config(config, required=True).flush.max_age == 0
+    os.chown(config, -1, pwd.getpwnam(peer[0]).pw_gid)  # the other user's group can write it
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(config))}: writable by other users"):
+        load_config(config, required=True)
+
+
+def test_a_symlinked_config_is_checked_where_it_points(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    real = _write_config(shared / "real.toml", "[flush]\nmax_age = 0\n")
+    link = tmp_path / "config.toml"
+    link.symlink_to(real)
+    assert load_config(link, required=True).flush.max_age == 0  # a dotfiles-style link of ours is fine
+    os.chmod(shared, 0o777)
+    with pytest.raises(ConfigError, match="is writable by other users"):
+        load_config(link, required=True)

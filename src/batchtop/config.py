@@ -6,6 +6,8 @@ and the key, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -313,10 +315,103 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     )
 
 
-def load_config(path: Path, *, required: bool = False) -> Config:
-    """Read the config file; a missing optional file gives the defaults."""
+MAX_CONFIG_BYTES = 1 << 20
+"""A config is a few kilobytes; the cap keeps a path to a device from being read for ever."""
+
+
+def _private_group(gid: int, uid: int) -> bool:
+    """Whether `gid` is the user's own group (user-private groups, umask 002): its
+    group-write bit lets nobody else in. Unknown users or groups count as shared."""
+    import grp
+    import pwd
+
     try:
-        raw = path.read_bytes()
+        user, group = pwd.getpwuid(uid), grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return user.pw_gid == gid and set(group.gr_mem) <= {user.pw_name}
+
+
+def _others_can_write(info: os.stat_result) -> bool:
+    if info.st_mode & stat.S_IWOTH:
+        return True
+    return bool(info.st_mode & stat.S_IWGRP) and not _private_group(info.st_gid, info.st_uid)
+
+
+def _trusted_owner(uid: int) -> bool:
+    return uid in (os.geteuid(), 0)
+
+
+def _check_dirs(path: Path, target: Path) -> None:
+    """Every directory above the config must keep others from replacing it: owned by us
+    or root, and not writable by others, unless sticky (like /tmp: there others cannot
+    rename or remove what is ours)."""
+    for directory in target.parents:
+        try:
+            info = directory.stat()
+        except OSError:
+            continue
+        if not _trusted_owner(info.st_uid):
+            raise ConfigError(
+                f"{path}: its directory {directory} is owned by another user (uid {info.st_uid}), who could replace"
+                " the config and send your API keys to a server of theirs; not used: keep the config in a directory of yours"
+            )
+        if _others_can_write(info) and not info.st_mode & stat.S_ISVTX:
+            raise ConfigError(
+                f"{path}: its directory {directory} is writable by other users (mode {stat.S_IMODE(info.st_mode):04o},"
+                " not sticky), who could replace the config and send your API keys to a server of theirs;"
+                f" not used: fix it with `chmod go-w {directory}`"
+            )
+
+
+def _check_file(path: Path, info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path}: not a regular file")
+    if not _trusted_owner(info.st_uid):
+        raise ConfigError(
+            f"{path}: owned by another user (uid {info.st_uid}), who could point batchtop at a server of theirs"
+            " and receive your API keys; not used: use a config file of your own"
+        )
+    if _others_can_write(info):
+        raise ConfigError(
+            f"{path}: writable by other users (mode {stat.S_IMODE(info.st_mode):04o}), who could point batchtop at"
+            f" a server of theirs and receive your API keys; not used: fix it with `chmod go-w {path}`"
+        )
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not a batchtop config")
+
+
+def _read_trusted(path: Path) -> bytes:
+    """The config's bytes, if no other user can have written them: the file and the
+    directories above it (and, for a symlink, the link and where it points) are checked
+    on the descriptor that is read, so what was checked is what is read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _check_file(path, os.fstat(fd))
+        link = path.lstat()
+        if stat.S_ISLNK(link.st_mode) and not _trusted_owner(link.st_uid):
+            raise ConfigError(f"{path}: a symlink of another user (uid {link.st_uid}); not followed")
+        absolute = Path(os.path.abspath(path))
+        _check_dirs(path, absolute)
+        real = Path(os.path.realpath(path))
+        if real != absolute:
+            _check_dirs(path, real)
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not a batchtop config")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def load_config(path: Path, *, required: bool = False) -> Config:
+    """Read the config file; a missing optional file gives the defaults. A config that
+    another user can write is refused: it names the servers our keys are sent to."""
+    try:
+        raw = _read_trusted(path)
     except FileNotFoundError:
         if required:
             raise ConfigError(f"{path}: config file not found") from None
