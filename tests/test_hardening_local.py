@@ -242,9 +242,9 @@ def test_run_does_not_log_credentials_of_a_base_url_nor_http_requests_unless_ask
 
     from batchtop.sim import SimConfig, Simulator
 
-    sim = Simulator(SimConfig(per_request_s=0.0)).start()
+    simulator = Simulator(SimConfig(per_request_s=0.0)).start()
     try:
-        base_url = sim.openai_base_url.replace("http://", "http://opsuser:PROXYPASS-77aa@")
+        base_url = simulator.openai_base_url.replace("http://", "http://opsuser:PROXYPASS-77aa@")
         config = _write_config(tmp_path / "config.toml", f'[engine]\npoll_interval = 0.2\n[flush]\nmax_age = 0\n'
                                f'[accounts.openai]\nbase_url = "{base_url}"\n')
         env = {**os.environ, "OPENAI_API_KEY": "sk-test-run-key-000111"}
@@ -272,7 +272,7 @@ def test_run_does_not_log_credentials_of_a_base_url_nor_http_requests_unless_ask
             logs[name] = out + err
             work.write_text(json.dumps(openai_line(f"o-{name}")) + "\n")
     finally:
-        sim.stop()
+        simulator.stop()
     assert b"HTTP Request" not in logs["quiet"], logs["quiet"].decode(errors="replace")[-2000:]
     assert b"HTTP Request" in logs["verbose"], "--verbose logs the HTTP requests"
     for name, blob in logs.items():
@@ -330,7 +330,7 @@ def _as(user: str, *args: str, **kw: object) -> subprocess.CompletedProcess[str]
 
 
 @pytest.fixture
-def stored_results(sim, cli, tmp_path: Path, data_dir: Path) -> bytes:  # type: ignore[no-untyped-def]
+def stored_results(sim, cli, tmp_path: Path, data_dir: Path) -> bytes:  # type: ignore[no-untyped-def]  # noqa: F811
     """A data dir holding real results (through the simulator); what `results` prints."""
     assert cli("enqueue", mixed_work(tmp_path, 3)).code == 0
     settle(cli, data_dir)
@@ -607,7 +607,7 @@ def test_another_user_cannot_redirect_our_key_through_a_writable_config(peer: tu
     listener = _Listener()
     try:
         appended = subprocess.run(
-            ["runuser", "-u", peer[0], "--", "sh", "-c", f'printf \'[accounts.openai]\\nbase_url = "%s/v1"\\n\' "$1" >> "$2"',
+            ["runuser", "-u", peer[0], "--", "sh", "-c", 'printf \'[accounts.openai]\\nbase_url = "%s/v1"\\n\' "$1" >> "$2"',
              "sh", listener.url, str(config)], capture_output=True, text=True, timeout=30, check=False)
         assert appended.returncode == 0, appended.stderr
         got = run_batchtop("--data-dir", str(data_dir), "--config", str(config), "tick",
