@@ -38,11 +38,14 @@ def add_usage(
     cached: int = 0,
     write: int = 0,
     out: int = 0,
+    write_1h: int = 0,
 ) -> None:
-    """As the engine does at ingest: add `attempts` attempts of these per-attempt tokens."""
+    """As the engine does at ingest: add `attempts` attempts of these per-attempt tokens
+    (`write` is every cache write, `write_1h` the 1-hour part of it)."""
     db.execute(
         ROLLUP_ADD,
-        (provider, model, int(first), int(ok), attempts, inp * attempts, cached * attempts, write * attempts, out * attempts),
+        (provider, model, int(first), int(ok), attempts, inp * attempts, cached * attempts, write * attempts,
+         out * attempts, write_1h * attempts),
     )
 
 
