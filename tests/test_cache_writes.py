@@ -13,6 +13,16 @@ import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
+from engine_helpers import (  # noqa: F401
+    all_settled,
+    anthropic_lines,
+    close,
+    config,
+    drive,
+    enqueue,
+    sim,
+)
+
 from batchtop.config import Config
 from batchtop.engine import Engine
 from batchtop.pricing.budget import spent
@@ -21,8 +31,6 @@ from batchtop.pricing.table import shipped_table
 from batchtop.providers.anthropic_batches import parse_result_line
 from batchtop.sim import Simulator
 from batchtop.store import Store
-
-from engine_helpers import all_settled, anthropic_lines, close, config, drive, enqueue, sim  # noqa: F401
 
 MILLION = Decimal(1_000_000)
 

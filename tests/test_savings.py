@@ -282,7 +282,8 @@ def test_in_flight_estimate(db: sqlite3.Connection) -> None:
     assert est["queued_usd"] == 0.225
     # in flight: (500,000 x 0.15 + 256,000 x 0.60) / 1M / 2 = 0.1143
     assert est["in_flight_usd"] == 0.1143
-    assert est["usd"] == pytest.approx(0.3393, abs=1e-9)
+    assert est["usd"] == est["in_flight_usd"]  # in flight means submitted; queued work is apart
+    assert est["total_usd"] == pytest.approx(0.3393, abs=1e-9)
     by = {(r["stage"], r["model"]): r for r in est["by_model"]}
     assert by[("queued", "gpt-4o")]["output_tokens"] == 20_000
     assert by[("in_flight", "gpt-4o-mini")]["input_tokens"] == 500_000
@@ -293,7 +294,8 @@ def test_in_flight_unknown_model_is_incomplete(db: sqlite3.Connection) -> None:
     _buffer(db, "secret-model", queued=5, size=1_000)
     est = in_flight_estimate(db, Config())
     assert est["complete"] is False
-    assert est["usd"] == pytest.approx((100_000 * 2.5 + 25_600 * 10) / 1e6 / 2, abs=1e-6)
+    assert est["queued_usd"] == pytest.approx((100_000 * 2.5 + 25_600 * 10) / 1e6 / 2, abs=1e-6)
+    assert est["usd"] == est["in_flight_usd"] == 0.0
 
 
 def test_in_flight_nothing(db: sqlite3.Connection) -> None:
