@@ -47,6 +47,9 @@ class SimConfig:
     output_tokens_min: int = 8
     output_tokens_max: int = 256
     """Output tokens are a hash of custom_id in [min, max], capped by max_tokens."""
+    replay: Mapping[str, bytes] | None = None
+    """Replay mode: recorded result lines by custom_id (``sim.replay.load_recorded``),
+    answered verbatim to the requests with those custom_ids; the rest are simulated."""
     shuffle_results: bool = False
     """Emit result lines in a hash order instead of input order (order is never promised)."""
 
