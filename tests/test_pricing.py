@@ -78,6 +78,12 @@ def test_shipped_prices(provider: str, family: str, inp: str, cached: str | None
         ("openai", "gpt-5-2025-08-07", "gpt-5"),
         ("openai", "gpt-5-mini-2025-08-07", "gpt-5-mini"),
         ("openai", "gpt-4", "gpt-4"),
+        ("openai", "gpt-4-0613", "gpt-4"),
+        ("openai", "gpt-3.5-turbo-0125", "gpt-3.5-turbo"),
+        ("openai", "gpt-3.5-turbo-1106", "gpt-3.5-turbo-1106"),  # its own, higher list price
+        ("openai", "gpt-3.5-turbo-1399", None),  # not a month and day
+        ("openai", "gpt-4-0125-preview", "gpt-4-0125-preview"),
+        ("openai", "gpt-4-0314-preview", None),
         # an exact entry for a snapshot whose list price differs wins over its family
         ("openai", "gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
         ("openai", "gpt-4o-2024-11-20", "gpt-4o"),

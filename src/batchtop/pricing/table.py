@@ -31,8 +31,9 @@ DEFAULT_BATCH_DISCOUNT = Decimal("0.5")
 PRICE_KEYS = ("input", "cached_input", "cache_write", "cache_write_1h", "output")
 CACHE_WRITE_1H_MULTIPLE = Decimal(2)
 """A 1-hour cache write costs 2x the input price (Anthropic) unless the table says otherwise."""
-_STAMP = re.compile(r"[-@](?:\d{4}-\d{2}-\d{2}|\d{8})|-latest")
-"""What may follow a family name in a model id of that family: one date stamp or `-latest`."""
+_STAMP = re.compile(r"[-@](?:\d{4}-\d{2}-\d{2}|\d{8})|-(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])|-latest")
+"""What may follow a family name in a model id of that family: one date stamp (also
+OpenAI's older month-day form, gpt-3.5-turbo-0125) or `-latest`."""
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
