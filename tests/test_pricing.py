@@ -258,3 +258,15 @@ def test_money_text() -> None:
         "$4.20", "-$3.25", "$0.0016", "unknown",
     ]
     assert usd(Decimal("0.0000015")) == 0.000002 and usd(None) is None
+
+
+def test_each_family_s_dated_snapshots_resolve_to_it() -> None:
+    """The table names each family's dated snapshot ids (a comment above the entry)."""
+    from importlib import resources
+
+    text = resources.files("batchtop.pricing").joinpath("prices.toml").read_text(encoding="utf-8")
+    found = re.findall(r'# snapshots? ([^;\n]+).*\n\[(\w+)\."([^"]+)"\]', text)
+    assert len(found) >= 20
+    for ids, provider, family in found:
+        for model in (m.strip() for m in ids.split(",")):
+            assert shipped_table().family(provider, model) == family, model
