@@ -124,7 +124,8 @@ def test_quote_text_and_json(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
     text = cli("quote", path)
     assert text.code == 0, text.err
     assert text.out == expected.getvalue()
-    assert "no known price for openai:house-model" in text.out
+    assert "no known price for openai:house-model" in text.err  # a warning, on stderr (cli.md)
+    assert "no known price" not in text.out
 
     as_json = cli("quote", path, "--json")
     assert as_json.code == 0

@@ -125,7 +125,8 @@ def test_status_of_real_work_matches_the_schema_and_the_store(sim: Simulator, cl
     assert set(by_model) == {"gpt-4o-mini", "claude-sonnet-4-20250514"}
     assert all(m["requests_succeeded"] == 10 and m["first_pass_success_rate"] == 1.0 for m in by_model.values())
     assert doc["savings"]["total"]["complete"] is True
-    assert doc["in_flight_estimate_usd"] > 0  # the 6 queued requests
+    assert doc["queued_estimate_usd"] > 0  # the 6 queued requests
+    assert doc["in_flight_estimate_usd"] == 0.0  # queued work is not in flight
     assert (doc["dead_letters"], doc["unknown_submissions"], doc["alerts"]) == (0, 0, [])
     assert set(doc["providers"]) == {"openai", "anthropic"} and doc["last_poll_at"] is not None
 

@@ -12,7 +12,7 @@ import pytest
 from batchtop.config import Config, parse_config
 from batchtop.errors import EnqueueError
 from batchtop.pricing.estimate import estimate_request
-from batchtop.quote import quote, render_quote
+from batchtop.quote import quote, quote_warning, render_quote
 from batchtop.store import Store
 
 # '[{"role":"user","content":""}]' is 30 characters: 1,970 more make 2,000 = 500 tokens
@@ -127,4 +127,41 @@ def test_render_quote(tmp_path: Path) -> None:
     assert gpt.split() == ["openai", "gpt-4o", "1,000", "500,000", "200,000", "$1.62", "$3.25", "$1.62"]
     assert mystery.split()[-3:] == ["unknown", "unknown", "unknown"]
     assert total.startswith("TOTAL (priced models only)") and "1,001" in total and "$3.25" in total
-    assert "estimate" in text and "openai:mystery" in text
+    assert "estimate" in text
+    assert quote_warning(rows) is not None and "openai:mystery" in quote_warning(rows)  # type: ignore[operator]
+
+
+def test_quote_rows_add_up_to_the_total(tmp_path: Path) -> None:
+    """One precision per money column, at which the shown rows sum to the shown total."""
+    lines = [openai(i, "gpt-4o-mini", max_tokens=16) for i in range(3)] + [openai(9, "gpt-4.1", max_tokens=7)]
+    rows = quote([write(tmp_path / "in.jsonl", lines)], Config())
+    out = io.StringIO()
+    render_quote(rows, out)
+    table = out.getvalue().splitlines()
+    mini, gpt41, total = table[1].split(), table[2].split(), table[3].split()
+    for column in (-3, -2, -1):
+        shown = Decimal(mini[column].lstrip("$")) + Decimal(gpt41[column].lstrip("$"))
+        assert shown == Decimal(total[column].lstrip("$")), (mini, gpt41, total)
+        assert len({len(x[column].split(".")[1]) for x in (mini, gpt41, total)}) == 1  # one precision
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-minii", "gpt-5-turbo-xl", "some-unreleased-model"])
+def test_quote_and_enqueue_warn_on_stderr_but_do_not_refuse(tmp_path: Path, cli, model: str) -> None:
+    path = write(tmp_path / "in.jsonl", [openai(1, model, max_tokens=10), openai(2, "gpt-4o-mini", max_tokens=10)])
+    rows = {r["model"]: r for r in quote([path], Config())}
+    assert rows[model]["price_known"] is False and rows[model]["batch_usd"] is None
+    assert rows["gpt-4o-mini"]["price_known"] is True
+    quoted = cli("quote", path)
+    assert quoted.code == 0
+    assert f"warning: no known price for openai:{model};" in quoted.err and "openai:gpt-4o-mini;" not in quoted.err
+    enqueued = cli("enqueue", path)
+    assert enqueued.code == 0 and "enqueued 2 requests" in enqueued.out
+    assert f"warning: no known price for openai:{model}" in enqueued.err
+
+
+def test_enqueue_of_priced_models_says_nothing_and_config_prices_count(tmp_path: Path, cli) -> None:
+    path = write(tmp_path / "in.jsonl", [openai(1, "house-model", max_tokens=10)])
+    config = tmp_path / "c.toml"
+    config.write_text('[prices.openai."house-model"]\ninput = 1\noutput = 2\n')
+    result = cli("--config", str(config), "enqueue", path)
+    assert result.code == 0 and result.err == ""

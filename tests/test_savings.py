@@ -14,6 +14,7 @@ import pytest
 
 from batchtop.config import Config, parse_config
 from batchtop.pricing.savings import break_even_first_pass_rate, in_flight_estimate, savings
+from batchtop.pricing.table import shipped_table
 from batchtop.store import Store
 from batchtop.store.ingest import ROLLUP_ADD
 
@@ -37,11 +38,14 @@ def add_usage(
     cached: int = 0,
     write: int = 0,
     out: int = 0,
+    write_1h: int = 0,
 ) -> None:
-    """As the engine does at ingest: add `attempts` attempts of these per-attempt tokens."""
+    """As the engine does at ingest: add `attempts` attempts of these per-attempt tokens
+    (`write` is every cache write, `write_1h` the 1-hour part of it)."""
     db.execute(
         ROLLUP_ADD,
-        (provider, model, int(first), int(ok), attempts, inp * attempts, cached * attempts, write * attempts, out * attempts),
+        (provider, model, int(first), int(ok), attempts, inp * attempts, cached * attempts, write * attempts,
+         out * attempts, write_1h * attempts),
     )
 
 
@@ -74,7 +78,7 @@ def test_worked_example_gpt4o(db: sqlite3.Connection) -> None:
         "first_pass_success_rate": 1.0,
         "complete": True,
     }
-    assert doc["prices_as_of"].startswith("2025-11")
+    assert doc["prices_as_of"] == shipped_table().as_of
 
 
 def test_resubmissions_reduce_the_saving_by_exactly_their_cost(tmp_path: Path) -> None:
@@ -278,7 +282,8 @@ def test_in_flight_estimate(db: sqlite3.Connection) -> None:
     assert est["queued_usd"] == 0.225
     # in flight: (500,000 x 0.15 + 256,000 x 0.60) / 1M / 2 = 0.1143
     assert est["in_flight_usd"] == 0.1143
-    assert est["usd"] == pytest.approx(0.3393, abs=1e-9)
+    assert est["usd"] == est["in_flight_usd"]  # in flight means submitted; queued work is apart
+    assert est["total_usd"] == pytest.approx(0.3393, abs=1e-9)
     by = {(r["stage"], r["model"]): r for r in est["by_model"]}
     assert by[("queued", "gpt-4o")]["output_tokens"] == 20_000
     assert by[("in_flight", "gpt-4o-mini")]["input_tokens"] == 500_000
@@ -289,7 +294,8 @@ def test_in_flight_unknown_model_is_incomplete(db: sqlite3.Connection) -> None:
     _buffer(db, "secret-model", queued=5, size=1_000)
     est = in_flight_estimate(db, Config())
     assert est["complete"] is False
-    assert est["usd"] == pytest.approx((100_000 * 2.5 + 25_600 * 10) / 1e6 / 2, abs=1e-6)
+    assert est["queued_usd"] == pytest.approx((100_000 * 2.5 + 25_600 * 10) / 1e6 / 2, abs=1e-6)
+    assert est["usd"] == est["in_flight_usd"] == 0.0
 
 
 def test_in_flight_nothing(db: sqlite3.Connection) -> None:

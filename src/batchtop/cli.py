@@ -107,8 +107,10 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
         deadline = resolve_deadline(args.sla, args.deadline, time.time())
     except ValueError as exc:
         raise BatchtopError(f"{'--sla' if args.sla else '--deadline'}: {exc}") from None
+    config = _config(args)  # for its [prices]: a model without a known price is warned about
     with Store(_data_dir(args)) as store:
         counts = enqueue_files(store, args.files, provider=args.provider, deadline=deadline)
+    _warn_unpriced(config, counts)
     total = sum(counts.values())
     if not total:
         print("nothing to enqueue: the input has no requests", file=sys.stderr)
@@ -117,6 +119,17 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
     for key, n in sorted(counts.items()):
         print(f"  {n:>8}  {key.name}")
     return Exit.OK
+
+
+def _warn_unpriced(config, counts) -> None:  # (Config, {BufferKey: int})
+    """Enqueue takes models without a known price (an operator may add it later), but says so."""
+    from batchtop.pricing.table import price_table
+    from batchtop.quote import unknown_price_warning
+
+    table = price_table(config)
+    warning = unknown_price_warning((k.provider, k.model) for k in counts if table.price(k.provider, k.model) is None)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def _config(args: argparse.Namespace):  # -> Config
@@ -307,11 +320,14 @@ def _cmd_quote(args: argparse.Namespace) -> int:
     import json
 
     from batchtop.exports import existing_db
-    from batchtop.quote import quote, render_quote
+    from batchtop.quote import quote, quote_warning, render_quote
 
     config = _config(args)
     with existing_db(_data_dir(args)) as db:  # lends observed mean outputs, if there is history
         rows = quote(args.files, config, args.provider, db=db)
+    warning = quote_warning(rows)
+    if warning:
+        print(warning, file=sys.stderr)
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -1,21 +1,25 @@
 """`batchtop quote FILE...`: what a batch input would cost, batch vs real time, before enqueueing.
 
 Lines are validated by the same code as `enqueue` (a bad file is rejected with the
-same EnqueueError), then priced per model with `pricing.estimate`'s token guesses.
+same EnqueueError), then priced per model with `pricing.estimate`, the one estimator
+that the status document's queued and in-flight figures and the budget check use too.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
+from batchtop.display import clean, money_column
 from batchtop.intake import _lines
 from batchtop.pricing.estimate import estimate_request, request_body
-from batchtop.pricing.money import fmt_usd, usd
-from batchtop.pricing.table import Tokens, price_table
+from batchtop.pricing.images import ANTHROPIC_ASSUMED_TOKENS, OPENAI_LARGEST_TILES
+from batchtop.pricing.money import usd
+from batchtop.pricing.table import PriceTable, Tokens, price_table
 from batchtop.pricing.usage import mean_outputs
 from batchtop.validation import iter_parsed
 
@@ -23,8 +27,13 @@ if TYPE_CHECKING:
     from batchtop.config import Config
 
 NOTE = (
-    "estimate: input ~ characters/4 of messages, system, input, prompt and tools; output = "
-    "max_tokens (or kin) when set, an upper bound; else the observed mean, else 256"
+    "estimate: input ~ characters/4 of messages, system, input, prompt and tools, images by their "
+    "own size; output = max_tokens (or kin) when set, an upper bound; else the observed mean, else 256"
+)
+URL_IMAGE_NOTE = (
+    "images given by URL (or unreadable) are not fetched: each is assumed the largest the provider "
+    f"bills (OpenAI 85 + 170 x {OPENAI_LARGEST_TILES} tiles at high detail, 85 at low; "
+    f"Anthropic {ANTHROPIC_ASSUMED_TOKENS:,})"
 )
 
 
@@ -33,6 +42,9 @@ class _Group:
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    image_tokens: int = 0
+    images_measured: int = 0
+    images_assumed: int = 0
 
 
 def quote(
@@ -54,61 +66,87 @@ def quote(
     for chunk in iter_parsed(_lines(paths, stdin), provider):
         for r in chunk:
             body = request_body(r.provider, json.loads(r.line))
-            est = estimate_request(r.endpoint, body, means.get((r.provider, r.model)))
+            est = estimate_request(r.endpoint, body, means.get((r.provider, r.model)), provider=r.provider)
             group = groups.setdefault((r.provider, r.model), _Group())
             group.requests += 1
             group.input_tokens += est.input_tokens
             group.output_tokens += est.output_tokens
+            group.image_tokens += est.images.tokens
+            group.images_measured += est.images.measured
+            group.images_assumed += est.images.assumed
     table = price_table(config)
-    rows: list[dict[str, Any]] = []
-    for (prov, model), g in sorted(groups.items()):
-        price = table.price(prov, model)
-        tokens = Tokens(input=g.input_tokens, output=g.output_tokens)
-        batch = price.batch_cost(tokens) if price is not None else None
-        realtime = price.list_cost(tokens) if price is not None else None
-        rows.append(
-            {
-                "provider": prov,
-                "model": model,
-                "family": price.family if price is not None else None,
-                "requests": g.requests,
-                "input_tokens": g.input_tokens,
-                "output_tokens": g.output_tokens,
-                "batch_usd": usd(batch),
-                "realtime_usd": usd(realtime),
-                "saved_usd": usd(realtime - batch) if realtime is not None and batch is not None else None,
-                "price_known": price is not None,
-            }
-        )
-    return rows
+    return [_row(table, prov, model, g) for (prov, model), g in sorted(groups.items())]
 
 
-def _money(value: float | None) -> str:
-    return fmt_usd(Decimal(str(value))) if value is not None else "unknown"
+def _row(table: PriceTable, provider: str, model: str, g: _Group) -> dict[str, Any]:
+    price = table.price(provider, model)
+    tokens = Tokens(input=g.input_tokens, output=g.output_tokens)
+    batch = price.batch_cost(tokens) if price is not None else None
+    realtime = price.list_cost(tokens) if price is not None else None
+    return {
+        "provider": provider,
+        "model": model,
+        "family": price.family if price is not None else None,
+        "requests": g.requests,
+        "input_tokens": g.input_tokens,
+        "output_tokens": g.output_tokens,
+        "image_tokens": g.image_tokens,
+        "images_measured": g.images_measured,
+        "images_assumed": g.images_assumed,
+        "batch_usd": usd(batch),
+        "realtime_usd": usd(realtime),
+        "saved_usd": usd(realtime - batch) if realtime is not None and batch is not None else None,
+        "price_known": price is not None,
+    }
+
+
+def unknown_price_warning(models: Iterable[tuple[str, str]]) -> str | None:
+    """The stderr warning for models without a known price (their cost is unknown, not $0)."""
+    names = sorted({(p, m) for p, m in models})
+    if not names:
+        return None
+    listed = ", ".join(f"{clean(p)}:{clean(m)}" for p, m in names)
+    return (
+        f"batchtop: warning: no known price for {listed}; its cost is unknown (not $0) until the config "
+        'names it under [prices.<provider>."<model>"]'
+    )
+
+
+def quote_warning(rows: list[dict[str, Any]]) -> str | None:
+    """`unknown_price_warning` for the unpriced rows of a quote."""
+    return unknown_price_warning((r["provider"], r["model"]) for r in rows if not r["price_known"])
+
+
+def _dec(value: float | None) -> Decimal | None:
+    return Decimal(str(value)) if value is not None else None
 
 
 def render_quote(rows: list[dict[str, Any]], out: TextIO) -> None:
-    """A plain text table with a total line; unpriced models say so and mark the total incomplete."""
+    """A plain text table with a total line. Each money column has one precision at
+    which its rows add up to its total; unpriced models show "unknown" and the total
+    says it covers the priced models only (the warning itself goes to stderr)."""
     headers = ["PROVIDER", "MODEL", "REQUESTS", "EST_INPUT_TOK", "EST_OUTPUT_TOK", "BATCH", "REALTIME", "SAVED"]
+    complete = all(r["price_known"] for r in rows)
+    money: list[tuple[list[str], str]] = []
+    for key in ("batch_usd", "realtime_usd", "saved_usd"):
+        values = [_dec(r[key]) for r in rows]
+        known = [v for v in values if v is not None]
+        total = sum(known, Decimal(0)) if known or complete else None
+        money.append(money_column(values, total, unknown="unknown"))
     body = [
         [
-            r["provider"],
-            r["model"],
+            clean(r["provider"]),
+            clean(r["model"]),
             f"{r['requests']:,}",
             f"{r['input_tokens']:,}",
             f"{r['output_tokens']:,}",
-            _money(r["batch_usd"]),
-            _money(r["realtime_usd"]),
-            _money(r["saved_usd"]),
+            *(column[0][i] for column in money),
         ]
-        for r in rows
+        for i, r in enumerate(rows)
     ]
-    known = [r for r in rows if r["price_known"]]
-    complete = len(known) == len(rows)
     total = ["TOTAL" if complete else "TOTAL (priced models only)", "", f"{sum(r['requests'] for r in rows):,}",
-             f"{sum(r['input_tokens'] for r in rows):,}", f"{sum(r['output_tokens'] for r in rows):,}"]
-    for key in ("batch_usd", "realtime_usd", "saved_usd"):
-        total.append(fmt_usd(sum((Decimal(str(r[key])) for r in known), Decimal(0))) if known else "unknown")
+             f"{sum(r['input_tokens'] for r in rows):,}", f"{sum(r['output_tokens'] for r in rows):,}",
+             *(column[1] or "unknown" for column in money)]
     table = [headers, *body, total]
     widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
     numeric = set(range(2, len(headers)))
@@ -116,6 +154,8 @@ def render_quote(rows: list[dict[str, Any]], out: TextIO) -> None:
         cells = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))]
         out.write("  ".join(cells).rstrip() + "\n")
     out.write(NOTE + "\n")
-    unknown = [f"{r['provider']}:{r['model']}" for r in rows if not r["price_known"]]
-    if unknown:
-        out.write(f"no known price for {', '.join(unknown)}: add it under [prices.<provider>.\"<model>\"] in the config\n")
+    measured, assumed = sum(r["images_measured"] for r in rows), sum(r["images_assumed"] for r in rows)
+    if measured or assumed:
+        out.write(f"images: {measured:,} measured from their own dimensions, {assumed:,} assumed\n")
+    if assumed:
+        out.write(URL_IMAGE_NOTE + "\n")

@@ -32,7 +32,7 @@ _BATCHES = "SELECT id, submission_uid, provider, model, ingested_at FROM batches
 # One batch's ended attempts (attempts_batch index), summed per Unix day number: days start at UTC midnight.
 _BATCH_DAYS = (
     "SELECT CAST(ended_at / 86400 AS INTEGER) AS day, sum(input_tokens), sum(cached_input_tokens),"
-    " sum(cache_creation_input_tokens), sum(output_tokens)"
+    " sum(cache_creation_input_tokens), sum(output_tokens), sum(cache_creation_1h_input_tokens)"
     " FROM attempts WHERE batch_id = ? AND ended_at IS NOT NULL GROUP BY day"
 )
 
@@ -78,8 +78,8 @@ def spent(
         entry = known.get((batch_id, uid))
         if entry is None:
             days = tuple(
-                (n, Tokens(inp or 0, cached or 0, write or 0, out or 0))
-                for n, inp, cached, write, out in db.execute(_BATCH_DAYS, (batch_id,))
+                (n, Tokens(inp or 0, cached or 0, write or 0, out or 0, write_1h or 0))
+                for n, inp, cached, write, out, write_1h in db.execute(_BATCH_DAYS, (batch_id,))
             )
             entry = _BatchSpend(prov, model, days)
         if ingested is not None:

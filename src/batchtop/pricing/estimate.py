@@ -1,6 +1,11 @@
 """Estimating one request's tokens from its native batch line, before it is sent.
 
-Input: the characters of what the model reads (messages, system, input, ...) / 4.
+This is the one estimator: `quote` applies it line by line, and the enqueue step
+stores its sums per buffer so that the queued and in-flight estimates of the status
+document and the budget check come from the same figures (`pricing.inflight`).
+
+Input: the characters of what the model reads (messages, system, input, ...) / 4,
+images excepted: those count by their own dimensions (`pricing.images`).
 Output: the request's own cap (max_tokens and kin) when it has one, which makes the
 figure an upper bound; else the model's observed mean per success; else a default.
 """
@@ -8,12 +13,16 @@ figure an upper bound; else the model's observed mean per success; else a defaul
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+import orjson
+
+from batchtop.pricing.images import ImageTokens, image_tokens
+from batchtop.pricing.table import shipped_table
 from batchtop.pricing.usage import DEFAULT_OUTPUT_TOKENS
-from batchtop.providers.limits import ANTHROPIC
+from batchtop.providers.limits import ANTHROPIC, ANTHROPIC_ENDPOINT, OPENAI
 
 CHARS_PER_TOKEN = 4
 # What the model reads, across the endpoints: chat/messages, responses, embeddings, completions.
@@ -24,9 +33,12 @@ NO_OUTPUT_ENDPOINTS = frozenset({"/v1/embeddings", "/v1/moderations"})
 
 @dataclass(frozen=True, slots=True)
 class RequestEstimate:
-    input_tokens: int
+    input_tokens: int  # text and images
     output_tokens: int
     output_basis: str  # "cap" | "observed" | "default" | "none"
+    images: ImageTokens = field(default_factory=ImageTokens)
+    outputs: int = 1
+    """Outputs asked for (`n`), which an uncapped output estimate is a multiple of."""
 
 
 def request_body(provider: str, line: dict[str, Any]) -> dict[str, Any]:
@@ -36,29 +48,69 @@ def request_body(provider: str, line: dict[str, Any]) -> dict[str, Any]:
 
 
 def _chars(value: Any) -> int:
+    """Characters of a field as compact JSON (orjson: enqueue runs this on every line)."""
     if isinstance(value, str):
         return len(value)
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    try:
+        return len(orjson.dumps(value).decode())
+    except TypeError:  # an integer beyond 64 bits, say
+        return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 def _ceil_div(n: int | Decimal, d: int) -> int:
     return int((Decimal(n) / d).to_integral_value(ROUND_CEILING))
 
 
+def _family(provider: str, body: dict[str, Any]) -> str | None:
+    model = body.get("model")
+    return shipped_table().family(provider, model) if isinstance(model, str) else None
+
+
 def estimate_request(
-    endpoint: str, body: dict[str, Any], observed_output: Decimal | None = None
+    endpoint: str, body: dict[str, Any], observed_output: Decimal | None = None, *, provider: str | None = None
 ) -> RequestEstimate:
-    """Token estimate of one request body (see the module docstring for the rules)."""
-    chars = sum(_chars(body[k]) for k in INPUT_FIELDS if k in body and body[k] is not None)
-    input_tokens = _ceil_div(chars, CHARS_PER_TOKEN)
+    """Token estimate of one request body (see the module docstring for the rules).
+
+    `provider` picks the image formula; by default it follows from the endpoint.
+    """
+    provider = provider or (ANTHROPIC if endpoint == ANTHROPIC_ENDPOINT else OPENAI)
+    chars, images = 0, ImageTokens()
+    family: str | None = None
+    for key in INPUT_FIELDS:
+        value = body.get(key)
+        if value is None:
+            continue
+        chars += _chars(value)
+        if isinstance(value, (dict, list)):
+            if family is None:
+                family = _family(provider, body) or ""
+            images += image_tokens(provider, family or None, value)
+    input_tokens = _ceil_div(max(chars - images.chars, 0), CHARS_PER_TOKEN) + images.tokens
     if endpoint in NO_OUTPUT_ENDPOINTS:
-        return RequestEstimate(input_tokens, 0, "none")
+        return RequestEstimate(input_tokens, 0, "none", images, 0)
     choices = body.get("n")
     n = choices if isinstance(choices, int) and not isinstance(choices, bool) and choices > 1 else 1
     for key in OUTPUT_CAPS:
         cap = body.get(key)
         if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
-            return RequestEstimate(input_tokens, cap * n, "cap")
+            return RequestEstimate(input_tokens, cap * n, "cap", images, n)
     if observed_output is not None:
-        return RequestEstimate(input_tokens, _ceil_div(observed_output * n, 1), "observed")
-    return RequestEstimate(input_tokens, DEFAULT_OUTPUT_TOKENS * n, "default")
+        return RequestEstimate(input_tokens, _ceil_div(observed_output * n, 1), "observed", images, n)
+    return RequestEstimate(input_tokens, DEFAULT_OUTPUT_TOKENS * n, "default", images, n)
+
+
+def enqueue_figures(provider: str, endpoint: str, line: str) -> tuple[int, int, int]:
+    """(input tokens, capped output tokens, uncapped outputs) of one stored line.
+
+    What the store sums per buffer at enqueue (`buffer_estimates`): the queued and
+    in-flight estimates scale these sums to the requests at each stage, and price
+    the uncapped outputs at the model's observed mean of the moment, as `quote` does.
+    """
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        obj = json.loads(line)
+    est = estimate_request(endpoint, request_body(provider, obj), provider=provider)
+    if est.output_basis == "cap":
+        return est.input_tokens, est.output_tokens, 0
+    return est.input_tokens, 0, est.outputs

@@ -1,10 +1,14 @@
-"""An estimate of what queued and in-flight work will cost, before any result is back.
+"""What queued and in-flight work will cost, before any result is back.
 
-Only counters are read (buffers.queued/queued_bytes, batches.total/bytes of batches
-not yet ingested, usage_rollup), never the requests. Input tokens are guessed as
-bytes / 4 of the native lines (an over-estimate: the line's JSON wrapper counts too),
-output tokens as the model's observed mean per success, else a default; all of it at
-the plain input price, no cache discount assumed. It is labelled an estimate.
+One estimator everywhere: `quote` estimates each line with `pricing.estimate`, and
+enqueue stores the same per-request figures summed per buffer (`buffer_estimates`).
+Here those sums are scaled to what each stage holds, from counters only (buffers'
+queued/queued_bytes, batches' total/bytes), never by reading the requests: input
+tokens in proportion to bytes, capped outputs (max_tokens and kin) in proportion to
+requests, and uncapped outputs at the model's observed mean per success, else the
+default. A whole buffer queued (or one batch holding it) is exactly what `quote` said.
+Buffers enqueued before those sums existed fall back to bytes / 4 and the mean.
+All of it at batch prices and the plain input price (no cache discount assumed).
 """
 
 from __future__ import annotations
@@ -17,24 +21,32 @@ from typing import TYPE_CHECKING, Any
 from batchtop.pricing.money import usd
 from batchtop.pricing.table import PriceTable, Tokens, price_table
 from batchtop.pricing.usage import DEFAULT_OUTPUT_TOKENS, mean_outputs
+from batchtop.store.estimates import COLUMNS
 
 if TYPE_CHECKING:
     from batchtop.config import Config
 
 BYTES_PER_TOKEN = 4
 BASIS = (
-    f"estimate: input tokens ~ bytes/{BYTES_PER_TOKEN} at the plain input price; output tokens = "
-    f"the model's observed mean per success, else {DEFAULT_OUTPUT_TOKENS} per request; batch prices"
+    "estimate, as quote makes it: input ~ characters/4 of what the model reads, images by their size; "
+    f"output = max_tokens (or kin) when set, else the model's observed mean per success, else "
+    f"{DEFAULT_OUTPUT_TOKENS}; batch prices"
 )
 
 # A batch whose status is `failed` was rejected whole by the provider (validation) and is billed nothing.
 _IN_FLIGHT = (
-    "SELECT provider, model, sum(total), sum(bytes) FROM batches"
-    " WHERE ingested_at IS NULL AND status != 'failed' {where} GROUP BY provider, model"
+    f"SELECT b.provider, b.model, sum(b.total), sum(b.bytes), {COLUMNS} FROM batches b"
+    " LEFT JOIN buffer_estimates e ON e.buffer_id = b.buffer_id"
+    " WHERE b.ingested_at IS NULL AND b.status != 'failed' {where} GROUP BY b.buffer_id"
 )
 _QUEUED = (
-    "SELECT provider, model, sum(queued), sum(queued_bytes) FROM buffers"
-    " WHERE queued > 0 {where} GROUP BY provider, model"
+    f"SELECT b.provider, b.model, b.queued, b.queued_bytes, {COLUMNS} FROM buffers b"
+    " LEFT JOIN buffer_estimates e ON e.buffer_id = b.id WHERE b.queued > 0 {where}"
+)
+_ENQUEUED = (
+    "SELECT sum(e.requests), sum(e.bytes), sum(e.input_tokens), sum(e.capped_output_tokens),"
+    " sum(e.uncapped_outputs) FROM buffers b JOIN buffer_estimates e ON e.buffer_id = b.id"
+    " WHERE b.provider = ? AND b.model = ?"
 )
 
 
@@ -51,8 +63,38 @@ class WorkEstimate:
     cost: Decimal | None  # batch price; None when the model has no known price
 
 
+@dataclass(frozen=True)
+class _Sums:
+    """A buffer's `buffer_estimates` row: per-request estimates summed at enqueue."""
+
+    requests: int
+    bytes: int
+    input_tokens: int
+    capped_output_tokens: int
+    uncapped_outputs: int
+
+
 def input_tokens_from_bytes(size: int) -> int:
-    return int((Decimal(size) / BYTES_PER_TOKEN).to_integral_value(ROUND_CEILING))
+    return _ceil(Decimal(size) / BYTES_PER_TOKEN)
+
+
+def _ceil(value: Decimal) -> int:
+    return int(value.to_integral_value(ROUND_CEILING))
+
+
+def _sums(row: tuple[Any, ...]) -> _Sums | None:
+    return _Sums(*(int(v) for v in row)) if row[0] else None
+
+
+def scaled_tokens(sums: _Sums | None, requests: int, size: int, mean: Decimal | None) -> Tokens:
+    """Tokens of `requests` requests of `size` bytes drawn from a buffer with these sums."""
+    per_output = mean if mean is not None else Decimal(DEFAULT_OUTPUT_TOKENS)
+    if sums is None:
+        return Tokens(input=input_tokens_from_bytes(size), output=_ceil(per_output * requests))
+    share = Decimal(requests) / sums.requests
+    inp = _ceil(Decimal(sums.input_tokens) * size / sums.bytes) if sums.bytes else 0
+    out = _ceil(share * (sums.capped_output_tokens + sums.uncapped_outputs * per_output))
+    return Tokens(input=inp, output=out)
 
 
 def estimate_work(
@@ -60,33 +102,36 @@ def estimate_work(
 ) -> list[WorkEstimate]:
     """Per-model estimates of batches not yet ingested, and (if `queued`) of queued requests."""
     means = mean_outputs(db)
-    where, args = ("AND provider = ?", (provider,)) if provider is not None else ("", ())
+    where, args = ("AND b.provider = ?", (provider,)) if provider is not None else ("", ())
     sources = [("in_flight", _IN_FLIGHT)] + ([("queued", _QUEUED)] if queued else [])
-    out: list[WorkEstimate] = []
+    merged: dict[tuple[str, str, str], list[int]] = {}
     for stage, sql in sources:
-        for prov, model, requests, size in db.execute(sql.format(where=where), args):
-            if (requests or 0) > 0:
-                out.append(_estimate(table, means.get((prov, model)), stage, prov, model, int(requests), int(size or 0)))
+        for prov, model, requests, size, *sums in db.execute(sql.format(where=where), args):
+            if (requests or 0) <= 0:
+                continue
+            tokens = scaled_tokens(_sums(tuple(sums)), int(requests), int(size or 0), means.get((prov, model)))
+            entry = merged.setdefault((stage, prov, model), [0, 0, 0])
+            entry[0] += int(requests)
+            entry[1] += tokens.input
+            entry[2] += tokens.output
+    out: list[WorkEstimate] = []
+    for (stage, prov, model), (requests, inp, output) in merged.items():
+        price = table.price(prov, model)
+        cost = price.batch_cost(Tokens(input=inp, output=output)) if price is not None else None
+        out.append(WorkEstimate(stage, prov, model, requests, inp, output, cost))
     return out
-
-
-def _estimate(
-    table: PriceTable, mean: Decimal | None, stage: str, provider: str, model: str, requests: int, size: int
-) -> WorkEstimate:
-    per_request = mean if mean is not None else Decimal(DEFAULT_OUTPUT_TOKENS)
-    output = int((per_request * requests).to_integral_value(ROUND_CEILING))
-    tokens = Tokens(input=input_tokens_from_bytes(size), output=output)
-    price = table.price(provider, model)
-    cost = price.batch_cost(tokens) if price is not None else None
-    return WorkEstimate(stage, provider, model, requests, tokens.input, tokens.output, cost)
 
 
 def estimate_batch_cost(
     db: sqlite3.Connection, config: Config, provider: str, model: str, requests: int, size_bytes: int
 ) -> Decimal | None:
     """The estimated batch-price cost of a batch about to be submitted (for the budget check)."""
-    mean = mean_outputs(db).get((provider, model))
-    return _estimate(price_table(config), mean, "queued", provider, model, requests, size_bytes).cost
+    price = price_table(config).price(provider, model)
+    if price is None:
+        return None
+    sums = _sums(tuple(db.execute(_ENQUEUED, (provider, model)).fetchone()))
+    tokens = scaled_tokens(sums, requests, size_bytes, mean_outputs(db).get((provider, model)))
+    return price.batch_cost(tokens)
 
 
 def sum_known(items: list[WorkEstimate]) -> tuple[Decimal, bool]:
@@ -96,22 +141,28 @@ def sum_known(items: list[WorkEstimate]) -> tuple[Decimal, bool]:
 
 
 def in_flight_estimate(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
-    """`{"usd", "complete", "estimate": true, "queued_usd", "in_flight_usd", "by_model", "basis"}`.
+    """`{"usd", "queued_usd", "in_flight_usd", "total_usd", "complete", "estimate": true, "by_model", "basis"}`.
 
-    `usd` (for `in_flight_estimate_usd`) sums the priced models; `complete` is false when
-    some queued or in-flight model has no price, and `usd` is null when none has one.
+    `usd` and `in_flight_usd` (for `in_flight_estimate_usd`) are what is in flight:
+    submitted, not yet ingested; `queued_usd` (for `queued_estimate_usd`) what waits in
+    buffers. Each sums the priced models and is null when work is there but none of it
+    has a price; `complete` is false when some model has no price.
     """
     items = estimate_work(db, price_table(config))
-    total, complete = sum_known(items)
-    known = complete or any(i.cost is not None for i in items)
-    queued, _ = sum_known([i for i in items if i.stage == "queued"])
-    flying, _ = sum_known([i for i in items if i.stage == "in_flight"])
+
+    def stage_sum(stage: str | None) -> float | None:
+        chosen = [i for i in items if stage is None or i.stage == stage]
+        total, complete = sum_known(chosen)
+        return usd(total) if complete or any(i.cost is not None for i in chosen) else None
+
+    flying = stage_sum("in_flight")
     return {
-        "usd": usd(total) if known else None,
-        "complete": complete,
+        "usd": flying,
+        "in_flight_usd": flying,
+        "queued_usd": stage_sum("queued"),
+        "total_usd": stage_sum(None),
+        "complete": all(i.cost is not None for i in items),
         "estimate": True,
-        "queued_usd": usd(queued) if known else None,
-        "in_flight_usd": usd(flying) if known else None,
         "by_model": [
             {
                 "stage": i.stage,

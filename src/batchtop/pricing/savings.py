@@ -99,6 +99,7 @@ def _model_row(usage: ModelUsage, price: ModelPrice | None, default_discount: De
         "input_tokens": tokens.input,
         "cached_input_tokens": tokens.cached_input,
         "cache_creation_input_tokens": tokens.cache_write,
+        "cache_creation_1h_input_tokens": tokens.cache_write_1h,
         "output_tokens": tokens.output,
         "batch_cost_usd": usd(batch),
         "realtime_cost_usd": usd(realtime),

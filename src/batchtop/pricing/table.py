@@ -1,9 +1,13 @@
 """The price table: shipped list prices (prices.toml) plus the config's `[prices]`.
 
 Everything is Decimal so that sums over millions of tokens stay exact and a test can
-check a figure to the cent. A model id resolves to its family by the longest prefix
-ending at "-" (or "@", or the id's end), per provider; no match means "unknown", which
-callers must show as unknown, never as $0.
+check a figure to the cent. A model id resolves, per provider, to the entry named
+exactly as it is (a snapshot with its own list price, such as gpt-4o-2024-05-13),
+else to the family it is a dated snapshot or alias of: what follows the family name
+must be a date stamp (`-2024-08-06`, `-20250514`, Vertex's `@20250514`) or `-latest`.
+Anything else (`gpt-4o-minii`, `gpt-5-turbo-xl`, a newer model the table lacks) is
+"unknown", which callers must show as unknown, never as $0 and never as a near
+miss's price: a typo priced as its prefix was seen to quote at 16x the real rate.
 """
 
 from __future__ import annotations
@@ -24,8 +28,12 @@ if TYPE_CHECKING:
 
 MILLION = Decimal(1_000_000)
 DEFAULT_BATCH_DISCOUNT = Decimal("0.5")
-PRICE_KEYS = ("input", "cached_input", "cache_write", "output")
-_BOUNDARIES = ("-", "@")
+PRICE_KEYS = ("input", "cached_input", "cache_write", "cache_write_1h", "output")
+CACHE_WRITE_1H_MULTIPLE = Decimal(2)
+"""A 1-hour cache write costs 2x the input price (Anthropic) unless the table says otherwise."""
+_STAMP = re.compile(r"[-@](?:\d{4}-\d{2}-\d{2}|\d{8})|-(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])|-latest")
+"""What may follow a family name in a model id of that family: one date stamp (also
+OpenAI's older month-day form, gpt-3.5-turbo-0125) or `-latest`."""
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -40,12 +48,20 @@ class PriceSpecError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Tokens:
-    """Token counts in the four disjoint billing categories."""
+    """Token counts in the four disjoint billing categories, plus one subset.
+
+    `cache_write` is every cache write, as the providers' `cache_creation_input_tokens`
+    reports it; `cache_write_1h` is the part of it written for 1 hour (Anthropic's
+    `ephemeral_1h_input_tokens`), billed at its own price. Keeping the total whole
+    (rather than a 5-minute part) means a row stored before 1-hour writes were told
+    apart reads as what it was priced as then: all 5-minute writes.
+    """
 
     input: int = 0
     cached_input: int = 0
     cache_write: int = 0
     output: int = 0
+    cache_write_1h: int = 0
 
     def __add__(self, other: Tokens) -> Tokens:
         return Tokens(
@@ -53,7 +69,13 @@ class Tokens:
             self.cached_input + other.cached_input,
             self.cache_write + other.cache_write,
             self.output + other.output,
+            self.cache_write_1h + other.cache_write_1h,
         )
+
+    @property
+    def cache_write_5m(self) -> int:
+        """Cache writes at the 5-minute (default) price: all writes but the 1-hour ones."""
+        return max(self.cache_write - self.cache_write_1h, 0)
 
     @property
     def total(self) -> int:
@@ -71,13 +93,15 @@ class ModelPrice:
     cache_write: Decimal
     output: Decimal
     batch_discount: Decimal
+    cache_write_1h: Decimal = Decimal(0)
 
     def list_cost(self, tokens: Tokens) -> Decimal:
         """What these tokens cost at real-time list prices."""
         return (
             tokens.input * self.input
             + tokens.cached_input * self.cached_input
-            + tokens.cache_write * self.cache_write
+            + tokens.cache_write_5m * self.cache_write
+            + min(tokens.cache_write_1h, tokens.cache_write) * self.cache_write_1h
             + tokens.output * self.output
         ) / MILLION
 
@@ -93,9 +117,15 @@ class ProviderPrices:
     _longest_first: tuple[str, ...] = field(default=(), repr=False)
 
     def family(self, model: str) -> str | None:
-        """The longest family name that is `model` or a prefix of it ending at a boundary."""
+        """The entry `model` is priced by: its own, else the family it is a snapshot of.
+
+        The family is the longest name such that the rest of `model` is one date stamp
+        or `-latest`: `gpt-4o-mini-2024-07-18` is gpt-4o-mini, `gpt-4o-minii` nothing.
+        """
+        if model in self.families:
+            return model
         for name in self._longest_first:
-            if model == name or (model.startswith(name) and model[len(name)] in _BOUNDARIES):
+            if model.startswith(name) and _STAMP.fullmatch(model, len(name)):
                 return name
         return None
 
@@ -198,6 +228,7 @@ def _build(as_of: str, source: str, raw: _Raw) -> PriceTable:
                 cache_write=v.get("cache_write", v["input"]),
                 output=v["output"],
                 batch_discount=discount,
+                cache_write_1h=v.get("cache_write_1h", v["input"] * CACHE_WRITE_1H_MULTIPLE),
             )
             for name, v in entry["families"].items()
         }

@@ -46,14 +46,14 @@ class ModelUsage:
 def read_usage(db: sqlite3.Connection) -> list[ModelUsage]:
     """Every model's usage, ordered by provider then model."""
     models: dict[tuple[str, str], ModelUsage] = {}
-    for provider, model, first, ok, attempts, inp, cached, write, out in db.execute(
+    for provider, model, first, ok, attempts, inp, cached, write, out, write_1h in db.execute(
         "SELECT provider, model, first_attempt, succeeded, attempts, input_tokens, cached_input_tokens,"
-        " cache_creation_input_tokens, output_tokens FROM usage_rollup"
+        " cache_creation_input_tokens, output_tokens, cache_creation_1h_input_tokens FROM usage_rollup"
     ):
         usage = models.get((provider, model))
         if usage is None:
             usage = models[(provider, model)] = ModelUsage(provider, model)
-        tokens = Tokens(inp, cached, write, out)
+        tokens = Tokens(inp, cached, write, out, write_1h)
         usage.attempts += attempts
         if ok:
             usage.succeeded += attempts

@@ -59,6 +59,26 @@ def _remote(b: Any) -> RemoteBatch:
     )
 
 
+def _count(value: Any) -> int:
+    """A token count from untrusted usage: a non-negative int, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _cache_writes(usage: dict[str, Any]) -> tuple[int, int]:
+    """(all cache writes, the 1-hour ones among them).
+
+    `cache_creation_input_tokens` is the sum of the two write kinds that
+    `cache_creation` reports apart (5-minute at 1.25x input, 1-hour at 2x); a line
+    with only the split, or only the sum (older API versions), is read alike.
+    """
+    split = usage.get("cache_creation")
+    split = split if isinstance(split, dict) else {}
+    five, hour = _count(split.get("ephemeral_5m_input_tokens")), _count(split.get("ephemeral_1h_input_tokens"))
+    total = _count(usage.get("cache_creation_input_tokens")) if "cache_creation_input_tokens" in usage else five + hour
+    total = max(total, five + hour)
+    return total, hour
+
+
 def parse_result_line(raw: str) -> ResultLine:
     obj = load_line(raw)
     cid = obj.get("custom_id")
@@ -66,16 +86,18 @@ def parse_result_line(raw: str) -> ResultLine:
     kind = result.get("type")
     if kind == "succeeded":
         u = (result.get("message") or {}).get("usage") or {}
+        write, write_1h = _cache_writes(u)
         return ResultLine(
             cid,
             SUCCEEDED,
             raw,
             None,
             None,
-            int(u.get("input_tokens") or 0),
-            int(u.get("cache_read_input_tokens") or 0),
-            int(u.get("cache_creation_input_tokens") or 0),
-            int(u.get("output_tokens") or 0),
+            _count(u.get("input_tokens")),
+            _count(u.get("cache_read_input_tokens")),
+            write,
+            _count(u.get("output_tokens")),
+            cache_creation_1h_input_tokens=write_1h,
         )
     if kind in _OUTCOMES:
         return ResultLine(cid, _OUTCOMES[kind], raw, f"{kind}: the request did not run", kind)

@@ -71,6 +71,8 @@ class ResultLine:
     cached_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
     output_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0
+    """The part of `cache_creation_input_tokens` written to the 1-hour cache (Anthropic)."""
 
 
 class Refused(Exception):

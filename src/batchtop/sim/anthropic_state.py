@@ -12,6 +12,7 @@ from .config import SimConfig
 from .lifecycle import CANCELLED, CANCELLING, EXPIRED, TERMINAL, Progress, Timing, progress
 from .outcomes import short_hash
 from .parsing import SimRequest
+from .replay import replayed
 from .responses import anthropic_result_line
 
 RESULTS_CHUNK = 64 * 1024
@@ -97,8 +98,12 @@ class AnthropicBatch:
         size = 0
         for i in order:
             outcome: int | str = self.outcomes[i] if i < p.done else leftover
-            line = json.dumps(anthropic_result_line(self.cfg, self.id, self.requests[i], outcome), separators=(",", ":"))
-            data = line.encode() + b"\n"
+            recorded = replayed(self.cfg.replay, self.requests[i].custom_id) if i < p.done else None
+            if recorded is not None:
+                data = recorded + b"\n"
+            else:
+                line = anthropic_result_line(self.cfg, self.id, self.requests[i], outcome)
+                data = json.dumps(line, separators=(",", ":")).encode() + b"\n"
             chunk.append(data)
             size += len(data)
             if size >= RESULTS_CHUNK:

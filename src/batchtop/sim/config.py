@@ -41,9 +41,15 @@ class SimConfig:
     """Share of input tokens reported as cache reads."""
     cache_write_share: float = 0.0
     """Share of input tokens reported as cache writes (Anthropic, OpenAI responses)."""
+    cache_write_1h_share: float = 0.5
+    """Share of those cache writes that Anthropic lines report as 1-hour writes
+    (`ephemeral_1h_input_tokens`, 2x input); the rest are 5-minute writes (1.25x)."""
     output_tokens_min: int = 8
     output_tokens_max: int = 256
     """Output tokens are a hash of custom_id in [min, max], capped by max_tokens."""
+    replay: Mapping[str, bytes] | None = None
+    """Replay mode: recorded result lines by custom_id (``sim.replay.load_recorded``),
+    answered verbatim to the requests with those custom_ids; the rest are simulated."""
     shuffle_results: bool = False
     """Emit result lines in a hash order instead of input order (order is never promised)."""
 

@@ -12,6 +12,7 @@ from .config import SimConfig
 from .lifecycle import CANCELLED, EXPIRED, FAILED, Progress, Timing, progress
 from .outcomes import OK, short_hash
 from .parsing import SimRequest
+from .replay import replayed
 from .responses import openai_abort_line, openai_result_line, usage_for
 
 DEFAULT_FILE_TTL_S = 30 * 86400
@@ -169,8 +170,12 @@ class OpenAIBatch:
             if i < p.done:
                 outcome = self.outcomes[i]
                 created = int(start + (i + 1) * max(self.timing.per_request_s, 0.0))
-                line = openai_result_line(self.id, self.endpoint, self.cfg, request, outcome, created)
                 target = err if outcome else out
+                recorded = replayed(self.cfg.replay, request.custom_id)
+                if recorded is not None:
+                    target.write(recorded + b"\n")
+                    continue
+                line = openai_result_line(self.id, self.endpoint, self.cfg, request, outcome, created)
             elif p.phase == FAILED:
                 continue
             else:

@@ -24,6 +24,8 @@ class Usage:
     cache_write: int
     output: int
     capped: bool
+    cache_write_1h: int = 0
+    """The part of `cache_write` written to the 1-hour cache (Anthropic reports both kinds)."""
 
 
 def usage_for(cfg: SimConfig, request: SimRequest, embeddings: bool = False) -> Usage:
@@ -34,7 +36,8 @@ def usage_for(cfg: SimConfig, request: SimRequest, embeddings: bool = False) -> 
     if embeddings:
         return Usage(total, 0, 0, 0, False)
     out, capped = output_tokens(cfg, request.custom_id, request.max_tokens)
-    return Usage(total, cached, write, out, capped)
+    write_1h = int(write * min(max(cfg.cache_write_1h_share, 0.0), 1.0))
+    return Usage(total, cached, write, out, capped, write_1h)
 
 
 def _text(request: SimRequest) -> str:
@@ -220,7 +223,10 @@ def anthropic_message(cfg: SimConfig, batch_id: str, request: SimRequest) -> dic
             "output_tokens": usage.output,
             "cache_creation_input_tokens": usage.cache_write,
             "cache_read_input_tokens": usage.cached,
-            "cache_creation": {"ephemeral_5m_input_tokens": usage.cache_write, "ephemeral_1h_input_tokens": 0},
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": usage.cache_write - usage.cache_write_1h,
+                "ephemeral_1h_input_tokens": usage.cache_write_1h,
+            },
             "service_tier": "batch",
         },
     }

@@ -17,14 +17,17 @@ from batchtop.store.store import Store
 
 ROLLUP_ADD = (
     "INSERT INTO usage_rollup (provider, model, first_attempt, succeeded, attempts, input_tokens,"
-    " cached_input_tokens, cache_creation_input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " cached_input_tokens, cache_creation_input_tokens, output_tokens, cache_creation_1h_input_tokens)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (provider, model, first_attempt, succeeded) DO UPDATE SET"
     " attempts = attempts + excluded.attempts, input_tokens = input_tokens + excluded.input_tokens,"
     " cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,"
     " cache_creation_input_tokens = cache_creation_input_tokens + excluded.cache_creation_input_tokens,"
-    " output_tokens = output_tokens + excluded.output_tokens"
+    " output_tokens = output_tokens + excluded.output_tokens,"
+    " cache_creation_1h_input_tokens = cache_creation_1h_input_tokens + excluded.cache_creation_1h_input_tokens"
 )
-"""Adds (provider, model, first attempt?, succeeded?, attempts, tokens...) to the rollup."""
+"""Adds (provider, model, first attempt?, succeeded?, attempts, input, cache reads, cache
+writes, output, 1-hour cache writes) to the rollup."""
 
 _FAILED_STATE = {"expired": "expired", "cancelled": "cancelled"}
 
@@ -85,7 +88,7 @@ class BatchIngest:
                 outcome, error = "invalid_output", f"invalid_output: {invalid[r.custom_id]}"
             updates.append(
                 (outcome, now, r.response, error, r.input_tokens, r.cached_input_tokens,
-                 r.cache_creation_input_tokens, r.output_tokens, p.attempt_id)
+                 r.cache_creation_input_tokens, r.output_tokens, r.cache_creation_1h_input_tokens, p.attempt_id)
             )
             firsts.append(p.number == 1)
             if outcome == SUCCEEDED:
@@ -95,7 +98,8 @@ class BatchIngest:
         with self.store.transaction() as db:
             db.executemany(
                 "UPDATE attempts SET outcome = ?, ended_at = ?, response = ?, error = ?, input_tokens = ?,"
-                " cached_input_tokens = ?, cache_creation_input_tokens = ?, output_tokens = ? WHERE id = ?",
+                " cached_input_tokens = ?, cache_creation_input_tokens = ?, output_tokens = ?,"
+                " cache_creation_1h_input_tokens = ? WHERE id = ?",
                 updates,
             )
             db.executemany(
@@ -112,15 +116,16 @@ class BatchIngest:
     def _rollup(self, db: sqlite3.Connection, updates: list[tuple], firsts: list[bool], now: float) -> None:
         sums: dict[tuple[int, int], list[int]] = {}
         failed = 0
-        for (outcome, _, _, _, i, c, w, o, _), first in zip(updates, firsts):
+        for (outcome, _, _, _, i, c, w, o, w1h, _), first in zip(updates, firsts):
             ok = outcome == SUCCEEDED
             failed += not ok
-            entry = sums.setdefault((int(first), int(ok)), [0, 0, 0, 0, 0])
+            entry = sums.setdefault((int(first), int(ok)), [0, 0, 0, 0, 0, 0])
             entry[0] += 1
             entry[1] += i
             entry[2] += c
             entry[3] += w
             entry[4] += o
+            entry[5] += w1h
         db.executemany(
             ROLLUP_ADD,
             [(self.provider, self.model, f, s, *v) for (f, s), v in sums.items()],

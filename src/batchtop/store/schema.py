@@ -17,7 +17,8 @@ The model carries the whole life of a request:
 - Token columns are disjoint billing categories: `input_tokens` is input billed at
   the plain input price (cache reads and writes excluded, whatever the provider's own
   field includes), `cached_input_tokens` cache reads, `cache_creation_input_tokens`
-  cache writes, `output_tokens` output.
+  cache writes (all of them), `output_tokens` output; `cache_creation_1h_input_tokens`
+  (v3) is the part of the cache writes made for 1 hour, priced apart.
 - `usage_rollup`: token and count sums per provider x model x (first attempt?) x
   (succeeded?), kept in the same transaction as the attempts they sum, so the
   savings view reads a handful of rows instead of re-deriving a million.
@@ -191,5 +192,36 @@ def _v2_engine(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_engine]
+def _v3_cache_1h_and_enqueue_estimates(db: sqlite3.Connection) -> None:
+    """1-hour cache writes, and what the one request estimator said at enqueue.
+
+    - `cache_creation_1h_input_tokens` (attempts, usage_rollup): the part of
+      `cache_creation_input_tokens` (still every cache write, the providers' sum)
+      that was written to Anthropic's 1-hour cache, billed at 2x input instead of
+      1.25x. Rows from before read 0: all 5-minute writes, as they were priced.
+    - `buffer_estimates`: per buffer, the sums of the per-request estimate
+      (`pricing.estimate`) over every request ever enqueued into it, next to their
+      count and bytes, so queued and in-flight work is estimated by the same rules
+      as `quote` (max_tokens, image sizes) from counters, never by reading requests.
+      `uncapped_outputs` counts the outputs (n per request) with no cap, which the
+      estimate prices at the model's observed mean of the day.
+    """
+    _script(
+        db,
+        """
+        ALTER TABLE attempts ADD COLUMN cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE usage_rollup ADD COLUMN cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE buffer_estimates (
+            buffer_id INTEGER PRIMARY KEY REFERENCES buffers(id),
+            requests INTEGER NOT NULL DEFAULT 0,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            capped_output_tokens INTEGER NOT NULL DEFAULT 0,
+            uncapped_outputs INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_engine, _v3_cache_1h_and_enqueue_estimates]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,6 +18,8 @@ from typing import NamedTuple
 import orjson
 
 from batchtop.errors import EnqueueError, LineError
+from batchtop.pricing.estimate import enqueue_figures
+from batchtop.store import estimates
 from batchtop.store.db import connect, rollback
 from batchtop.validation import ParsedRequest
 
@@ -157,10 +159,14 @@ class Store:
                 buffer_id = ids.get(key)
                 if buffer_id is None:
                     buffer_id = ids[key] = self._buffer_id(BufferKey(*key))
-                    added[buffer_id] = [0, 0]
+                    added[buffer_id] = [0, 0, 0, 0, 0]
                 entry = added[buffer_id]
                 entry[0] += 1
                 entry[1] += r.bytes
+                inp, capped, uncapped = enqueue_figures(r.provider, r.endpoint, r.line)
+                entry[2] += inp
+                entry[3] += capped
+                entry[4] += uncapped
                 rows.append((r.provider, r.custom_id, buffer_id, r.line, r.bytes))
             return orjson.dumps(rows)
 
@@ -181,8 +187,9 @@ class Store:
                 writer.close()
             self.db.executemany(
                 "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ? WHERE id = ?",
-                [(n, size, buffer_id) for buffer_id, (n, size) in added.items()],
+                [(n, size, buffer_id) for buffer_id, (n, size, *_) in added.items()],
             )
+            estimates.add(self.db, [(buffer_id, *sums) for buffer_id, sums in added.items()])
             self.db.execute("COMMIT")
         except BaseException as exc:
             rollback(self.db)
@@ -191,7 +198,7 @@ class Store:
                 raise self._live_duplicates(seen) from None
             raise
         by_id = {v: BufferKey(*k) for k, v in ids.items()}
-        return {by_id[b]: n for b, (n, _) in added.items()}
+        return {by_id[b]: n for b, (n, *_) in added.items()}
 
     def _live_duplicates(self, seen: dict[tuple[str, str], tuple[str, int]]) -> EnqueueError:
         by_provider: dict[str, list[str]] = {}
