@@ -78,7 +78,7 @@ class Engine:
         self._adapters: dict[str, ProviderAdapter] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failures: dict[str, int] = {}
-        self._settle = Settle(config.engine.max_attempts, config.engine.auto_resubmit)
+        self._settle = Settle(config.engine.max_attempts, config.engine.auto_resubmit, config.engine.retry_delay)
 
     # -- lifecycle -------------------------------------------------------------
     async def close(self) -> None:

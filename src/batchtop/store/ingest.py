@@ -43,6 +43,7 @@ class Settle:
 
     max_attempts: int
     auto_resubmit: bool
+    retry_delay: float = 0.0
 
 
 class BatchIngest:
@@ -102,7 +103,7 @@ class BatchIngest:
                 "UPDATE requests SET state = 'succeeded', last_error = NULL WHERE id = ?", [(i,) for i in succeeded]
             )
             self._rollup(db, updates, firsts, now)
-            self._settle_failures(db, failures)
+            self._settle_failures(db, failures, now)
             db.executemany(
                 "INSERT OR IGNORE INTO anomalies (batch_id, kind, detail, created_at) VALUES (?, ?, ?, ?)",
                 [(self.batch_id, kind, detail, now) for kind, detail in anomalies],
@@ -132,7 +133,7 @@ class BatchIngest:
                 (int(now // 3600), len(updates), failed),
             )
 
-    def _settle_failures(self, db: sqlite3.Connection, failures: list[tuple[Pending, str, str]]) -> None:
+    def _settle_failures(self, db: sqlite3.Connection, failures: list[tuple[Pending, str, str]], now: float) -> None:
         """A failed attempt's request: dead after max_attempts, else queued again (or
         left failed for a manual resubmit when auto_resubmit is off)."""
         requeue: dict[int, list[int]] = {}
@@ -152,9 +153,13 @@ class BatchIngest:
                     "UPDATE requests SET state = ?, last_error = ? WHERE id = ?",
                     (_FAILED_STATE.get(outcome, "failed"), error, p.request_id),
                 )
+        # a retry does not wait out its buffer's max_age again: the buffer is due once
+        # the retry delay has passed (an earlier flush request stands)
+        due = now + self.settle.retry_delay
         db.executemany(
-            "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ? WHERE id = ?",
-            [(n, size, b) for b, (n, size) in requeue.items()],
+            "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ?,"
+            " flush_requested_at = min(coalesce(flush_requested_at, ?), ?) WHERE id = ?",
+            [(n, size, due, due, b) for b, (n, size) in requeue.items()],
         )
 
     def finish(self, now: float, *, batch_error: str | None = None) -> None:
