@@ -23,6 +23,7 @@ from batchtop.config import Config, FlushPolicy
 from batchtop.outputs import output_rule, validate_output
 from batchtop.pricing.budget import budget_hold_reason
 from batchtop.pricing.inflight import estimate_batch_cost
+from batchtop.providers import failures
 from batchtop.providers.base import (
     CANCELLING,
     ENDED,
@@ -35,14 +36,18 @@ from batchtop.providers.base import (
     retry_after,
 )
 from batchtop.providers.clients import NotConfigured, build_adapter, redact
-from batchtop.store import Store, lease, submissions, views
+from batchtop.store import Store, alerts, lease, submissions, views
 from batchtop.store.ingest import BatchIngest, Settle
+from batchtop.timefmt import iso
 
 log = logging.getLogger("batchtop.engine")
 
 INGEST_CHUNK = 2000
 INGEST_CHUNK_BYTES = 1 << 20  # large outputs: a chunk stays about a megabyte in memory
 MAX_BACKOFF = 300.0
+QUOTA_HOLD = 900.0
+"""How long a provider out of quota or credit is left alone before it is tried again."""
+QUOTA_HELD = "held: out of quota or credit"
 
 
 @dataclass
@@ -55,6 +60,8 @@ class TickReport:
     ingested: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    quota: list[str] = field(default_factory=list)
+    """Providers whose buffers this tick held for their account's quota or credit."""
     list_calls: dict[str, int] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -306,10 +313,36 @@ class Engine:
                 continue
             ingest = BatchIngest(self.store, local_id, self._settle)
             await ingest_results(
-                ingest, adapter.results(remote), self.now, lambda chunk: self._invalid_outputs(local_id, chunk)
+                ingest,
+                adapter.results(remote),
+                self.now,
+                lambda chunk: self._invalid_outputs(local_id, chunk),
+                lambda chunk: failures.verdicts(adapter.provider, chunk),
             )
             ingest.finish(self.now(), batch_error=remote.error if remote.status == FAILED else None)
             report.ingested.append(batch_id)
+            if ingest.quota_error is not None:
+                self._hold_for_quota(adapter.provider, ingest.quota_error, report)
+            elif remote.succeeded:
+                alerts.clear_alert(self.store, alerts.QUOTA, adapter.provider)
+
+    def _hold_for_quota(self, provider: str, error: str, report: TickReport) -> None:
+        """The account is out of quota or credit: every buffer of the provider waits
+        (more batches would fail the same way) and an alert says why; the operator's
+        `flush` or QUOTA_HOLD later tries again."""
+        reason = redact(f"{QUOTA_HELD}: {error}")[:500]
+        with self.store.transaction() as db:
+            db.execute(
+                "UPDATE buffers SET held_reason = ?, retry_at = ? WHERE provider = ?",
+                (reason, self.now() + QUOTA_HOLD, provider),
+            )
+        alerts.raise_alert(
+            self.store, alerts.QUOTA, provider,
+            f"{provider} is out of quota or credit ({reason.removeprefix(QUOTA_HELD + ': ')}); its buffers are held"
+            f" until {iso(self.now() + QUOTA_HOLD)} or `batchtop flush`",
+            self.now(),
+        )
+        report.quota.append(provider)
 
     def _invalid_outputs(self, local_id: int, chunk: list[ResultLine]) -> dict[str, str]:
         """custom_id -> why its output is invalid, where the buffer asks for validation:
@@ -404,16 +437,18 @@ async def ingest_results(
     results: AsyncIterator[ResultLine],
     now: Callable[[], float],
     invalid: Callable[[list[ResultLine]], dict[str, str]] = lambda chunk: {},
+    judge: Callable[[list[ResultLine]], dict[str, str]] = lambda chunk: {},
 ) -> None:
     """Store a results stream in chunks bounded in lines and bytes: memory stays flat
-    whatever the size of the result file."""
+    whatever the size of the result file. `judge` gives the chunk's failures that must
+    not simply be retried (`providers.failures.verdicts`)."""
     chunk: list[ResultLine] = []
     size = 0
     async for line in results:
         chunk.append(line)
         size += len(line.response or "")
         if len(chunk) >= INGEST_CHUNK or size >= INGEST_CHUNK_BYTES:
-            ingest.add(chunk, now(), invalid(chunk))
+            ingest.add(chunk, now(), invalid(chunk), judge(chunk))
             chunk, size = [], 0
     if chunk:
-        ingest.add(chunk, now(), invalid(chunk))
+        ingest.add(chunk, now(), invalid(chunk), judge(chunk))

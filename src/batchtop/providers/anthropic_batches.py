@@ -79,9 +79,13 @@ def parse_result_line(raw: str) -> ResultLine:
         )
     if kind in _OUTCOMES:
         return ResultLine(cid, _OUTCOMES[kind], raw, f"{kind}: the request did not run", kind)
-    inner = ((result.get("error") or {}).get("error")) or {}
-    code = inner.get("type") or "error"
-    return ResultLine(cid, ERRORED, raw, f"{code}: {inner.get('message') or ''}", code)
+    outer = result.get("error") if isinstance(result.get("error"), dict) else {}
+    # nested as documented ({"type": "error", "error": {...}}), or flat as some lines come
+    # ({"type": "overloaded_error", "message": "Overloaded"}): both keep their message
+    inner = outer.get("error") if isinstance(outer.get("error"), dict) else outer
+    code = inner.get("type") if isinstance(inner.get("type"), str) and inner.get("type") != "error" else "error"
+    message = inner.get("message") if isinstance(inner.get("message"), str) else ""
+    return ResultLine(cid, ERRORED, raw, f"{code}: {message}", code, error_type=code if code != "error" else None)
 
 
 class AnthropicBatches(ListingAdapter):

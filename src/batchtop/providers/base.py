@@ -71,6 +71,10 @@ class ResultLine:
     cached_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
     output_tokens: int = 0
+    status_code: int | None = None
+    """The HTTP status the request had, where the line says (OpenAI's response.status_code)."""
+    error_type: str | None = None
+    """The provider's error type (`invalid_request_error`, `overloaded_error`, ...)."""
 
 
 class Refused(Exception):

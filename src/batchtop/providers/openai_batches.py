@@ -82,9 +82,14 @@ def parse_result_line(raw: str) -> ResultLine:
         return ResultLine(cid, _ABORTS.get(code, ERRORED), raw, f"{code}: {error.get('message') or ''}", code)
     body = (response or {}).get("body") or {}
     err = body.get("error") or {}
-    code = err.get("code") or err.get("type") or f"http_{(response or {}).get('status_code')}"
+    status = (response or {}).get("status_code")
+    code = err.get("code") or err.get("type") or f"http_{status}"
     i, c, w, o = _usage(body)
-    return ResultLine(cid, ERRORED, raw, f"{code}: {err.get('message') or ''}", code, i, c, w, o)
+    return ResultLine(
+        cid, ERRORED, raw, f"{code}: {err.get('message') or ''}", code, i, c, w, o,
+        status_code=status if isinstance(status, int) else None,
+        error_type=err.get("type") if isinstance(err.get("type"), str) else None,
+    )
 
 
 class OpenAIBatches(ListingAdapter):

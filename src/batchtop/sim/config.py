@@ -31,7 +31,7 @@ class SimConfig:
 
     # --- per-request outcomes (captured per batch at creation) ---
     failure_rate: float = 0.0
-    """Probability a request attempt errors; hash of (seed, custom_id, attempt)."""
+    """Probability a request attempt errors (a transient 500); hash of (seed, custom_id, attempt)."""
     first_try_failure_rate: float = 0.0
     """Share of custom_ids that error on their first submission only."""
     token_limit_batches: int = 0
@@ -44,6 +44,10 @@ class SimConfig:
     output_tokens_min: int = 8
     output_tokens_max: int = 256
     """Output tokens are a hash of custom_id in [min, max], capped by max_tokens."""
+    scripted_errors: dict[str, str] = dataclasses.field(default_factory=dict)
+    """custom_id -> a kind of :data:`~batchtop.sim.scripted.KINDS` (``"invalid_request"``,
+    ``"insufficient_quota"``, ``"overloaded_flat"``, ...): that request fails on every
+    attempt with the provider's own line for that error."""
     shuffle_results: bool = False
     """Emit result lines in a hash order instead of input order (order is never promised)."""
 

@@ -20,6 +20,7 @@ from .lifecycle import FAILED, RUNNING, TERMINAL, Progress
 from .openai_state import DEFAULT_FILE_TTL_S, FileRecord, OpenAIBatch
 from .outcomes import BAD_REQUEST, decide
 from .parsing import SimRequest
+from .scripted import scripted
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
@@ -86,6 +87,10 @@ class SimState:
         for request in requests:
             self.submissions[(provider, request.custom_id)] += 1
             attempt = self.submissions[(provider, request.custom_id)]
+            script = scripted(cfg.scripted_errors, request.custom_id)
+            if script is not None:
+                outcomes.append(script.status)
+                continue
             outcomes.append(BAD_REQUEST if request.problem else decide(cfg, request.custom_id, attempt))
         return outcomes
 
