@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import sqlite3
 import time
@@ -33,9 +34,16 @@ from batchtop.providers.base import (
     Refused,
     RemoteBatch,
     ResultLine,
+    is_auth_error,
     retry_after,
 )
-from batchtop.providers.clients import NotConfigured, build_adapter, redact
+from batchtop.providers.clients import (
+    NO_KEY,
+    NotConfigured,
+    build_adapter,
+    key_env,
+    redact,
+)
 from batchtop.store import Store, alerts, lease, submissions, views
 from batchtop.store.ingest import BatchIngest, Settle
 from batchtop.timefmt import iso
@@ -48,6 +56,7 @@ MAX_BACKOFF = 300.0
 QUOTA_HOLD = 900.0
 """How long a provider out of quota or credit is left alone before it is tried again."""
 QUOTA_HELD = "held: out of quota or credit"
+AUTH_HELD = "authentication failed"
 
 
 @dataclass
@@ -156,29 +165,39 @@ class Engine:
             self._set_state(f"provider:{provider}", {"status": f"not configured: {exc}", "error": str(exc)})
             report.errors[provider] = str(exc)
             return
+        self._release_holds(provider, (NO_KEY,))  # the key is there now
         try:
+            if state.get("auth_failed"):  # the key was refused: ask once, cheaply, before uploading anything
+                await adapter.probe()
             await self._reconcile(adapter, report)
             await self._cancels(adapter, report)
             remotes = await self._poll(adapter, report)
             await self._ingest(adapter, remotes, report)
             await self._flush(adapter, report)
         except Exception as exc:  # a provider's failure must not stop the others
+            if is_auth_error(exc):
+                self._auth_failed(provider, exc, state, report)
+                return
             delay = self._backoff(provider, exc)
+            retry_at = self.now() + delay
             message = redact(f"{type(exc).__name__}: {exc}")
-            log.warning("%s: %s; backing off %.1fs", provider, message, delay)
+            # one figure everywhere: the status line, its RETRY AT and stderr say the same
+            waiting = f"backing off {delay:.0f}s (until {iso(retry_at)}) after {type(exc).__name__}"
+            log.warning("%s: %s; %s", provider, message, waiting)
             self._set_state(
                 f"provider:{provider}",
                 {
-                    "status": f"backing off {delay:.0f}s after {type(exc).__name__}",
+                    "status": waiting,
                     "error": message[:500],
-                    "retry_at": self.now() + delay,
+                    "retry_at": retry_at,
                     "polled_at": state.get("polled_at"),
                     "failures": self._failures[provider],
                 },
             )
-            report.errors[provider] = message
+            report.errors[provider] = f"{message[:500]}; {waiting}"
             return
         self._failures.pop(provider, None)
+        self._release_holds(provider, (NO_KEY, AUTH_HELD))
         status = "ok"
         (foreign,) = self.store.db.execute(
             "SELECT count(*) FROM batches WHERE provider = ? AND account != ? AND ingested_at IS NULL"
@@ -188,6 +207,34 @@ class Engine:
         if foreign:
             status = f"ok; {foreign} batch(es) of another account are not polled with account {adapter.account!r}"
         self._set_state(f"provider:{provider}", {"status": status, "polled_at": self.now()})
+
+    def _auth_failed(self, provider: str, exc: BaseException, state: dict[str, Any], report: TickReport) -> None:
+        """A refused key is an error on the provider's line and in the exit status. No
+        backoff: the next tick asks again with one cheap call, so a fixed key is taken
+        at once, and nothing is uploaded while it is refused."""
+        env = key_env(self.config, provider)
+        message = redact(f"{AUTH_HELD} (401): {getattr(exc, 'message', None) or exc}; check {env}")[:500]
+        self._hold_all(provider, message)
+        self._set_state(
+            f"provider:{provider}",
+            {"status": "auth error (401): key refused", "error": message, "auth_failed": True,
+             "polled_at": state.get("polled_at")},
+        )
+        report.errors[provider] = message
+
+    def _release_holds(self, provider: str, reasons: tuple[str, ...]) -> None:
+        """Lift the holds a provider-wide condition put on its buffers once it is gone."""
+        where = " OR ".join("held_reason LIKE ?" for _ in reasons)
+        args = [f"{r}%" for r in reasons]
+        if self.store.db.execute(
+            f"SELECT 1 FROM buffers WHERE provider = ? AND ({where}) LIMIT 1", (provider, *args)
+        ).fetchone() is None:
+            return
+        with self.store.transaction() as db:
+            db.execute(
+                f"UPDATE buffers SET held_reason = NULL, retry_at = NULL WHERE provider = ? AND ({where})",
+                (provider, *args),
+            )
 
     def _adapter(self, provider: str) -> ProviderAdapter:
         loop = asyncio.get_running_loop()
@@ -200,10 +247,12 @@ class Engine:
         return adapter
 
     def _backoff(self, provider: str, exc: BaseException) -> float:
+        """Whole seconds (so every view can show the same figure), jittered, at least
+        the provider's Retry-After."""
         n = self._failures[provider] = self._failures.get(provider, 0) + 1
         delay = min(MAX_BACKOFF, 2.0 ** min(n, 10)) * (0.5 + random.random() / 2)
         wait = retry_after(exc)
-        return max(delay, wait or 0.0)
+        return float(math.ceil(max(delay, wait or 0.0)))
 
     def _hold_all(self, provider: str, reason: str) -> None:
         with self.store.transaction() as db:
@@ -243,6 +292,13 @@ class Engine:
             submissions.undo(self.store, intent.id, redact(f"provider refused: {exc.reason}"), self.now() + wait, self.now())
             report.refused.append(exc.reason)
             return False
+        except Exception as exc:
+            if not is_auth_error(exc):
+                raise
+            # a refused key created nothing: the requests go back, no attempt used, and
+            # the pass reports the provider's auth error
+            submissions.undo(self.store, intent.id, redact(f"{AUTH_HELD} (401)"), None, self.now())
+            raise
         self._failures.pop(f"refused:{intent.buffer_id}", None)
         submissions.record_submitted(self.store, intent.id, remote, self.now())
         report.submitted.append(remote.id)

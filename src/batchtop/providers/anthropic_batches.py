@@ -126,6 +126,9 @@ class AnthropicBatches(ListingAdapter):
                 break
         return found
 
+    async def probe(self) -> None:
+        await self.client.messages.batches.list(limit=1)
+
     async def retrieve(self, batch_id: str) -> RemoteBatch:
         return _remote(await self.client.messages.batches.retrieve(batch_id))
 

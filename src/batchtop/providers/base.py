@@ -123,8 +123,14 @@ async def pages(first: Any) -> AsyncIterator[list[Any]]:
 
 
 def is_refusal(status: int) -> bool:
-    """A 4xx other than timeout/conflict: the provider created nothing."""
-    return 400 <= status < 500 and status not in (408, 409)
+    """A 4xx other than timeout/conflict: the provider created nothing. Not a 401: a
+    refused key is no judgement on the batch, it is the provider's error (`is_auth_error`)."""
+    return 400 <= status < 500 and status not in (401, 408, 409)
+
+
+def is_auth_error(exc: BaseException) -> bool:
+    """The provider refused our key (401, either SDK)."""
+    return getattr(exc, "status_code", None) == 401
 
 
 SKEW = 600.0
@@ -173,6 +179,11 @@ class ListingAdapter:
                 break
         return seen, self.list_calls - calls_before
 
+    async def probe(self) -> None:
+        """One cheap authenticated call (a one-item list page): raises as the provider
+        would, so a refused key is found without uploading a batch."""
+        raise NotImplementedError
+
     async def close(self) -> None:
         await self.client.close()
 
@@ -191,6 +202,8 @@ class ProviderAdapter(Protocol):
     async def retrieve(self, batch_id: str) -> RemoteBatch: ...
 
     async def cancel(self, batch_id: str) -> RemoteBatch: ...
+
+    async def probe(self) -> None: ...
 
     def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]: ...
 

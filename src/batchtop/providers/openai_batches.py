@@ -154,6 +154,9 @@ class OpenAIBatches(ListingAdapter):
                     break
         return found
 
+    async def probe(self) -> None:
+        await self.client.batches.list(limit=1)
+
     async def retrieve(self, batch_id: str) -> RemoteBatch:
         return _remote(await self.client.batches.retrieve(batch_id))
 
