@@ -30,6 +30,7 @@ from batchtop.providers.base import (
     ENDED,
     FAILED,
     SUCCEEDED,
+    Lost,
     ProviderAdapter,
     Refused,
     RemoteBatch,
@@ -69,6 +70,9 @@ class TickReport:
     ingested: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    """Batches the provider answered 404 for: marked lost this tick."""
+    lost_reasons: dict[str, str] = field(default_factory=dict)
     quota: list[str] = field(default_factory=list)
     """Providers whose buffers this tick held for their account's quota or credit."""
     list_calls: dict[str, int] = field(default_factory=dict)
@@ -183,7 +187,6 @@ class Engine:
             message = redact(f"{type(exc).__name__}: {exc}")
             # one figure everywhere: the status line, its RETRY AT and stderr say the same
             waiting = f"backing off {delay:.0f}s (until {iso(retry_at)}) after {type(exc).__name__}"
-            log.warning("%s: %s; %s", provider, message, waiting)
             self._set_state(
                 f"provider:{provider}",
                 {
@@ -313,12 +316,18 @@ class Engine:
         ).fetchall()
         for local_id, batch_id in rows:
             try:
-                remote = await adapter.cancel(batch_id)
-            except Exception as exc:
-                if getattr(exc, "status_code", None) in (400, 404, 409):
-                    remote = await adapter.retrieve(batch_id)  # it ended meanwhile
-                else:
+                try:
+                    remote = await adapter.cancel(batch_id)
+                except Lost:
                     raise
+                except Exception as exc:
+                    if getattr(exc, "status_code", None) in (400, 409):
+                        remote = await adapter.retrieve(batch_id)  # it ended meanwhile
+                    else:
+                        raise
+            except Lost as exc:
+                self._lose(local_id, exc, report)
+                continue
             self._update(local_id, remote)
             report.cancelled.append(batch_id)
 
@@ -336,11 +345,25 @@ class Engine:
         oldest = min((r[2] for r in rows if r[2] is not None), default=self.now())
         seen, calls = await adapter.list_recent(oldest, set(wanted))
         report.list_calls[adapter.provider] = calls
-        for batch_id in set(wanted) - set(seen):  # not in the listing (should not happen): ask directly
-            seen[batch_id] = await adapter.retrieve(batch_id)
+        for batch_id in sorted(set(wanted) - set(seen)):  # not in the listing (should not happen): ask directly
+            try:
+                seen[batch_id] = await adapter.retrieve(batch_id)
+            except Lost as exc:
+                self._lose(wanted[batch_id], exc, report)
         for batch_id, remote in seen.items():
             self._update(wanted[batch_id], remote)
         return seen
+
+    def _lose(self, local_id: int, exc: Lost, report: TickReport) -> None:
+        """One batch the provider no longer knows: marked lost, its requests left for
+        the operator; the rest of the provider's pass goes on."""
+        reason = redact(
+            f"lost at the provider: it answers {exc.detail} for batch {exc.batch_id};"
+            f" `batchtop resubmit {exc.batch_id}` sends its requests again"
+        )[:500]
+        submissions.mark_lost(self.store, local_id, reason, self.now())
+        report.lost.append(exc.batch_id)
+        report.lost_reasons[exc.batch_id] = reason
 
     def _update(self, local_id: int, remote: RemoteBatch) -> None:
         now = self.now()
@@ -361,7 +384,11 @@ class Engine:
             (adapter.provider, adapter.account, *sorted(ENDED)),
         ).fetchall()
         for local_id, batch_id, buffer_id in rows:
-            remote = remotes.get(batch_id) or await adapter.retrieve(batch_id)
+            try:
+                remote = remotes.get(batch_id) or await adapter.retrieve(batch_id)
+            except Lost as exc:
+                self._lose(local_id, exc, report)
+                continue
             if remote.refused:
                 reason = redact(f"provider refused the batch: {remote.error}")
                 submissions.undo(self.store, local_id, reason, self.now() + 60.0, self.now())
@@ -458,6 +485,8 @@ class Engine:
                     report = TickReport()
                 for provider, error in report.errors.items():
                     log.warning("%s: %s", provider, error)
+                for reason in report.lost_reasons.values():
+                    log.warning("%s", reason)
                 deadline = self.now() + self.config.engine.poll_interval
                 while not stop.is_set() and self.now() < deadline:
                     try:

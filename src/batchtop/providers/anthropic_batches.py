@@ -20,6 +20,7 @@ from batchtop.providers.base import (
     RemoteBatch,
     SKEW,
     ListingAdapter,
+    Lost,
     ResultLine,
     is_refusal,
     load_line,
@@ -130,10 +131,16 @@ class AnthropicBatches(ListingAdapter):
         await self.client.messages.batches.list(limit=1)
 
     async def retrieve(self, batch_id: str) -> RemoteBatch:
-        return _remote(await self.client.messages.batches.retrieve(batch_id))
+        try:
+            return _remote(await self.client.messages.batches.retrieve(batch_id))
+        except anthropic.NotFoundError as exc:
+            raise Lost(batch_id, f"404 {exc.message}") from exc
 
     async def cancel(self, batch_id: str) -> RemoteBatch:
-        return _remote(await self.client.messages.batches.cancel(batch_id))
+        try:
+            return _remote(await self.client.messages.batches.cancel(batch_id))
+        except anthropic.NotFoundError as exc:
+            raise Lost(batch_id, f"404 {exc.message}") from exc
 
     async def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]:
         """The results stream, read as raw lines so each is stored verbatim."""

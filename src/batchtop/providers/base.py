@@ -87,6 +87,15 @@ class Refused(Exception):
         self.retry_after = retry_after
 
 
+class Lost(Exception):
+    """The provider answers 404 for a batch we submitted: it no longer knows it."""
+
+    def __init__(self, batch_id: str, detail: str) -> None:
+        super().__init__(f"{batch_id}: {detail}")
+        self.batch_id = batch_id
+        self.detail = detail
+
+
 def load_line(raw: str | bytes) -> Any:
     """A result line: orjson first (ingest speed is measured); what it refuses, such
     as a lone surrogate escape, the standard parser still takes, so one odd line
@@ -199,9 +208,13 @@ class ProviderAdapter(Protocol):
 
     async def list_recent(self, oldest: float, wanted: set[str]) -> tuple[dict[str, RemoteBatch], int]: ...
 
-    async def retrieve(self, batch_id: str) -> RemoteBatch: ...
+    async def retrieve(self, batch_id: str) -> RemoteBatch:
+        """The batch as the provider has it; raises Lost when it answers 404."""
+        ...
 
-    async def cancel(self, batch_id: str) -> RemoteBatch: ...
+    async def cancel(self, batch_id: str) -> RemoteBatch:
+        """Ask for a cancel; raises Lost when the provider answers 404."""
+        ...
 
     async def probe(self) -> None: ...
 

@@ -12,6 +12,7 @@ from batchtop.providers.base import (
     SKEW,
     SUCCEEDED,
     ListingAdapter,
+    Lost,
     Refused,
     RemoteBatch,
     ResultLine,
@@ -158,10 +159,16 @@ class OpenAIBatches(ListingAdapter):
         await self.client.batches.list(limit=1)
 
     async def retrieve(self, batch_id: str) -> RemoteBatch:
-        return _remote(await self.client.batches.retrieve(batch_id))
+        try:
+            return _remote(await self.client.batches.retrieve(batch_id))
+        except openai.NotFoundError as exc:
+            raise Lost(batch_id, f"404 {exc.message}") from exc
 
     async def cancel(self, batch_id: str) -> RemoteBatch:
-        return _remote(await self.client.batches.cancel(batch_id))
+        try:
+            return _remote(await self.client.batches.cancel(batch_id))
+        except openai.NotFoundError as exc:
+            raise Lost(batch_id, f"404 {exc.message}") from exc
 
     async def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]:
         """Output file, then the error file (always read), streamed line by line."""

@@ -293,6 +293,13 @@ class SimState:
             if batch.progress(now).phase in RUNNING:
                 batch.expire_at = now
 
+    def forget(self, batch_id: str) -> None:
+        """Drop a batch as if the provider had lost it: from now on it is not listed and
+        every route answers 404 for it (its files stay, as a real provider's may)."""
+        with self.lock:
+            if self.openai_batches.pop(batch_id, None) is None and self.anthropic_batches.pop(batch_id, None) is None:
+                raise KeyError(batch_id)
+
     def describe(self, provider: str | None = None) -> list[dict[str, Any]]:
         """Plain dicts of every batch, oldest first, for test assertions."""
         with self.lock:
