@@ -5,8 +5,10 @@ on. Real SQLite, the real SDKs, the simulator over HTTP (it forgets the batch)."
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -116,3 +118,20 @@ def test_the_forget_debug_route() -> None:
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(request, timeout=10)
         assert info.value.code == 404
+
+
+def test_a_backoff_gives_one_figure_on_the_status_line_its_retry_time_and_stderr(sim: Simulator, data_dir: Path) -> None:
+    enqueue(data_dir, openai_lines(2))
+    assert bt(data_dir, "flush", "--all").returncode == 0
+    env = {**os.environ, "OPENAI_CUSTOM_HEADERS": "x-sim-fault: 500"}  # every call answered 500
+    r = run_batchtop("--data-dir", str(data_dir), "tick", env=env)
+    assert r.returncode == 1
+    found = re.findall(r"backing off (\d+)s \(until (\S+)\)", r.stderr)
+    assert len(set(found)) == 1, r.stderr
+    doc = json.loads(bt(data_dir, "--once", "--json", "--no-refresh").stdout)
+    line = doc["providers"]["openai"]
+    seconds, until = found[0]
+    assert f"backing off {seconds}s (until {until})" in line["status"]
+    assert line["retry_at"] == until
+    text = bt(data_dir, "--once", "--no-refresh").stdout
+    assert until in text and f"backing off {seconds}s" in text
