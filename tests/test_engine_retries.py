@@ -190,3 +190,29 @@ def test_out_of_quota_holds_the_provider_and_alerts_without_burning_attempts(
         assert not [a for a in doc["alerts"] if a["kind"] == "quota"]
         assert store.db.execute("SELECT count(*) FROM buffers WHERE held_reason IS NOT NULL").fetchone() == (0,)
         close(engine)
+
+
+@pytest.mark.parametrize("lines", [openai_lines, anthropic_lines], ids=["openai", "anthropic"])
+def test_a_create_refused_for_quota_holds_the_provider_with_an_alert(sim: Simulator, data_dir: Path, lines) -> None:
+    from batchtop import status
+
+    sim.config.create_error = "insufficient_quota"
+    enqueue(data_dir, lines(3))
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        report = tick(engine)
+        assert report.refused and not report.submitted
+        provider = "openai" if lines is openai_lines else "anthropic"
+        assert report.quota == [provider]
+        held, retry_at = store.db.execute("SELECT held_reason, retry_at FROM buffers").fetchone()
+        assert "quota or credit" in held and retry_at - engine.now() > 600
+        assert store.db.execute("SELECT max(attempts) FROM requests").fetchone() == (0,)
+        doc = status.collect(store.db, engine.config, engine.now())
+        assert [a["provider"] for a in doc["alerts"] if a["kind"] == "quota"] == [provider]
+        sim.config.create_error = None
+        actions.request_flush(store, None, engine.now())
+        settle_all(engine, store)
+        assert states(store) == {"succeeded": 3}
+        doc = status.collect(store.db, engine.config, engine.now())
+        assert not [a for a in doc["alerts"] if a["kind"] == "quota"]
+        close(engine)

@@ -286,6 +286,12 @@ class Engine:
         try:
             remote = await adapter.submit(intent.uid, intent.endpoint, lines)
         except Refused as exc:
+            if exc.quota:  # no batch of this provider can be taken now: hold them all, say so
+                reason = redact(f"{QUOTA_HELD}: {exc.reason}")
+                submissions.undo(self.store, intent.id, reason, self.now() + QUOTA_HOLD, self.now())
+                report.refused.append(exc.reason)
+                self._hold_for_quota(adapter.provider, exc.reason, report)
+                return False
             n = self._failures.get(f"refused:{intent.buffer_id}", 0) + 1
             self._failures[f"refused:{intent.buffer_id}"] = n
             if exc.retry_after is not None:  # the provider said when: no longer, no shorter than a second

@@ -15,17 +15,18 @@ from batchtop.providers.base import (
     ERRORED,
     EXPIRED,
     IN_PROGRESS,
-    SUCCEEDED,
-    Refused,
-    RemoteBatch,
     SKEW,
+    SUCCEEDED,
     ListingAdapter,
     Lost,
+    Refused,
+    RemoteBatch,
     ResultLine,
     is_refusal,
     load_line,
     retry_after,
 )
+from batchtop.providers.failures import is_quota
 
 PAGE = 1000  # the largest page messages.batches.list takes
 _OUTCOMES = {"canceled": "cancelled", "expired": "expired"}
@@ -110,7 +111,8 @@ class AnthropicBatches(ListingAdapter):
             batch = await self.client.messages.batches.create(requests=requests)
         except anthropic.APIStatusError as exc:
             if is_refusal(exc.status_code):
-                raise Refused(f"create refused: {exc.status_code} {exc.message}", retry_after(exc)) from exc
+                quota = is_quota(None, getattr(exc, "type", None), exc.message)
+                raise Refused(f"create refused: {exc.status_code} {exc.message}", retry_after(exc), quota=quota) from exc
             raise
         return _remote(batch)
 

@@ -81,10 +81,12 @@ class Refused(Exception):
     """The provider did not take the batch (rate, queue or token limit, bad request):
     nothing was created, so the requests go back to their buffer without an attempt."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, *, quota: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.quota = quota
+        """The account is out of quota or credit: the whole provider must wait."""
 
 
 class Lost(Exception):

@@ -20,11 +20,16 @@ from batchtop.providers.base import (
     load_line,
     retry_after,
 )
+from batchtop.providers.failures import is_quota
 
 META_KEY = "batchtop_submission"
 PAGE = 100  # the largest page batches.list takes
 _REFUSAL_CODES = {"token_limit_exceeded", "batch_limit_exceeded", "too_many_requests", "rate_limit_exceeded"}
 _ABORTS = {"batch_expired": "expired", "batch_cancelled": "cancelled"}
+
+
+def _quota(exc: openai.APIStatusError) -> bool:
+    return is_quota(getattr(exc, "code", None), getattr(exc, "type", None), exc.message)
 
 
 def upload_name(uid: str) -> str:
@@ -114,7 +119,9 @@ class OpenAIBatches(ListingAdapter):
             uploaded = await self.client.files.create(file=(upload_name(uid), data), purpose="batch")
         except openai.APIStatusError as exc:
             if is_refusal(exc.status_code):
-                raise Refused(f"upload refused: {exc.status_code} {exc.message}", retry_after(exc)) from exc
+                raise Refused(
+                    f"upload refused: {exc.status_code} {exc.message}", retry_after(exc), quota=_quota(exc)
+                ) from exc
             raise
         try:
             batch = await self.client.batches.create(
@@ -126,7 +133,9 @@ class OpenAIBatches(ListingAdapter):
         except openai.APIStatusError as exc:
             if is_refusal(exc.status_code):
                 await self._delete_file(uploaded.id)
-                raise Refused(f"create refused: {exc.status_code} {exc.message}", retry_after(exc)) from exc
+                raise Refused(
+                    f"create refused: {exc.status_code} {exc.message}", retry_after(exc), quota=_quota(exc)
+                ) from exc
             raise
         return _remote(batch)
 

@@ -48,6 +48,10 @@ class SimConfig:
     """custom_id -> a kind of :data:`~batchtop.sim.scripted.KINDS` (``"invalid_request"``,
     ``"insufficient_quota"``, ``"overloaded_flat"``, ...): that request fails on every
     attempt with the provider's own line for that error."""
+    create_error: str | None = None
+    """A kind of :data:`~batchtop.sim.scripted.KINDS`: every batch create (OpenAI
+    ``POST /v1/batches``, Anthropic ``POST /v1/messages/batches``) is refused with it,
+    as an account out of quota or credit is. Read on every request."""
     shuffle_results: bool = False
     """Emit result lines in a hash order instead of input order (order is never promised)."""
 

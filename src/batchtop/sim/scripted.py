@@ -93,3 +93,22 @@ def scripted(errors: dict[str, str], custom_id: str) -> ScriptedError | None:
     if kind not in KINDS:
         raise ValueError(f"unknown scripted error {kind!r} (known: {', '.join(sorted(KINDS))})")
     return KINDS[kind]
+
+
+_ANTHROPIC_STATUS = {
+    "invalid_request_error": 400, "billing_error": 402, "rate_limit_error": 429,
+    "api_error": 500, "overloaded_error": 529,
+}
+
+
+def create_refusal(provider: str, kind: str) -> tuple[int, str, str | None]:
+    """(status, message, code) with which a batch create is refused as this kind
+    (`SimConfig.create_error`): the account-level errors arrive there too."""
+    script = KINDS.get(kind)
+    if script is None:
+        raise ValueError(f"unknown scripted error {kind!r} (known: {', '.join(sorted(KINDS))})")
+    if provider == "anthropic":
+        error = script.anthropic_result["error"]
+        inner = error.get("error", error)
+        return _ANTHROPIC_STATUS.get(inner["type"], 500), inner["message"], None
+    return script.status, script.openai_error["message"], script.openai_error.get("code")
