@@ -70,6 +70,19 @@ def test_failed_first_tries_are_submitted_exactly_twice(sim: Simulator, data_dir
 
 
 def test_max_attempts_ends_in_dead_letters(sim: Simulator, data_dir: Path) -> None:
+    sim.config.failure_rate = 1.0  # transient failures (500), on every attempt
+    enqueue(data_dir, openai_lines(2) + anthropic_lines(1))
+    with Store(data_dir) as store:
+        engine = Engine(store, config(max_attempts=2))
+        drive(engine, all_settled(store))
+        assert states(store) == {"dead": 3}
+        dead = store.db.execute("SELECT custom_id, attempts, last_error FROM requests WHERE state = 'dead'").fetchall()
+        assert all(n == 2 and err for _, n, err in dead)
+        assert sim.submissions[("openai", "o0")] == 2
+        close(engine)
+
+
+def test_a_request_the_provider_rejects_is_dead_at_once(sim: Simulator, data_dir: Path) -> None:
     lines = openai_lines(5) + openai_lines(2, prefix="failalways-") + anthropic_lines(1, prefix="failalways_a")
     enqueue(data_dir, lines)
     with Store(data_dir) as store:
@@ -77,8 +90,8 @@ def test_max_attempts_ends_in_dead_letters(sim: Simulator, data_dir: Path) -> No
         drive(engine, all_settled(store))
         assert states(store) == {"succeeded": 5, "dead": 3}
         dead = store.db.execute("SELECT custom_id, attempts, last_error FROM requests WHERE state = 'dead'").fetchall()
-        assert all(n == 2 and err for _, n, err in dead)
-        assert sim.submissions[("openai", "failalways-0")] == 2
+        assert all(n == 1 and "not retried" in err for _, n, err in dead)
+        assert sim.submissions[("openai", "failalways-0")] == 1
         close(engine)
 
 
@@ -190,8 +203,9 @@ def test_one_failing_provider_does_not_stop_the_other(sim: Simulator, data_dir: 
         engine = Engine(store, config())
         report = tick(engine)
         assert len(report.submitted) == 1 and report.submitted[0].startswith("msgbatch_")
+        assert "401" in report.errors["openai"]  # a refused key is the provider's error, not a refused batch
         held = store.db.execute("SELECT provider, queued, held_reason, retry_at FROM buffers WHERE provider = 'openai'").fetchone()
-        assert held[1] == 5 and "401" in held[2] and held[3] is not None
+        assert held[1] == 5 and "401" in held[2]
         # nothing was used up: the refused requests are queued with no attempt
         assert store.db.execute("SELECT max(attempts) FROM requests WHERE provider = 'openai'").fetchone() == (0,)
         assert "sk-wrong" not in str(held) and "sk-right" not in str(held)

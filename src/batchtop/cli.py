@@ -160,12 +160,15 @@ def _print_report(report) -> None:  # report: TickReport
             ("cancelled", report.cancelled),
             ("refused", report.refused),
             ("unknown", report.unknown),
+            ("lost", report.lost),
         )
         if items
     ]
     print("tick: " + (", ".join(parts) if parts else "nothing to do"))
     for provider, error in report.errors.items():
         print(f"  {provider}: {error}", file=sys.stderr)
+    for reason in report.lost_reasons.values():
+        print(f"  {reason}", file=sys.stderr)
 
 
 def _cmd_tick(args: argparse.Namespace) -> int:
@@ -173,7 +176,7 @@ def _cmd_tick(args: argparse.Namespace) -> int:
 
     report = operations.tick(_data_dir(args), _config(args))
     _print_report(report)
-    return Exit.ERROR if report.errors else Exit.OK
+    return Exit.ERROR if report.errors or report.lost else Exit.OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -69,6 +69,9 @@ class EngineConfig:
     max_attempts: int = 3
     auto_resubmit: bool = True
     lease_ttl: float = 60.0
+    retry_delay: float = 0.0
+    """How long a failed request waits before it goes out again (0: the next tick after
+    its batch was ingested), whatever its buffer's flush.max_age says."""
 
 
 @dataclass(frozen=True)
@@ -226,12 +229,14 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
             raise _fail(path, section, "must be a table")
 
     engine_t = data.get("engine", {})
-    _check_keys(path, "engine.", engine_t, {"poll_interval", "max_attempts", "auto_resubmit", "lease_ttl"})
+    _check_keys(path, "engine.", engine_t, {"poll_interval", "max_attempts", "auto_resubmit", "lease_ttl", "retry_delay"})
     engine = EngineConfig()
     if "poll_interval" in engine_t:
         engine = EngineConfig(**{**engine.__dict__, "poll_interval": _duration(path, "engine.poll_interval", engine_t["poll_interval"])})
     if "lease_ttl" in engine_t:
         engine = EngineConfig(**{**engine.__dict__, "lease_ttl": _duration(path, "engine.lease_ttl", engine_t["lease_ttl"])})
+    if "retry_delay" in engine_t:
+        engine = EngineConfig(**{**engine.__dict__, "retry_delay": _duration(path, "engine.retry_delay", engine_t["retry_delay"])})
     if "max_attempts" in engine_t:
         engine = EngineConfig(**{**engine.__dict__, "max_attempts": _int(path, "engine.max_attempts", engine_t["max_attempts"], 1)})
     if "auto_resubmit" in engine_t:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import sqlite3
 import time
@@ -23,26 +24,40 @@ from batchtop.config import Config, FlushPolicy
 from batchtop.outputs import output_rule, validate_output
 from batchtop.pricing.budget import budget_hold_reason
 from batchtop.pricing.inflight import estimate_batch_cost
+from batchtop.providers import failures
 from batchtop.providers.base import (
     CANCELLING,
     ENDED,
     FAILED,
     SUCCEEDED,
+    Lost,
     ProviderAdapter,
     Refused,
     RemoteBatch,
     ResultLine,
+    is_auth_error,
     retry_after,
 )
-from batchtop.providers.clients import NotConfigured, build_adapter, redact
-from batchtop.store import Store, lease, submissions, views
+from batchtop.providers.clients import (
+    NO_KEY,
+    NotConfigured,
+    build_adapter,
+    key_env,
+    redact,
+)
+from batchtop.store import Store, alerts, lease, submissions, views
 from batchtop.store.ingest import BatchIngest, Settle
+from batchtop.timefmt import iso
 
 log = logging.getLogger("batchtop.engine")
 
 INGEST_CHUNK = 2000
 INGEST_CHUNK_BYTES = 1 << 20  # large outputs: a chunk stays about a megabyte in memory
 MAX_BACKOFF = 300.0
+QUOTA_HOLD = 900.0
+"""How long a provider out of quota or credit is left alone before it is tried again."""
+QUOTA_HELD = "held: out of quota or credit"
+AUTH_HELD = "authentication failed"
 
 
 @dataclass
@@ -55,6 +70,11 @@ class TickReport:
     ingested: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    """Batches the provider answered 404 for: marked lost this tick."""
+    lost_reasons: dict[str, str] = field(default_factory=dict)
+    quota: list[str] = field(default_factory=list)
+    """Providers whose buffers this tick held for their account's quota or credit."""
     list_calls: dict[str, int] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -78,7 +98,7 @@ class Engine:
         self._adapters: dict[str, ProviderAdapter] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failures: dict[str, int] = {}
-        self._settle = Settle(config.engine.max_attempts, config.engine.auto_resubmit)
+        self._settle = Settle(config.engine.max_attempts, config.engine.auto_resubmit, config.engine.retry_delay)
 
     # -- lifecycle -------------------------------------------------------------
     async def close(self) -> None:
@@ -149,29 +169,38 @@ class Engine:
             self._set_state(f"provider:{provider}", {"status": f"not configured: {exc}", "error": str(exc)})
             report.errors[provider] = str(exc)
             return
+        self._release_holds(provider, (NO_KEY,))  # the key is there now
         try:
+            if state.get("auth_failed"):  # the key was refused: ask once, cheaply, before uploading anything
+                await adapter.probe()
             await self._reconcile(adapter, report)
             await self._cancels(adapter, report)
             remotes = await self._poll(adapter, report)
             await self._ingest(adapter, remotes, report)
             await self._flush(adapter, report)
         except Exception as exc:  # a provider's failure must not stop the others
+            if is_auth_error(exc):
+                self._auth_failed(provider, exc, state, report)
+                return
             delay = self._backoff(provider, exc)
+            retry_at = self.now() + delay
             message = redact(f"{type(exc).__name__}: {exc}")
-            log.warning("%s: %s; backing off %.1fs", provider, message, delay)
+            # one figure everywhere: the status line, its RETRY AT and stderr say the same
+            waiting = f"backing off {delay:.0f}s (until {iso(retry_at)}) after {type(exc).__name__}"
             self._set_state(
                 f"provider:{provider}",
                 {
-                    "status": f"backing off {delay:.0f}s after {type(exc).__name__}",
+                    "status": waiting,
                     "error": message[:500],
-                    "retry_at": self.now() + delay,
+                    "retry_at": retry_at,
                     "polled_at": state.get("polled_at"),
                     "failures": self._failures[provider],
                 },
             )
-            report.errors[provider] = message
+            report.errors[provider] = f"{message[:500]}; {waiting}"
             return
         self._failures.pop(provider, None)
+        self._release_holds(provider, (NO_KEY, AUTH_HELD))
         status = "ok"
         (foreign,) = self.store.db.execute(
             "SELECT count(*) FROM batches WHERE provider = ? AND account != ? AND ingested_at IS NULL"
@@ -181,6 +210,34 @@ class Engine:
         if foreign:
             status = f"ok; {foreign} batch(es) of another account are not polled with account {adapter.account!r}"
         self._set_state(f"provider:{provider}", {"status": status, "polled_at": self.now()})
+
+    def _auth_failed(self, provider: str, exc: BaseException, state: dict[str, Any], report: TickReport) -> None:
+        """A refused key is an error on the provider's line and in the exit status. No
+        backoff: the next tick asks again with one cheap call, so a fixed key is taken
+        at once, and nothing is uploaded while it is refused."""
+        env = key_env(self.config, provider)
+        message = redact(f"{AUTH_HELD} (401): {getattr(exc, 'message', None) or exc}; check {env}")[:500]
+        self._hold_all(provider, message)
+        self._set_state(
+            f"provider:{provider}",
+            {"status": "auth error (401): key refused", "error": message, "auth_failed": True,
+             "polled_at": state.get("polled_at")},
+        )
+        report.errors[provider] = message
+
+    def _release_holds(self, provider: str, reasons: tuple[str, ...]) -> None:
+        """Lift the holds a provider-wide condition put on its buffers once it is gone."""
+        where = " OR ".join("held_reason LIKE ?" for _ in reasons)
+        args = [f"{r}%" for r in reasons]
+        if self.store.db.execute(
+            f"SELECT 1 FROM buffers WHERE provider = ? AND ({where}) LIMIT 1", (provider, *args)
+        ).fetchone() is None:
+            return
+        with self.store.transaction() as db:
+            db.execute(
+                f"UPDATE buffers SET held_reason = NULL, retry_at = NULL WHERE provider = ? AND ({where})",
+                (provider, *args),
+            )
 
     def _adapter(self, provider: str) -> ProviderAdapter:
         loop = asyncio.get_running_loop()
@@ -193,10 +250,12 @@ class Engine:
         return adapter
 
     def _backoff(self, provider: str, exc: BaseException) -> float:
+        """Whole seconds (so every view can show the same figure), jittered, at least
+        the provider's Retry-After."""
         n = self._failures[provider] = self._failures.get(provider, 0) + 1
         delay = min(MAX_BACKOFF, 2.0 ** min(n, 10)) * (0.5 + random.random() / 2)
         wait = retry_after(exc)
-        return max(delay, wait or 0.0)
+        return float(math.ceil(max(delay, wait or 0.0)))
 
     def _hold_all(self, provider: str, reason: str) -> None:
         with self.store.transaction() as db:
@@ -227,6 +286,12 @@ class Engine:
         try:
             remote = await adapter.submit(intent.uid, intent.endpoint, lines)
         except Refused as exc:
+            if exc.quota:  # no batch of this provider can be taken now: hold them all, say so
+                reason = redact(f"{QUOTA_HELD}: {exc.reason}")
+                submissions.undo(self.store, intent.id, reason, self.now() + QUOTA_HOLD, self.now())
+                report.refused.append(exc.reason)
+                self._hold_for_quota(adapter.provider, exc.reason, report)
+                return False
             n = self._failures.get(f"refused:{intent.buffer_id}", 0) + 1
             self._failures[f"refused:{intent.buffer_id}"] = n
             if exc.retry_after is not None:  # the provider said when: no longer, no shorter than a second
@@ -236,6 +301,13 @@ class Engine:
             submissions.undo(self.store, intent.id, redact(f"provider refused: {exc.reason}"), self.now() + wait, self.now())
             report.refused.append(exc.reason)
             return False
+        except Exception as exc:
+            if not is_auth_error(exc):
+                raise
+            # a refused key created nothing: the requests go back, no attempt used, and
+            # the pass reports the provider's auth error
+            submissions.undo(self.store, intent.id, redact(f"{AUTH_HELD} (401)"), None, self.now())
+            raise
         self._failures.pop(f"refused:{intent.buffer_id}", None)
         submissions.record_submitted(self.store, intent.id, remote, self.now())
         report.submitted.append(remote.id)
@@ -250,12 +322,18 @@ class Engine:
         ).fetchall()
         for local_id, batch_id in rows:
             try:
-                remote = await adapter.cancel(batch_id)
-            except Exception as exc:
-                if getattr(exc, "status_code", None) in (400, 404, 409):
-                    remote = await adapter.retrieve(batch_id)  # it ended meanwhile
-                else:
+                try:
+                    remote = await adapter.cancel(batch_id)
+                except Lost:
                     raise
+                except Exception as exc:
+                    if getattr(exc, "status_code", None) in (400, 409):
+                        remote = await adapter.retrieve(batch_id)  # it ended meanwhile
+                    else:
+                        raise
+            except Lost as exc:
+                self._lose(local_id, exc, report)
+                continue
             self._update(local_id, remote)
             report.cancelled.append(batch_id)
 
@@ -273,11 +351,25 @@ class Engine:
         oldest = min((r[2] for r in rows if r[2] is not None), default=self.now())
         seen, calls = await adapter.list_recent(oldest, set(wanted))
         report.list_calls[adapter.provider] = calls
-        for batch_id in set(wanted) - set(seen):  # not in the listing (should not happen): ask directly
-            seen[batch_id] = await adapter.retrieve(batch_id)
+        for batch_id in sorted(set(wanted) - set(seen)):  # not in the listing (should not happen): ask directly
+            try:
+                seen[batch_id] = await adapter.retrieve(batch_id)
+            except Lost as exc:
+                self._lose(wanted[batch_id], exc, report)
         for batch_id, remote in seen.items():
             self._update(wanted[batch_id], remote)
         return seen
+
+    def _lose(self, local_id: int, exc: Lost, report: TickReport) -> None:
+        """One batch the provider no longer knows: marked lost, its requests left for
+        the operator; the rest of the provider's pass goes on."""
+        reason = redact(
+            f"lost at the provider: it answers {exc.detail} for batch {exc.batch_id};"
+            f" `batchtop resubmit {exc.batch_id}` sends its requests again"
+        )[:500]
+        submissions.mark_lost(self.store, local_id, reason, self.now())
+        report.lost.append(exc.batch_id)
+        report.lost_reasons[exc.batch_id] = reason
 
     def _update(self, local_id: int, remote: RemoteBatch) -> None:
         now = self.now()
@@ -298,7 +390,11 @@ class Engine:
             (adapter.provider, adapter.account, *sorted(ENDED)),
         ).fetchall()
         for local_id, batch_id, buffer_id in rows:
-            remote = remotes.get(batch_id) or await adapter.retrieve(batch_id)
+            try:
+                remote = remotes.get(batch_id) or await adapter.retrieve(batch_id)
+            except Lost as exc:
+                self._lose(local_id, exc, report)
+                continue
             if remote.refused:
                 reason = redact(f"provider refused the batch: {remote.error}")
                 submissions.undo(self.store, local_id, reason, self.now() + 60.0, self.now())
@@ -306,10 +402,36 @@ class Engine:
                 continue
             ingest = BatchIngest(self.store, local_id, self._settle)
             await ingest_results(
-                ingest, adapter.results(remote), self.now, lambda chunk: self._invalid_outputs(local_id, chunk)
+                ingest,
+                adapter.results(remote),
+                self.now,
+                lambda chunk: self._invalid_outputs(local_id, chunk),
+                lambda chunk: failures.verdicts(adapter.provider, chunk),
             )
             ingest.finish(self.now(), batch_error=remote.error if remote.status == FAILED else None)
             report.ingested.append(batch_id)
+            if ingest.quota_error is not None:
+                self._hold_for_quota(adapter.provider, ingest.quota_error, report)
+            elif remote.succeeded:
+                alerts.clear_alert(self.store, alerts.QUOTA, adapter.provider)
+
+    def _hold_for_quota(self, provider: str, error: str, report: TickReport) -> None:
+        """The account is out of quota or credit: every buffer of the provider waits
+        (more batches would fail the same way) and an alert says why; the operator's
+        `flush` or QUOTA_HOLD later tries again."""
+        reason = redact(f"{QUOTA_HELD}: {error}")[:500]
+        with self.store.transaction() as db:
+            db.execute(
+                "UPDATE buffers SET held_reason = ?, retry_at = ? WHERE provider = ?",
+                (reason, self.now() + QUOTA_HOLD, provider),
+            )
+        alerts.raise_alert(
+            self.store, alerts.QUOTA, provider,
+            f"{provider} is out of quota or credit ({reason.removeprefix(QUOTA_HELD + ': ')}); its buffers are held"
+            f" until {iso(self.now() + QUOTA_HOLD)} or `batchtop flush`",
+            self.now(),
+        )
+        report.quota.append(provider)
 
     def _invalid_outputs(self, local_id: int, chunk: list[ResultLine]) -> dict[str, str]:
         """custom_id -> why its output is invalid, where the buffer asks for validation:
@@ -369,6 +491,8 @@ class Engine:
                     report = TickReport()
                 for provider, error in report.errors.items():
                     log.warning("%s: %s", provider, error)
+                for reason in report.lost_reasons.values():
+                    log.warning("%s", reason)
                 deadline = self.now() + self.config.engine.poll_interval
                 while not stop.is_set() and self.now() < deadline:
                     try:
@@ -404,16 +528,18 @@ async def ingest_results(
     results: AsyncIterator[ResultLine],
     now: Callable[[], float],
     invalid: Callable[[list[ResultLine]], dict[str, str]] = lambda chunk: {},
+    judge: Callable[[list[ResultLine]], dict[str, str]] = lambda chunk: {},
 ) -> None:
     """Store a results stream in chunks bounded in lines and bytes: memory stays flat
-    whatever the size of the result file."""
+    whatever the size of the result file. `judge` gives the chunk's failures that must
+    not simply be retried (`providers.failures.verdicts`)."""
     chunk: list[ResultLine] = []
     size = 0
     async for line in results:
         chunk.append(line)
         size += len(line.response or "")
         if len(chunk) >= INGEST_CHUNK or size >= INGEST_CHUNK_BYTES:
-            ingest.add(chunk, now(), invalid(chunk))
+            ingest.add(chunk, now(), invalid(chunk), judge(chunk))
             chunk, size = [], 0
     if chunk:
-        ingest.add(chunk, now(), invalid(chunk))
+        ingest.add(chunk, now(), invalid(chunk), judge(chunk))

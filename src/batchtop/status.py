@@ -15,6 +15,7 @@ from typing import Any
 from batchtop.config import Config
 from batchtop.providers.base import ENDED, UNKNOWN
 from batchtop.store import views
+from batchtop.store.alerts import engine_alerts
 from batchtop.timefmt import iso
 
 RECENT_ENDED = 50
@@ -151,7 +152,7 @@ def collect(db: sqlite3.Connection, config: Config, now: float) -> dict[str, Any
         "providers": providers,
         "last_poll_at": max(polls) if polls else None,
     }
-    doc["alerts"] = _alerts(doc, failed, ended, config)
+    doc["alerts"] = _alerts(doc, failed, ended, config) + engine_alerts(db)
     return doc
 
 

@@ -29,6 +29,7 @@ from batchtop.providers.limits import (
 )
 
 MAX_REPORTED = 20
+BOM = "\ufeff"
 _OPENAI_KEYS = frozenset({"custom_id", "method", "url", "body"})
 _ANTHROPIC_KEYS = frozenset({"custom_id", "params"})
 _MODEL_OPTIONAL = {"/v1/moderations": "omni-moderation-latest"}
@@ -316,7 +317,8 @@ def iter_parsed(
 ) -> Iterator[list[ParsedRequest]]:
     """Validate every line of an input, yielding valid requests in chunks.
 
-    `lines` yields (source, line number, text); blank lines are skipped. Once a line is
+    `lines` yields (source, line number, text); blank lines are skipped, and a line's
+    CR/LF ending and a leading byte-order mark are dropped. Once a line is
     bad no more chunks are yielded, but validation goes on to the end so that every
     problem is reported, and then EnqueueError is raised: a caller that stores chunks
     as they come must do so in a transaction it rolls back on that error. A custom_id
@@ -333,7 +335,10 @@ def iter_parsed(
             except UnicodeDecodeError as exc:
                 problems.add(LineError(source, lineno, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
                 continue
-        text = text.strip()
+        # CRLF endings and a UTF-8 byte-order mark (Windows editors and exports; one per
+        # file, so a concatenation has one per part) are not part of the line: the
+        # provider is sent the clean JSON
+        text = text.strip().removeprefix(BOM).lstrip()
         if not text:
             continue
         try:

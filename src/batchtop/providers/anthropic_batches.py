@@ -15,16 +15,18 @@ from batchtop.providers.base import (
     ERRORED,
     EXPIRED,
     IN_PROGRESS,
+    SKEW,
     SUCCEEDED,
+    ListingAdapter,
+    Lost,
     Refused,
     RemoteBatch,
-    SKEW,
-    ListingAdapter,
     ResultLine,
     is_refusal,
     load_line,
     retry_after,
 )
+from batchtop.providers.failures import is_quota
 
 PAGE = 1000  # the largest page messages.batches.list takes
 _OUTCOMES = {"canceled": "cancelled", "expired": "expired"}
@@ -101,9 +103,13 @@ def parse_result_line(raw: str) -> ResultLine:
         )
     if kind in _OUTCOMES:
         return ResultLine(cid, _OUTCOMES[kind], raw, f"{kind}: the request did not run", kind)
-    inner = ((result.get("error") or {}).get("error")) or {}
-    code = inner.get("type") or "error"
-    return ResultLine(cid, ERRORED, raw, f"{code}: {inner.get('message') or ''}", code)
+    outer = result.get("error") if isinstance(result.get("error"), dict) else {}
+    # nested as documented ({"type": "error", "error": {...}}), or flat as some lines come
+    # ({"type": "overloaded_error", "message": "Overloaded"}): both keep their message
+    inner = outer.get("error") if isinstance(outer.get("error"), dict) else outer
+    code = inner.get("type") if isinstance(inner.get("type"), str) and inner.get("type") != "error" else "error"
+    message = inner.get("message") if isinstance(inner.get("message"), str) else ""
+    return ResultLine(cid, ERRORED, raw, f"{code}: {message}", code, error_type=code if code != "error" else None)
 
 
 class AnthropicBatches(ListingAdapter):
@@ -127,7 +133,8 @@ class AnthropicBatches(ListingAdapter):
             batch = await self.client.messages.batches.create(requests=requests)
         except anthropic.APIStatusError as exc:
             if is_refusal(exc.status_code):
-                raise Refused(f"create refused: {exc.status_code} {exc.message}", retry_after(exc)) from exc
+                quota = is_quota(None, getattr(exc, "type", None), exc.message)
+                raise Refused(f"create refused: {exc.status_code} {exc.message}", retry_after(exc), quota=quota) from exc
             raise
         return _remote(batch)
 
@@ -144,11 +151,20 @@ class AnthropicBatches(ListingAdapter):
                 break
         return found
 
+    async def probe(self) -> None:
+        await self.client.messages.batches.list(limit=1)
+
     async def retrieve(self, batch_id: str) -> RemoteBatch:
-        return _remote(await self.client.messages.batches.retrieve(batch_id))
+        try:
+            return _remote(await self.client.messages.batches.retrieve(batch_id))
+        except anthropic.NotFoundError as exc:
+            raise Lost(batch_id, f"404 {exc.message}") from exc
 
     async def cancel(self, batch_id: str) -> RemoteBatch:
-        return _remote(await self.client.messages.batches.cancel(batch_id))
+        try:
+            return _remote(await self.client.messages.batches.cancel(batch_id))
+        except anthropic.NotFoundError as exc:
+            raise Lost(batch_id, f"404 {exc.message}") from exc
 
     async def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]:
         """The results stream, read as raw lines so each is stored verbatim."""

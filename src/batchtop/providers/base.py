@@ -73,16 +73,31 @@ class ResultLine:
     output_tokens: int = 0
     cache_creation_1h_input_tokens: int = 0
     """The part of `cache_creation_input_tokens` written to the 1-hour cache (Anthropic)."""
+    status_code: int | None = None
+    """The HTTP status the request had, where the line says (OpenAI's response.status_code)."""
+    error_type: str | None = None
+    """The provider's error type (`invalid_request_error`, `overloaded_error`, ...)."""
 
 
 class Refused(Exception):
     """The provider did not take the batch (rate, queue or token limit, bad request):
     nothing was created, so the requests go back to their buffer without an attempt."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, *, quota: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.quota = quota
+        """The account is out of quota or credit: the whole provider must wait."""
+
+
+class Lost(Exception):
+    """The provider answers 404 for a batch we submitted: it no longer knows it."""
+
+    def __init__(self, batch_id: str, detail: str) -> None:
+        super().__init__(f"{batch_id}: {detail}")
+        self.batch_id = batch_id
+        self.detail = detail
 
 
 def load_line(raw: str | bytes) -> Any:
@@ -121,8 +136,14 @@ async def pages(first: Any) -> AsyncIterator[list[Any]]:
 
 
 def is_refusal(status: int) -> bool:
-    """A 4xx other than timeout/conflict: the provider created nothing."""
-    return 400 <= status < 500 and status not in (408, 409)
+    """A 4xx other than timeout/conflict: the provider created nothing. Not a 401: a
+    refused key is no judgement on the batch, it is the provider's error (`is_auth_error`)."""
+    return 400 <= status < 500 and status not in (401, 408, 409)
+
+
+def is_auth_error(exc: BaseException) -> bool:
+    """The provider refused our key (401, either SDK)."""
+    return getattr(exc, "status_code", None) == 401
 
 
 SKEW = 600.0
@@ -171,6 +192,11 @@ class ListingAdapter:
                 break
         return seen, self.list_calls - calls_before
 
+    async def probe(self) -> None:
+        """One cheap authenticated call (a one-item list page): raises as the provider
+        would, so a refused key is found without uploading a batch."""
+        raise NotImplementedError
+
     async def close(self) -> None:
         await self.client.close()
 
@@ -186,9 +212,15 @@ class ProviderAdapter(Protocol):
 
     async def list_recent(self, oldest: float, wanted: set[str]) -> tuple[dict[str, RemoteBatch], int]: ...
 
-    async def retrieve(self, batch_id: str) -> RemoteBatch: ...
+    async def retrieve(self, batch_id: str) -> RemoteBatch:
+        """The batch as the provider has it; raises Lost when it answers 404."""
+        ...
 
-    async def cancel(self, batch_id: str) -> RemoteBatch: ...
+    async def cancel(self, batch_id: str) -> RemoteBatch:
+        """Ask for a cancel; raises Lost when the provider answers 404."""
+        ...
+
+    async def probe(self) -> None: ...
 
     def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]: ...
 

@@ -148,12 +148,21 @@ def _base_url(account: Account) -> str | None:
     return os.environ.get(account.base_url_env) if account.base_url_env else None
 
 
+def key_env(config: Config, provider: str) -> str:
+    """The name of the variable the provider's key is read from (never its value)."""
+    return account_for(config, provider).api_key_env or _DEFAULT_KEY_ENV[provider]
+
+
+NO_KEY = "no API key"
+"""How a hold for a missing key starts: the engine lifts it once the key is there."""
+
+
 def build_adapter(config: Config, provider: str) -> ProviderAdapter:
     account = account_for(config, provider)
     key_env = account.api_key_env or _DEFAULT_KEY_ENV[provider]
     api_key = os.environ.get(key_env)
     if not api_key:
-        raise NotConfigured(f"no API key: set {key_env}")
+        raise NotConfigured(f"{NO_KEY}: set {key_env}")
     base_url = _base_url(account)
     remember_secret(api_key)
     _remember_url(base_url or os.environ.get(_DEFAULT_URL_ENV[provider]))

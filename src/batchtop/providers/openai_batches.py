@@ -12,6 +12,7 @@ from batchtop.providers.base import (
     SKEW,
     SUCCEEDED,
     ListingAdapter,
+    Lost,
     Refused,
     RemoteBatch,
     ResultLine,
@@ -19,11 +20,16 @@ from batchtop.providers.base import (
     load_line,
     retry_after,
 )
+from batchtop.providers.failures import is_quota
 
 META_KEY = "batchtop_submission"
 PAGE = 100  # the largest page batches.list takes
 _REFUSAL_CODES = {"token_limit_exceeded", "batch_limit_exceeded", "too_many_requests", "rate_limit_exceeded"}
 _ABORTS = {"batch_expired": "expired", "batch_cancelled": "cancelled"}
+
+
+def _quota(exc: openai.APIStatusError) -> bool:
+    return is_quota(getattr(exc, "code", None), getattr(exc, "type", None), exc.message)
 
 
 def upload_name(uid: str) -> str:
@@ -82,9 +88,14 @@ def parse_result_line(raw: str) -> ResultLine:
         return ResultLine(cid, _ABORTS.get(code, ERRORED), raw, f"{code}: {error.get('message') or ''}", code)
     body = (response or {}).get("body") or {}
     err = body.get("error") or {}
-    code = err.get("code") or err.get("type") or f"http_{(response or {}).get('status_code')}"
+    status = (response or {}).get("status_code")
+    code = err.get("code") or err.get("type") or f"http_{status}"
     i, c, w, o = _usage(body)
-    return ResultLine(cid, ERRORED, raw, f"{code}: {err.get('message') or ''}", code, i, c, w, o)
+    return ResultLine(
+        cid, ERRORED, raw, f"{code}: {err.get('message') or ''}", code, i, c, w, o,
+        status_code=status if isinstance(status, int) else None,
+        error_type=err.get("type") if isinstance(err.get("type"), str) else None,
+    )
 
 
 class OpenAIBatches(ListingAdapter):
@@ -108,7 +119,9 @@ class OpenAIBatches(ListingAdapter):
             uploaded = await self.client.files.create(file=(upload_name(uid), data), purpose="batch")
         except openai.APIStatusError as exc:
             if is_refusal(exc.status_code):
-                raise Refused(f"upload refused: {exc.status_code} {exc.message}", retry_after(exc)) from exc
+                raise Refused(
+                    f"upload refused: {exc.status_code} {exc.message}", retry_after(exc), quota=_quota(exc)
+                ) from exc
             raise
         try:
             batch = await self.client.batches.create(
@@ -120,7 +133,9 @@ class OpenAIBatches(ListingAdapter):
         except openai.APIStatusError as exc:
             if is_refusal(exc.status_code):
                 await self._delete_file(uploaded.id)
-                raise Refused(f"create refused: {exc.status_code} {exc.message}", retry_after(exc)) from exc
+                raise Refused(
+                    f"create refused: {exc.status_code} {exc.message}", retry_after(exc), quota=_quota(exc)
+                ) from exc
             raise
         return _remote(batch)
 
@@ -149,11 +164,20 @@ class OpenAIBatches(ListingAdapter):
                     break
         return found
 
+    async def probe(self) -> None:
+        await self.client.batches.list(limit=1)
+
     async def retrieve(self, batch_id: str) -> RemoteBatch:
-        return _remote(await self.client.batches.retrieve(batch_id))
+        try:
+            return _remote(await self.client.batches.retrieve(batch_id))
+        except openai.NotFoundError as exc:
+            raise Lost(batch_id, f"404 {exc.message}") from exc
 
     async def cancel(self, batch_id: str) -> RemoteBatch:
-        return _remote(await self.client.batches.cancel(batch_id))
+        try:
+            return _remote(await self.client.batches.cancel(batch_id))
+        except openai.NotFoundError as exc:
+            raise Lost(batch_id, f"404 {exc.message}") from exc
 
     async def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]:
         """Output file, then the error file (always read), streamed line by line."""

@@ -9,6 +9,7 @@ from .http_helpers import int_query, origin, read_json, stream_bytes
 from .ids import seq_of
 from .middleware import APP_SIM
 from .parsing import InvalidBatch, parse_anthropic_requests
+from .scripted import create_refusal
 from .state import ANTHROPIC, StateError
 
 PREFIX = "msgbatch_"
@@ -30,6 +31,9 @@ def _cursor(request: web.Request, name: str) -> int | None:
 async def create_batch(request: web.Request) -> web.Response:
     sim = request.app[APP_SIM]
     body = await read_json(request)
+    if sim.config.create_error is not None:
+        status, message, _ = create_refusal(ANTHROPIC, sim.config.create_error)
+        raise StateError(status, message)
     try:
         requests = parse_anthropic_requests(body, sim.config.max_anthropic_requests)
     except InvalidBatch as exc:

@@ -31,7 +31,7 @@ class SimConfig:
 
     # --- per-request outcomes (captured per batch at creation) ---
     failure_rate: float = 0.0
-    """Probability a request attempt errors; hash of (seed, custom_id, attempt)."""
+    """Probability a request attempt errors (a transient 500); hash of (seed, custom_id, attempt)."""
     first_try_failure_rate: float = 0.0
     """Share of custom_ids that error on their first submission only."""
     token_limit_batches: int = 0
@@ -50,6 +50,14 @@ class SimConfig:
     replay: Mapping[str, bytes] | None = None
     """Replay mode: recorded result lines by custom_id (``sim.replay.load_recorded``),
     answered verbatim to the requests with those custom_ids; the rest are simulated."""
+    scripted_errors: dict[str, str] = dataclasses.field(default_factory=dict)
+    """custom_id -> a kind of :data:`~batchtop.sim.scripted.KINDS` (``"invalid_request"``,
+    ``"insufficient_quota"``, ``"overloaded_flat"``, ...): that request fails on every
+    attempt with the provider's own line for that error."""
+    create_error: str | None = None
+    """A kind of :data:`~batchtop.sim.scripted.KINDS`: every batch create (OpenAI
+    ``POST /v1/batches``, Anthropic ``POST /v1/messages/batches``) is refused with it,
+    as an account out of quota or credit is. Read on every request."""
     shuffle_results: bool = False
     """Emit result lines in a hash order instead of input order (order is never promised)."""
 

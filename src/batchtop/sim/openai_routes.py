@@ -12,6 +12,7 @@ from .http_helpers import int_query, read_json, stream_bytes
 from .ids import seq_of
 from .middleware import APP_SIM
 from .parsing import OPENAI_ENDPOINTS, parse_openai_input
+from .scripted import create_refusal
 from .state import OPENAI, StateError
 
 #: Purposes an upload may carry (the ``FileObject.purpose`` literal minus outputs).
@@ -150,6 +151,9 @@ def _check_metadata(metadata: Any) -> dict[str, str] | None:
 async def create_batch(request: web.Request) -> web.Response:
     sim = request.app[APP_SIM]
     body = await read_json(request)
+    if sim.config.create_error is not None:
+        status, message, code = create_refusal(OPENAI, sim.config.create_error)
+        raise StateError(status, message, code=code)
     if not isinstance(body, dict):
         raise StateError(400, "Expected a JSON object body.")
     input_file_id = body.get("input_file_id")

@@ -30,15 +30,16 @@ def short_hash(*parts: object, size: int = 12) -> str:
 def decide(cfg: SimConfig, custom_id: str, attempt: int) -> int:
     """Outcome of the ``attempt``-th (1-based) submission of ``custom_id``.
 
-    ``failalways`` ids give 400 (permanent); first-try failures give 500
-    (transient); random failures are 400 or 500 by hash.
+    ``failalways`` ids give 400 (permanent: an invalid request fails again); first-try
+    and random failures give 500 (transient: what fails at random may succeed on a
+    later attempt, and a client rightly retries it).
     """
     if "failalways" in custom_id:
         return BAD_REQUEST
     if attempt <= 1 and unit_hash(cfg.seed, "first", custom_id) < cfg.first_try_failure_rate:
         return SERVER_ERROR
     if unit_hash(cfg.seed, "fail", custom_id, attempt) < cfg.failure_rate:
-        return BAD_REQUEST if unit_hash(cfg.seed, "kind", custom_id, attempt) < 0.5 else SERVER_ERROR
+        return SERVER_ERROR
     return OK
 
 

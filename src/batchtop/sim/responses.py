@@ -13,6 +13,7 @@ from typing import Any
 from .config import SimConfig
 from .outcomes import BAD_REQUEST, output_tokens, short_hash, unit_hash
 from .parsing import SimRequest
+from .scripted import scripted
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +176,10 @@ def openai_result_line(
 ) -> dict[str, Any]:
     """One output-file line (outcome 0) or error-file line (outcome = HTTP status)."""
     tag = short_hash(batch_id, request.custom_id)
-    if outcome:
+    script = scripted(cfg.scripted_errors, request.custom_id) if outcome else None
+    if script is not None:
+        status, body = script.status, {"error": dict(script.openai_error)}
+    elif outcome:
         status, body = outcome, openai_error_body(request, outcome)
     else:
         usage = usage_for(cfg, request, embeddings=endpoint == "/v1/embeddings")
@@ -236,8 +240,11 @@ def anthropic_result_line(
     cfg: SimConfig, batch_id: str, request: SimRequest, outcome: int | str
 ) -> dict[str, Any]:
     """A ``MessageBatchIndividualResponse``; outcome is 0, an HTTP status, ``"canceled"`` or ``"expired"``."""
+    script = scripted(cfg.scripted_errors, request.custom_id) if outcome not in (0, "canceled", "expired") else None
     if outcome in ("canceled", "expired"):
         result: dict[str, Any] = {"type": outcome}
+    elif script is not None:
+        result = script.anthropic_result
     elif outcome:
         if outcome == BAD_REQUEST:
             error = {

@@ -203,6 +203,10 @@ class Simulator:
         """End a running batch's window now; done requests keep their results."""
         self.state.expire(batch_id)
 
+    def forget(self, batch_id: str) -> None:
+        """Lose a batch: the provider answers 404 for it from now on."""
+        self.state.forget(batch_id)
+
 
 def serve_forever(port: int, config: SimConfig) -> None:
     """Run the simulator in the foreground until SIGINT/SIGTERM (``batchtop sim``).

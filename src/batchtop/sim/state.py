@@ -21,6 +21,7 @@ from .openai_state import DEFAULT_FILE_TTL_S, FileRecord, OpenAIBatch
 from .outcomes import BAD_REQUEST, decide
 from .parsing import SimRequest
 from .replay import recorded_outcome, replayed
+from .scripted import scripted
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
@@ -90,6 +91,10 @@ class SimState:
             recorded = replayed(cfg.replay, request.custom_id)
             if recorded is not None:
                 outcomes.append(recorded_outcome(provider, recorded))
+                continue
+            script = scripted(cfg.scripted_errors, request.custom_id)
+            if script is not None:
+                outcomes.append(script.status)
                 continue
             outcomes.append(BAD_REQUEST if request.problem else decide(cfg, request.custom_id, attempt))
         return outcomes
@@ -292,6 +297,13 @@ class SimState:
             now = self.clock.now()
             if batch.progress(now).phase in RUNNING:
                 batch.expire_at = now
+
+    def forget(self, batch_id: str) -> None:
+        """Drop a batch as if the provider had lost it: from now on it is not listed and
+        every route answers 404 for it (its files stay, as a real provider's may)."""
+        with self.lock:
+            if self.openai_batches.pop(batch_id, None) is None and self.anthropic_batches.pop(batch_id, None) is None:
+                raise KeyError(batch_id)
 
     def describe(self, provider: str | None = None) -> list[dict[str, Any]]:
         """Plain dicts of every batch, oldest first, for test assertions."""

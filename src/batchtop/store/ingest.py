@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from batchtop.providers.base import MISSING, SUCCEEDED, ResultLine
+from batchtop.providers.failures import PERMANENT, QUOTA, RETRY
 from batchtop.store.store import Store
 
 ROLLUP_ADD = (
@@ -38,6 +39,8 @@ class Pending:
     request_id: int
     number: int
     open: bool
+    spared: int = 0
+    """Earlier attempts of the request that did not count (quota)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Settle:
 
     max_attempts: int
     auto_resubmit: bool
+    retry_delay: float = 0.0
 
 
 class BatchIngest:
@@ -58,20 +62,31 @@ class BatchIngest:
         row = store.db.execute("SELECT provider, model FROM batches WHERE id = ?", (batch_id,)).fetchone()
         self.provider, self.model = row
         self.attempts: dict[str, Pending] = {
-            cid: Pending(aid, rid, number, outcome is None)
-            for aid, rid, number, outcome, cid in store.db.execute(
-                "SELECT a.id, a.request_id, a.number, a.outcome, r.custom_id FROM attempts a"
+            cid: Pending(aid, rid, number, outcome is None, spared)
+            for aid, rid, number, outcome, cid, spared in store.db.execute(
+                "SELECT a.id, a.request_id, a.number, a.outcome, r.custom_id, r.spared_attempts FROM attempts a"
                 " JOIN requests r ON r.id = a.request_id WHERE a.batch_id = ?",
                 (batch_id,),
             )
         }
+        self.quota_error: str | None = None
+        """The first quota or credit error of this batch: the engine holds the provider."""
 
-    def add(self, results: Iterable[ResultLine], now: float, invalid: dict[str, str] | None = None) -> int:
+    def add(
+        self,
+        results: Iterable[ResultLine],
+        now: float,
+        invalid: dict[str, str] | None = None,
+        verdicts: dict[str, str] | None = None,
+    ) -> int:
         """Store a chunk of results in one transaction; returns how many were new.
-        `invalid` maps custom_ids whose output failed validation to the reason."""
+        `invalid` maps custom_ids whose output failed validation to the reason;
+        `verdicts` maps failed custom_ids that must not simply be retried to
+        PERMANENT or QUOTA (`providers.failures`)."""
         invalid = invalid or {}
+        verdicts = verdicts or {}
         updates = []
-        failures: list[tuple[Pending, str, str]] = []
+        failures: list[tuple[Pending, str, str, str]] = []
         succeeded: list[int] = []
         anomalies = []
         firsts: list[bool] = []
@@ -94,7 +109,10 @@ class BatchIngest:
             if outcome == SUCCEEDED:
                 succeeded.append(p.request_id)
             else:
-                failures.append((p, outcome, error or outcome))
+                verdict = verdicts.get(r.custom_id, RETRY) if outcome == r.outcome else RETRY
+                if verdict == QUOTA and self.quota_error is None:
+                    self.quota_error = error or outcome
+                failures.append((p, outcome, error or outcome, verdict))
         with self.store.transaction() as db:
             db.executemany(
                 "UPDATE attempts SET outcome = ?, ended_at = ?, response = ?, error = ?, input_tokens = ?,"
@@ -106,7 +124,7 @@ class BatchIngest:
                 "UPDATE requests SET state = 'succeeded', last_error = NULL WHERE id = ?", [(i,) for i in succeeded]
             )
             self._rollup(db, updates, firsts, now)
-            self._settle_failures(db, failures)
+            self._settle_failures(db, failures, now)
             db.executemany(
                 "INSERT OR IGNORE INTO anomalies (batch_id, kind, detail, created_at) VALUES (?, ?, ?, ?)",
                 [(self.batch_id, kind, detail, now) for kind, detail in anomalies],
@@ -137,17 +155,27 @@ class BatchIngest:
                 (int(now // 3600), len(updates), failed),
             )
 
-    def _settle_failures(self, db: sqlite3.Connection, failures: list[tuple[Pending, str, str]]) -> None:
-        """A failed attempt's request: dead after max_attempts, else queued again (or
-        left failed for a manual resubmit when auto_resubmit is off)."""
+    def _settle_failures(
+        self, db: sqlite3.Connection, failures: list[tuple[Pending, str, str, str]], now: float
+    ) -> None:
+        """A failed attempt's request: dead at once when the provider rejected the
+        request itself, dead after max_attempts (quota failures not counted), else
+        queued again (or left failed for a manual resubmit when auto_resubmit is off)."""
         requeue: dict[int, list[int]] = {}
-        for p, outcome, error in failures:
-            if p.number >= self.settle.max_attempts:
+        for p, outcome, error, verdict in failures:
+            spared = p.spared + (verdict == QUOTA)
+            if verdict == PERMANENT:
+                db.execute(
+                    "UPDATE requests SET state = 'dead', last_error = ? WHERE id = ?",
+                    (f"{error} (not retried: the provider rejected the request itself)", p.request_id),
+                )
+            elif verdict != QUOTA and p.number - spared >= self.settle.max_attempts:
                 db.execute("UPDATE requests SET state = 'dead', last_error = ? WHERE id = ?", (error, p.request_id))
-            elif self.settle.auto_resubmit:
+            elif self.settle.auto_resubmit or verdict == QUOTA:
                 buffer_id, size = db.execute(
-                    "UPDATE requests SET state = 'queued', last_error = ? WHERE id = ? RETURNING buffer_id, bytes",
-                    (error, p.request_id),
+                    "UPDATE requests SET state = 'queued', last_error = ?, spared_attempts = ? WHERE id = ?"
+                    " RETURNING buffer_id, bytes",
+                    (error, spared, p.request_id),
                 ).fetchone()
                 entry = requeue.setdefault(buffer_id, [0, 0])
                 entry[0] += 1
@@ -157,9 +185,13 @@ class BatchIngest:
                     "UPDATE requests SET state = ?, last_error = ? WHERE id = ?",
                     (_FAILED_STATE.get(outcome, "failed"), error, p.request_id),
                 )
+        # a retry does not wait out its buffer's max_age again: the buffer is due once
+        # the retry delay has passed (an earlier flush request stands)
+        due = now + self.settle.retry_delay
         db.executemany(
-            "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ? WHERE id = ?",
-            [(n, size, b) for b, (n, size) in requeue.items()],
+            "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ?,"
+            " flush_requested_at = min(coalesce(flush_requested_at, ?), ?) WHERE id = ?",
+            [(n, size, due, due, b) for b, (n, size) in requeue.items()],
         )
 
     def finish(self, now: float, *, batch_error: str | None = None) -> None:

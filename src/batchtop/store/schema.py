@@ -223,5 +223,23 @@ def _v3_cache_1h_and_enqueue_estimates(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_engine, _v3_cache_1h_and_enqueue_estimates]
+def _v4_failure_verdicts(db: sqlite3.Connection) -> None:
+    """What the engine needs to tell failures apart.
+
+    - `requests.spared_attempts`: attempts that failed for the account's quota or
+      credit, not for the request: they do not count towards `engine.max_attempts`.
+    - `batches.lost_at`: when the provider stopped knowing the batch (404); its
+      requests wait for the operator's `batchtop resubmit`.
+    """
+    _script(
+        db,
+        """
+        ALTER TABLE requests ADD COLUMN spared_attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN lost_at REAL;
+        CREATE INDEX batches_lost ON batches (id) WHERE lost_at IS NOT NULL
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_engine, _v3_cache_1h_and_enqueue_estimates, _v4_failure_verdicts]
 SCHEMA_VERSION = len(MIGRATIONS)

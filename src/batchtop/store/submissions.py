@@ -205,3 +205,27 @@ def resolve_unknown(store: Store, submission: str, *, adopt: str | None, now: fl
                 (SUBMITTING, uuid.uuid4().hex, now, intent_id),
             )
     return intent_id
+
+
+def mark_lost(store: Store, batch_id: int, reason: str, now: float) -> int:
+    """The provider no longer knows this batch (404): it ended `failed`, its open
+    attempts are `lost` and their requests wait, `failed`, for the operator's
+    `batchtop resubmit` (never resent by themselves: the batch may still run where the
+    provider keeps it, another project or base URL, and would be paid twice). Returns
+    how many requests wait."""
+    with store.transaction() as db:
+        db.execute(
+            "UPDATE attempts SET outcome = 'lost', ended_at = ?, error = ? WHERE batch_id = ? AND outcome IS NULL",
+            (now, reason, batch_id),
+        )
+        cur = db.execute(
+            "UPDATE requests SET state = 'failed', last_error = ? WHERE state = 'in_flight' AND id IN"
+            " (SELECT request_id FROM attempts WHERE batch_id = ? AND outcome = 'lost')",
+            (reason, batch_id),
+        )
+        db.execute(
+            "UPDATE batches SET status = 'failed', last_error = ?, lost_at = ?, ended_at = coalesce(ended_at, ?),"
+            " ingested_at = ?, succeeded = 0, failed = total WHERE id = ?",
+            (reason, now, now, now, batch_id),
+        )
+        return cur.rowcount
