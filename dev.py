@@ -9,6 +9,7 @@ Anything after the command is passed on (to `batchtop demo` or to pytest).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -22,19 +23,31 @@ PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".installed"
 
 
+def installed_extras(stamp: str, version: str) -> set[str] | None:
+    """The extras a stamp says are installed for this pyproject.toml; None when the
+    stamp is for another version (or absent): everything must be installed again."""
+    stamped, _, extras = stamp.partition(":")
+    return set(filter(None, extras.split(","))) if stamp and stamped == version else None
+
+
 def ensure_venv(extra: str) -> None:
     if sys.version_info < (3, 11):
         sys.exit(f"batchtop needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not PY.exists():
         print(f"creating {VENV.relative_to(ROOT)} ...", file=sys.stderr)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    wanted = f"{extra}:{(ROOT / 'pyproject.toml').stat().st_mtime_ns}"
-    if STAMP.exists() and STAMP.read_text() == wanted:
+    # The stamp records which extras were installed for this pyproject.toml. An install
+    # with the test extra also holds everything `demo` needs, so `demo` after `test` (and
+    # `test` after `demo` had it) installs nothing; only a changed pyproject.toml or a
+    # missing extra does.
+    version = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    installed = installed_extras(STAMP.read_text() if STAMP.exists() else "", version)
+    if installed is not None and (not extra or extra in installed):
         return
     target = f"{ROOT}[{extra}]" if extra else str(ROOT)
     print(f"installing batchtop{'[' + extra + ']' if extra else ''} into .venv ...", file=sys.stderr)
     subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", target], check=True)
-    STAMP.write_text(wanted)
+    STAMP.write_text(f"{version}:{','.join(sorted((installed or set()) | {extra} - {''}))}")
 
 
 def main() -> int:

@@ -3,17 +3,22 @@ plus `batchtop quote`, which is ours."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
+import re
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
+from batchtop.cli import build_parser
 from batchtop.config import Config
 from batchtop.exitcodes import Exit
 from batchtop.quote import quote, render_quote
 from conftest import CORPUS, Result, anthropic_line, openai_line, run_batchtop
-from test_once import Cli, write_jsonl
+from test_once import Cli, config_file, db_rows, sim, write_jsonl  # noqa: F401 (sim is a fixture)
 
 # Every command of the contract with the options it must take, and ours after them.
 CONTRACT = {
@@ -154,3 +159,95 @@ def test_quote_rejects_what_enqueue_rejects(cli: Cli, name: str) -> None:
     quoted, enqueued = cli("quote", path), cli("enqueue", path)
     assert quoted.code == enqueued.code == Exit.ERROR
     assert quoted.err == enqueued.err and quoted.out == ""
+
+
+# -- help, confirmation, plurals ----------------------------------------------------------
+
+
+def _value_options(command: str | None) -> list[argparse.Action]:
+    """The options of a command's parser that take a value (flags have no default to show)."""
+    parser = build_parser()
+    if command is not None:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[command]
+    return [a for a in parser._actions if a.option_strings and a.nargs != 0 and a.help != argparse.SUPPRESS]
+
+
+@pytest.mark.parametrize("command", list(CONTRACT))
+def test_every_help_has_a_description_and_shows_defaults(cli: Cli, command: str | None) -> None:
+    result = cli(*([command] if command else []), "--help")
+    assert result.code == 0
+    _, _, rest = result.out.partition("\n\n")
+    description = rest.split("\n\n", 1)[0].strip()
+    assert description and not description.startswith(("positional arguments", "options")), result.out
+    flat = " ".join(result.out.split())
+    for action in _value_options(command):
+        name = action.option_strings[-1]
+        start = flat.index(name, flat.index("options:"))
+        entry = flat[start: start + 400]
+        assert "(default:" in entry.split(" --", 1)[0] + entry[:300], f"{command or 'batchtop'} {name}: no default in its help"
+        if action.default not in (None, argparse.SUPPRESS):
+            assert f"(default: {action.default})" in flat, f"{command or 'batchtop'} {name}"
+
+
+def _one_batch(cli: Cli, tmp_path: Path, sim) -> str:  # sim: Simulator
+    assert cli("enqueue", write_jsonl(tmp_path / "w.jsonl", [openai_line("r1")])).code == 0
+    assert cli("flush", "--all").code == 0
+    assert cli("tick").code == 0
+    (batch,) = sim.batches()
+    return batch["id"]
+
+
+def test_answering_no_to_cancel_exits_0_and_cancels_nothing(sim, cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    sim.config.per_request_s = 60.0  # stays in progress
+    batch_id = _one_batch(cli, tmp_path, sim)
+    for answer in ("n\n", "no\n", "\n"):
+        result = cli("cancel", batch_id, stdin=answer)
+        assert result.code == Exit.OK, result.err
+        assert "[y/N]" in result.err and "not cancelled" in result.err
+    assert db_rows(data_dir, "SELECT cancel_requested_at FROM batches") == [(None,)]
+    assert all(b["status"] != "cancelling" for b in sim.batches())
+    done = cli("cancel", batch_id, stdin="y\n")
+    assert done.code == Exit.OK, done.err
+    assert db_rows(data_dir, "SELECT cancel_requested_at IS NOT NULL FROM batches") == [(1,)]
+
+
+_PLURAL = re.compile(r"\(s\)|\w\(es\)")
+
+
+def test_no_parenthesised_plurals_in_cli_output(sim, cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """"1 request" and "2 requests", never "request(s)", in what the commands print,
+    alerts included (one dead letter, one unknown submission; then two of each)."""
+    sim.config.failure_rate = 1.0
+    config = config_file(tmp_path, "[engine]\nmax_attempts = 1\n[alerts]\nfailure_rate = 1.0\n")
+    outputs = [cli("enqueue", write_jsonl(tmp_path / "one.jsonl", [openai_line("r1")]))]
+    outputs += [cli("--config", config, "flush", "--all"), cli("--config", config, "tick")]
+    time.sleep(0.05)
+    outputs.append(cli("--config", config, "tick"))
+    unknown = ("INSERT INTO batches (submission_uid, provider, buffer_id, endpoint, model, status, total, created_at)"
+               " SELECT ?, provider, buffer_id, endpoint, model, 'unknown', 1, created_at FROM batches LIMIT 1")
+    with sqlite3.connect(data_dir / "batchtop.sqlite3") as db:
+        db.execute(unknown, ("lost-1",))
+    for round_ in range(2):
+        outputs += [cli("--config", config, "--once", "--no-refresh", "--fail-on-alert"),
+                    cli("--config", config, "--once", "--no-refresh", "--json"), cli("dead-letters")]
+        doc = json.loads(outputs[-2].out)
+        assert {a["kind"] for a in doc["alerts"]} >= {"dead_letters", "unknown_submissions"}
+        if round_:
+            break
+        outputs.append(cli("enqueue", write_jsonl(tmp_path / "two.jsonl", [openai_line("r2"), openai_line("r3")])))
+        outputs += [cli("--config", config, "flush", "--all"), cli("--config", config, "tick")]
+        time.sleep(0.05)
+        outputs.append(cli("--config", config, "tick"))
+        with sqlite3.connect(data_dir / "batchtop.sqlite3") as db:
+            db.execute(unknown, ("lost-2",))
+    messages = [a["message"] for a in doc["alerts"]]
+    assert "3 requests used up their attempts" in messages
+    assert any(m.startswith("2 submissions could not be matched") for m in messages)
+    text = "\n".join(r.out + r.err for r in outputs)
+    assert "1 request used up its attempts" in text and "1 submission could not be matched" in text
+    assert not _PLURAL.search(text), _PLURAL.findall(text)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join("{not json\n" for _ in range(200)))
+    rejected = cli("enqueue", str(bad))
+    assert rejected.code == Exit.ERROR and "more problems" in rejected.err and not _PLURAL.search(rejected.err)

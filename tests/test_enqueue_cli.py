@@ -58,7 +58,7 @@ def test_many_bad_lines_are_all_reported_up_to_a_limit(cli) -> None:
     named = [l for l in result.err.splitlines() if "many_bad_lines.jsonl:" in l]
     assert len(named) == 20
     assert "many_bad_lines.jsonl:20:" in result.err
-    assert "and 10 more problem(s)" in result.err
+    assert "and 10 more problems" in result.err
 
 
 def test_enqueue_mixed_file_reports_buffers(cli, data_dir: Path) -> None:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from batchtop.pricing.money import fmt_usd
+from batchtop.display import money_column
 from batchtop.sim import SimConfig, Simulator
 from conftest import Result, anthropic_line, openai_line, run_batchtop
 
@@ -182,13 +183,14 @@ def test_text_and_json_agree(sim: Simulator, cli: Cli, data_dir: Path, tmp_path:
         assert row[4] == f"{done}/{b['total']} {done / b['total']:.0%}"
         assert (int(row[5]), int(row[6])) == (b["succeeded"], b["failed"])
 
+    columns = {k: money_column([m[k] for m in doc["savings"]["by_model"]], doc["savings"]["total"][k], unknown="unknown")
+               for k in ("batch_cost_usd", "realtime_cost_usd", "resubmission_cost_usd", "saved_usd")}
     savings = {r[1]: r for r in _cells(text, "SAVINGS BY MODEL")}
     assert set(savings) == {m["model"] for m in doc["savings"]["by_model"]}
     for m in doc["savings"]["by_model"]:
         row = savings[m["model"]]
         assert int(row[2]) == m["requests_succeeded"]
-        money = [fmt_usd(m[k]) if m[k] is not None else "unknown"
-                 for k in ("batch_cost_usd", "realtime_cost_usd", "resubmission_cost_usd", "saved_usd")]
+        money = [columns[k][0][doc["savings"]["by_model"].index(m)] for k in columns]
         assert row[3:7] == money
         assert row[8] == f"{m['first_pass_success_rate'] * 100:.1f}%"
     house = next(m for m in doc["savings"]["by_model"] if m["model"] == "house-model")
@@ -197,11 +199,47 @@ def test_text_and_json_agree(sim: Simulator, cli: Cli, data_dir: Path, tmp_path:
 
     total = doc["savings"]["total"]
     assert total["complete"] is False
-    assert (f"TOTAL  batch {fmt_usd(total['batch_cost_usd'])}  realtime {fmt_usd(total['realtime_cost_usd'])}"
-            f"  saved {fmt_usd(total['saved_usd'])} ({total['saved_pct']:.1f}%)  (incomplete") in text
-    assert f"IN FLIGHT (estimate)  {fmt_usd(doc['in_flight_estimate_usd'])}" in text
+    assert (f"TOTAL  batch {columns['batch_cost_usd'][1]}  realtime {columns['realtime_cost_usd'][1]}"
+            f"  saved {columns['saved_usd'][1]} ({total['saved_pct']:.1f}%)") in text
+    assert "(incomplete" in text.split("\nTOTAL", 1)[1].splitlines()[0]
+    estimate = doc["in_flight_estimate"]
+    (queued, submitted), whole = money_column([estimate["queued_usd"], estimate["in_flight_usd"]],
+                                              doc["in_flight_estimate_usd"])
+    assert f"IN FLIGHT (estimate)  {whole}  (queued {queued}, submitted {submitted})" in text
     providers = {r[0]: r for r in _cells(text, "PROVIDERS")}
     assert {p: r[1] for p, r in providers.items()} == {p: s["status"] for p, s in doc["providers"].items()}
+
+
+def _usd(text: str) -> Decimal:
+    assert text.startswith(("$", "-$")), text
+    return Decimal(text.replace("$", "").replace(",", ""))
+
+
+def _decimals(text: str) -> int:
+    return len(text.rsplit(".", 1)[1])
+
+
+def test_money_columns_add_up_to_their_totals(sim: Simulator, cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """Sub-cent rows over a total above a cent: each column is shown at one precision at
+    which its rows visibly sum to the total (was: rows $0.0044 and $0.0065 over $0.01)."""
+    lines = [anthropic_line(f"a{i}") for i in range(10)] + [openai_line(f"o{i}", model="gpt-4o") for i in range(12)]
+    assert cli("enqueue", write_jsonl(tmp_path / "w.jsonl", lines)).code == 0
+    settle(cli, data_dir)
+    doc = status_json(cli)
+    text = cli("--once", "--no-refresh").out
+    rows = _cells(text, "SAVINGS BY MODEL")
+    assert len(rows) == 2
+    total = re.search(r"\nTOTAL  batch (\S+)  realtime (\S+)  saved (\S+) ", text)
+    assert total, text
+    for column, shown in zip((3, 4, 6), total.groups()):
+        cells = [r[column] for r in rows]
+        assert sum(map(_usd, cells), Decimal(0)) == _usd(shown), (cells, shown)
+        assert {_decimals(c) for c in cells} == {_decimals(shown)}  # one precision per column
+        assert all(_usd(c) != 0 for c in cells)  # no non-zero amount reads as $0
+    batch = doc["savings"]["total"]["batch_cost_usd"]
+    assert Decimal("0.01") < Decimal(str(batch)) and all(m["batch_cost_usd"] < 0.01 for m in doc["savings"]["by_model"])
+    assert doc["savings"]["total"]["batch_cost_usd"] == pytest.approx(
+        sum(m["batch_cost_usd"] for m in doc["savings"]["by_model"]), abs=2e-6)  # JSON stays exact, to 1e-6
 
 
 # -- refresh, and the --no-refresh guarantee --------------------------------------------------
@@ -298,7 +336,7 @@ def test_dead_letters_alert(sim: Simulator, cli: Cli, data_dir: Path, tmp_path: 
     assert cli("--config", config, "tick").code == 0
     result = cli("--config", config, "--once", "--no-refresh", "--fail-on-alert")
     assert result.code == 3
-    assert "batchtop: alert: dead_letters: 6 request(s) used up their attempts" in result.err
+    assert "batchtop: alert: dead_letters: 6 requests used up their attempts" in result.err
     assert "DEAD LETTERS  6" in result.out
 
 
@@ -316,7 +354,7 @@ def test_unknown_submission_alert(sim: Simulator, cli: Cli, data_dir: Path, tmp_
         )
     result = cli("--once", "--no-refresh", "--fail-on-alert")
     assert result.code == 3
-    assert "batchtop: alert: unknown_submissions: 1 submission(s)" in result.err
+    assert "batchtop: alert: unknown_submissions: 1 submission could" in result.err
     assert "UNKNOWN SUBMISSIONS  1" in result.out
     assert re.search(r"local-\d+ anthropic .* could be msgbatch_a, msgbatch_b; batchtop adopt local-\d+", result.out)
     doc = status_json(cli)

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 SETUP = (
     "python3 dev.py demo    # creates .venv, installs batchtop, runs the demo against the built-in simulator\n"
-    "python3 dev.py test    # creates .venv, installs batchtop[test], runs the whole test suite\n"
+    "python3 dev.py test    # creates .venv, installs batchtop[test], runs the tests (all but the slow tier)\n"
 )
 SCHEMA = json.loads(resources.files("batchtop").joinpath("status.schema.json").read_text())
 

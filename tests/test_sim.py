@@ -9,6 +9,7 @@ by the SDKs) are validated here line by line with the SDK models. Time is a
 from __future__ import annotations
 
 import asyncio
+import http.client
 import io
 import json
 from collections import Counter
@@ -178,6 +179,24 @@ def test_file_upload_is_multipart_and_round_trips(sim: Simulator, oai: Callable[
         with pytest.raises(openai.NotFoundError) as info:
             call(f.id)
         assert info.value.type == "invalid_request_error"
+
+
+def test_a_request_is_logged_before_its_response_reaches_the_client(sim: Simulator) -> None:
+    """The log holds a request as soon as its answer starts, streamed bodies included.
+    The entry used to be written once the handler had sent the whole body, so a fast
+    client could read a file and look for its request before it was logged (the
+    IndexError of test_file_upload_is_multipart_and_round_trips under load). Here the
+    client stops after the first chunk of 64 MB, while the server is still sending."""
+    big = sim.state.add_file("big.jsonl", "batch", b"x" * (64 << 20))
+    conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=30)
+    try:
+        conn.request("GET", f"/v1/files/{big['id']}/content", headers={"Authorization": "Bearer k"})
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read(65536)
+        (record,) = sim.requests(path=f"/v1/files/{big['id']}/content")
+        assert (record.method, record.status) == ("GET", 200)
+    finally:
+        conn.close()
 
 
 def test_file_upload_forms(sim: Simulator, oai: Callable[..., openai.OpenAI], tmp_path: Path) -> None:

@@ -12,20 +12,68 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from batchtop import paths
+from batchtop.display import clean
 from batchtop.errors import BatchtopError
 from batchtop.exitcodes import Exit
 
 
+def _say(text: str, *, err: bool = False) -> None:
+    """Print a message that may carry provider or user text (batch ids, models, errors):
+    cleaned, so no escape sequence in it reaches the terminal."""
+    print(clean(text), file=sys.stderr if err else sys.stdout)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option that takes a value shows its default: a value argparse knows is
+    appended as "(default: X)"; where the default is not a plain value (the data dir,
+    a provider told from each line) the help text says it in words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            "default" in text
+            or not action.option_strings
+            or action.nargs == 0
+            or action.default in (None, argparse.SUPPRESS)
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _log_cleanly(level: int, fmt: str = "%(message)s") -> None:
+    """Log to stderr through `display.clean`: the engine logs provider text (errors,
+    batch ids). Without this, `tick` would print its warnings through logging's
+    last-resort handler, raw. Imported only by the commands that run the engine."""
+    import logging
+
+    class CleanFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return clean(super().format(record), keep_newlines=True)
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(CleanFormatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--data-dir", metavar="DIR", default=default, help="where the SQLite state lives (env BATCHTOP_DATA_DIR)")
-    parser.add_argument("--config", metavar="FILE", default=default, help="TOML config file (env BATCHTOP_CONFIG)")
+    parser.add_argument(
+        "--data-dir", metavar="DIR", default=default,
+        help="where the SQLite state lives (default: $BATCHTOP_DATA_DIR, else the platform's user data dir)",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", default=default,
+        help="TOML config file (default: $BATCHTOP_CONFIG, else config.toml in the platform's user config dir;"
+        " optional there)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batchtop",
-        description="A console for LLM work run through the providers' batch APIs.",
+        description="A console for LLM work run through the providers' batch APIs."
+        " Without a command it opens the console; --once prints its status and exits.",
+        formatter_class=_HelpFormatter,
     )
     _global_options(parser, suppress=False)
     parser.add_argument("--once", action="store_true", help="print the status once and exit")
@@ -35,16 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_HelpFormatter)
         _global_options(p, suppress=True)
         return p
 
     p = command("enqueue", "validate and enqueue native batch lines, all or nothing")
     p.add_argument("files", nargs="+", metavar="FILE", help="JSONL files of OpenAI or Anthropic batch lines; - reads stdin")
     when = p.add_mutually_exclusive_group()
-    when.add_argument("--sla", metavar="DURATION", help="results needed within this long, e.g. 36h")
-    when.add_argument("--deadline", metavar="ISO", help="results needed by this time, e.g. 2026-11-27T09:00:00Z")
-    p.add_argument("--provider", choices=["openai", "anthropic"], help="force the provider instead of telling it from the line")
+    when.add_argument("--sla", metavar="DURATION", help="results needed within this long, e.g. 36h (default: no deadline)")
+    when.add_argument(
+        "--deadline", metavar="ISO", help="results needed by this time, e.g. 2026-11-27T09:00:00Z (default: no deadline)"
+    )
+    p.add_argument(
+        "--provider", choices=["openai", "anthropic"],
+        help="force the provider (default: told from each line's shape)",
+    )
 
     p = command("flush", "mark buffers for flushing now; the next tick submits them")
     which = p.add_mutually_exclusive_group(required=True)
@@ -63,24 +116,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("batch_id", metavar="BATCH_ID", help="one of its candidate provider batch ids")
 
     p = command("cancel", "cancel a batch at the provider")
-    p.add_argument("batch_id", metavar="BATCH_ID")
+    p.add_argument("batch_id", metavar="BATCH_ID", help="the provider's batch id")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     p = command("results", "write the latest successful result of each request (JSONL, keyed by custom_id)")
-    p.add_argument("batch_id", nargs="?", metavar="BATCH_ID", help="only the results of this provider batch")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (mode 0600, atomically) instead of stdout")
+    p.add_argument("batch_id", nargs="?", metavar="BATCH_ID", help="only the results of this provider batch (default: all)")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE (mode 0600, atomically) instead of stdout (default: stdout)"
+    )
 
     p = command("dead-letters", "list requests that used up their attempts, with their last error")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="a JSON array of objects")
 
     p = command("quote", "what batch input files would cost, batch vs real time, before enqueueing")
     p.add_argument("files", nargs="+", metavar="FILE", help="JSONL files of OpenAI or Anthropic batch lines; - reads stdin")
-    p.add_argument("--provider", choices=["openai", "anthropic"], help="force the provider instead of telling it from the line")
+    p.add_argument(
+        "--provider", choices=["openai", "anthropic"],
+        help="force the provider (default: told from each line's shape)",
+    )
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="a JSON array, one object per model")
 
     p = command("demo", "the console on a throw-away data dir, fed by the built-in simulator; needs no keys")
     p.add_argument("--speed", type=float, default=1.0, help="how fast the simulated providers work")
-    p.add_argument("--seconds", type=float, default=None, help="quit by itself after this long")
+    p.add_argument("--seconds", type=float, default=None, help="quit by itself after this many seconds (default: run until q)")
 
     p = command("sim", "run the provider simulator (OpenAI Files + Batches, Anthropic Message Batches) on 127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="port to listen on (0 picks a free one)")
@@ -88,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-try-failure-rate", type=float, default=0.0, help="share of requests that fail their first try only")
     p.add_argument("--fault-rate", type=float, default=0.0, help="share of HTTP calls answered 429/500 with Retry-After")
     p.add_argument("--per-request-s", type=float, default=0.0005, help="simulated processing time per request")
-    p.add_argument("--api-key", help="require this API key")
+    p.add_argument("--api-key", help="require this API key (default: none, any key is accepted)")
     return parser
 
 
@@ -117,7 +175,7 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
         return Exit.OK
     print(f"enqueued {total} request{'s' if total != 1 else ''}")
     for key, n in sorted(counts.items()):
-        print(f"  {n:>8}  {key.name}")
+        _say(f"  {n:>8}  {key.name}")
     return Exit.OK
 
 
@@ -166,24 +224,30 @@ def _print_report(report) -> None:  # report: TickReport
     ]
     print("tick: " + (", ".join(parts) if parts else "nothing to do"))
     for provider, error in report.errors.items():
-        print(f"  {provider}: {error}", file=sys.stderr)
+        _say(f"  {provider}: {error}", err=True)
     for reason in report.lost_reasons.values():
-        print(f"  {reason}", file=sys.stderr)
+        _say(f"  {reason}", err=True)
 
 
 def _cmd_tick(args: argparse.Namespace) -> int:
+    import logging
+
     from batchtop import operations
 
+    _log_cleanly(logging.WARNING)
     report = operations.tick(_data_dir(args), _config(args))
     _print_report(report)
     return Exit.ERROR if report.errors or report.lost else Exit.OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
     from batchtop import operations
     from batchtop.providers.clients import configure_logging
 
-    configure_logging(verbose=args.verbose)
+    _log_cleanly(logging.INFO, "%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging(verbose=args.verbose)  # adds redaction and quiets the HTTP client
     operations.run(_data_dir(args), _config(args))
     return Exit.OK
 
@@ -199,10 +263,10 @@ def _cmd_resubmit(args: argparse.Namespace) -> int:
                 submissions.resolve_unknown(store, args.batch_id.removeprefix("local-"), adopt=None, now=time.time())
             except LookupError as exc:
                 raise BatchtopError(str(exc)) from None
-            print(f"{args.batch_id} will be submitted again on the next tick")
+            _say(f"{args.batch_id} will be submitted again on the next tick")
             return Exit.OK
         n = actions.resubmit(store, args.batch_id, time.time())
-    print(f"{n} request{'s' if n != 1 else ''} of {args.batch_id} queued for a new attempt; the next tick submits them")
+    _say(f"{n} request{'s' if n != 1 else ''} of {args.batch_id} queued for a new attempt; the next tick submits them")
     return Exit.OK
 
 
@@ -216,11 +280,12 @@ def _cmd_adopt(args: argparse.Namespace) -> int:
             submissions.resolve_unknown(store, args.submission.removeprefix("local-"), adopt=args.batch_id, now=time.time())
         except LookupError as exc:
             raise BatchtopError(str(exc)) from None
-    print(f"{args.submission} is {args.batch_id}; the next tick polls it")
+    _say(f"{args.submission} is {args.batch_id}; the next tick polls it")
     return Exit.OK
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
+    import logging
     import time
 
     from batchtop import operations
@@ -237,23 +302,26 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
         provider, model, status, total, ok, failed = row
         if not args.yes:
             sys.stderr.write(
-                f"cancel {args.batch_id} ({provider} {model}, {status}, {ok} succeeded / {failed} failed / {total})? [y/N] "
+                clean(f"cancel {args.batch_id} ({provider} {model}, {status}, {ok} succeeded / {failed} failed"
+                      f" / {total})? [y/N] ")
             )
             sys.stderr.flush()
             answer = sys.stdin.readline().strip().lower()
             if answer not in ("y", "yes"):
+                # Declining is an answer, not a failure: a script that says no succeeded.
                 print("not cancelled", file=sys.stderr)
-                return Exit.ERROR
+                return Exit.OK
         actions.request_cancel(store, args.batch_id, time.time())
+    _log_cleanly(logging.WARNING)
     report = operations.cancel_now(data_dir, _config(args))
     if report is None:
-        print(f"cancel of {args.batch_id} requested; the running engine carries it out on its next tick")
+        _say(f"cancel of {args.batch_id} requested; the running engine carries it out on its next tick")
         return Exit.OK
     if report.errors:
         for provider, error in report.errors.items():
-            print(f"batchtop: {provider}: {error}; the cancel stays requested and is retried", file=sys.stderr)
+            _say(f"batchtop: {provider}: {error}; the cancel stays requested and is retried", err=True)
         return Exit.ERROR
-    print(f"cancelling {args.batch_id}; what finished before the cancel is ingested when it ends")
+    _say(f"cancelling {args.batch_id}; what finished before the cancel is ingested when it ends")
     return Exit.OK
 
 
@@ -286,6 +354,11 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 def _cmd_once(args: argparse.Namespace) -> int:
     from batchtop.once import run_once
 
+    if not args.no_refresh:
+        import logging
+
+        _log_cleanly(logging.WARNING)
+
     return run_once(
         _data_dir(args),
         _config(args),
@@ -302,9 +375,9 @@ def _cmd_results(args: argparse.Namespace) -> int:
         with exports.open_export(args.output) as f:
             written = exports.write_results(db, f, args.batch_id)
         if args.output not in (None, "-"):
-            print(f"wrote {written.count} result{'s' if written.count != 1 else ''} to {args.output}", file=sys.stderr)
+            _say(f"wrote {written.count} result{'s' if written.count != 1 else ''} to {args.output}", err=True)
     if written.note:
-        print(f"batchtop: {written.note}", file=sys.stderr)
+        _say(f"batchtop: {written.note}", err=True)
     return Exit.OK
 
 
@@ -380,7 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_once(args) if args.once else _cmd_console(args)
         return COMMANDS[args.command](args)
     except BatchtopError as exc:
-        print(f"batchtop: {exc}", file=sys.stderr)
+        # A rejected file has one line per problem: newlines kept, everything else cleaned.
+        print(clean(f"batchtop: {exc}", keep_newlines=True), file=sys.stderr)
         return Exit.ERROR
     except KeyboardInterrupt:
         return 130

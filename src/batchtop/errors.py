@@ -35,7 +35,7 @@ class EnqueueError(BatchtopError):
     def _text(self) -> str:
         lines = [str(e) for e in self.errors]
         if self.more:
-            lines.append(f"... and {self.more} more problem(s)")
+            lines.append(f"... and {self.more} more problem{'s' if self.more != 1 else ''}")
         lines.append("nothing was enqueued")
         return "\n".join(lines)
 

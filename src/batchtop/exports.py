@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from batchtop import paths
+from batchtop.display import clean
 from batchtop.errors import BatchtopError
 
 _FETCH = 1000
@@ -243,12 +244,22 @@ def dead_letters(db: sqlite3.Connection | None) -> Iterator[dict[str, Any]]:
             }
 
 
+# json.dumps escapes C0 controls but leaves DEL, C1 controls (\x9b is CSI to some
+# terminals) and bidi overrides raw when it keeps non-ASCII text readable; they can only
+# occur inside JSON strings, so escaping them keeps every value exact.
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _json_text(item: dict[str, Any]) -> str:
+    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(item, ensure_ascii=False))
+
+
 def write_dead_letters_json(db: sqlite3.Connection | None, out: TextIO) -> Written:
     """A JSON array, one object per line, written as the cursor yields them."""
     count = 0
     out.write("[")
     for item in dead_letters(db):
-        out.write(("\n" if not count else ",\n") + json.dumps(item, ensure_ascii=False))
+        out.write(("\n" if not count else ",\n") + _json_text(item))
         count += 1
     out.write("\n]\n" if count else "]\n")
     return Written(count)
@@ -271,6 +282,9 @@ def write_dead_letters_text(db: sqlite3.Connection | None, out: TextIO) -> Writt
         widths = [max(w, n or 0) for w, n in zip(widths, found)]
 
     def row(cells: list[str]) -> str:
+        # Every cell is provider content or a name taken as data: cleaned, so no escape
+        # sequence reaches the terminal (a cleaned hostile cell may outgrow its column).
+        cells = [clean(c) for c in cells]
         body = "  ".join(c.rjust(w) if i == 3 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
         return f"{body}  {cells[-1]}".rstrip() + "\n"
 
@@ -278,7 +292,7 @@ def write_dead_letters_text(db: sqlite3.Connection | None, out: TextIO) -> Writt
     for item in dead_letters(db):
         if not count:
             out.write(row(list(_TEXT_COLUMNS)))
-        error = " ".join((item["last_error"] or "-").split())
+        error = " ".join(clean(item["last_error"] or "-").split())
         out.write(row([item["custom_id"], item["provider"], item["model"], str(item["attempts"]),
                        item["last_batch_id"] or "-", error]))
         count += 1

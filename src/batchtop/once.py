@@ -16,8 +16,8 @@ from typing import Any, TextIO
 
 from batchtop import paths
 from batchtop.config import Config
+from batchtop.display import clean, money_column, usd_amount
 from batchtop.exitcodes import Exit
-from batchtop.pricing.money import fmt_usd
 
 _BOLD, _RED, _YELLOW, _RESET = "\x1b[1m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
 
@@ -46,17 +46,13 @@ def refresh(data_dir: Path, config: Config, err: TextIO) -> None:
     try:
         report = operations.tick(data_dir, config)
     except EngineBusy as exc:
-        err.write(f"batchtop: not refreshing: {exc}; showing the store as it is\n")
+        err.write(clean(f"batchtop: not refreshing: {exc}; showing the store as it is") + "\n")
         return
     for provider, error in sorted(report.errors.items()):
-        err.write(f"batchtop: refresh: {provider}: {error}\n")
+        err.write(clean(f"batchtop: refresh: {provider}: {error}") + "\n")
 
 
 # -- text ------------------------------------------------------------------------------
-
-
-def _money(value: float | None) -> str:
-    return fmt_usd(value) if value is not None else "unknown"
 
 
 def _pct(rate: float | None, scale: float = 100.0) -> str:
@@ -70,13 +66,19 @@ def _progress(batch: dict[str, Any]) -> str:
 
 
 class _Text:
-    """Plain-text writer: aligned tables; colour only on a terminal without NO_COLOR."""
+    """Plain-text writer: aligned tables; colour only on a terminal without NO_COLOR.
+
+    Every line and cell is passed through `display.clean` here, at the one place text
+    leaves, because most of it is provider content (batch ids, errors) or names we took
+    as data (models, custom_ids): an escape sequence in any of them must not reach the
+    terminal or the log it is written to. Our own colour codes are added after."""
 
     def __init__(self, out: TextIO, color: bool) -> None:
         self.out = out
         self.color = color
 
     def line(self, text: str = "", style: str = "") -> None:
+        text = clean(text)
         self.out.write((f"{style}{text}{_RESET}" if style and self.color else text) + "\n")
 
     def heading(self, text: str) -> None:
@@ -84,6 +86,7 @@ class _Text:
         self.line(text, _BOLD)
 
     def table(self, headers: list[str], rows: list[list[str]], right: frozenset[int] = frozenset()) -> None:
+        rows = [[clean(c) for c in r] for r in rows]
         widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
 
         def fmt(cells: list[str]) -> str:
@@ -131,16 +134,23 @@ def render_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> Non
         t.line("  (no batches)")
 
     savings = doc["savings"]
-    t.heading("SAVINGS BY MODEL")
     models = savings["by_model"]
+    total = savings["total"]
+    # One precision per money column, at which its rows visibly add up to the total
+    # below it; a model without a price is "unknown" and left out of both.
+    columns = {
+        key: money_column([m[key] for m in models], total.get(key), unknown="unknown")
+        for key in ("batch_cost_usd", "realtime_cost_usd", "resubmission_cost_usd", "saved_usd")
+    }
+    t.heading("SAVINGS BY MODEL")
     if models:
         t.table(
             ["PROVIDER", "MODEL", "SUCCEEDED", "BATCH", "REALTIME", "RESUBMISSIONS", "SAVED", "SAVED%", "FIRST-PASS"],
             [
-                [m["provider"], m["model"], str(m["requests_succeeded"]), _money(m["batch_cost_usd"]),
-                 _money(m["realtime_cost_usd"]), _money(m["resubmission_cost_usd"]), _money(m["saved_usd"]),
+                [m["provider"], m["model"], str(m["requests_succeeded"]),
+                 *(columns[key][0][i] for key in columns),
                  _pct(m["saved_pct"], 1), _pct(m["first_pass_success_rate"])]
-                for m in models
+                for i, m in enumerate(models)
             ],
             right=frozenset(range(2, 9)),
         )
@@ -152,20 +162,27 @@ def render_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> Non
                 t.line(f"  warning: {m['provider']}:{m['model']}: {m['warning']}", _YELLOW)
     else:
         t.line("  (no results yet)")
-    total = savings["total"]
     incomplete = "" if total["complete"] else "  (incomplete: models without a known price are left out)"
+    resubmitted = columns["resubmission_cost_usd"][1]
     t.line(
-        f"TOTAL  batch {_money(total['batch_cost_usd'])}  realtime {_money(total['realtime_cost_usd'])}"
-        f"  saved {_money(total['saved_usd'])} ({_pct(total['saved_pct'], 1)}){incomplete}",
+        f"TOTAL  batch {columns['batch_cost_usd'][1]}  realtime {columns['realtime_cost_usd'][1]}"
+        f"  saved {columns['saved_usd'][1]} ({_pct(total['saved_pct'], 1)})"
+        + (f"  resubmissions {resubmitted}" if total.get("resubmission_cost_usd") else "")
+        + incomplete,
         _BOLD,
     )
 
     estimate = doc.get("in_flight_estimate") or {}
     parts = ""
     if "queued_usd" in estimate:
-        parts = f"  (queued {_money(estimate['queued_usd'])}, submitted {_money(estimate['in_flight_usd'])})"
+        (queued, submitted), whole = money_column(
+            [estimate["queued_usd"], estimate["in_flight_usd"]], doc["in_flight_estimate_usd"], unknown="unknown"
+        )
+        parts = f"  (queued {queued}, submitted {submitted})"
+    else:
+        whole = usd_amount(doc["in_flight_estimate_usd"])
     partial = "" if estimate.get("complete", True) else "  (incomplete: models without a known price are left out)"
-    t.line(f"IN FLIGHT (estimate)  {_money(doc['in_flight_estimate_usd'])}{parts}{partial}")
+    t.line(f"IN FLIGHT (estimate)  {whole}{parts}{partial}")
     if estimate.get("basis"):
         t.line(f"  {estimate['basis']}")
 
@@ -230,6 +247,6 @@ def run_once(
         render_text(doc, out, color=_use_color(out))
     if fail_on_alert and doc["alerts"]:
         for a in doc["alerts"]:
-            err.write(f"batchtop: alert: {a['kind']}: {a['message']}\n")
+            err.write(clean(f"batchtop: alert: {a['kind']}: {a['message']}") + "\n")
         return Exit.ALERT
     return Exit.OK

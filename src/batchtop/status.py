@@ -102,12 +102,15 @@ def _alerts(doc: dict[str, Any], failed: int, ended: int, config: Config) -> lis
             "message": f"{failed} of {ended} attempts failed in the last {config.alerts.window / 3600:g}h"
             f" ({failed / ended:.1%}, threshold {threshold:.0%})",
         })
-    if doc["dead_letters"]:
-        alerts.append({"kind": "dead_letters", "message": f"{doc['dead_letters']} request(s) used up their attempts"})
-    if doc["unknown_submissions"]:
+    dead, unknown = doc["dead_letters"], doc["unknown_submissions"]
+    if dead:
+        used = "request used up its" if dead == 1 else "requests used up their"
+        alerts.append({"kind": "dead_letters", "message": f"{dead} {used} attempts"})
+    if unknown:
         alerts.append({
             "kind": "unknown_submissions",
-            "message": f"{doc['unknown_submissions']} submission(s) could not be matched at the provider: adopt or resubmit",
+            "message": f"{unknown} submission{'s' if unknown != 1 else ''} could not be matched at the provider:"
+            " adopt or resubmit",
         })
     return alerts
 

@@ -27,6 +27,9 @@ FORCE_FAULT_HEADER = "x-sim-fault"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: Whether the middleware answered a request with an injected fault (for its log entry).
+_FAULT: web.RequestKey[bool] = web.RequestKey("batchtop_sim_fault", bool)
+
 
 def provider_of(path: str) -> str:
     return ANTHROPIC if path.startswith("/v1/messages") else OPENAI
@@ -112,8 +115,18 @@ async def sim_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     except Exception:  # noqa: BLE001 - the client must get a well-formed 500
         log.exception("simulator handler failed for %s %s", request.method, request.path)
         response = error_response(provider, 500, "Internal simulator error.")
-    if debug:
-        return response
+    request[_FAULT] = fault
+    return response
+
+
+async def log_on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    """Record a request in the log as its response starts, before any byte of it is
+    sent: a client that has its answer always finds its request logged. (Recording on
+    the way out of the middleware raced with streamed bodies, which a handler sends
+    itself: a fast client read the whole file before the entry existed.)"""
+    if request.path.startswith(DEBUG_PREFIX):
+        return
+    sim = request.app[APP_SIM]
     retry = request.headers.get("x-stainless-retry-count", "")
     sim.state.record(
         LogRecord(
@@ -121,11 +134,10 @@ async def sim_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             path=request.path,
             query=dict(request.query),
             status=response.status,
-            provider=provider,
+            provider=provider_of(request.path),
             retry_count=int(retry) if retry.isdigit() else None,
-            fault=fault,
+            fault=bool(request.get(_FAULT, False)),
             headers={k.lower(): v for k, v in request.headers.items()},
             at=sim.clock.now(),
         )
     )
-    return response

@@ -18,7 +18,7 @@ from aiohttp import web
 from . import anthropic_routes, debug_routes, openai_routes
 from .clock import Clock
 from .config import SimConfig
-from .middleware import APP_SIM, FaultDice, sim_middleware
+from .middleware import APP_SIM, FaultDice, log_on_prepare, sim_middleware
 from .state import LogRecord, SimState
 
 _BODY_SLACK = 1 << 20
@@ -67,6 +67,7 @@ class Simulator:
             middlewares=[sim_middleware], client_max_size=self.config.max_json_body_bytes + _BODY_SLACK
         )
         app[APP_SIM] = self
+        app.on_response_prepare.append(log_on_prepare)
         app.add_routes(openai_routes.routes)
         app.add_routes(anthropic_routes.routes)
         app.add_routes(debug_routes.routes)
