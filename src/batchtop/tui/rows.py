@@ -183,14 +183,14 @@ def only(rows: Iterable[Row], needle: str) -> list[Row]:
     return [r for r in rows if matches(r, needle)]
 
 
-def header_lines(doc: Mapping[str, Any], now: float, engine: str, where: str = "") -> Text:
+def header_lines(doc: Mapping[str, Any], now: float, engine: Text, where: str = "") -> Text:
     """Three lines: where and who runs the engine; the providers; the totals."""
     text = Text()
     text.append("batchtop", style="bold")
     if where:
         text.append(f" {where}", style="dim")
     text.append("  ·  ")
-    text.append_text(Text.from_markup(engine))
+    text.append_text(engine)
     poll = doc.get("last_poll_at")
     text.append("\nlast provider poll ")
     if poll:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -33,7 +34,7 @@ class MainScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self._snapshot: Snapshot | None = None
-        self._engine = ""
+        self._engine = Text()
         self._filter = ""
 
     @property
@@ -60,7 +61,7 @@ class MainScreen(Screen[None]):
         self.query_one("#batches", LiveTable).focus()
 
     # -- rendering -----------------------------------------------------------------
-    def apply(self, snapshot: Snapshot, engine: str) -> None:
+    def apply(self, snapshot: Snapshot, engine: Text) -> None:
         """Show a snapshot; the tables are diffed so cursors stay on their rows."""
         self._snapshot = snapshot
         self._engine = engine
