@@ -43,6 +43,11 @@ def account_for(config: Config, provider: str) -> Account:
     return config.accounts.get(provider) or Account(provider=provider)
 
 
+def key_env(config: Config, provider: str) -> str:
+    """The environment variable that holds the provider's API key (never its value)."""
+    return account_for(config, provider).api_key_env or _DEFAULT_KEY_ENV[provider]
+
+
 def build_adapter(config: Config, provider: str) -> ProviderAdapter:
     account = account_for(config, provider)
     key_env = account.api_key_env or _DEFAULT_KEY_ENV[provider]

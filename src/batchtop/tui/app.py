@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.notifications import SeverityLevel
+from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -29,7 +30,7 @@ from batchtop.tui import operations, snapshot
 from batchtop.tui.commands import ConsoleCommands
 from batchtop.tui.engine_line import EngineView, State, engine_text
 from batchtop.tui.engine_runner import EngineRunner
-from batchtop.tui.messages import ActionDone, EngineTicked, StatusRefreshed
+from batchtop.tui.messages import ActionDone, EngineTicked, SearchDone, StatusRefreshed
 from batchtop.tui.screens.main import MainScreen
 from batchtop.tui.snapshot import Snapshot
 
@@ -77,8 +78,15 @@ class BatchtopApp(App[int]):
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
         self.refresh_status()
+        if self._want_engine:  # the last tick's age, and the stall warning, stay current
+            self.set_interval(1.0, self._show_engine_age)
         if self.exit_after is not None:
             self.set_timer(self.exit_after, self.action_quit)
+
+    @property
+    def runs_engine(self) -> bool:
+        """This console runs (or will run) the engine: it was not started as a watcher."""
+        return self._want_engine
 
     @property
     def engine_line(self) -> Text:
@@ -99,6 +107,20 @@ class BatchtopApp(App[int]):
         snap = snapshot.load(self.data_dir, self.config, self.now())
         if not get_current_worker().is_cancelled:
             self.post_message(StatusRefreshed(snap))
+
+    @work(thread=True, exclusive=True, group="search", exit_on_error=False)
+    def search(self, needle: str) -> None:
+        """Every batch in the store matching the `/` search, not only those listed."""
+        found = snapshot.search(self.data_dir, needle)
+        if not get_current_worker().is_cancelled:
+            self.post_message(SearchDone(needle, found))
+
+    def on_search_done(self, message: SearchDone) -> None:
+        self.main.found(message.needle, message.batches)
+
+    def _show_engine_age(self) -> None:
+        if self.screen is self.main:
+            self.main.show_engine(self.engine_line)
 
     def on_status_refreshed(self, message: StatusRefreshed) -> None:
         self.latest = message.snapshot
@@ -242,6 +264,13 @@ class BatchtopApp(App[int]):
             self._arm_refresh()
         else:
             self.tell(f"{worker.name or worker.group} failed: {type(error).__name__}: {error}", severity="error")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's own commands, less its Quit: the console's Quit (with the engine's
+        grace) is in the palette already, once."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":
+                yield command
 
     def on_unmount(self) -> None:
         """Exited without `action_quit` (e.g. a test harness): still give the lease back,
