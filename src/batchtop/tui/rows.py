@@ -20,9 +20,10 @@ Cell = str | Text
 Row = tuple[str, tuple[Cell, ...]]
 """(row key, cells)."""
 
-BUFFER_COLUMNS = ("provider", "model", "queued", "size", "oldest", "flush due", "deadline", "held")
-BATCH_COLUMNS = ("batch", "provider", "model", "status", "progress", "age", "window left")
-SAVINGS_COLUMNS = ("provider", "model", "batch $", "real-time $", "saved $", "saved %", "1st pass")
+# Essentials first, so a narrow terminal loses only the least needed columns at the right.
+BUFFER_COLUMNS = ("model", "queued", "flush due", "held", "deadline", "oldest", "size", "provider")
+BATCH_COLUMNS = ("batch", "status", "progress", "window left", "age", "model", "provider")
+SAVINGS_COLUMNS = ("model", "saved $", "batch $", "real-time $", "saved %", "1st pass", "provider")
 
 STATUS_STYLE = {
     "submitting": "yellow",
@@ -102,14 +103,14 @@ def buffer_rows(doc: Mapping[str, Any], now: float) -> list[Row]:
         rows.append((
             b["name"],
             (
-                cell(b["provider"]),
                 cell(b["model"], limit=40),
                 Text(f"{b['queued']:,}", justify="right"),
-                Text(size(b["bytes"]), justify="right"),
-                Text(ago(b["oldest_enqueued_at"], now)),
                 due,
-                Text(countdown(b["earliest_deadline"], now)),
                 cell(held, "yellow", limit=48) if held else Text(""),
+                Text(countdown(b["earliest_deadline"], now)),
+                Text(ago(b["oldest_enqueued_at"], now)),
+                Text(size(b["bytes"]), justify="right"),
+                cell(b["provider"]),
             ),
         ))
     return rows
@@ -132,8 +133,18 @@ def batch_progress(b: Mapping[str, Any], width: int = BAR_WIDTH) -> Text:
     return bar
 
 
-def batch_rows(doc: Mapping[str, Any], now: float) -> list[Row]:
-    """In-flight batches first (the document's order), then the most recent ended."""
+def middle(text: str, width: int | None) -> str:
+    """`batch_67f3…c9d2f`: both ends of an id kept (its prefix and its unique tail)."""
+    text = clean(text)
+    if width is None or len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def batch_rows(doc: Mapping[str, Any], now: float, id_width: int | None = None) -> list[Row]:
+    """In-flight batches first (the document's order), then the most recent ended;
+    ids cut in the middle to `id_width` on a narrow terminal (inspect shows them whole)."""
     rows: list[Row] = []
     batches = sorted(doc["batches"], key=lambda b: not in_flight(b))  # stable: keeps the document's order within each
     for b in batches:
@@ -147,8 +158,8 @@ def batch_rows(doc: Mapping[str, Any], now: float) -> list[Row]:
             bar.append(" counted at end", style="dim")  # Anthropic reports counts only once a batch ends
         rows.append((
             b["id"],
-            (cell(b["id"], limit=40), cell(b["provider"]), cell(b["model"], limit=40), status, bar,
-             Text(ago(b["created_at"], now)), Text(left)),
+            (Text(middle(b["id"], id_width or 40)), status, bar, Text(left), Text(ago(b["created_at"], now)),
+             cell(b["model"], limit=24 if id_width else 40), cell(b["provider"])),
         ))
     return rows
 
@@ -218,19 +229,20 @@ def savings_rows(doc: Mapping[str, Any]) -> list[Row]:
     decimals = savings_decimals(doc)
 
     def money(known: bool, batch: float | None, saved: float | None, style: str) -> tuple[Text, Text, Text]:
+        """(saved, batch, real-time): the column order of SAVINGS_COLUMNS."""
         b, r, s = savings_money(batch if known else None, saved if known else None, decimals)
-        return Text(b, justify="right"), Text(r, justify="right"), Text(s, style=style, justify="right")
+        return Text(s, style=style, justify="right"), Text(b, justify="right"), Text(r, justify="right")
 
     for m in savings["by_model"]:
         known = bool(m.get("price_known"))
         rows.append((
             f"{m['provider']}:{m['model']}",
             (
-                cell(m["provider"]),
                 cell(m["model"], limit=32),
                 *money(known, m["batch_cost_usd"], m["saved_usd"], "green" if (m["saved_usd"] or 0) > 0 else ""),
                 Text(pct(m["saved_pct"]), justify="right"),
                 Text(pct(m["first_pass_success_rate"], 100), justify="right"),
+                cell(m["provider"]),
             ),
         ))
     if rows:
@@ -239,11 +251,11 @@ def savings_rows(doc: Mapping[str, Any]) -> list[Row]:
         rows.append((
             "total",
             (
-                Text("total", style="bold"),
-                Text("" if t.get("complete", True) else "(priced models only)", style="dim"),
+                Text("total" if t.get("complete", True) else "total (priced models)", style="bold"),
                 *money(known, t.get("batch_cost_usd"), t.get("saved_usd"), "bold green"),
                 Text(pct(t.get("saved_pct")), justify="right"),
                 Text(pct(t.get("first_pass_success_rate"), 100), justify="right"),
+                Text(""),
             ),
         ))
     return rows

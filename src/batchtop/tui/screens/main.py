@@ -22,7 +22,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from batchtop.display import clean
 from batchtop.providers.base import ENDED
 from batchtop.tui import rows
 from batchtop.tui.registry import ACTIONS, bindings
@@ -34,6 +33,11 @@ from batchtop.tui.widgets.live_table import LiveTable
 
 if TYPE_CHECKING:
     from batchtop.tui.app import BatchtopApp
+
+WIDE = 150
+"""From this many columns, batch ids are shown whole."""
+ID_WIDTH = 20
+NARROW = 120
 
 TABLE_NAMES = {"buffers": ("buffer", "Buffers"), "batches": ("batch", "Batches"), "savings": ("model", "Savings by model")}
 SCOPE = {a.action: a.on for a in ACTIONS}
@@ -47,8 +51,8 @@ WELCOME = (
 
 
 def short(key: str, width: int = 16) -> str:
-    """A row key for the footer: `batch_0c1f2e…`."""
-    return clean(key, limit=width)
+    """A row key for the footer: `batch_…0c1f2e9d`, both ends kept."""
+    return rows.middle(key, width)
 
 
 class MainScreen(Screen[None]):
@@ -80,6 +84,16 @@ class MainScreen(Screen[None]):
                 with box:
                     yield Static(id="problems")
         yield Footer()
+
+    def on_resize(self) -> None:
+        """Narrow terminals: batch ids cut in the middle, savings and problems side by
+        side at equal widths, so the essentials (leftmost columns) stay in view."""
+        narrow = self.size.width < NARROW
+        self.set_class(narrow, "narrow")
+        footer = self.query_one(Footer)
+        footer.compact = narrow
+        footer.show_command_palette = not narrow  # ctrl+p still works; help lists it
+        self._redraw()
 
     def on_mount(self) -> None:
         for name, (_, title) in TABLE_NAMES.items():
@@ -119,7 +133,7 @@ class MainScreen(Screen[None]):
             empty = not doc["buffers"] and not doc["batches"] and not doc["savings"]["by_model"] and not snap.error
             self.query_one("#welcome").display = empty
             self._fill("#buffers", "Buffers", rows.buffer_rows(doc, now))
-            self._fill_batches(doc, now)
+            self._fill_batches(doc, now, None if self.size.width >= WIDE else ID_WIDTH)
             self._fill("#savings", "Savings by model", rows.savings_rows(doc))
             self.query_one("#problems", Static).update(rows.problems(doc, now, snap.error))
         self.refresh_bindings()
@@ -131,17 +145,17 @@ class MainScreen(Screen[None]):
         count = f"{len(shown)} of {len(all_rows)}" if self._filter else f"{len(all_rows)}"
         table.border_title = f"{title} ({count})"
 
-    def _fill_batches(self, doc: Mapping[str, Any], now: float) -> None:
+    def _fill_batches(self, doc: Mapping[str, Any], now: float, id_width: int | None) -> None:
         """In flight first, then the recent ended; a search adds its hits from the
         whole store (older ended batches the document does not list)."""
         table = self.query_one("#batches", LiveTable)
-        listed = rows.batch_rows(doc, now)
+        listed = rows.batch_rows(doc, now, id_width)
         shown = rows.only(listed, self._filter)
         extra: list[rows.Row] = []
         if self._filter and self._found:
             have = {k for k, _ in listed}
             older = [b for b in self._found if b["id"] not in have]
-            extra = rows.batch_rows({"batches": older}, now)
+            extra = rows.batch_rows({"batches": older}, now, id_width)
         table.sync(shown + extra)
         title = rows.batches_title(doc, len(shown), len(listed))
         if self._filter:
@@ -167,6 +181,7 @@ class MainScreen(Screen[None]):
         table = self._focused_table()
         here = table.id if table is not None else None
         key = table.selected_key if table is not None else None
+        named = False
         for k, ab in list(active.items()):
             if ab.node is not self:
                 continue
@@ -178,8 +193,9 @@ class MainScreen(Screen[None]):
                 continue
             if scope != here:
                 del active[k]
-            elif key is not None:
+            elif key is not None and not named and ab.binding.show:  # once, on the first key for this row
                 active[k] = ab._replace(binding=replace(ab.binding, description=f"{ab.binding.description} {short(key)}"))
+                named = True
         return active
 
     @on(DataTable.RowHighlighted)
