@@ -66,6 +66,44 @@ def test_cancel_confirmation(snap_compare, data: sample.Sample) -> None:
     assert snap_compare(frozen_app(data), terminal_size=SIZE, press=["c"], run_before=on_batch(data.running_batch))
 
 
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+def test_main_screen_at(snap_compare, data: sample.Sample, size: tuple[int, int]) -> None:
+    """The sizes operators use: nothing essential cut (see test_layout_keeps_the_essentials)."""
+    assert snap_compare(frozen_app(data), terminal_size=size, run_before=on_batch(data.running_batch))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (160, 48), (220, 60)])
+def test_layout_keeps_the_essentials(data: sample.Sample, size: tuple[int, int]) -> None:
+    """Header totals whole; the Batches' id, status and progress and the Savings'
+    model and saved columns inside their tables; no Savings scrollbar from 160 on."""
+    import asyncio
+
+    from batchtop.tui import rows
+
+    async def run() -> None:
+        app = frozen_app(data)
+        async with app.run_test(size=size) as pilot:
+            await loaded(pilot)
+            await pilot.pause()
+            header = str(app.screen.query_one("#header").render())
+            for part in ("1 batch in flight", "3 dead letters", "2 alerts", "saved $", "queued 82", "openai ok"):
+                assert part in header, (size, part)
+            header_box = app.screen.query_one("#header")
+            assert header_box.size.height >= len(header_box.render().wrap(header_box.content_size.width))  # nothing cut
+            for name, essential in (("batches", ("batch", "status", "progress")), ("savings", ("model", "saved $")),
+                                    ("buffers", ("model", "queued", "flush due"))):
+                t = app.screen.query_one(f"#{name}", LiveTable)
+                columns = list(t.ordered_columns)
+                end = sum(c.get_render_width(t) for c in columns[: max(columns.index(c) for c in columns if c.key.value in essential) + 1])
+                assert end <= t.scrollable_content_region.width, (size, name, end)
+            if size[0] >= 160:
+                savings = app.screen.query_one("#savings", LiveTable)
+                assert savings.virtual_size.width <= savings.scrollable_content_region.width, size
+            assert rows.BATCH_COLUMNS[:3] == ("batch", "status", "progress")
+
+    asyncio.run(run())
+
+
 def test_sample_is_deterministic(tmp_path: Path, data: sample.Sample) -> None:
     """Two builds give the same status document: what the snapshots stand on."""
     from batchtop.tui.snapshot import load

@@ -81,7 +81,42 @@ def _batches(db: sqlite3.Connection) -> list[dict[str, Any]]:
         " ORDER BY ingested_at DESC, id DESC LIMIT ?",
         (RECENT_ENDED,),
     ).fetchall()
-    return [_batch(r) for r in live + ended]
+    batches = [_batch(r) for r in live + ended]
+    _unfinished(db, batches, [r[0] for r in live + ended])
+    return batches
+
+
+def _unfinished(db: sqlite3.Connection, batches: list[dict[str, Any]], local_ids: list[int]) -> None:
+    """`unfinished`: attempts a cancelled or expired batch never ran (outcome cancelled
+    or expired), so views can show them apart from real failures. Only such batches are
+    counted, over the index of their non-succeeded attempts."""
+    for doc, local in zip(batches, local_ids):
+        doc["unfinished"] = 0
+        if doc["status"] in ("cancelled", "expired") and doc["ingested"]:
+            (n,) = db.execute(
+                "SELECT count(*) FROM attempts WHERE batch_id = ? AND outcome IN ('cancelled', 'expired')", (local,)
+            ).fetchone()
+            doc["unfinished"] = int(n)
+
+
+def batches_by_id(db: sqlite3.Connection, local_ids: list[int]) -> list[dict[str, Any]]:
+    """The document's batch entries for these batches (a search's hits), in that order."""
+    if not local_ids:
+        return []
+    marks = ", ".join("?" * len(local_ids))
+    found = {r[0]: r for r in db.execute(f"SELECT {_BATCH_COLS} FROM batches WHERE id IN ({marks})", local_ids)}
+    rows = [found[i] for i in local_ids if i in found]
+    batches = [_batch(r) for r in rows]
+    _unfinished(db, batches, [r[0] for r in rows])
+    return batches
+
+
+def batch_counts(db: sqlite3.Connection) -> dict[str, int]:
+    """How many batches the store holds in flight and ended (the console's titles)."""
+    live, ended = db.execute(
+        "SELECT coalesce(sum(ingested_at IS NULL), 0), coalesce(sum(ingested_at IS NOT NULL AND total > 0), 0) FROM batches"
+    ).fetchone()
+    return {"in_flight": int(live), "ended": int(ended)}
 
 
 def failure_rate(db: sqlite3.Connection, config: Config, now: float) -> tuple[int, int]:
@@ -144,6 +179,7 @@ def collect(db: sqlite3.Connection, config: Config, now: float) -> dict[str, Any
         "generated_at": iso(now),
         "buffers": _buffers(db, config),
         "batches": _batches(db),
+        "batch_counts": batch_counts(db),
         "savings": savings(db, config),
         "in_flight_estimate_usd": estimate.get("in_flight_usd"),
         "queued_estimate_usd": estimate.get("queued_usd"),
@@ -165,6 +201,7 @@ def empty(now: float) -> dict[str, Any]:
         "generated_at": iso(now),
         "buffers": [],
         "batches": [],
+        "batch_counts": {"in_flight": 0, "ended": 0},
         "savings": {"by_model": [], "total": {"batch_cost_usd": 0.0, "realtime_cost_usd": 0.0, "saved_usd": 0.0,
                                              "saved_pct": None, "resubmission_cost_usd": 0.0, "requests_succeeded": 0,
                                              "first_pass_success_rate": None, "complete": True}},

@@ -11,8 +11,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def run_console(data_dir: Path, config: Config) -> int:
-    """Open the console on a data dir; returns the exit status."""
+    """Open the console on a data dir; returns the exit status, non-zero when the
+    console ended in an error rather than by quitting."""
     from batchtop.tui.app import BatchtopApp
 
-    result = BatchtopApp(data_dir, config).run()
+    app = BatchtopApp(data_dir, config)
+    result = app.run()
+    if app.return_code:  # a crash (Textual printed the traceback): never exit 0
+        return int(app.return_code)
     return int(result or 0)

@@ -9,28 +9,36 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from rich.markup import escape
+from rich.text import Text
 from textual import on, work
-from textual.app import App
+from textual.app import App, SystemCommand
+from textual.notifications import SeverityLevel
+from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from batchtop.config import Config
+from batchtop.display import clean
 from batchtop.errors import BatchtopError
 from batchtop.store.lease import EngineBusy
 from batchtop.tui import operations, snapshot
 from batchtop.tui.commands import ConsoleCommands
+from batchtop.tui.engine_line import EngineView, State, engine_text
 from batchtop.tui.engine_runner import EngineRunner
-from batchtop.tui.messages import ActionDone, EngineTicked, StatusRefreshed
+from batchtop.tui.messages import ActionDone, EngineTicked, SearchDone, StatusRefreshed
 from batchtop.tui.screens.main import MainScreen
 from batchtop.tui.snapshot import Snapshot
 
 QUIT_GRACE = 5.0
 """Seconds to let a running tick finish before quitting anyway."""
+
+MIN_TIMER = 0.05
+"""The shortest delay a timer is armed with: Textual 8 never fires a 0 s timer."""
 
 
 class BatchtopApp(App[int]):
@@ -59,7 +67,7 @@ class BatchtopApp(App[int]):
         self.refresh_every = refresh_every
         self.exit_after = exit_after
         self.latest: Snapshot | None = None
-        self.engine_line = "[dim]engine off[/]" if not engine else "[dim]engine starting…[/]"
+        self._engine_view = EngineView("starting" if engine else "off", config.engine.poll_interval)
         self._want_engine = engine
         self._runner: EngineRunner | None = None
         self._viewer_of: str | None = None
@@ -70,8 +78,23 @@ class BatchtopApp(App[int]):
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
         self.refresh_status()
+        if self._want_engine:  # the last tick's age, and the stall warning, stay current
+            self.set_interval(1.0, self._show_engine_age)
         if self.exit_after is not None:
             self.set_timer(self.exit_after, self.action_quit)
+
+    @property
+    def runs_engine(self) -> bool:
+        """This console runs (or will run) the engine: it was not started as a watcher."""
+        return self._want_engine
+
+    @property
+    def engine_line(self) -> Text:
+        """The header's engine line, aged to this moment."""
+        return engine_text(self._engine_view, time.monotonic())
+
+    def _engine_is(self, state: State, **changes: object) -> None:
+        self._engine_view = replace(self._engine_view, state=state, **changes)  # type: ignore[arg-type]
 
     @property
     def main(self) -> MainScreen:
@@ -84,6 +107,20 @@ class BatchtopApp(App[int]):
         snap = snapshot.load(self.data_dir, self.config, self.now())
         if not get_current_worker().is_cancelled:
             self.post_message(StatusRefreshed(snap))
+
+    @work(thread=True, exclusive=True, group="search", exit_on_error=False)
+    def search(self, needle: str) -> None:
+        """Every batch in the store matching the `/` search, not only those listed."""
+        found = snapshot.search(self.data_dir, needle)
+        if not get_current_worker().is_cancelled:
+            self.post_message(SearchDone(needle, found))
+
+    def on_search_done(self, message: SearchDone) -> None:
+        self.main.found(message.needle, message.batches)
+
+    def _show_engine_age(self) -> None:
+        if self.screen is self.main:
+            self.main.show_engine(self.engine_line)
 
     def on_status_refreshed(self, message: StatusRefreshed) -> None:
         self.latest = message.snapshot
@@ -108,14 +145,14 @@ class BatchtopApp(App[int]):
         if snap.other_engine is not None:
             if self._runner is None:
                 self._viewer_of = snap.other_engine
-                self.engine_line = f"[bold yellow]viewer[/]: engine is {escape(snap.other_engine)}"
+                self._engine_is("viewer", detail=snap.other_engine)
             return
         if self._runner is None:
             if self._viewer_of is not None:
-                self.notify(f"the other engine ({self._viewer_of}) is gone: this console runs the engine now")
+                self.tell(f"the other engine ({self._viewer_of}) is gone: this console runs the engine now")
             self._viewer_of = None
             self._runner = EngineRunner(self.data_dir, self.config, self.now)
-            self.engine_line = "[bold green]engine running[/]"
+            self._engine_is("starting", started_at=time.monotonic(), last_tick_at=None)
             self._start_tick()
 
     def wake_engine(self) -> None:
@@ -142,20 +179,24 @@ class BatchtopApp(App[int]):
     def on_engine_ticked(self, message: EngineTicked) -> None:
         self._ticking = False
         report = message.result.report
-        done = [f"tick {message.result.took:.1f}s"]
+        done = [f"took {message.result.took:.1f}s"]
         done += [f"{what} {len(ids)}" for what, ids in (("submitted", report.submitted), ("ingested", report.ingested)) if ids]
-        self.engine_line = f"[bold green]engine running[/] [dim]({', '.join(done)})[/]"
-        if report.errors:  # the providers line says which and why
-            self.engine_line += f" [bold red]{len(report.errors)} provider error(s)[/]"
-        self._next_tick(0.0 if self._tick_again else message.result.next_in)
+        self._engine_is("running", last_tick_at=time.monotonic(), summary=", ".join(done),
+                        provider_errors=len(report.errors), detail="")  # the providers line says which and why
+        if self._tick_again:
+            self._start_tick()  # an action landed mid-tick: go again now, never through a 0 s timer
+        else:
+            self._next_tick(message.result.next_in)
         self.refresh_status()
 
     def _next_tick(self, delay: float) -> None:
+        """Arm the next tick. Textual 8's timers never fire at a 0 s delay (they divide by
+        it), so the delay has a floor: a tick is never lost to a zero."""
         if self._stopping or self._runner is None:
             return
         if self._tick_timer is not None:
             self._tick_timer.stop()
-        self._tick_timer = self.set_timer(max(0.0, delay), self._start_tick)
+        self._tick_timer = self.set_timer(max(MIN_TIMER, delay), self._start_tick)
 
     def _engine_failed(self, error: BaseException | None) -> None:
         self._ticking = False
@@ -163,12 +204,15 @@ class BatchtopApp(App[int]):
             runner, self._runner = self._runner, None
             if runner is not None:
                 self.run_worker(runner.close, thread=True, group="engine-close", exit_on_error=False)
-            self.engine_line = f"[bold yellow]viewer[/]: {escape(str(error))}"
+            self._engine_is("viewer", detail=str(error))
             self._viewer_of = str(error)
-            self.notify(f"another engine took the data dir; watching it: {error}", severity="warning")
+            self.tell(f"another engine took the data dir; watching it: {error}", severity="warning")
             return
-        self.engine_line = f"[bold red]engine error[/]: {type(error).__name__}: {escape(str(error)[:200])}"
-        self._next_tick(self.config.engine.poll_interval)
+        self._engine_is("error", detail=f"{type(error).__name__}: {error}")
+        if self._tick_again:
+            self._start_tick()
+        else:
+            self._next_tick(self.config.engine.poll_interval)
 
     # -- actions -----------------------------------------------------------------------
     def _act(self, fn: Callable[[], str], *, wake: bool) -> None:
@@ -191,15 +235,20 @@ class BatchtopApp(App[int]):
 
     def on_action_done(self, message: ActionDone) -> None:
         if message.error:
-            self.notify(message.text, severity="error", timeout=8)
+            self.tell(message.text, severity="error", timeout=8)
             return
         if self._runner is None and self._viewer_of:
-            self.notify(f"{message.text}; the engine in {self._viewer_of.split(' (')[0]} carries it out")
+            self.tell(f"{message.text}; the engine in {self._viewer_of.split(' (')[0]} carries it out")
         else:
-            self.notify(message.text)
+            self.tell(message.text)
         if message.wake:
             self.wake_engine()
         self.refresh_status()
+
+    def tell(self, text: str, *, severity: SeverityLevel = "information", timeout: float | None = None) -> None:
+        """A notification of text that may carry batch ids, model names or provider
+        errors: cleaned, and never read as markup."""
+        self.notify(clean(text, limit=400), severity=severity, timeout=timeout, markup=False)
 
     # -- failures and exit ---------------------------------------------------------------
     @on(Worker.StateChanged)
@@ -211,10 +260,17 @@ class BatchtopApp(App[int]):
         if worker.group == "engine":
             self._engine_failed(error)
         elif worker.group == "refresh":
-            self.notify(f"refresh failed: {error}", severity="error")
+            self.tell(f"refresh failed: {error}", severity="error")
             self._arm_refresh()
         else:
-            self.notify(f"{worker.name or worker.group} failed: {type(error).__name__}: {error}", severity="error")
+            self.tell(f"{worker.name or worker.group} failed: {type(error).__name__}: {error}", severity="error")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's own commands, less its Quit: the console's Quit (with the engine's
+        grace) is in the palette already, once."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":
+                yield command
 
     def on_unmount(self) -> None:
         """Exited without `action_quit` (e.g. a test harness): still give the lease back,

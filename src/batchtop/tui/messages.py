@@ -33,3 +33,12 @@ class ActionDone(Message):
         self.text = text
         self.error = error
         self.wake = wake
+
+
+class SearchDone(Message):
+    """The batches in the whole store that match a search."""
+
+    def __init__(self, needle: str, batches: list) -> None:
+        super().__init__()
+        self.needle = needle
+        self.batches = batches

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from batchtop.store import Store, actions
+from batchtop.store.retries import Fates, failure_fates
 
 
 def _requests(n: int) -> str:
@@ -28,9 +29,29 @@ def flush(data_dir: Path, buffer_name: str | None, now: float) -> str:
 def resubmit(data_dir: Path, batch_id: str, now: float) -> str:
     with Store(data_dir) as store:
         n = actions.resubmit(store, batch_id, now)
-    if not n:
-        return f"{batch_id}: no failed, expired or cancelled requests to resubmit"
+        fates = failure_fates(store.db, batch_id) if not n else None
+    if fates is not None:
+        return f"{batch_id}: {nothing_to_resubmit(fates)}"
     return f"{batch_id}: {_requests(n)} queued again for a new attempt"
+
+
+_ORDER = ("succeeded", "queued", "submitted", "failed", "expired", "cancelled", "dead")
+
+
+def nothing_to_resubmit(fates: Fates) -> str:
+    """Why a resubmit found nothing: no failures, or (the usual case with
+    engine.auto_resubmit) they were already tried again, and how that went."""
+    if not fates.failed:
+        return "no failed, expired or cancelled requests to resubmit"
+    tried = sum(fates.retried.values())
+    how = ", ".join(
+        f"{fates.retried[s]:,} {s}" for s in sorted(fates.retried, key=lambda s: (_ORDER.index(s) if s in _ORDER else 99, s))
+    )
+    if tried == fates.failed:
+        return f"{fates.failed:,} failed, all resubmitted automatically: {how}"
+    if tried:
+        return f"{fates.failed:,} failed; {tried:,} resubmitted automatically ({how}); the rest have a newer attempt under way"
+    return f"{fates.failed:,} failed, and each already has a newer attempt under way: nothing to resubmit"
 
 
 def cancel(data_dir: Path, batch_id: str, now: float) -> str:

@@ -21,18 +21,30 @@ class ConsoleAction:
     """One line for the help screen and the command palette."""
     display_key: str | None = None
     show: bool = True
+    on: str | None = None
+    """The table whose selected row it acts on (it must have focus); None: no row."""
 
 
 ACTIONS: tuple[ConsoleAction, ...] = (
-    ConsoleAction("flush", "f", "flush", "Flush", "Flush the selected buffer now: the engine submits it as a batch"),
+    ConsoleAction("flush", "f", "flush", "Flush", "Flush the selected buffer now: the engine submits it as a batch", on="buffers"),
     ConsoleAction("flush-all", "F", "flush_all", "Flush all", "Flush every buffer that has queued requests"),
-    ConsoleAction("resubmit", "r", "resubmit", "Resubmit", "Resubmit the selected batch's failed, expired and cancelled requests"),
-    ConsoleAction("cancel", "c", "cancel", "Cancel", "Cancel the selected batch at the provider (asks first)"),
-    ConsoleAction("inspect", "enter", "inspect", "Inspect", "Inspect the selected batch (errors, attempts) or buffer (queued requests)"),
-    ConsoleAction("filter", "slash", "filter", "Filter", "Filter the tables by provider, model, id or status", display_key="/"),
+    ConsoleAction("resubmit", "r", "resubmit", "Resubmit", "Resubmit the selected batch's failed, expired and cancelled requests", on="batches"),
+    ConsoleAction("cancel", "c", "cancel", "Cancel", "Cancel the selected batch at the provider (asks first)", on="batches"),
+    ConsoleAction("inspect", "enter", "inspect", "Inspect", "Inspect the selected batch (errors, attempts) or buffer (queued requests)", show=False),
+    ConsoleAction("filter", "slash", "filter", "Search", "Search every batch in the store and filter the tables (provider, model, id, status)", display_key="/"),
     ConsoleAction("help", "question_mark", "help", "Help", "Show the keys and what the columns mean", display_key="?"),
     ConsoleAction("quit", "q", "quit", "Quit", "Quit the console (the engine stops with it; queued work stays in the store)"),
 )
+
+NAVIGATION: tuple[tuple[str, str], ...] = (
+    ("tab / shift+tab", "Next / previous table (Buffers, Batches, Savings): keys act on its selected row"),
+    ("↑ ↓", "Move the selection"),
+    ("pgup / pgdn", "A page up / down"),
+    ("home g / end G", "First / last row"),
+    ("s / S", "Sort the table by the next column / reverse it (or click a column header)"),
+    ("escape", "Clear the search"),
+)
+"""Keys the tables and the screen handle themselves, for the help screen."""
 
 
 def bindings() -> list[Binding]:

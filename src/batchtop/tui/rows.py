@@ -8,20 +8,22 @@ here beyond ages, countdowns and text.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from rich.text import Text
 
-from batchtop.pricing.money import fmt_usd
+from batchtop.display import cell, clean, money_decimals, usd_amount, usd_text
 from batchtop.timefmt import human_duration, parse_time
 
 Cell = str | Text
 Row = tuple[str, tuple[Cell, ...]]
 """(row key, cells)."""
 
-BUFFER_COLUMNS = ("provider", "model", "queued", "size", "oldest", "flush due", "deadline", "held")
-BATCH_COLUMNS = ("batch", "provider", "model", "status", "progress", "age", "window left")
-SAVINGS_COLUMNS = ("provider", "model", "batch $", "real-time $", "saved $", "saved %", "1st pass", "warning")
+# Essentials first, so a narrow terminal loses only the least needed columns at the right.
+BUFFER_COLUMNS = ("model", "queued", "flush due", "held", "deadline", "oldest", "size", "provider")
+BATCH_COLUMNS = ("batch", "status", "progress", "window left", "age", "model", "provider")
+SAVINGS_COLUMNS = ("model", "saved $", "batch $", "real-time $", "saved %", "1st pass", "provider")
 
 STATUS_STYLE = {
     "submitting": "yellow",
@@ -89,67 +91,158 @@ def progress_bar(succeeded: int, failed: int, total: int, width: int = BAR_WIDTH
     return bar
 
 
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
 def buffer_rows(doc: Mapping[str, Any], now: float) -> list[Row]:
     rows: list[Row] = []
     for b in doc["buffers"]:
-        due: Cell = Text("requested", style="bold yellow") if b.get("flush_requested") else countdown(b["flush_due_at"], now)
+        due: Cell = Text("requested", style="bold yellow") if b.get("flush_requested") else Text(countdown(b["flush_due_at"], now))
         held = b.get("held_reason")
         rows.append((
             b["name"],
             (
-                b["provider"],
-                b["model"],
-                f"{b['queued']:,}",
-                size(b["bytes"]),
-                ago(b["oldest_enqueued_at"], now),
+                cell(b["model"], limit=40),
+                Text(f"{b['queued']:,}", justify="right"),
                 due,
-                countdown(b["earliest_deadline"], now),
-                Text(clip(held, 48), style="yellow") if held else "",
+                cell(held, "yellow", limit=48) if held else Text(""),
+                Text(countdown(b["earliest_deadline"], now)),
+                Text(ago(b["oldest_enqueued_at"], now)),
+                Text(size(b["bytes"]), justify="right"),
+                cell(b["provider"]),
             ),
         ))
     return rows
 
 
-def batch_rows(doc: Mapping[str, Any], now: float) -> list[Row]:
+def in_flight(b: Mapping[str, Any]) -> bool:
+    return b.get("ended_at") is None
+
+
+def batch_progress(b: Mapping[str, Any], width: int = BAR_WIDTH) -> Text:
+    """The bar, with a cancelled or expired batch's never-run requests shown as such,
+    not as failures."""
+    unfinished = int(b.get("unfinished") or 0)
+    errored = max(0, b["failed"] - unfinished)
+    bar = progress_bar(b["succeeded"], errored, b["total"], width)
+    if b["status"] in ("cancelled", "expired"):
+        left = unfinished if b.get("ingested") else max(0, b["total"] - b["succeeded"] - b["failed"])
+        if left:
+            bar.append(f" ⊘{left:,} {b['status']}", style="yellow")
+    return bar
+
+
+def middle(text: str, width: int | None) -> str:
+    """`batch_67f3…c9d2f`: both ends of an id kept (its prefix and its unique tail)."""
+    text = clean(text)
+    if width is None or len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def batch_rows(doc: Mapping[str, Any], now: float, id_width: int | None = None) -> list[Row]:
+    """In-flight batches first (the document's order), then the most recent ended;
+    ids cut in the middle to `id_width` on a narrow terminal (inspect shows them whole)."""
     rows: list[Row] = []
-    for b in doc["batches"]:
-        status = Text(b["status"], style=STATUS_STYLE.get(b["status"], ""))
-        if b.get("cancel_requested") and b["status"] not in ("cancelling", "cancelled"):
+    batches = sorted(doc["batches"], key=lambda b: not in_flight(b))  # stable: keeps the document's order within each
+    for b in batches:
+        status = cell(b["status"], STATUS_STYLE.get(b["status"], ""))
+        ended = not in_flight(b)
+        if b.get("cancel_requested") and not ended and b["status"] != "cancelling":
             status.append(" ⊘cancel", style="yellow")
-        ended = b.get("ended_at") is not None
         left = "-" if ended else countdown(b.get("expires_at"), now).removeprefix("in ")
-        bar = progress_bar(b["succeeded"], b["failed"], b["total"])
+        bar = batch_progress(b)
         if b["provider"] == "anthropic" and not ended and not b["succeeded"] + b["failed"]:
             bar.append(" counted at end", style="dim")  # Anthropic reports counts only once a batch ends
         rows.append((
             b["id"],
-            (b["id"], b["provider"], b["model"], status, bar,
-             ago(b["created_at"], now), left),
+            (Text(middle(b["id"], id_width or 40)), status, bar, Text(left), Text(ago(b["created_at"], now)),
+             cell(b["model"], limit=24 if id_width else 40), cell(b["provider"])),
         ))
     return rows
 
 
-def _money(value: float | None, known: bool) -> str:
-    return fmt_usd(value) if known and value is not None else "?"
+def batches_title(doc: Mapping[str, Any], shown: int, listed: int) -> str:
+    """`8 in flight · 50 of 412 ended` (the store's counts), with the filter's share."""
+    counts = doc.get("batch_counts") or {}
+    live = sum(1 for b in doc["batches"] if in_flight(b))
+    ended_listed = listed - live
+    ended_all = max(int(counts.get("ended", ended_listed)), ended_listed)
+    title = f"{live:,} in flight · {ended_listed:,} of {ended_all:,} ended" if ended_all > ended_listed else (
+        f"{live:,} in flight · {ended_all:,} ended"
+    )
+    return title if shown == listed else f"{shown:,} shown of {title}"
+
+
+_DEC_RANGE = range(2, 7)
+
+
+def _adds_up(parts: Sequence[float | None], whole: float | None, decimals: int) -> bool:
+    known = [Decimal(str(v)) for v in parts if v is not None]
+    q = Decimal(1).scaleb(-decimals)
+    shown = [v.quantize(q, rounding=ROUND_HALF_EVEN) for v in known]
+    if any(s == 0 and v != 0 for s, v in zip(shown, known)):
+        return False
+    if whole is None:
+        return True
+    w = Decimal(str(whole))
+    ws = w.quantize(q, rounding=ROUND_HALF_EVEN)
+    return sum(shown, Decimal(0)) == ws and not (w != 0 and ws == 0)
+
+
+def savings_decimals(doc: Mapping[str, Any]) -> int:
+    """One precision for the savings table and the header's total, at which the batch
+    and the saved columns each add up to their totals (`display.money_decimals`' rule
+    over both columns at once)."""
+    by_model, t = doc["savings"]["by_model"], doc["savings"]["total"]
+    known = [m for m in by_model if m.get("price_known")]
+    columns = [([m[k] for m in known], t.get(k)) for k in ("batch_cost_usd", "saved_usd")]
+    base = max(money_decimals(values, total) for values, total in columns)
+    for decimals in range(base, _DEC_RANGE.stop):
+        if all(_adds_up(v, w, decimals) for v, w in columns):
+            return decimals
+    return base
+
+
+def _rounded(value: float | None, decimals: int) -> Decimal | None:
+    if value is None:
+        return None
+    return Decimal(str(value)).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_EVEN)
+
+
+def savings_money(batch: float | None, saved: float | None, decimals: int) -> tuple[str, str, str]:
+    """(batch, real-time, saved) as shown: real-time is shown as the shown batch plus the
+    shown saved, so every row and the total read batch + saved = real-time, and the
+    real-time column adds up because the other two do. JSON keeps the exact amounts."""
+    b, s = _rounded(batch, decimals), _rounded(saved, decimals)
+    realtime = b + s if b is not None and s is not None else None
+    return usd_text(b, decimals), usd_text(realtime, decimals), usd_text(s, decimals)
 
 
 def savings_rows(doc: Mapping[str, Any]) -> list[Row]:
+    """One row per model and a total; unpriced models show `?`, never $0 (their warning
+    is in the problems panel)."""
     rows: list[Row] = []
     savings = doc["savings"]
+    decimals = savings_decimals(doc)
+
+    def money(known: bool, batch: float | None, saved: float | None, style: str) -> tuple[Text, Text, Text]:
+        """(saved, batch, real-time): the column order of SAVINGS_COLUMNS."""
+        b, r, s = savings_money(batch if known else None, saved if known else None, decimals)
+        return Text(s, style=style, justify="right"), Text(b, justify="right"), Text(r, justify="right")
+
     for m in savings["by_model"]:
         known = bool(m.get("price_known"))
-        warning = m.get("warning") or ("" if known else "no price known for this model")
         rows.append((
             f"{m['provider']}:{m['model']}",
             (
-                m["provider"],
-                m["model"],
-                _money(m["batch_cost_usd"], known),
-                _money(m["realtime_cost_usd"], known),
-                Text(_money(m["saved_usd"], known), style="green" if (m["saved_usd"] or 0) > 0 else ""),
-                pct(m["saved_pct"]),
-                pct(m["first_pass_success_rate"], 100),
-                Text(clip(warning, 40), style="yellow") if warning else "",
+                cell(m["model"], limit=32),
+                *money(known, m["batch_cost_usd"], m["saved_usd"], "green" if (m["saved_usd"] or 0) > 0 else ""),
+                Text(pct(m["saved_pct"]), justify="right"),
+                Text(pct(m["first_pass_success_rate"], 100), justify="right"),
+                cell(m["provider"]),
             ),
         ))
     if rows:
@@ -158,14 +251,11 @@ def savings_rows(doc: Mapping[str, Any]) -> list[Row]:
         rows.append((
             "total",
             (
-                Text("total", style="bold"),
-                "" if t.get("complete", True) else Text("(priced models only)", style="dim"),
-                _money(t.get("batch_cost_usd"), known),
-                _money(t.get("realtime_cost_usd"), known),
-                Text(_money(t.get("saved_usd"), known), style="bold green"),
-                pct(t.get("saved_pct")),
-                pct(t.get("first_pass_success_rate"), 100),
-                "",
+                Text("total" if t.get("complete", True) else "total (priced models)", style="bold"),
+                *money(known, t.get("batch_cost_usd"), t.get("saved_usd"), "bold green"),
+                Text(pct(t.get("saved_pct")), justify="right"),
+                Text(pct(t.get("first_pass_success_rate"), 100), justify="right"),
+                Text(""),
             ),
         ))
     return rows
@@ -183,14 +273,36 @@ def only(rows: Iterable[Row], needle: str) -> list[Row]:
     return [r for r in rows if matches(r, needle)]
 
 
-def header_lines(doc: Mapping[str, Any], now: float, engine: str, where: str = "") -> Text:
-    """Three lines: where and who runs the engine; the providers; the totals."""
+PROVIDER_NAMES = ("anthropic", "openai")
+
+
+def provider_status(name: str, p: Mapping[str, Any] | None, missing_key: str | None) -> tuple[str, str]:
+    """(text, style) for one provider on the header: "no key" whenever this process has
+    none (whatever an older poll said), then the engine's last word."""
+    if missing_key is not None:
+        return f"no key (set {missing_key})", "bold yellow"
+    status = (p or {}).get("status")
+    if not status:
+        return "not polled yet", "dim"
+    return clean(status, limit=50), "green" if status == "ok" else "bold red"
+
+
+def header_lines(
+    doc: Mapping[str, Any],
+    now: float,
+    engine: Text,
+    where: str = "",
+    missing_keys: Mapping[str, str] | None = None,
+) -> Text:
+    """Where and who runs the engine; the providers; the totals. Each item is a single
+    unit that wraps as a whole, so a narrow terminal wraps rather than drops one."""
+    missing_keys = missing_keys or {}
     text = Text()
     text.append("batchtop", style="bold")
     if where:
-        text.append(f" {where}", style="dim")
+        text.append(f" {clean(where, limit=60)}", style="dim")
     text.append("  ·  ")
-    text.append_text(Text.from_markup(engine))
+    text.append_text(engine)
     poll = doc.get("last_poll_at")
     text.append("\nlast provider poll ")
     if poll:
@@ -198,37 +310,45 @@ def header_lines(doc: Mapping[str, Any], now: float, engine: str, where: str = "
         text.append(f" ({poll[11:19]}Z)", style="dim")
     else:
         text.append("never", style="dim")
-    for name, p in sorted(doc.get("providers", {}).items()):
-        status = p.get("status") or "?"
-        text.append(f"  ·  {name} ")
-        text.append(clip(status, 50), style="green" if status == "ok" else "bold red")
+    providers = doc.get("providers", {})
+    for name in sorted(set(PROVIDER_NAMES) | set(providers)):
+        body, style = provider_status(name, providers.get(name), missing_keys.get(name))
+        text.append(f"  ·  {clean(name)} ")
+        text.append(body, style=style)
     text.append("\n")
     buffers: Sequence[Mapping[str, Any]] = doc["buffers"]
     queued = sum(b["queued"] for b in buffers)
-    live = [b for b in doc["batches"] if b.get("ended_at") is None]
-    text.append(f"queued {queued:,}", style="bold")
-    text.append(f" in {len(buffers)} buffer{'s' if len(buffers) != 1 else ''}  ·  ")
-    text.append(f"{len(live)} batch{'es' if len(live) != 1 else ''} in flight", style="bold")
-    text.append(f" ({sum(b['total'] for b in live):,} requests)  ·  ")
+    live = [b for b in doc["batches"] if in_flight(b)]
+    dead, alerts = doc["dead_letters"], len(doc["alerts"])
+    parts: list[Text] = []
+    parts.append(Text.assemble((f"queued {queued:,}", "bold"), f" in {_plural(len(buffers), 'buffer')}"))
+    parts.append(Text.assemble(
+        (f"{_plural(len(live), 'batch', 'batches')} in flight", "bold"),
+        f" ({_plural(sum(b['total'] for b in live), 'request')})",
+    ))
+    parts.append(Text(_plural(dead, "dead letter"), style="bold red" if dead else "dim"))
+    parts.append(Text(_plural(alerts, "alert"), style="bold red" if alerts else "dim"))
     total = doc["savings"]["total"]
     if total.get("saved_usd") is not None:
-        text.append(f"saved {fmt_usd(total['saved_usd'])}", style="bold green")
-        text.append(f" of {fmt_usd(total['realtime_cost_usd'])} ({pct(total.get('saved_pct'))})")
+        _, realtime, saved = savings_money(total.get("batch_cost_usd"), total["saved_usd"], savings_decimals(doc))
+        parts.append(Text.assemble((f"saved {saved}", "bold green"), f" of {realtime} ({pct(total.get('saved_pct'))})"))
     else:
-        text.append("saved: unknown (no prices)", style="yellow")
-    estimate = doc.get("in_flight_estimate_usd")
-    if estimate is not None:
-        text.append(f"  ·  in flight ≈{fmt_usd(estimate)}")
-    dead, alerts = doc["dead_letters"], len(doc["alerts"])
-    text.append("  ·  ")
-    text.append(f"{dead:,} dead", style="bold red" if dead else "dim")
-    text.append("  ·  ")
-    text.append(f"{alerts} alert{'s' if alerts != 1 else ''}", style="bold red" if alerts else "dim")
+        parts.append(Text("saved: unknown (no prices)", style="yellow"))
+    estimate = doc.get("in_flight_estimate") or {}
+    for label, key in (("queued", "queued_usd"), ("in flight", "in_flight_usd")):
+        if estimate.get(key):
+            parts.append(Text(f"{label} ≈{usd_amount(estimate[key])}"))
+    text.append_text(Text("  ·  ").join(parts))
     return text
 
 
+OWN_LINES = ("dead_letters", "unknown_submissions")
+"""Alerts the problems panel words itself (with the console's own hints)."""
+
+
 def problems(doc: Mapping[str, Any], now: float, error: str | None = None) -> Text:
-    """The errors panel: store errors, alerts, provider errors, failed batches."""
+    """The errors panel: store errors, alerts, provider errors, failed batches. Every
+    message may carry provider text: cleaned, appended as plain text."""
     text = Text()
     lines = 0
 
@@ -237,29 +357,32 @@ def problems(doc: Mapping[str, Any], now: float, error: str | None = None) -> Te
         if lines:
             text.append("\n")
         text.append(f"{mark} ", style=style)
-        text.append(body)
+        text.append(clean(body, limit=400))
         lines += 1
 
     if error:
         line("✗", "bold red", f"store: {error}")
     for alert in doc["alerts"]:
-        line("▲", "bold red", alert["message"])
+        if alert.get("kind") not in OWN_LINES:
+            line("▲", "bold red", alert["message"])
     if doc["dead_letters"]:
-        line("✗", "red", f"{doc['dead_letters']:,} dead letter(s): `batchtop dead-letters` lists them; r on their batch resubmits")
+        line("▲", "bold red", f"{_plural(doc['dead_letters'], 'dead letter')} (used up their attempts):"
+             " `batchtop dead-letters` lists them; r on their batch resubmits")
     if doc["unknown_submissions"]:
-        line("?", "magenta", f"{doc['unknown_submissions']} unknown submission(s): inspect the batch for its candidates")
+        line("?", "magenta", f"{_plural(doc['unknown_submissions'], 'unknown submission')}"
+             " (not matched at the provider): inspect the batch for its candidates")
     for name, p in sorted(doc.get("providers", {}).items()):
         if p.get("error"):
             retry = f" (retry {countdown(p.get('retry_at'), now)})" if p.get("retry_at") else ""
-            line("!", "yellow", f"{name}: {clip(p['error'], 200)}{retry}")
+            line("!", "yellow", f"{name}: {clip(clean(p['error']), 200)}{retry}")
     for m in doc["savings"]["by_model"]:
-        if m.get("warning"):
-            line("$", "yellow", f"{m['provider']}/{m['model']}: {m['warning']}")
+        if m.get("warning") or not m.get("price_known"):
+            line("$", "yellow", f"{m['provider']}/{m['model']}: {m.get('warning') or 'no price known for this model'}")
     if doc.get("anomalies"):
-        line("!", "yellow", f"{doc['anomalies']} anomal{'ies' if doc['anomalies'] != 1 else 'y'} recorded at ingest")
+        line("!", "yellow", f"{_plural(doc['anomalies'], 'anomaly', 'anomalies')} recorded at ingest")
     for b in doc["batches"]:
         if b.get("error") and b["status"] in ("failed", "unknown"):
-            line("✗", "red", f"{b['id']}: {clip(b['error'], 160)}")
+            line("✗", "red", f"{b['id']}: {clip(clean(b['error']), 160)}")
     if not lines:
         text.append("✓ ", style="green")
         text.append("no alerts, no dead letters, providers ok", style="dim")

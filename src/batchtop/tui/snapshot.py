@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from batchtop import status
 from batchtop.config import Config
 from batchtop.errors import BatchtopError
 from batchtop.paths import DB_NAME
+from batchtop.providers.clients import key_env
+from batchtop.providers.limits import ANTHROPIC, OPENAI
 from batchtop.store import Store, lease
+from batchtop.store.search import matching_batches
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,10 @@ class Snapshot:
     """Who holds the data dir when it is another process (we are then a viewer)."""
     error: str | None = None
     """Why the store could not be read, if it could not."""
+    missing_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Provider -> the environment variable this process lacks for its API key."""
+    first_run: bool = False
+    """No database yet: the console shows how to start."""
 
 
 def _frozen(doc: dict[str, Any]) -> Mapping[str, Any]:
@@ -45,15 +53,32 @@ def other_holder(store: Store, now: float) -> str | None:
     return str(h)
 
 
+def missing_keys(config: Config) -> Mapping[str, str]:
+    """Providers whose API key this process does not have (the variable's name only)."""
+    wanted = {p: key_env(config, p) for p in (OPENAI, ANTHROPIC)}
+    return MappingProxyType({p: env for p, env in wanted.items() if not os.environ.get(env)})
+
+
 def load(data_dir: Path, config: Config, now: float) -> Snapshot:
     """The status at `now`; never raises for a missing or unreadable store."""
+    keys = missing_keys(config)
     if not (data_dir / DB_NAME).exists():
-        return Snapshot(_frozen(status.empty(now)), now)
+        return Snapshot(_frozen(status.empty(now)), now, missing_keys=keys, first_run=True)
     try:
         with Store(data_dir, create=False) as store:
             doc = status.collect(store.db, config, now)
-            return Snapshot(_frozen(doc), now, other_holder(store, now))
+            return Snapshot(_frozen(doc), now, other_holder(store, now), missing_keys=keys)
     except (BatchtopError, OSError) as exc:
-        return Snapshot(_frozen(status.empty(now)), now, error=str(exc))
-    except Exception as exc:  # sqlite3 errors (locked past the busy timeout, I/O): shown, retried next refresh
-        return Snapshot(_frozen(status.empty(now)), now, error=f"{type(exc).__name__}: {exc}")
+        return Snapshot(_frozen(status.empty(now)), now, error=str(exc), missing_keys=keys)
+    except Exception as exc:  # noqa: BLE001 sqlite3 errors (locked past the busy timeout, I/O): shown, retried next refresh
+        return Snapshot(_frozen(status.empty(now)), now, error=f"{type(exc).__name__}: {exc}", missing_keys=keys)
+
+
+def search(data_dir: Path, needle: str) -> list[Mapping[str, Any]]:
+    """Every batch in the store matching `needle` (the `/` search), as document entries;
+    [] when there is no store yet."""
+    if not needle.strip() or not (data_dir / DB_NAME).exists():
+        return []
+    with Store(data_dir, create=False) as store:
+        ids = matching_batches(store.db, needle)
+        return [MappingProxyType(b) for b in status.batches_by_id(store.db, ids)]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+from batchtop.display import clean
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -18,7 +21,7 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("escape", "answer(False)", "No", show=False, id="batchtop.confirm.escape"),
     ]
 
-    def __init__(self, title: str, body: str, *, yes: str = "Yes (y)", no: str = "No (n)") -> None:
+    def __init__(self, title: Text, body: Text, *, yes: str = "Yes (y)", no: str = "No (n)") -> None:
         super().__init__()
         self._title = title
         self._body = body
@@ -44,15 +47,26 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(answer)
 
 
-def cancel_prompt(batch: dict) -> tuple[str, str]:
-    """Title and body naming the batch and its counts."""
+def cancel_prompt(batch: dict, *, auto_resubmit: bool) -> tuple[Text, Text]:
+    """Title and body naming the batch and its counts, and saying what really becomes
+    of the requests not done: with `engine.auto_resubmit` they are queued again by
+    themselves; without it they wait for `r`."""
     total, ok, failed = batch["total"], batch["succeeded"], batch["failed"]
     pending = max(0, total - ok - failed)
-    title = f"Cancel batch {batch['id']}?"
-    body = (
-        f"{batch['provider']} · {batch['model']} · {batch['status']}\n\n"
+    title = Text(f"Cancel batch {clean(batch['id'], limit=60)}?")
+    if auto_resubmit:
+        fate = (
+            f"Results already done are kept. The {pending:,} not done end as cancelled and are\n"
+            "queued again automatically (engine.auto_resubmit is on): they go out in a new batch."
+        )
+    else:
+        fate = (
+            f"Results already done are kept. The {pending:,} not done end as cancelled and stay\n"
+            "so (engine.auto_resubmit is off): r on this batch resubmits them."
+        )
+    body = Text(
+        f"{clean(batch['provider'])} · {clean(batch['model'], limit=40)} · {clean(batch['status'])}\n\n"
         f"{ok:,} of {total:,} succeeded, {failed:,} failed, {pending:,} not done yet.\n"
-        "Results already done are kept; the requests not done come back as cancelled\n"
-        "(r resubmits them). The provider may take a while to stop."
+        f"{fate}\nThe provider may take a while to stop."
     )
     return title, body

@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from batchtop.tui.registry import ACTIONS, key_label
+from batchtop.tui.registry import ACTIONS, NAVIGATION, key_label
 
 COLUMNS = (
     ("flush due", "when the buffer is submitted: its age limit, a deadline's latest safe time, or a flush you asked for"),
@@ -32,8 +32,14 @@ class HelpScreen(ModalScreen[None]):
         keys.add_column(style="bold cyan", no_wrap=True)
         keys.add_column()
         for a in ACTIONS:
-            keys.add_row(key_label(a), a.help)
+            where = {"buffers": " (Buffers table)", "batches": " (Batches table)"}.get(a.on or "", "")
+            keys.add_row(key_label(a), a.help + where)
         keys.add_row("ctrl+p", "Command palette: every action above, by name")
+        nav = Table.grid(padding=(0, 2))
+        nav.add_column(style="bold cyan", no_wrap=True)
+        nav.add_column()
+        for key, meaning in NAVIGATION:
+            nav.add_row(key, meaning)
         cols = Table.grid(padding=(0, 2))
         cols.add_column(style="bold", no_wrap=True)
         cols.add_column()
@@ -42,6 +48,8 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help"):
             yield Static(Text("batchtop — keys", style="bold"))
             yield Static(keys)
+            yield Static(Text("\nmoving around", style="bold"))
+            yield Static(nav)
             yield Static(Text("\ncolumns", style="bold"))
             yield Static(cols)
             yield Static(Text("\nActions are written to the store; the engine holding the data dir carries them out.", style="dim"))

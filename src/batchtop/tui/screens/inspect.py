@@ -16,12 +16,16 @@ from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
 
 from batchtop import inspect
+from batchtop.display import cell, clean
 from batchtop.errors import BatchtopError
 from batchtop.store import Store
 from batchtop.timefmt import human_duration, iso
 from batchtop.tui.rows import STATUS_STYLE, clip, progress_bar, size
 
 Kind = Literal["batch", "buffer"]
+
+OUTCOME_STYLE = {"succeeded": "green", "cancelled": "yellow", "expired": "yellow"}
+"""Requests a cancelled or expired batch never ran are not failures: not red."""
 
 
 class Loaded(Message):
@@ -44,7 +48,7 @@ class InspectScreen(Screen[None]):
         self.now = now
 
     def compose(self) -> ComposeResult:
-        yield Static(Text(f"{self.kind} {self.key}", style="bold"), id="inspect-title")
+        yield Static(cell(f"{self.kind} {self.key}", "bold"), id="inspect-title")
         if self.kind == "batch":
             yield Static("loading…", id="inspect-errors")
             yield DataTable(id="inspect-table", cursor_type="row", zebra_stripes=True)
@@ -79,7 +83,7 @@ class InspectScreen(Screen[None]):
     def on_loaded(self, message: Loaded) -> None:
         title = self.query_one("#inspect-title", Static)
         if message.error or message.detail is None:
-            title.update(Text(f"{self.kind} {self.key}: {message.error}", style="bold red"))
+            title.update(cell(f"{self.kind} {self.key}: {message.error}", "bold red"))
             return
         if isinstance(message.detail, inspect.BatchDetail):
             self._show_batch(message.detail)
@@ -88,9 +92,9 @@ class InspectScreen(Screen[None]):
 
     def _show_batch(self, d: inspect.BatchDetail) -> None:
         title = Text()
-        title.append(d.id, style="bold")
-        title.append(f"  {d.provider} · {d.model} · {d.endpoint}  ")
-        title.append(d.status, style=STATUS_STYLE.get(d.status, ""))
+        title.append(clean(d.id), style="bold")
+        title.append(f"  {clean(d.provider)} · {clean(d.model)} · {clean(d.endpoint)}  ")
+        title.append(clean(d.status), style=STATUS_STYLE.get(d.status, ""))
         title.append("  ")
         title.append_text(progress_bar(d.succeeded, d.failed, d.total, width=20))
         title.append(f"\ncreated {iso(d.created_at)} ({human_duration(self.now - d.created_at)} ago)")
@@ -102,7 +106,7 @@ class InspectScreen(Screen[None]):
         if not d.ingested:
             title.append(" · results not ingested yet", style="dim")
         if d.error:
-            title.append(f"\n{clip(d.error, 300)}", style="red")
+            title.append(f"\n{clip(clean(d.error), 300)}", style="red")
         self.query_one("#inspect-title", Static).update(title)
         errors = Text()
         if not d.errors:
@@ -110,28 +114,28 @@ class InspectScreen(Screen[None]):
         for i, group in enumerate(d.errors):
             if i:
                 errors.append("\n")
-            errors.append(f"{group.code}", style="bold red")
+            errors.append(clean(group.code), style="bold red")
             errors.append(f"  ×{group.count:,}\n")
             for s in group.samples:
-                errors.append(f"  {s.custom_id}", style="bold")
-                errors.append(f"  {clip(s.message, 100)}\n")
-                errors.append(f"    {clip(s.line, 140)}\n", style="dim")
+                errors.append(f"  {clean(s.custom_id)}", style="bold")
+                errors.append(f"  {clip(clean(s.message), 100)}\n")
+                errors.append(f"    {clip(clean(s.line), 140)}\n", style="dim")
         panel = self.query_one("#inspect-errors", Static)
         panel.border_title = f"errors by code ({sum(g.count for g in d.errors):,} failed attempts)"
         panel.update(errors)
         table = self.query_one("#inspect-table", DataTable)
         for a in d.attempts:
-            outcome = Text(a.outcome or "pending", style="green" if a.outcome == "succeeded" else ("red" if a.outcome else "dim"))
-            table.add_row(a.custom_id, str(a.number), outcome, a.request_state, clip(a.error, 120))
+            outcome = cell(a.outcome or "pending", OUTCOME_STYLE.get(a.outcome or "", "red" if a.outcome else "dim"))
+            table.add_row(cell(a.custom_id, limit=60), Text(str(a.number)), outcome, cell(a.request_state), cell(a.error, limit=120))
         if len(d.attempts) < sum(d.outcomes.values()):
             table.border_subtitle = f"first {len(d.attempts):,} of {sum(d.outcomes.values()):,}"
 
     def _show_buffer(self, d: inspect.BufferDetail) -> None:
         title = Text()
-        title.append(d.name, style="bold")
+        title.append(clean(d.name), style="bold")
         title.append(f"\n{d.queued:,} queued · {size(d.bytes)}")
         if d.held_reason:
-            title.append(f" · held: {d.held_reason}", style="yellow")
+            title.append(f" · held: {clean(d.held_reason)}", style="yellow")
         self.query_one("#inspect-title", Static).update(title)
         table = self.query_one("#inspect-table", DataTable)
         for r in d.requests:
@@ -139,8 +143,8 @@ class InspectScreen(Screen[None]):
                 "passed" if r.deadline <= self.now else f"in {human_duration(r.deadline - self.now)}"
             )
             table.add_row(
-                r.custom_id, human_duration(max(0.0, self.now - r.enqueued_at)), deadline, size(r.bytes),
-                str(r.attempts), clip(r.last_error, 100),
+                cell(r.custom_id, limit=60), Text(human_duration(max(0.0, self.now - r.enqueued_at))), Text(deadline),
+                Text(size(r.bytes)), Text(str(r.attempts)), cell(r.last_error, limit=100),
             )
         if len(d.requests) < d.queued:
             table.border_subtitle = f"first {len(d.requests):,} of {d.queued:,}"

@@ -1,29 +1,78 @@
-"""A DataTable that is diffed by row key, so the cursor survives every refresh."""
+"""A DataTable that is diffed by row key, so the cursor survives every refresh, and
+that sorts by any column (a key, or a click on the header, as in k9s)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import ClassVar
 
+from rich.text import Text
+from textual import on
+from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.widgets import DataTable
 
 from batchtop.tui.rows import Cell, Row
 
+_DURATION = re.compile(r"^(?:in )?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_NUMBER = re.compile(r"^[-+]?\$?[\d,]*\.?\d+")
+_SIZES = {"B": 1, "kB": 1_000, "MB": 1_000_000}
+
+
+def sort_value(cell: object) -> tuple[int, float, str]:
+    """A cell's order: numbers (amounts, counts, percentages, sizes, durations, the
+    done count of a progress bar) by value, anything else by its text; `-` last."""
+    text = str(cell).strip()
+    if text in ("", "-", "?"):
+        return (2, 0.0, "")
+    if text == "now":
+        return (0, 0.0, "")
+    if (m := _DURATION.match(text)) and any(m.groups()):
+        d, h, mi, s = (int(g or 0) for g in m.groups())
+        return (0, d * 86400.0 + h * 3600 + mi * 60 + s, "")
+    bar = text.lstrip("█▒░ ")
+    if (m := _NUMBER.match(bar)) is not None:
+        value = float(m.group().replace("$", "").replace(",", ""))
+        unit = bar[m.end():].strip().split(" ")[0] if bar[m.end():].startswith(" ") else ""
+        return (0, value * _SIZES.get(unit, 1), "")
+    return (1, 0.0, text.lower())
+
 
 class LiveTable(DataTable[Cell]):
-    """Rows are replaced by `sync`: vanished keys removed, changed cells updated,
-    new keys added, then the order fixed, and the cursor kept on its row key."""
+    """Rows are replaced by `sync`: vanished keys removed, changed cells updated, new
+    keys added, then the order fixed. The cursor stays on its row key and on the same
+    line of the view (htop): rows arriving above it do not push it off screen."""
 
     DEFAULT_CSS = """
     LiveTable { height: auto; }
     """
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("home,g", "scroll_top", "Top", show=False, id="batchtop.table.top"),
+        Binding("end,G", "scroll_bottom", "Bottom", show=False, id="batchtop.table.bottom"),
+        Binding("s", "sort_next", "Sort", show=False, id="batchtop.table.sort"),
+        Binding("S", "sort_reverse", "Reverse", show=False, id="batchtop.table.reverse"),
+    ]
+
+    class Sorted(Message):
+        """The operator changed the table's sort (the screen redraws it)."""
+
+        def __init__(self, table: LiveTable) -> None:
+            super().__init__()
+            self.table = table
+
     def __init__(self, columns: Sequence[str], *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, cursor_foreground_priority="renderable")
         self._columns = tuple(columns)
+        self.sort_column: str | None = None
+        """The column the rows are sorted by; None keeps the document's order."""
+        self.sort_reverse = False
+        self._last: list[Row] = []
 
     def on_mount(self) -> None:
         for name in self._columns:
-            self.add_column(name, key=name)
+            self.add_column(self._label(name), key=name)
 
     def on_resize(self) -> None:
         # A height:auto table that grows keeps lines painted at its old size
@@ -37,19 +86,74 @@ class LiveTable(DataTable[Cell]):
             return None
         try:
             return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        except Exception:  # cursor outside the rows (table just emptied)
+        except Exception:  # noqa: BLE001 cursor outside the rows (table just emptied)
             return None
 
+    # -- sorting ---------------------------------------------------------------------
+    def _label(self, name: str) -> Text:
+        if name != self.sort_column:
+            return Text(name)
+        return Text.assemble(name, (" ▼" if self.sort_reverse else " ▲", "bold"))
+
+    def sort_by(self, column: str | None, reverse: bool = False) -> None:
+        """Sort by `column` (None: the document's order) and show it in the header."""
+        self.sort_column, self.sort_reverse = column, reverse
+        for name in self._columns:
+            key = next(k for k in self.columns if k.value == name)
+            self.columns[key].label = self._label(name)
+        self._require_update_dimensions = True
+        self.refresh()
+        self.sync(self._last)
+        self.post_message(self.Sorted(self))
+
+    def action_sort_next(self) -> None:
+        """s: the next column (after the last one, back to the document's order)."""
+        if self.sort_column is None:
+            self.sort_by(self._columns[0])
+        else:
+            i = self._columns.index(self.sort_column) + 1
+            self.sort_by(self._columns[i] if i < len(self._columns) else None)
+
+    def action_sort_reverse(self) -> None:
+        """S: reverse the order (sorting by the first column if none yet)."""
+        self.sort_by(self.sort_column or self._columns[0], not self.sort_reverse)
+
+    @on(DataTable.HeaderSelected)
+    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        """A click sorts by that column; again reverses it; a third time, unsorted."""
+        event.stop()
+        name = event.column_key.value
+        if name != self.sort_column:
+            self.sort_by(name)
+        elif not self.sort_reverse:
+            self.sort_by(name, True)
+        else:
+            self.sort_by(None)
+
+    def _ordered(self, rows: Sequence[Row]) -> list[Row]:
+        if self.sort_column is None:
+            return list(rows)
+        i = self._columns.index(self.sort_column)
+        pinned = [r for r in rows if r[0] == "total"]  # a totals row stays last
+        body = [r for r in rows if r[0] != "total"]
+        body.sort(key=lambda r: sort_value(r[1][i]), reverse=self.sort_reverse)
+        return body + pinned
+
+    # -- rows ------------------------------------------------------------------------
     def sync(self, rows: Sequence[Row]) -> None:
+        self._last = list(rows)
+        rows = self._ordered(rows)
         keep = self.selected_key
+        line_in_view = self.cursor_row - int(self.scroll_y) if keep is not None else None
         wanted = dict(rows)
         for key in [k for k in self.rows if k.value not in wanted]:
             self.remove_row(key)
         for key, cells in rows:
             if key in self.rows:
-                for column, cell in zip(self._columns, cells):
-                    if _text(self.get_cell(key, column)) != _text(cell) or _style(self.get_cell(key, column)) != _style(cell):
-                        self.update_cell(key, column, cell, update_width=True)
+                for column, value in zip(self._columns, cells):
+                    old = self.get_cell(key, column)
+                    if _text(old) != _text(value) or _style(old) != _style(value):
+                        self.update_cell(key, column, value, update_width=True)
             else:
                 self.add_row(*cells, key=key)
         order = [k for k, _ in rows]
@@ -61,6 +165,19 @@ class LiveTable(DataTable[Cell]):
             index = self.get_row_index(keep)
             if index != self.cursor_row:
                 self.move_cursor(row=index, animate=False, scroll=False)
+            if line_in_view is not None:  # once the new rows are measured (as move_cursor does)
+                self.call_after_refresh(self._hold_line, keep, line_in_view)
+
+    def _hold_line(self, key: str, line: int) -> None:
+        """Keep the selected row on the same line of the view, or at least in it."""
+        if key not in self.rows or self.selected_key != key:
+            return
+        index = self.get_row_index(key)
+        visible = max(1, self.scrollable_content_region.height - (self.header_height if self.show_header else 0))
+        line = min(max(0, line), visible - 1)
+        target = max(0, min(index - line, max(0, self.row_count - visible)))
+        if int(self.scroll_y) != target:
+            self.scroll_to(y=target, animate=False, force=True, immediate=True)
 
 
 def _text(cell: object) -> str:
