@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from batchtop.providers.base import MISSING, SUCCEEDED, ResultLine
+from batchtop.store import report_queries
 from batchtop.store.store import Store
 
 ROLLUP_ADD = (
@@ -125,6 +126,8 @@ class BatchIngest:
             ROLLUP_ADD,
             [(self.provider, self.model, f, s, *v) for (f, s), v in sums.items()],
         )
+        # the same sums, split by the hour the batch ended in (the period report's)
+        report_queries.add_hourly(db, self.batch_id, [(self.provider, self.model, f, s, *v) for (f, s), v in sums.items()], now)
         if updates:
             db.execute(
                 "INSERT INTO outcome_hourly (hour, attempts, failed) VALUES (?, ?, ?) ON CONFLICT (hour) DO UPDATE SET"
