@@ -33,7 +33,7 @@ from batchtop.report import document, render
 from batchtop.sim import ManualClock, SimConfig, Simulator
 from batchtop.store import Store, actions
 from batchtop.store.ingest import BatchIngest, Settle
-from batchtop.store.schema import MIGRATIONS, _usage_hourly
+from batchtop.store.schema import MIGRATIONS, _usage_by_batch_end
 from batchtop.timefmt import parse_time
 from batchtop.validation import parse_lines
 
@@ -201,13 +201,17 @@ def test_whole_history_is_what_once_shows(history: History) -> None:
             assert mine[key] == value, (theirs["model"], key)
 
 
-def test_the_hourly_rollup_sums_to_the_usage_rollup(history: History) -> None:
+def test_the_period_rollups_sum_to_the_usage_rollup(history: History) -> None:
     with Store(history.data_dir, create=False) as store:
         cols = "attempts, input_tokens, cached_input_tokens, cache_creation_input_tokens, output_tokens"
         sums = ", ".join(f"sum({c})" for c in cols.split(", "))
         q = "SELECT provider, model, first_attempt, succeeded, {} FROM {} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
-        assert store.db.execute(q.format(sums, "usage_hourly")).fetchall() == store.db.execute(
-            q.format(sums, "usage_rollup")).fetchall()
+        want = store.db.execute(q.format(sums, "usage_rollup")).fetchall()
+        assert store.db.execute(q.format(sums, "usage_hourly")).fetchall() == want
+        assert store.db.execute(q.format(sums, "usage_daily")).fetchall() == want
+        # each hour lies in its day
+        by_hour = store.db.execute(f"SELECT hour / 24, provider, model, {sums} FROM usage_hourly GROUP BY 1, 2, 3").fetchall()
+        assert sorted(by_hour) == sorted(store.db.execute(f"SELECT day, provider, model, {sums} FROM usage_daily GROUP BY 1, 2, 3"))
 
 
 def test_avg_batch_duration_runs_from_provider_creation_to_end(history: History) -> None:
@@ -470,6 +474,25 @@ def test_periods_are_widened_to_whole_hours(ingested: Ingested) -> None:
     assert after["totals"]["requests_succeeded"] == 0 and after["totals"]["batches"] == 0
 
 
+def test_partial_days_at_both_ends_come_from_the_hours(ingested: Ingested) -> None:
+    """Batches every 5 hours over four days; every period, whole days or not, sums what
+    a plain filter on the batches' end times finds."""
+    ends = [DAY0 + k * 5 * 3600 + 120 for k in range(20)]
+    for k, ended in enumerate(ends):
+        ingested.batch("openai", "gpt-4o", [("succeeded", 100 * (k + 1), 0, 10)], ended=ended)
+    for since, until in [(None, None), (DAY0 + 3600, None), (None, DAY0 + 50 * 3600), (DAY0 + 7 * 3600, DAY0 + 80 * 3600),
+                         (DAY0 + 20 * 3600, DAY0 + 21 * 3600), (DAY0 + 15 * 3600, DAY0 + 39 * 3600),
+                         (DAY0 - 9 * 3600, DAY0 + 15 * 3600)]:
+        inside = [k for k, e in enumerate(ends) if (since is None or e >= since) and (until is None or e < until)]
+        doc = build(ingested, period=document.Period(since, until))
+        want = sum(list_cost("gpt-4o", 100 * (k + 1), 0, 0, 10) for k in inside) * HALF
+        assert doc["totals"]["batches"] == len(inside), (since, until)
+        assert doc["totals"]["requests_succeeded"] == len(inside), (since, until)
+        assert doc["totals"]["batch_cost_usd"] == micro(Decimal(want)), (since, until)
+        days = {document.day_text(int(ends[k] // 86400)) for k in inside}
+        assert {d["day"] for d in doc["by_day"] if d["requests_succeeded"]} == days
+
+
 def test_routing_candidates_are_the_default_what_if(ingested: Ingested) -> None:
     ingested.batch("openai", "gpt-4o", [("succeeded", 500, 0, 200)], ended=DAY0)
     config = parse_config({"routing": {"candidates": ["gpt-4o-mini", "claude-haiku-4-5"]}})
@@ -488,12 +511,12 @@ def test_routing_config_errors_name_the_key(routing: object, key: str) -> None:
         parse_config({"routing": routing}, Path("batchtop.toml"))
 
 
-def test_migration_backfills_the_hourly_rollup(tmp_path: Path) -> None:
-    """A store from before `usage_hourly`: opening it places its history by batch end."""
+def test_migration_backfills_the_period_rollups(tmp_path: Path) -> None:
+    """A store from before `usage_daily` / `usage_hourly`: opening it places its history by batch end."""
     data = tmp_path / "data"
     data.mkdir()
     db = sqlite3.connect(data / "batchtop.sqlite3", isolation_level=None)
-    before = MIGRATIONS.index(_usage_hourly)
+    before = MIGRATIONS.index(_usage_by_batch_end)
     for migration in MIGRATIONS[:before]:
         migration(db)
     db.execute(f"PRAGMA user_version = {before}")

@@ -2,7 +2,7 @@
 per model and per UTC day, with projections, first-pass break-even and what-if routing.
 
 Money is placed in a period and on a day by the end of the batch that spent it, read
-from `usage_hourly` (the engine keeps it at ingest, beside `usage_rollup`), and priced
+from `usage_daily` / `usage_hourly` (the engine keeps them at ingest, beside `usage_rollup`), and priced
 by `pricing.savings.model_savings`: the very function `--once` prices its rows with,
 so over all of history the two agree to the micro-dollar. A model without a known
 price keeps its usage and has null money, never $0; totals then say `complete: false`.
@@ -82,7 +82,7 @@ def day_text(day: int) -> str:
 
 def _add(usage: ModelUsage, row: DayUsage) -> None:
     """One rollup row into a model's usage, split the ways `model_savings` reads it."""
-    tokens = Tokens(*row.tokens)  # USAGE_HOURLY_TOKENS is in Tokens field order
+    tokens = Tokens(*row.tokens)  # PERIOD_ROLLUP_TOKENS is in Tokens field order
     usage.attempts += row.attempts
     if row.succeeded:
         usage.succeeded += row.attempts

@@ -126,8 +126,8 @@ class BatchIngest:
             ROLLUP_ADD,
             [(self.provider, self.model, f, s, *v) for (f, s), v in sums.items()],
         )
-        # the same sums, split by the hour the batch ended in (the period report's)
-        report_queries.add_hourly(db, self.batch_id, [(self.provider, self.model, f, s, *v) for (f, s), v in sums.items()], now)
+        # the same sums by the day and hour the batch ended in (the period report's)
+        report_queries.add_by_batch_end(db, self.batch_id, [(self.provider, self.model, f, s, *v) for (f, s), v in sums.items()], now)
         if updates:
             db.execute(
                 "INSERT INTO outcome_hourly (hour, attempts, failed) VALUES (?, ?, ?) ON CONFLICT (hour) DO UPDATE SET"
