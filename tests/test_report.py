@@ -18,6 +18,8 @@ import io
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
@@ -544,3 +546,17 @@ def test_migration_backfills_the_period_rollups(tmp_path: Path) -> None:
         ("2026-11-28", 3, 0.005, 0.00975), ("2026-11-29", 1, 0.001625, 0.00325)]
     (m,) = doc["by_model"]
     assert (m["batches"], m["attempts"], m["first_pass_success_rate"]) == (2, 5, 0.75)
+
+
+def test_report_imports_neither_textual_nor_the_sdks(tmp_path: Path) -> None:
+    """`batchtop report` is a read of the store: no console, no provider SDK loaded."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from batchtop.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    main(['--data-dir', {str(tmp_path / 'data')!r}, 'report', '--json'])\n"
+        "print(sorted(m for m in ('textual', 'openai', 'anthropic') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
