@@ -95,14 +95,26 @@ def _add(usage: ModelUsage, row: DayUsage) -> None:
             usage.first_succeeded += row.attempts
 
 
+def _merge(into: ModelUsage, usage: ModelUsage) -> None:
+    into.attempts += usage.attempts
+    into.succeeded += usage.succeeded
+    into.first_attempts += usage.first_attempts
+    into.first_succeeded += usage.first_succeeded
+    into.ok_tokens += usage.ok_tokens
+    into.failed_tokens += usage.failed_tokens
+
+
 def _fold(rows: Iterable[DayUsage]) -> tuple[dict[Key, ModelUsage], dict[int, dict[Key, ModelUsage]]]:
-    """(usage per model over the period, usage per day per model)."""
-    whole: dict[Key, ModelUsage] = {}
+    """(usage per model over the period, usage per day per model): rows into days, then
+    days into the period (a year of rows is folded once, not twice)."""
     days: dict[int, dict[Key, ModelUsage]] = {}
     for row in rows:
         key = (row.provider, row.model)
-        _add(whole.setdefault(key, ModelUsage(*key)), row)
         _add(days.setdefault(row.day, {}).setdefault(key, ModelUsage(*key)), row)
+    whole: dict[Key, ModelUsage] = {}
+    for models in days.values():
+        for key, usage in models.items():
+            _merge(whole.setdefault(key, ModelUsage(*key)), usage)
     return whole, days
 
 

@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
@@ -38,6 +39,8 @@ PERIODS: tuple[tuple[str, float | None], ...] = (
     ("all of history", None),
 )
 DEFAULT_PERIOD = 1
+REFRESH_S = 30.0
+"""How often an open savings screen re-reads the report (a day's bars move slowly)."""
 
 BATCH, REALTIME, OVER = "green", "grey50", "red"
 """Chart colours: what batches cost; what real time would have cost on top (the saving);
@@ -188,6 +191,7 @@ class SavingsScreen(Screen[None]):
         self.config = config
         self.now = now
         self.period = period
+        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
@@ -228,6 +232,7 @@ class SavingsScreen(Screen[None]):
             self.post_message(ReportLoaded(doc, error))
 
     def on_report_loaded(self, message: ReportLoaded) -> None:
+        self._arm_refresh()
         summary = self.query_one("#savings-summary", Static)
         if message.error or message.doc is None:
             summary.update(Text(f"savings: {message.error}", style="bold red"))
@@ -315,6 +320,15 @@ class SavingsScreen(Screen[None]):
                 key=f"{w['provider']}:{w['model']}>{w['to_model']}",
             )
         table.border_subtitle = "unknown prices show as ?" if any(not w["price_known"] for w in rows) else ""
+
+    def _arm_refresh(self) -> None:
+        """A one-shot timer re-armed after each load, so loads never overlap; none when
+        the console refreshes on request only (tests, snapshots)."""
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if getattr(self.app, "refresh_every", None) is not None:
+            self._timer = self.set_timer(REFRESH_S, self.load)
 
     def action_period(self) -> None:
         self.period = (self.period + 1) % len(PERIODS)
