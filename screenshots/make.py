@@ -5,7 +5,8 @@
 Builds the deterministic sample data dir (real engine and simulator on a manual
 clock, see `batchtop.tui.sample`) in a temp dir, opens the console on it with a
 frozen clock and no engine, and saves the main screen, the inspect screen, the
-cancel confirmation and the help screen. Same input, same SVGs.
+cancel confirmation and the help screen; then the savings screen on a fortnight of
+batches (`batchtop.report.sample`). Same input, same SVGs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
+from batchtop.report import sample as report_sample
 from batchtop.tui import sample
 from batchtop.tui.app import BatchtopApp
 from batchtop.tui.widgets.live_table import LiveTable
@@ -61,6 +63,11 @@ async def help_screen(pilot: Pilot, data: sample.Sample) -> None:
     await _settle(pilot)
 
 
+async def savings_screen(pilot: Pilot, data: report_sample.History) -> None:
+    await pilot.press("s")
+    await _settle(pilot)
+
+
 SHOTS: dict[str, Step] = {
     "main": main_screen,
     "inspect": inspect_screen,
@@ -69,7 +76,7 @@ SHOTS: dict[str, Step] = {
 }
 
 
-async def shoot(data: sample.Sample, name: str, step: Step) -> Path:
+async def shoot(data: sample.Sample | report_sample.History, name: str, step: Step) -> Path:
     app = BatchtopApp(data.data_dir, data.config, now=lambda: data.now, engine=False, refresh_every=None, label="~/sample")
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
@@ -84,6 +91,8 @@ def main() -> int:
         for name, step in SHOTS.items():
             path = asyncio.run(shoot(data, name, step))
             print(path.relative_to(OUT.parent))
+        history = report_sample.build(Path(tmp) / "history")  # a fortnight of batches, for the chart
+        print(asyncio.run(shoot(history, "savings", savings_screen)).relative_to(OUT.parent))
     return 0
 
 

@@ -32,6 +32,7 @@ from batchtop.config import (
     Config,
     EngineConfig,
     FlushPolicy,
+    RoutingConfig,
     load_config,
     parse_config,
 )
@@ -141,6 +142,7 @@ def accepted_keys() -> set[str]:
     keys |= {f"alerts.{k}" for k in _fields(AlertConfig)}
     keys |= {"prices.batch_discount"} | {f"prices.family.{k}" for k in PRICE_KEYS}
     keys |= {f"budget.{k}" for k in _fields(BudgetLimits)} | {f"budget.provider.{k}" for k in _fields(BudgetLimits)}
+    keys |= {f"routing.{k}" for k in _fields(RoutingConfig)}
     assert {k.split(".")[0] for k in keys} == _fields(Config, "path")
     return keys
 

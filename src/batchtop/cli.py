@@ -136,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="a JSON array, one object per model")
 
+    p = command("report", "the cost report over a period: batch vs real time, per model and day, projections, what-if")
+    p.add_argument("--since", metavar="ISO|DURATION", help="from this time, or this long ago (7d, 24h); default: the start")
+    p.add_argument("--until", metavar="ISO", help="up to this time (default: now); periods are widened to whole hours")
+    p.add_argument("--what-if", action="append", metavar="MODEL", dest="what_if",
+                   help="also price the same usage in batch on MODEL (repeatable; default: [routing] candidates)")
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="the report as JSON")
+    shape.add_argument("--csv", action="store_true", help="spend per day (by_day) as CSV")
+
     p = command("demo", "the console on a throw-away data dir, fed by the built-in simulator; needs no keys")
     p.add_argument("--speed", type=float, default=1.0, help="how fast the simulated providers work")
     p.add_argument("--seconds", type=float, default=None, help="quit by itself after this many seconds (default: run until q)")
@@ -412,6 +421,41 @@ def _cmd_quote(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from batchtop.exports import existing_db
+    from batchtop.report import document, render
+    from batchtop.timefmt import parse_time
+
+    now = time.time()
+    try:
+        since = document.parse_since(args.since, now) if args.since else None
+    except ValueError as exc:
+        raise BatchtopError(f"--since: {exc}") from None
+    try:
+        until = parse_time(args.until) if args.until else None
+    except ValueError as exc:
+        raise BatchtopError(f"--until: {exc}") from None
+    if since is not None and until is not None and until <= since:
+        raise BatchtopError(f"--until {args.until} is not after --since {args.since}")
+    config = _config(args)
+    with existing_db(_data_dir(args)) as db:
+        doc = document.build(db, config, document.Period.rounded(since, until), args.what_if, now=now)
+    if args.json:
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif args.csv:
+        render.write_csv(doc, sys.stdout)
+    else:
+        render.write_text(doc, sys.stdout)
+        return Exit.OK
+    for note in doc["notes"]:
+        print(f"batchtop: {note}", file=sys.stderr)
+    return Exit.OK
+
+
 COMMANDS = {
     "enqueue": _cmd_enqueue,
     "flush": _cmd_flush,
@@ -423,10 +467,11 @@ COMMANDS = {
     "results": _cmd_results,
     "dead-letters": _cmd_dead_letters,
     "quote": _cmd_quote,
+    "report": _cmd_report,
     "demo": _cmd_demo,
     "sim": _cmd_sim,
 }
-_TAKES_JSON = {"dead-letters", "quote"}
+_TAKES_JSON = {"dead-letters", "quote", "report"}
 
 
 def _check_once_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

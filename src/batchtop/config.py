@@ -102,6 +102,14 @@ class BudgetConfig:
 
 
 @dataclass(frozen=True)
+class RoutingConfig:
+    """`[routing]`: models worth routing work to, priced by the savings screen's what-if
+    (and by `batchtop report` when no `--what-if` is given)."""
+
+    candidates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     engine: EngineConfig = EngineConfig()
@@ -111,6 +119,7 @@ class Config:
     alerts: AlertConfig = AlertConfig()
     prices: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget: BudgetConfig = BudgetConfig()
+    routing: RoutingConfig = RoutingConfig()
 
     def policy_for(self, provider: str, endpoint: str, model: str) -> FlushPolicy:
         """The flush policy of one buffer: defaults, then matching overrides, then provider caps."""
@@ -221,10 +230,21 @@ def _budget(path: Path | None, table: dict[str, Any]) -> BudgetConfig:
     return BudgetConfig(total=_budget_limits(path, "budget.", table), providers=providers)
 
 
+def _routing(path: Path | None, table: dict[str, Any]) -> RoutingConfig:
+    _check_keys(path, "routing.", table, {"candidates"})
+    candidates = table.get("candidates", [])
+    if not isinstance(candidates, list):
+        raise _fail(path, "routing.candidates", 'must be an array of model ids, e.g. ["gpt-4o-mini", "claude-haiku-4-5"]')
+    for i, model in enumerate(candidates):
+        if not isinstance(model, str) or not model.strip():
+            raise _fail(path, f"routing.candidates[{i}]", "must be a non-empty model id")
+    return RoutingConfig(candidates=tuple(dict.fromkeys(m.strip() for m in candidates)))
+
+
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     """Build a Config from a TOML document, rejecting unknown keys and bad values."""
-    _check_keys(path, "", data, {"engine", "flush", "buffers", "accounts", "alerts", "prices", "budget"})
-    for section in ("engine", "flush", "accounts", "alerts", "prices", "budget"):
+    _check_keys(path, "", data, {"engine", "flush", "buffers", "accounts", "alerts", "prices", "budget", "routing"})
+    for section in ("engine", "flush", "accounts", "alerts", "prices", "budget", "routing"):
         if section in data and not isinstance(data[section], dict):
             raise _fail(path, section, "must be a table")
 
@@ -317,6 +337,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         alerts=alerts,
         prices=prices,
         budget=budget,
+        routing=_routing(path, data.get("routing", {})),
     )
 
 

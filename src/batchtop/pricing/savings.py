@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from batchtop.pricing.inflight import in_flight_estimate
 from batchtop.pricing.money import fmt_usd, ratio, usd
-from batchtop.pricing.table import ModelPrice, price_table
+from batchtop.pricing.table import ModelPrice, PriceTable, price_table
 from batchtop.pricing.usage import ModelUsage, read_usage
 
 if TYPE_CHECKING:
     from batchtop.config import Config
 
-__all__ = ["break_even_first_pass_rate", "in_flight_estimate", "savings"]
+__all__ = ["break_even_first_pass_rate", "in_flight_estimate", "model_savings", "savings"]
 
 
 def break_even_first_pass_rate(discount: Decimal, failed_cost_ratio: Decimal) -> Decimal:
@@ -155,3 +155,13 @@ def savings(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
         "complete": complete,
     }
     return {"by_model": rows, "total": total, "prices_as_of": table.as_of}
+
+
+def model_savings(usage: ModelUsage, table: PriceTable) -> tuple[dict[str, Any], dict[str, Decimal] | None]:
+    """One model's `by_model` entry and its exact money ("batch", "realtime", "resub"; None
+    when the price is unknown), exactly as `savings` computes them, for views that fold
+    usage of their own: the period report sums `usage_hourly` over its days."""
+    price = table.price(usage.provider, usage.model)
+    provider_table = table.providers.get(usage.provider)
+    default_discount = provider_table.batch_discount if provider_table is not None else Decimal("0.5")
+    return _model_row(usage, price, default_discount)

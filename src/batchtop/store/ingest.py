@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from batchtop.providers.base import MISSING, SUCCEEDED, ResultLine
 from batchtop.providers.failures import PERMANENT, QUOTA, RETRY
+from batchtop.store import report_queries
 from batchtop.store.store import Store
 
 ROLLUP_ADD = (
@@ -148,6 +149,8 @@ class BatchIngest:
             ROLLUP_ADD,
             [(self.provider, self.model, f, s, *v) for (f, s), v in sums.items()],
         )
+        # the same sums by the day and hour the batch ended in (the period report's)
+        report_queries.add_by_batch_end(db, self.batch_id, [(self.provider, self.model, f, s, *v) for (f, s), v in sums.items()], now)
         if updates:
             db.execute(
                 "INSERT INTO outcome_hourly (hour, attempts, failed) VALUES (?, ?, ?) ON CONFLICT (hour) DO UPDATE SET"

@@ -22,6 +22,8 @@ The model carries the whole life of a request:
 - `usage_rollup`: token and count sums per provider x model x (first attempt?) x
   (succeeded?), kept in the same transaction as the attempts they sum, so the
   savings view reads a handful of rows instead of re-deriving a million.
+- `usage_daily` / `usage_hourly`: the same sums split by the UTC day / hour the
+  batch ended in, for the period report.
 """
 
 from __future__ import annotations
@@ -241,5 +243,62 @@ def _v4_failure_verdicts(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_engine, _v3_cache_1h_and_enqueue_estimates, _v4_failure_verdicts]
+PERIOD_ROLLUP_TOKENS = (
+    "input_tokens", "cached_input_tokens", "cache_creation_input_tokens", "output_tokens", "cache_creation_1h_input_tokens",
+)
+"""The token columns of `usage_daily` and `usage_hourly`, in `Tokens` field order: their
+DDL, their backfill, the ingest statement and the report's queries are all built from
+this one tuple. A token column added to `attempts` and `usage_rollup` by a migration
+ordered before `_usage_by_batch_end` joins it here; once that one is released, a new
+column needs a migration of its own instead."""
+
+
+def _usage_by_batch_end(db: sqlite3.Connection) -> None:
+    """`usage_daily` and `usage_hourly`: `usage_rollup` split by the UTC day, and hour,
+    the batch ended in.
+
+    The period report (`batchtop report`, the console's savings screen) places money in
+    a period and on a day by the batch's `ended_at`. Whole days come from `usage_daily`
+    (a year is 365 keys per model and split, whatever the traffic); the partial days at
+    a period's ends from `usage_hourly`, so a period may start at any whole hour
+    (`--since 24h`). Both are backfilled from the attempts already ingested, each at its
+    batch's end (or, for a batch with none recorded, the attempt's own), so an upgraded
+    store reports its history. `batches_ended` finds a period's batches (counts and
+    durations) without reading the others.
+    """
+    tokens = ", ".join(PERIOD_ROLLUP_TOKENS)
+    columns = ",\n".join(f"            {c} INTEGER NOT NULL DEFAULT 0" for c in PERIOD_ROLLUP_TOKENS)
+    sums = ", ".join(f"sum(a.{c})" for c in PERIOD_ROLLUP_TOKENS)
+    for table, key, seconds in (("usage_daily", "day", 86400), ("usage_hourly", "hour", 3600)):
+        _script(
+            db,
+            f"""
+            CREATE TABLE {table} (
+                {key} INTEGER NOT NULL,
+                provider TEXT NOT NULL,
+                model TEXT NOT NULL,
+                first_attempt INTEGER NOT NULL,
+                succeeded INTEGER NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+{columns},
+                PRIMARY KEY ({key}, provider, model, first_attempt, succeeded)
+            );
+            INSERT INTO {table} ({key}, provider, model, first_attempt, succeeded, attempts, {tokens})
+                SELECT CAST(coalesce(b.ended_at, a.ended_at) / {seconds} AS INTEGER), b.provider, b.model,
+                       a.number = 1, a.outcome = 'succeeded', count(*), {sums}
+                FROM attempts AS a JOIN batches AS b ON b.id = a.batch_id
+                WHERE a.outcome IS NOT NULL
+                GROUP BY 1, 2, 3, 4, 5
+            """,
+        )
+    db.execute("CREATE INDEX batches_ended ON batches (ended_at) WHERE ended_at IS NOT NULL")
+
+
+MIGRATIONS: list[Migration] = [
+    _v1_initial,
+    _v2_engine,
+    _v3_cache_1h_and_enqueue_estimates,
+    _v4_failure_verdicts,
+    _usage_by_batch_end,
+]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -303,6 +303,11 @@ class MainScreen(Screen[None]):
             box.remove_class("shown")
             self.query_one("#batches", LiveTable).focus()
 
+    def action_savings(self) -> None:
+        from batchtop.tui.screens.savings import SavingsScreen
+
+        self.app.push_screen(SavingsScreen(self.console.data_dir, self.console.config, self.console.now))
+
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen())
 
