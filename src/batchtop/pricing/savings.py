@@ -160,7 +160,7 @@ def savings(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
 def model_savings(usage: ModelUsage, table: PriceTable) -> tuple[dict[str, Any], dict[str, Decimal] | None]:
     """One model's `by_model` entry and its exact money ("batch", "realtime", "resub"; None
     when the price is unknown), exactly as `savings` computes them, for views that fold
-    usage of their own: the period report sums `usage_hourly` over its days."""
+    usage of their own: the period report sums `usage_daily` / `usage_hourly` over its days."""
     price = table.price(usage.provider, usage.model)
     provider_table = table.providers.get(usage.provider)
     default_discount = provider_table.batch_discount if provider_table is not None else Decimal("0.5")
