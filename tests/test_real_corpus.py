@@ -150,5 +150,5 @@ def test_batchtop_sim_replay_serves_the_recorded_lines(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text("not json\n")
     result = subprocess.run([sys.executable, "-m", "batchtop", "sim", "--replay", str(bad)],
-                            capture_output=True, text=True, timeout=60)
+                            check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and f"--replay: {bad}:1: not a JSON result line" in result.stderr
