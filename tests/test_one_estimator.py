@@ -65,6 +65,7 @@ def test_quote_queued_and_in_flight_say_the_same(sim: Simulator, data_dir: Path,
     assert (entry["stage"], entry["input_tokens"], entry["output_tokens"]) == (
         "in_flight", quoted["input_tokens"], quoted["output_tokens"])
     assert entry["output_tokens"] == 20 * 16  # max_tokens, not 256 per request
+    assert "bytes/4" not in flying["in_flight_estimate"]["basis"]
 
 
 def test_a_part_of_a_buffer_is_estimated_in_proportion(tmp_path: Path) -> None:

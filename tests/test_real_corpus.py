@@ -10,6 +10,8 @@ below (not read from batchtop's table), to 1e-6.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -124,3 +126,29 @@ def test_replay_needs_a_custom_id_per_line(tmp_path: Path) -> None:
     path.write_text('{"custom_id": "a"}\n{"custom_id": "a"}\n')
     with pytest.raises(ValueError, match="bad.jsonl:2"):
         load_recorded([path])
+
+
+def test_batchtop_sim_replay_serves_the_recorded_lines(tmp_path: Path) -> None:
+    """`batchtop sim --replay FILE`: the real SDK downloads the recorded output file byte for byte."""
+    import openai
+    from test_sim_cli import SimProcess
+
+    path = REAL / "openai" / "gpt-4o-2024-05-13_enzyextract.jsonl"
+    (custom_id,) = load_recorded([path])
+    sim = SimProcess("--port", "0", "--per-request-s", "0", "--replay", str(path))
+    try:
+        client = openai.OpenAI(base_url=sim.urls["OPENAI_BASE_URL"], api_key="k", max_retries=0)
+        with client:
+            line = json.dumps(_request("openai", custom_id, "gpt-4o-2024-05-13")).encode() + b"\n"
+            f = client.files.create(file=("in.jsonl", line), purpose="batch")
+            batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+            done = client.batches.retrieve(batch.id)
+            assert done.status == "completed" and done.output_file_id
+            assert client.files.content(done.output_file_id).content == path.read_bytes()
+    finally:
+        sim.kill()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    result = subprocess.run([sys.executable, "-m", "batchtop", "sim", "--replay", str(bad)],
+                            check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and f"--replay: {bad}:1: not a JSON result line" in result.stderr

@@ -284,6 +284,7 @@ def test_in_flight_estimate(db: sqlite3.Connection) -> None:
     assert est["in_flight_usd"] == 0.1143
     assert est["usd"] == est["in_flight_usd"]  # in flight means submitted; queued work is apart
     assert est["total_usd"] == pytest.approx(0.3393, abs=1e-9)
+    assert "bytes/4" in est["basis"]  # these buffers have no sums from enqueue: the old rule, and it says so
     by = {(r["stage"], r["model"]): r for r in est["by_model"]}
     assert by[("queued", "gpt-4o")]["output_tokens"] == 20_000
     assert by[("in_flight", "gpt-4o-mini")]["input_tokens"] == 500_000

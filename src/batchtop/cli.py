@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-rate", type=float, default=0.0, help="share of HTTP calls answered 429/500 with Retry-After")
     p.add_argument("--per-request-s", type=float, default=0.0005, help="simulated processing time per request")
     p.add_argument("--api-key", help="require this API key (default: none, any key is accepted)")
+    p.add_argument("--replay", action="append", default=[], metavar="FILE",
+                   help="answer requests whose custom_id is in this JSONL of recorded result lines with that line, "
+                        "verbatim (repeatable)")
     return parser
 
 
@@ -348,8 +351,14 @@ def _cmd_console(args: argparse.Namespace) -> int:
 
 def _cmd_sim(args: argparse.Namespace) -> int:
     from batchtop.sim import SimConfig, serve_forever
+    from batchtop.sim.replay import load_recorded
 
+    try:
+        recorded = load_recorded(Path(f) for f in args.replay) if args.replay else None
+    except (OSError, ValueError) as exc:
+        raise BatchtopError(f"--replay: {exc}") from None
     config = SimConfig(
+        replay=recorded,
         failure_rate=args.failure_rate,
         first_try_failure_rate=args.first_try_failure_rate,
         fault_rate=args.fault_rate,

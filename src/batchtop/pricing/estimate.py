@@ -74,17 +74,11 @@ def estimate_request(
     `provider` picks the image formula; by default it follows from the endpoint.
     """
     provider = provider or (ANTHROPIC if endpoint == ANTHROPIC_ENDPOINT else OPENAI)
-    chars, images = 0, ImageTokens()
-    family: str | None = None
-    for key in INPUT_FIELDS:
-        value = body.get(key)
-        if value is None:
-            continue
-        chars += _chars(value)
-        if isinstance(value, (dict, list)):
-            if family is None:
-                family = _family(provider, body) or ""
-            images += image_tokens(provider, family or None, value)
+    fields = [body[k] for k in INPUT_FIELDS if body.get(k) is not None]
+    chars = sum(_chars(v) for v in fields)
+    structured = [v for v in fields if isinstance(v, (dict, list))]  # where image parts can be
+    family = _family(provider, body) if structured else None
+    images = sum((image_tokens(provider, family, v) for v in structured), ImageTokens())
     input_tokens = _ceil_div(max(chars - images.chars, 0), CHARS_PER_TOKEN) + images.tokens
     if endpoint in NO_OUTPUT_ENDPOINTS:
         return RequestEstimate(input_tokens, 0, "none", images, 0)

@@ -32,6 +32,10 @@ BASIS = (
     f"output = max_tokens (or kin) when set, else the model's observed mean per success, else "
     f"{DEFAULT_OUTPUT_TOKENS}; batch prices"
 )
+OLD_STORE_BASIS = (
+    "; requests enqueued before this estimate was kept at enqueue: input ~ bytes/4 of the line, "
+    f"output = the observed mean, else {DEFAULT_OUTPUT_TOKENS}"
+)
 
 # A batch whose status is `failed` was rejected whole by the provider (validation) and is billed nothing.
 _IN_FLIGHT = (
@@ -61,6 +65,8 @@ class WorkEstimate:
     input_tokens: int
     output_tokens: int
     cost: Decimal | None  # batch price; None when the model has no known price
+    from_bytes: bool = False
+    """Some of it was estimated from bytes: enqueued before `buffer_estimates` existed."""
 
 
 @dataclass(frozen=True)
@@ -106,19 +112,21 @@ def estimate_work(
     sources = [("in_flight", _IN_FLIGHT)] + ([("queued", _QUEUED)] if queued else [])
     merged: dict[tuple[str, str, str], list[int]] = {}
     for stage, sql in sources:
-        for prov, model, requests, size, *sums in db.execute(sql.format(where=where), args):
+        for prov, model, requests, size, *row in db.execute(sql.format(where=where), args):
             if (requests or 0) <= 0:
                 continue
-            tokens = scaled_tokens(_sums(tuple(sums)), int(requests), int(size or 0), means.get((prov, model)))
-            entry = merged.setdefault((stage, prov, model), [0, 0, 0])
+            sums = _sums(tuple(row))
+            tokens = scaled_tokens(sums, int(requests), int(size or 0), means.get((prov, model)))
+            entry = merged.setdefault((stage, prov, model), [0, 0, 0, 0])
             entry[0] += int(requests)
             entry[1] += tokens.input
             entry[2] += tokens.output
+            entry[3] |= sums is None
     out: list[WorkEstimate] = []
-    for (stage, prov, model), (requests, inp, output) in merged.items():
+    for (stage, prov, model), (requests, inp, output, from_bytes) in merged.items():
         price = table.price(prov, model)
         cost = price.batch_cost(Tokens(input=inp, output=output)) if price is not None else None
-        out.append(WorkEstimate(stage, prov, model, requests, inp, output, cost))
+        out.append(WorkEstimate(stage, prov, model, requests, inp, output, cost, bool(from_bytes)))
     return out
 
 
@@ -176,5 +184,5 @@ def in_flight_estimate(db: sqlite3.Connection, config: Config) -> dict[str, Any]
             }
             for i in items
         ],
-        "basis": BASIS,
+        "basis": BASIS + (OLD_STORE_BASIS if any(i.from_bytes for i in items) else ""),
     }

@@ -25,7 +25,11 @@ def load_recorded(paths: Iterable[Path]) -> dict[str, bytes]:
         for number, raw in enumerate(Path(path).read_bytes().splitlines(), 1):
             if not raw.strip():
                 continue
-            custom_id = json.loads(raw).get("custom_id")
+            try:
+                obj = json.loads(raw)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{number}: not a JSON result line ({exc})") from None
+            custom_id = obj.get("custom_id") if isinstance(obj, dict) else None
             if not isinstance(custom_id, str) or custom_id in lines:
                 raise ValueError(f"{path}:{number}: a recorded line needs a custom_id of its own")
             lines[custom_id] = raw
