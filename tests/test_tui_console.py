@@ -2,6 +2,7 @@
 model, sorting, a search over the whole store, money that adds up as shown, texts
 that say what really happens, and provider text that is only ever data."""
 
+# ruff: noqa: F811  (pytest fixtures imported from test_tui are parameters here)
 from __future__ import annotations
 
 import re
