@@ -16,7 +16,8 @@ COLUMNS = (
     ("flush due", "when the buffer is submitted: its age limit, a deadline's latest safe time, or a flush you asked for"),
     ("deadline", "the earliest deadline among its queued requests (--sla / --deadline)"),
     ("held", "why the buffer waits (no API key, refused by the provider, ...)"),
-    ("progress", "green succeeded, red failed, dim not done, of the batch's requests"),
+    ("progress", "green succeeded, red failed (✗), dim not done; ⊘ cancelled or expired: never run, not failures"),
+    ("saved $", "real-time price less batch price; shown so that batch $ + saved $ = real-time $ on every row"),
     ("window left", "time before the provider's 24 h window ends and unfinished requests expire"),
     ("1st pass", "share of requests that succeeded on their first attempt"),
 )
