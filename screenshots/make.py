@@ -5,8 +5,8 @@
 Builds the deterministic sample data dir (real engine and simulator on a manual
 clock, see `batchtop.tui.sample`) in a temp dir, opens the console on it with a
 frozen clock and no engine, and saves the main screen, the inspect screen, the
-cancel confirmation and the help screen; then the savings screen on a fortnight of
-batches (`batchtop.report.sample`). Same input, same SVGs.
+cancel confirmation, the help screen, a search and the main screen at 80x24; then the
+savings screen on a fortnight of batches (`batchtop.report.sample`). Same input, same SVGs.
 """
 
 from __future__ import annotations
@@ -64,21 +64,28 @@ async def help_screen(pilot: Pilot, data: sample.Sample) -> None:
 
 
 async def savings_screen(pilot: Pilot, data: report_sample.History) -> None:
-    await pilot.press("s")
+    await pilot.press("dollar_sign")
     await _settle(pilot)
 
 
-SHOTS: dict[str, Step] = {
-    "main": main_screen,
-    "inspect": inspect_screen,
-    "confirm-cancel": confirm_cancel,
-    "help": help_screen,
+async def search(pilot: Pilot, data: sample.Sample) -> None:
+    await pilot.press("slash", *"o4-mini")
+    await _settle(pilot)
+
+
+SHOTS: dict[str, tuple[Step, tuple[int, int]]] = {
+    "main": (main_screen, SIZE),
+    "main-80x24": (main_screen, (80, 24)),
+    "search": (search, SIZE),
+    "inspect": (inspect_screen, SIZE),
+    "confirm-cancel": (confirm_cancel, SIZE),
+    "help": (help_screen, SIZE),
 }
 
 
-async def shoot(data: sample.Sample | report_sample.History, name: str, step: Step) -> Path:
+async def shoot(data: sample.Sample | report_sample.History, name: str, step: Step, size: tuple[int, int]) -> Path:
     app = BatchtopApp(data.data_dir, data.config, now=lambda: data.now, engine=False, refresh_every=None, label="~/sample")
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
         await _settle(pilot)
         await step(pilot, data)
         await pilot.pause()
@@ -88,11 +95,11 @@ async def shoot(data: sample.Sample | report_sample.History, name: str, step: St
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="batchtop-shots-") as tmp:
         data = sample.build(Path(tmp) / "data")  # outside any event loop: it runs the engine
-        for name, step in SHOTS.items():
-            path = asyncio.run(shoot(data, name, step))
+        for name, (step, size) in SHOTS.items():
+            path = asyncio.run(shoot(data, name, step, size))
             print(path.relative_to(OUT.parent))
         history = report_sample.build(Path(tmp) / "history")  # a fortnight of batches, for the chart
-        print(asyncio.run(shoot(history, "savings", savings_screen)).relative_to(OUT.parent))
+        print(asyncio.run(shoot(history, "savings", savings_screen, SIZE)).relative_to(OUT.parent))
     return 0
 
 

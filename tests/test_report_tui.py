@@ -46,7 +46,7 @@ def frozen_app(h: sample.History) -> BatchtopApp:
 async def on_savings(pilot: Pilot) -> None:
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
-    await pilot.press("s")
+    await pilot.press("dollar_sign")
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
 

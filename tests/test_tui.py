@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import anthropic_line, openai_line
 from textual.message import Message
 from textual.pilot import Pilot
 from textual.worker import WorkerState
@@ -31,7 +32,6 @@ from batchtop.tui.screens.confirm import ConfirmScreen
 from batchtop.tui.screens.help import HelpScreen
 from batchtop.tui.screens.inspect import InspectScreen
 from batchtop.tui.widgets.live_table import LiveTable
-from conftest import anthropic_line, openai_line
 
 SIZE = (150, 45)
 
@@ -261,7 +261,7 @@ async def test_filter_help_and_palette(data_dir: Path, sim: Simulator) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("slash", *"anthropic")
-        assert list(k.value for k in table(app, "buffers").rows) == ["anthropic:/v1/messages:claude-sonnet-4-20250514"]
+        assert [k.value for k in table(app, "buffers").rows] == ["anthropic:/v1/messages:claude-sonnet-4-20250514"]
         await pilot.press("escape")
         assert table(app, "buffers").row_count == 2
         await pilot.press("question_mark")

@@ -2,6 +2,7 @@
 model, sorting, a search over the whole store, money that adds up as shown, texts
 that say what really happens, and provider text that is only ever data."""
 
+# ruff: noqa: F811  (pytest fixtures imported from test_tui are parameters here)
 from __future__ import annotations
 
 import re
@@ -112,7 +113,7 @@ def test_in_flight_batches_list_first_and_the_title_counts_the_store() -> None:
     }
     assert [k for k, _ in rows.batch_rows(doc, NOW)] == ["b_live", "b_done"]
     assert rows.batches_title(doc, 2, 2) == "1 in flight · 1 of 412 ended"
-    assert rows.batches_title(doc, 1, 2) == "1 shown of 1 in flight · 1 of 412 ended"
+    assert rows.batches_title(doc, 1, 2) == "1 match · 1 in flight · 1 of 412 ended"
 
 
 @pytest.mark.anyio
@@ -173,6 +174,8 @@ async def test_keys_act_on_the_focused_table_and_the_footer_names_the_row(data_d
         assert keys["c"] == "Cancel"  # the row is named once
         assert f"Resubmit {rows.middle(batch_id, 16)}" in app.export_screenshot().replace("&#160;", " ")
         assert app.screen.query_one("#batches").has_focus
+        cursor = {name: table(app, name).get_component_rich_style("datatable--cursor").bgcolor for name in ("buffers", "batches")}
+        assert cursor["buffers"] != cursor["batches"]  # only the focused table's cursor at full strength
 
 
 @pytest.mark.anyio

@@ -1,6 +1,7 @@
 """The console's engine loop: it keeps ticking whatever the keys do, and the header
 tells the truth about when a tick last finished."""
 
+# ruff: noqa: F811  (pytest fixtures imported from test_tui are parameters here)
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +22,7 @@ FAST = Config(engine=EngineConfig(poll_interval=0.5, auto_resubmit=False, max_at
 
 
 @pytest.mark.anyio
-async def test_keys_mid_tick_never_stop_the_engine(data_dir: Path, sim: Simulator) -> None:  # noqa: F811
+async def test_keys_mid_tick_never_stop_the_engine(data_dir: Path, sim: Simulator) -> None:
     """An action that lands while a tick runs queues one more tick; after it the loop
     must go on by itself (it used to arm a 0 s timer that never fires)."""
     enqueue(data_dir, [openai_line(f"s{i}") for i in range(3)])

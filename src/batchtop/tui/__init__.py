@@ -4,9 +4,11 @@ headless commands never pay for it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from textual.app import App
+
     from batchtop.config import Config
 
 
@@ -17,6 +19,12 @@ def run_console(data_dir: Path, config: Config) -> int:
 
     app = BatchtopApp(data_dir, config)
     result = app.run()
-    if app.return_code:  # a crash (Textual printed the traceback): never exit 0
+    return exit_status(app, result)
+
+
+def exit_status(app: App[Any], result: object) -> int:
+    """The app's own result, unless it ended in an error (Textual printed the
+    traceback and set a non-zero return code): a crash never exits 0."""
+    if app.return_code:
         return int(app.return_code)
-    return int(result or 0)
+    return int(result or 0)  # type: ignore[call-overload]

@@ -297,7 +297,7 @@ class BatchtopApp(App[int]):
                 worker = self.run_worker(runner.close, thread=True, group="engine-close", exit_on_error=False)
                 try:
                     await worker.wait()
-                except Exception:  # shown by _worker_changed; exiting anyway
+                except Exception:  # noqa: BLE001, S110 shown by _worker_changed; exiting anyway
                     pass
         self.exit(0)
 

@@ -32,7 +32,11 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("cancel", "c", "cancel", "Cancel", "Cancel the selected batch at the provider (asks first)", on="batches"),
     ConsoleAction("inspect", "enter", "inspect", "Inspect", "Inspect the selected batch (errors, attempts) or buffer (queued requests)", show=False),
     ConsoleAction("filter", "slash", "filter", "Search", "Search every batch in the store and filter the tables (provider, model, id, status)", display_key="/"),
-    ConsoleAction("savings", "s", "savings", "Savings", "Savings over time: spend per day as a chart, per model, first-pass break-even, what-if routing", show=False),
+    ConsoleAction(
+        "savings", "dollar_sign", "savings", "Savings",
+        "Savings over time: spend per day as a chart, per model, first-pass break-even, what-if routing",
+        display_key="$", show=False,
+    ),
     ConsoleAction("help", "question_mark", "help", "Help", "Show the keys and what the columns mean", display_key="?"),
     ConsoleAction("quit", "q", "quit", "Quit", "Quit the console (the engine stops with it; queued work stays in the store)"),
 )

@@ -165,7 +165,8 @@ def batch_rows(doc: Mapping[str, Any], now: float, id_width: int | None = None) 
 
 
 def batches_title(doc: Mapping[str, Any], shown: int, listed: int) -> str:
-    """`8 in flight · 50 of 412 ended` (the store's counts), with the filter's share."""
+    """`8 in flight · 50 of 412 ended` (the store's counts), after how many rows match
+    the search when there is one."""
     counts = doc.get("batch_counts") or {}
     live = sum(1 for b in doc["batches"] if in_flight(b))
     ended_listed = listed - live
@@ -173,7 +174,7 @@ def batches_title(doc: Mapping[str, Any], shown: int, listed: int) -> str:
     title = f"{live:,} in flight · {ended_listed:,} of {ended_all:,} ended" if ended_all > ended_listed else (
         f"{live:,} in flight · {ended_all:,} ended"
     )
-    return title if shown == listed else f"{shown:,} shown of {title}"
+    return title if shown == listed else f"{shown:,} match · {title}"
 
 
 _DEC_RANGE = range(2, 7)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
@@ -15,7 +17,7 @@ from batchtop.display import clean
 class ConfirmScreen(ModalScreen[bool]):
     """Dismisses with True only on y (or the confirm button)."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "answer(True)", "Yes", id="batchtop.confirm.yes"),
         Binding("n", "answer(False)", "No", id="batchtop.confirm.no"),
         Binding("escape", "answer(False)", "No", show=False, id="batchtop.confirm.escape"),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
@@ -16,14 +18,15 @@ COLUMNS = (
     ("flush due", "when the buffer is submitted: its age limit, a deadline's latest safe time, or a flush you asked for"),
     ("deadline", "the earliest deadline among its queued requests (--sla / --deadline)"),
     ("held", "why the buffer waits (no API key, refused by the provider, ...)"),
-    ("progress", "green succeeded, red failed, dim not done, of the batch's requests"),
+    ("progress", "green succeeded, red failed (✗), dim not done; ⊘ cancelled or expired: never run, not failures"),
+    ("saved $", "real-time price less batch price; shown so that batch $ + saved $ = real-time $ on every row"),
     ("window left", "time before the provider's 24 h window ends and unfinished requests expire"),
     ("1st pass", "share of requests that succeeded on their first attempt"),
 )
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,question_mark,q", "close", "Close", id="batchtop.help.close"),
     ]
 

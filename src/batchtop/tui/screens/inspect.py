@@ -4,12 +4,12 @@ buffer (its queued requests). Read once, in a worker, from `batchtop.inspect`.""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
@@ -36,7 +36,7 @@ class Loaded(Message):
 
 
 class InspectScreen(Screen[None]):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "back", "Back", id="batchtop.inspect.back"),
     ]
 
