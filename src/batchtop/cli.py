@@ -150,7 +150,11 @@ def _print_report(report) -> None:  # report: TickReport
         )
         if items
     ]
-    print("tick: " + (", ".join(parts) if parts else "nothing to do"))
+    summary = ", ".join(parts) if parts else ("nothing done" if report.errors else "nothing to do")
+    if report.errors:
+        failed = len(report.errors)
+        summary += f"; {failed} provider{'s' if failed != 1 else ''} failed: {', '.join(sorted(report.errors))}"
+    print("tick: " + summary)
     for provider, error in report.errors.items():
         print(f"  {provider}: {error}", file=sys.stderr)
     for reason in report.lost_reasons.values():
