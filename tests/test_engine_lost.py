@@ -135,3 +135,23 @@ def test_a_backoff_gives_one_figure_on_the_status_line_its_retry_time_and_stderr
     assert line["retry_at"] == until
     text = bt(data_dir, "--once", "--no-refresh").stdout
     assert until in text and f"backing off {seconds}s" in text
+
+
+def test_results_the_provider_no_longer_has_are_lost_too(sim: Simulator, data_dir: Path) -> None:
+    """An output file deleted at the provider (by hand, or expired) leaves the batch's
+    requests for the operator, and does not stall the provider's pass."""
+    enqueue(data_dir, openai_lines(3))
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        (batch_id,) = tick(engine).submitted
+        output = sim.batch(batch_id)["output_file_id"]
+        assert output is not None
+        sim.state.delete_file(output)
+        enqueue(data_dir, openai_lines(2, prefix="next"))
+        report = tick(engine)
+        assert report.lost == [batch_id] and not report.errors
+        assert len(report.submitted) == 1  # the provider's pass went on to flush
+        (error,) = store.db.execute("SELECT last_error FROM batches WHERE provider_batch_id = ?", (batch_id,)).fetchone()
+        assert "lost at the provider" in error and output in error
+        assert states(store)["failed"] == 3
+        close(engine)

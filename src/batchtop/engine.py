@@ -401,13 +401,17 @@ class Engine:
                 report.refused.append(reason)
                 continue
             ingest = BatchIngest(self.store, local_id, self._settle)
-            await ingest_results(
-                ingest,
-                adapter.results(remote),
-                self.now,
-                lambda chunk: self._invalid_outputs(local_id, chunk),
-                lambda chunk: failures.verdicts(adapter.provider, chunk),
-            )
+            try:
+                await ingest_results(
+                    ingest,
+                    adapter.results(remote),
+                    self.now,
+                    lambda chunk: self._invalid_outputs(local_id, chunk),
+                    lambda chunk: failures.verdicts(adapter.provider, chunk),
+                )
+            except Lost as exc:  # what was ingested stays; the rest waits for the operator
+                self._lose(local_id, exc, report)
+                continue
             ingest.finish(self.now(), batch_error=remote.error if remote.status == FAILED else None)
             report.ingested.append(batch_id)
             if ingest.quota_error is not None:
