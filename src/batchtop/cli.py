@@ -244,6 +244,10 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
         for provider, error in report.errors.items():
             print(f"batchtop: {provider}: {error}; the cancel stays requested and is retried", file=sys.stderr)
         return Exit.ERROR
+    if report.lost:
+        for reason in report.lost_reasons.values():
+            print(f"batchtop: {reason}", file=sys.stderr)
+        return Exit.ERROR
     print(f"cancelling {args.batch_id}; what finished before the cancel is ingested when it ends")
     return Exit.OK
 
