@@ -5,8 +5,8 @@ on. Real SQLite, the real SDKs, the simulator over HTTP (it forgets the batch)."
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import urllib.error
 import urllib.request
