@@ -78,6 +78,7 @@ def test_tick_exits_non_zero_on_a_wrong_key(sim: Simulator, data_dir: Path) -> N
     assert bt(data_dir, "flush", "--all").returncode == 0
     r = bt(data_dir, "tick", env={"OPENAI_API_KEY": "sk-wrong"})
     assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stdout == "tick: nothing done; 1 provider failed: openai\n"
     assert "openai" in r.stderr and "401" in r.stderr and "sk-wrong" not in r.stderr + r.stdout
     doc = json.loads(bt(data_dir, "--once", "--json", "--no-refresh").stdout)
     assert "auth" in doc["providers"]["openai"]["status"]

@@ -5,8 +5,8 @@ on. Real SQLite, the real SDKs, the simulator over HTTP (it forgets the batch)."
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -135,3 +135,51 @@ def test_a_backoff_gives_one_figure_on_the_status_line_its_retry_time_and_stderr
     assert line["retry_at"] == until
     text = bt(data_dir, "--once", "--no-refresh").stdout
     assert until in text and f"backing off {seconds}s" in text
+
+
+def test_results_the_provider_no_longer_has_are_lost_too(sim: Simulator, data_dir: Path) -> None:
+    """An output file deleted at the provider (by hand, or expired) leaves the batch's
+    requests for the operator, and does not stall the provider's pass."""
+    enqueue(data_dir, openai_lines(3))
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        (batch_id,) = tick(engine).submitted
+        output = sim.batch(batch_id)["output_file_id"]
+        assert output is not None
+        sim.state.delete_file(output)
+        enqueue(data_dir, openai_lines(2, prefix="next"))
+        report = tick(engine)
+        assert report.lost == [batch_id] and not report.errors
+        assert len(report.submitted) == 1  # the provider's pass went on to flush
+        (error,) = store.db.execute("SELECT last_error FROM batches WHERE provider_batch_id = ?", (batch_id,)).fetchone()
+        assert "lost at the provider" in error and output in error
+        assert states(store)["failed"] == 3
+        close(engine)
+
+
+def test_cancelling_a_lost_batch_marks_it_lost(sim: Simulator, data_dir: Path) -> None:
+    from engine_helpers import run
+
+    sim.config.per_request_s = 1000.0
+    enqueue(data_dir, anthropic_lines(2))
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        (batch_id,) = tick(engine).submitted
+        sim.forget(batch_id)
+        actions.request_cancel(store, batch_id, engine.now())
+        report = run(engine, engine.cancels_only())
+        assert report.lost == [batch_id] and not report.errors and not report.cancelled
+        (status_,) = store.db.execute("SELECT status FROM batches WHERE provider_batch_id = ?", (batch_id,)).fetchone()
+        assert status_ == "failed"
+        close(engine)
+
+
+def test_batchtop_cancel_of_a_lost_batch_says_so(sim: Simulator, data_dir: Path) -> None:
+    sim.config.per_request_s = 1000.0
+    enqueue(data_dir, openai_lines(2))
+    assert bt(data_dir, "flush", "--all").returncode == 0
+    assert bt(data_dir, "tick").returncode == 0
+    (batch,) = sim.batches()
+    sim.forget(batch["id"])
+    r = bt(data_dir, "cancel", batch["id"], "--yes")
+    assert r.returncode == 1 and "lost at the provider" in r.stderr and "cancelling" not in r.stdout

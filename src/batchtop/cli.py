@@ -234,7 +234,11 @@ def _print_report(report) -> None:  # report: TickReport
         )
         if items
     ]
-    print("tick: " + (", ".join(parts) if parts else "nothing to do"))
+    summary = ", ".join(parts) if parts else ("nothing done" if report.errors else "nothing to do")
+    if report.errors:
+        failed = len(report.errors)
+        summary += f"; {failed} provider{'s' if failed != 1 else ''} failed: {', '.join(sorted(report.errors))}"
+    print("tick: " + summary)
     for provider, error in report.errors.items():
         _say(f"  {provider}: {error}", err=True)
     for reason in report.lost_reasons.values():
@@ -332,6 +336,10 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     if report.errors:
         for provider, error in report.errors.items():
             _say(f"batchtop: {provider}: {error}; the cancel stays requested and is retried", err=True)
+        return Exit.ERROR
+    if report.lost:
+        for reason in report.lost_reasons.values():
+            _say(f"batchtop: {reason}", err=True)
         return Exit.ERROR
     _say(f"cancelling {args.batch_id}; what finished before the cancel is ingested when it ends")
     return Exit.OK

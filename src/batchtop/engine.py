@@ -45,7 +45,7 @@ from batchtop.providers.clients import (
     key_env,
     redact,
 )
-from batchtop.store import Store, alerts, lease, submissions, views
+from batchtop.store import Store, alerts, holds, lease, submissions, views
 from batchtop.store.ingest import BatchIngest, Settle
 from batchtop.timefmt import iso
 
@@ -165,11 +165,11 @@ class Engine:
         try:
             adapter = self._adapter(provider)
         except NotConfigured as exc:
-            self._hold_all(provider, str(exc))
+            holds.hold_provider(self.store, provider, str(exc), None, queued_only=True)
             self._set_state(f"provider:{provider}", {"status": f"not configured: {exc}", "error": str(exc)})
             report.errors[provider] = str(exc)
             return
-        self._release_holds(provider, (NO_KEY,))  # the key is there now
+        holds.release(self.store, provider, (NO_KEY,))  # the key is there now
         try:
             if state.get("auth_failed"):  # the key was refused: ask once, cheaply, before uploading anything
                 await adapter.probe()
@@ -200,7 +200,7 @@ class Engine:
             report.errors[provider] = f"{message[:500]}; {waiting}"
             return
         self._failures.pop(provider, None)
-        self._release_holds(provider, (NO_KEY, AUTH_HELD))
+        holds.release(self.store, provider, (NO_KEY, AUTH_HELD))
         status = "ok"
         (foreign,) = self.store.db.execute(
             "SELECT count(*) FROM batches WHERE provider = ? AND account != ? AND ingested_at IS NULL"
@@ -217,27 +217,13 @@ class Engine:
         at once, and nothing is uploaded while it is refused."""
         env = key_env(self.config, provider)
         message = redact(f"{AUTH_HELD} (401): {getattr(exc, 'message', None) or exc}; check {env}")[:500]
-        self._hold_all(provider, message)
+        holds.hold_provider(self.store, provider, message, None, queued_only=True)
         self._set_state(
             f"provider:{provider}",
             {"status": "auth error (401): key refused", "error": message, "auth_failed": True,
              "polled_at": state.get("polled_at")},
         )
         report.errors[provider] = message
-
-    def _release_holds(self, provider: str, reasons: tuple[str, ...]) -> None:
-        """Lift the holds a provider-wide condition put on its buffers once it is gone."""
-        where = " OR ".join("held_reason LIKE ?" for _ in reasons)
-        args = [f"{r}%" for r in reasons]
-        if self.store.db.execute(
-            f"SELECT 1 FROM buffers WHERE provider = ? AND ({where}) LIMIT 1", (provider, *args)
-        ).fetchone() is None:
-            return
-        with self.store.transaction() as db:
-            db.execute(
-                f"UPDATE buffers SET held_reason = NULL, retry_at = NULL WHERE provider = ? AND ({where})",
-                (provider, *args),
-            )
 
     def _adapter(self, provider: str) -> ProviderAdapter:
         loop = asyncio.get_running_loop()
@@ -257,9 +243,6 @@ class Engine:
         wait = retry_after(exc)
         return float(math.ceil(max(delay, wait or 0.0)))
 
-    def _hold_all(self, provider: str, reason: str) -> None:
-        with self.store.transaction() as db:
-            db.execute("UPDATE buffers SET held_reason = ? WHERE provider = ? AND queued > 0", (reason, provider))
 
     # -- steps ---------------------------------------------------------------------
     async def _reconcile(self, adapter: ProviderAdapter, report: TickReport) -> None:
@@ -401,13 +384,17 @@ class Engine:
                 report.refused.append(reason)
                 continue
             ingest = BatchIngest(self.store, local_id, self._settle)
-            await ingest_results(
-                ingest,
-                adapter.results(remote),
-                self.now,
-                lambda chunk: self._invalid_outputs(local_id, chunk),
-                lambda chunk: failures.verdicts(adapter.provider, chunk),
-            )
+            try:
+                await ingest_results(
+                    ingest,
+                    adapter.results(remote),
+                    self.now,
+                    lambda chunk: self._invalid_outputs(local_id, chunk),
+                    lambda chunk: failures.verdicts(adapter.provider, chunk),
+                )
+            except Lost as exc:  # what was ingested stays; the rest waits for the operator
+                self._lose(local_id, exc, report)
+                continue
             ingest.finish(self.now(), batch_error=remote.error if remote.status == FAILED else None)
             report.ingested.append(batch_id)
             if ingest.quota_error is not None:
@@ -420,11 +407,7 @@ class Engine:
         (more batches would fail the same way) and an alert says why; the operator's
         `flush` or QUOTA_HOLD later tries again."""
         reason = redact(f"{QUOTA_HELD}: {error}")[:500]
-        with self.store.transaction() as db:
-            db.execute(
-                "UPDATE buffers SET held_reason = ?, retry_at = ? WHERE provider = ?",
-                (reason, self.now() + QUOTA_HOLD, provider),
-            )
+        holds.hold_provider(self.store, provider, reason, self.now() + QUOTA_HOLD, queued_only=False)
         alerts.raise_alert(
             self.store, alerts.QUOTA, provider,
             f"{provider} is out of quota or credit ({reason.removeprefix(QUOTA_HELD + ': ')}); its buffers are held"

@@ -168,7 +168,10 @@ class AnthropicBatches(ListingAdapter):
 
     async def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]:
         """The results stream, read as raw lines so each is stored verbatim."""
-        decoder = await self.client.messages.batches.results(batch.id)
+        try:
+            decoder = await self.client.messages.batches.results(batch.id)
+        except anthropic.NotFoundError as exc:
+            raise Lost(batch.id, f"404 for its results ({exc.message})") from exc
         try:
             async for line in decoder.http_response.aiter_lines():
                 if line.strip():

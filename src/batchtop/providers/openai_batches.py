@@ -184,7 +184,10 @@ class OpenAIBatches(ListingAdapter):
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
-            async with self.client.files.with_streaming_response.content(file_id) as response:
-                async for line in response.iter_lines():
-                    if line.strip():
-                        yield parse_result_line(line)
+            try:
+                async with self.client.files.with_streaming_response.content(file_id) as response:
+                    async for line in response.iter_lines():
+                        if line.strip():
+                            yield parse_result_line(line)
+            except openai.NotFoundError as exc:  # deleted, or expired: what it held is gone
+                raise Lost(batch.id, f"404 for its result file {file_id} ({exc.message})") from exc

@@ -223,9 +223,12 @@ def mark_lost(store: Store, batch_id: int, reason: str, now: float) -> int:
             " (SELECT request_id FROM attempts WHERE batch_id = ? AND outcome = 'lost')",
             (reason, batch_id),
         )
+        (ok,) = db.execute(
+            "SELECT count(*) FROM attempts WHERE batch_id = ? AND outcome = 'succeeded'", (batch_id,)
+        ).fetchone()  # results ingested before the rest went missing stay
         db.execute(
             "UPDATE batches SET status = 'failed', last_error = ?, lost_at = ?, ended_at = coalesce(ended_at, ?),"
-            " ingested_at = ?, succeeded = 0, failed = total WHERE id = ?",
-            (reason, now, now, now, batch_id),
+            " ingested_at = ?, succeeded = ?, failed = total - ? WHERE id = ?",
+            (reason, now, now, now, ok, ok, batch_id),
         )
         return cur.rowcount
