@@ -4,7 +4,7 @@ What a refresh costs must not grow with what the store has done. Three stores ar
 built straight in SQL (after the store's own code creates the schema), so a million
 requests take seconds, not the hour the engine would need:
 
-  small   1,000 processed requests (20 ended batches);
+  small   1,000 processed requests (50 ended batches: as many as the status lists);
   done    100,000 processed requests (2,000 ended batches);
   big     1,000,000 requests: 10,000 ended batches (500,000 processed), 400 batches in
           flight (200,000 requests) and 300,000 queued.
@@ -67,7 +67,7 @@ class Shape:
 
 
 SHAPES = {
-    "small": Shape("small", ended=20, in_flight=0, per_in_flight=0, queued=0),
+    "small": Shape("small", ended=50, in_flight=0, per_in_flight=0, queued=0, per_ended=20),
     "done": Shape("done", ended=2_000, in_flight=0, per_in_flight=0, queued=0),
     "big": Shape("big", ended=10_000, in_flight=400, per_in_flight=500, queued=300_000),
 }
