@@ -82,12 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fail-on-alert", action="store_true", help="with --once: exit 3 when an alert is raised")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_HelpFormatter)
+    def command(name: str, help_text: str, details: str = "") -> argparse.ArgumentParser:
+        description = f"{help_text[0].upper()}{help_text[1:]}." + (f" {details}" if details else "")
+        p = sub.add_parser(name, help=help_text, description=description, formatter_class=_HelpFormatter)
         _global_options(p, suppress=True)
         return p
 
-    p = command("enqueue", "validate and enqueue native batch lines, all or nothing")
+    p = command("enqueue", "validate and enqueue native batch lines, all or nothing",
+                "A file with any bad line is rejected whole, each problem named by file, line and field.")
     p.add_argument("files", nargs="+", metavar="FILE", help="JSONL files of OpenAI or Anthropic batch lines; - reads stdin")
     when = p.add_mutually_exclusive_group()
     when.add_argument("--sla", metavar="DURATION", help="results needed within this long, e.g. 36h (default: no deadline)")
@@ -99,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="force the provider (default: told from each line's shape)",
     )
 
-    p = command("flush", "mark buffers for flushing now; the next tick submits them")
+    p = command("flush", "mark buffers for flushing now; the next tick submits them",
+                "Without it a buffer is flushed by its policy: age, size or a deadline (see the config).")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("buffer", nargs="?", metavar="BUFFER", help="provider:endpoint:model, or a model name")
     which.add_argument("--all", action="store_true", help="every buffer with queued requests")
@@ -115,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("submission", metavar="LOCAL_ID", help="the unknown submission, as listed (local-N)")
     p.add_argument("batch_id", metavar="BATCH_ID", help="one of its candidate provider batch ids")
 
-    p = command("cancel", "cancel a batch at the provider")
+    p = command("cancel", "cancel a batch at the provider",
+                "Asks first unless --yes; answering no changes nothing and exits 0. What finished before the"
+                " cancel is still ingested when the batch ends.")
     p.add_argument("batch_id", metavar="BATCH_ID", help="the provider's batch id")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 

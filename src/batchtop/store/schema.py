@@ -294,11 +294,45 @@ def _usage_by_batch_end(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX batches_ended ON batches (ended_at) WHERE ended_at IS NOT NULL")
 
 
+def _v6_status_bounded(db: sqlite3.Connection) -> None:
+    """What keeps a status refresh independent of how much the store has done.
+
+    The console reads the status every second and `--once` runs from cron; both
+    listed the latest ended batches by sorting every ended batch, counted unknown
+    submissions by scanning every batch, and counted every anomaly ever recorded
+    (40 ms and 9 ms at 10,000 ended batches, and growing).
+    - `batches_ingested` gives the newest ended batches in index order;
+    - the partial `batches_unknown` holds only unknown submissions (a handful at most);
+    - `counters.anomalies` is the anomaly count, kept by triggers in the same
+      transaction as the insert or delete, whoever writes (INSERT OR IGNORE of a
+      duplicate fires nothing).
+    """
+    _script(
+        db,
+        """
+        CREATE INDEX batches_ingested ON batches (ingested_at, id) WHERE ingested_at IS NOT NULL;
+        CREATE INDEX batches_unknown ON batches (id) WHERE status = 'unknown';
+        CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO counters (name, value) SELECT 'anomalies', count(*) FROM anomalies
+        """,
+    )
+    # one statement each: their bodies hold semicolons, which _script splits on
+    db.execute(
+        "CREATE TRIGGER anomalies_count_insert AFTER INSERT ON anomalies"
+        " BEGIN UPDATE counters SET value = value + 1 WHERE name = 'anomalies'; END"
+    )
+    db.execute(
+        "CREATE TRIGGER anomalies_count_delete AFTER DELETE ON anomalies"
+        " BEGIN UPDATE counters SET value = value - 1 WHERE name = 'anomalies'; END"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_initial,
     _v2_engine,
     _v3_cache_1h_and_enqueue_estimates,
     _v4_failure_verdicts,
     _usage_by_batch_end,
+    _v6_status_bounded,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
