@@ -32,7 +32,7 @@ Step = Callable[[Pilot, sample.Sample], Awaitable[None]]
 
 async def _settle(pilot: Pilot) -> None:
     await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    await pilot.pause(0.2)  # past LiveTable's repaint of grown columns
 
 
 async def _on_batch(pilot: Pilot, batch_id: str) -> None:

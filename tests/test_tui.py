@@ -351,7 +351,7 @@ def test_rows_format_from_the_document_only() -> None:
     assert rows.countdown("2026-11-25T10:04:00Z", now) == "in 4m"
     assert rows.countdown("2026-11-25T09:00:00Z", now) == "now"
     assert rows.ago("2026-11-25T08:30:00Z", now) == "1h30m"
-    assert rows.size(53_100) == "53.1 kB"
+    assert rows.size(53_100) == "53.1\u00a0kB"  # a no-break space: the unit never wraps away
     assert rows.matches(("k", ("openai", "gpt-4o")), "OPENAI 4o")
     assert error_code("server_error: boom", "errored") == "server_error"
     assert error_code(None, "expired") == "expired"
@@ -378,3 +378,4 @@ def test_inspect_queries_need_no_textual(data_dir: Path, sim: Simulator) -> None
         assert [r.custom_id for r in detail.requests] == ["q1", "q2"]
         with pytest.raises(Exception, match="no batch"):
             batch_detail(conn, "batch_nope")
+

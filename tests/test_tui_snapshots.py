@@ -35,7 +35,7 @@ def frozen_app(data: sample.Sample) -> BatchtopApp:
 
 async def loaded(pilot: Pilot) -> None:
     await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    await pilot.pause(0.2)  # past LiveTable's repaint of grown columns
 
 
 def on_batch(batch_id: str):
@@ -86,7 +86,7 @@ def test_layout_keeps_the_essentials(data: sample.Sample, size: tuple[int, int])
             await loaded(pilot)
             await pilot.pause()
             header = str(app.screen.query_one("#header").render())
-            for part in ("1 batch in flight", "3 dead letters", "2 alerts", "saved $", "queued 82", "openai ok"):
+            for part in ("2 batches in flight", "3 dead letters", "2 alerts", "saved $", "queued 36", "openai ok"):
                 assert part in header, (size, part)
             header_box = app.screen.query_one("#header")
             assert header_box.size.height >= len(header_box.render().wrap(header_box.content_size.width))  # nothing cut
@@ -114,3 +114,20 @@ def test_sample_is_deterministic(tmp_path: Path, data: sample.Sample) -> None:
         for b in doc["batches"]:
             b.pop("submission")  # a random uuid, never shown
     assert first == second
+
+
+def test_a_cell_wider_than_its_header_is_shown_whole(data: sample.Sample) -> None:
+    """A column that grows at a refresh repaints its rows: the sample's `gpt-4o` buffer
+    under the 5-wide `model` header showed as `gpt-4`, and `6.7 kB` as `6.7` (their
+    lines stayed cached at the old width)."""
+    import asyncio
+
+    async def run() -> str:
+        app = frozen_app(data)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await loaded(pilot)
+            await pilot.pause()
+            return app.export_screenshot().replace("&#160;", " ").replace("\xa0", " ")
+
+    svg = asyncio.run(run())
+    assert " gpt-4o " in svg and "6.7 kB" in svg

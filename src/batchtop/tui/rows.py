@@ -58,10 +58,11 @@ def countdown(value: str | None, now: float) -> str:
 
 
 def size(n: int) -> str:
+    """"6.7 kB", with a no-break space: a table cell never wraps its unit out of sight."""
     for unit, scale in (("MB", 1_000_000), ("kB", 1_000)):
         if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
+            return f"{n / scale:.1f}\u00a0{unit}"
+    return f"{n}\u00a0B"
 
 
 def clip(text: str | None, width: int) -> str:

@@ -146,6 +146,7 @@ class LiveTable(DataTable[Cell]):
         keep = self.selected_key
         line_in_view = self.cursor_row - int(self.scroll_y) if keep is not None else None
         wanted = dict(rows)
+        changed = False
         for key in [k for k in self.rows if k.value not in wanted]:
             self.remove_row(key)
         for key, cells in rows:
@@ -154,19 +155,30 @@ class LiveTable(DataTable[Cell]):
                     old = self.get_cell(key, column)
                     if _text(old) != _text(value) or _style(old) != _style(value):
                         self.update_cell(key, column, value, update_width=True)
+                        changed = True
             else:
                 self.add_row(*cells, key=key)
+                changed = True
         order = [k for k, _ in rows]
         if [r.key.value for r in self.ordered_rows] != order:
             position = {k: i for i, k in enumerate(order)}
             by_text = {tuple(_text(c) for c in cells): position[k] for k, cells in reversed(rows)}
             self.sort(key=lambda values: by_text.get(tuple(_text(c) for c in values), len(order)))
+        if changed:
+            self.set_timer(0.05, self._repaint)
         if keep is not None and keep in wanted:
             index = self.get_row_index(keep)
             if index != self.cursor_row:
                 self.move_cursor(row=index, animate=False, scroll=False)
             if line_in_view is not None:  # once the new rows are measured (as move_cursor does)
                 self.call_after_refresh(self._hold_line, keep, line_in_view)
+
+    def _repaint(self) -> None:
+        """Textual 8.2 keeps a grown column's lines cached at the old width (`gpt-4o`
+        showed as `gpt-4` under a 5-wide header): once the new cells are measured,
+        drop the cached lines and paint them again."""
+        self._clear_caches()
+        self.refresh()
 
     def _hold_line(self, key: str, line: int) -> None:
         """Keep the selected row on the same line of the view, or at least in it."""
