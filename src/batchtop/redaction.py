@@ -26,10 +26,37 @@ _secrets: set[str] = set()
 by exact value, whatever the variable that held it or its shape."""
 
 
+_ordered: tuple[str, ...] | None = None
+"""The values to blank, longest first (one key may contain another); None: to be
+computed (from `_secrets` and the environment) at the next `redact`."""
+
+
 def remember_secret(value: str | None) -> None:
     """Make `redact` blank this value wherever it shows up from now on."""
-    if value and len(value) >= _MIN_SECRET:
+    global _ordered
+    if value and len(value) >= _MIN_SECRET and value not in _secrets:
         _secrets.add(value)
+        _ordered = None
+
+
+def remember_environment() -> None:
+    """Re-read the environment's `*_API_KEY` / `*_AUTH_TOKEN` variables at the next
+    `redact` (keys of other tools, redacted too). Read once per change rather than per
+    call: scanning the environment cost more than the rest of a redaction, which runs
+    on every failed result line."""
+    global _ordered
+    _ordered = None
+
+
+def _values() -> tuple[str, ...]:
+    global _ordered
+    if _ordered is None:
+        values = set(_secrets)
+        for name, value in os.environ.items():
+            if name.endswith(("_API_KEY", "_AUTH_TOKEN")) and len(value) >= _MIN_SECRET:
+                values.add(value)
+        _ordered = tuple(sorted(values, key=len, reverse=True))
+    return _ordered
 
 
 def remember_url(url: str | None) -> None:
@@ -53,12 +80,15 @@ def redact(text: str) -> str:
     """Text without secrets, for anything we store, print or log: the exact keys in use
     (a 401 can quote the Authorization header), credentials by their place (Bearer ...,
     x-api-key: ..., URL userinfo), and anything shaped like an OpenAI/Anthropic key."""
-    values = set(_secrets)
-    for name, value in os.environ.items():
-        if name.endswith(("_API_KEY", "_AUTH_TOKEN")) and len(value) >= _MIN_SECRET:
-            values.add(value)
-    for value in sorted(values, key=len, reverse=True):  # longest first: one key may contain another
-        text = text.replace(value, "[redacted]")
-    text = _USERINFO.sub(r"\1[redacted]@", text)
-    text = _QUOTED.sub(r"\1[redacted]", text)
-    return _KEYISH.sub("[redacted]", text)
+    for value in _values():
+        if value in text:
+            text = text.replace(value, "[redacted]")
+    # each pattern only where its anchor occurs: most error text has none of them
+    if "://" in text:
+        text = _USERINFO.sub(r"\1[redacted]@", text)
+    lowered = text.lower()
+    if "bearer" in lowered or "basic" in lowered or "x-api-key" in lowered:
+        text = _QUOTED.sub(r"\1[redacted]", text)
+    if "sk-" in text:
+        text = _KEYISH.sub("[redacted]", text)
+    return text

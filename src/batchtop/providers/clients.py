@@ -16,7 +16,7 @@ import os
 from batchtop.config import Account, Config
 from batchtop.providers.base import ProviderAdapter
 from batchtop.providers.limits import ANTHROPIC, OPENAI
-from batchtop.redaction import redact, remember_secret, remember_url
+from batchtop.redaction import redact, remember_environment, remember_secret, remember_url
 
 __all__ = ["NotConfigured", "account_for", "build_adapter", "configure_logging", "redact"]
 
@@ -94,6 +94,7 @@ def build_adapter(config: Config, provider: str) -> ProviderAdapter:
     if not api_key:
         raise NotConfigured(f"no API key: set {key_env}")
     base_url = _base_url(account)
+    remember_environment()
     remember_secret(api_key)
     remember_url(base_url or os.environ.get(_DEFAULT_URL_ENV[provider]))
     if provider == OPENAI:
