@@ -705,3 +705,13 @@ def test_keys_echoed_in_batch_and_result_errors_are_redacted() -> None:
         assert line.error and key not in line.error and "[redacted]" in line.error, line
         assert line.response and key not in line.response, line
         json.loads(line.response)  # still the provider's line, as JSON
+
+
+@pytest.mark.parametrize("command", ["results", "dead-letters"])
+def test_readers_refuse_a_data_dir_of_another_user_they_cannot_look_into(peer: tuple[str, int], shared_tmp: Path, command: str) -> None:
+    data_dir = shared_tmp / "data"
+    _seed(data_dir)  # root's, 0700: the peer cannot even look inside
+    got = _as(peer[0], "--data-dir", str(data_dir), command)
+    assert got.returncode == 1, (got.stdout, got.stderr)
+    assert got.stderr.startswith(f"batchtop: {data_dir}: ") and "another user" in got.stderr, got.stderr
+    assert "Traceback" not in got.stderr

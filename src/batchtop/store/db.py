@@ -171,6 +171,16 @@ def _open_sqlite(path: Path) -> sqlite3.Connection:
     return db
 
 
+def has_database(data_dir: Path) -> bool:
+    """Whether there is a database to read, for commands that must not create one: no
+    data dir or no file is False; a data dir that is not ours is a StoreError, as for
+    `connect` (never a traceback where we may not even look inside)."""
+    if not os.path.lexists(data_dir):
+        return False
+    check_private_dir(data_dir)
+    return os.path.lexists(data_dir / DB_NAME)
+
+
 def rollback(db: sqlite3.Connection) -> None:
     """Roll back if a transaction is still open: SQLite ends one by itself on some
     errors (SQLITE_FULL), and a failing ROLLBACK must not hide the real error."""
