@@ -673,3 +673,45 @@ def test_a_symlinked_config_is_checked_where_it_points(tmp_path: Path) -> None:
     os.chmod(shared, 0o777)
     with pytest.raises(ConfigError, match="is writable by other users"):
         load_config(link, required=True)
+
+
+def test_keys_echoed_in_batch_and_result_errors_are_redacted() -> None:
+    """A provider (or a proxy) that echoes the key into a batch's errors or a result
+    line's error: both are stored (batches.last_error, requests.last_error, the
+    attempt's line) and printed (`--once`, `dead-letters`)."""
+    import openai
+
+    from batchtop.providers import anthropic_batches, openai_batches
+    from batchtop.redaction import remember_secret
+
+    key = "zz-custom-shape-KEY-8c8c8c8c"
+    remember_secret(key)
+    batch = openai.types.Batch.model_validate({
+        "id": "batch_1", "object": "batch", "endpoint": "/v1/chat/completions", "input_file_id": "file-1",
+        "completion_window": "24h", "status": "failed", "created_at": 1_700_000_000,
+        "errors": {"object": "list", "data": [{"code": "invalid_api_key", "message": f"key {key} is not valid"}]},
+    })
+    remote = openai_batches._remote(batch)
+    assert remote.error and key not in remote.error and "[redacted]" in remote.error
+    lines = [
+        openai_batches.parse_result_line(json.dumps({"custom_id": "o1", "response": None, "error": {
+            "code": "invalid_api_key", "message": f"Authorization: Bearer {key}"}})),
+        openai_batches.parse_result_line(json.dumps({"custom_id": "o2", "response": {"status_code": 401, "body": {
+            "error": {"code": "invalid_api_key", "message": f"bad key {key}"}}}})),
+        anthropic_batches.parse_result_line(json.dumps({"custom_id": "a1", "result": {"type": "errored", "error": {
+            "type": "error", "error": {"type": "authentication_error", "message": f"x-api-key: {key}"}}}})),
+    ]
+    for line in lines:
+        assert line.error and key not in line.error and "[redacted]" in line.error, line
+        assert line.response and key not in line.response, line
+        json.loads(line.response)  # still the provider's line, as JSON
+
+
+@pytest.mark.parametrize("command", ["results", "dead-letters"])
+def test_readers_refuse_a_data_dir_of_another_user_they_cannot_look_into(peer: tuple[str, int], shared_tmp: Path, command: str) -> None:
+    data_dir = shared_tmp / "data"
+    _seed(data_dir)  # root's, 0700: the peer cannot even look inside
+    got = _as(peer[0], "--data-dir", str(data_dir), command)
+    assert got.returncode == 1, (got.stdout, got.stderr)
+    assert got.stderr.startswith(f"batchtop: {data_dir}: ") and "another user" in got.stderr, got.stderr
+    assert "Traceback" not in got.stderr

@@ -50,10 +50,12 @@ _DEAD = (
 @contextmanager
 def existing_db(data_dir: Path) -> Iterator[sqlite3.Connection | None]:
     """The data dir's database if there is one, else None: reading must not create it."""
-    if not (data_dir / paths.DB_NAME).exists():
+    from batchtop.store import Store
+    from batchtop.store.db import has_database
+
+    if not has_database(data_dir):
         yield None
         return
-    from batchtop.store import Store
 
     with Store(data_dir, create=False) as store:
         yield store.db

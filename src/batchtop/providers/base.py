@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from batchtop.redaction import redact
+
 # Normalized batch statuses (shared/cli.md).
 SUBMITTING = "submitting"
 VALIDATING = "validating"
@@ -57,6 +59,11 @@ class RemoteBatch:
     refused: bool = False
     """Failed because of the provider's enqueued-token / queue limit: not an attempt."""
 
+    def __post_init__(self) -> None:
+        # provider text, stored and printed: a key it echoes never gets further
+        if self.error:
+            object.__setattr__(self, "error", redact(self.error))
+
 
 @dataclass(frozen=True)
 class ResultLine:
@@ -77,6 +84,14 @@ class ResultLine:
     """The HTTP status the request had, where the line says (OpenAI's response.status_code)."""
     error_type: str | None = None
     """The provider's error type (`invalid_request_error`, `overloaded_error`, ...)."""
+
+    def __post_init__(self) -> None:
+        # a failure's text and line are stored and printed: a key the provider echoes
+        # never gets further (a success's line is the output, kept verbatim)
+        if self.error:
+            object.__setattr__(self, "error", redact(self.error))
+        if self.outcome != SUCCEEDED and self.response:
+            object.__setattr__(self, "response", redact(self.response))
 
 
 class Refused(Exception):

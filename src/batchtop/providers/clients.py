@@ -1,19 +1,24 @@
-"""Building the async SDK clients from the environment or config accounts.
+"""Building the async SDK clients from the environment or config accounts, and the
+engine loop's logging.
 
 Keys are read from environment variables (the SDKs' own, or the one an account
-names) and handed to the SDK client; they are never stored or printed. The SDKs
-are imported here, lazily, so commands that make no provider call stay fast.
+names) and handed to the SDK client; they are never stored or printed: each one is
+remembered by `batchtop.redaction`, which blanks it in every error we store, print or
+log. The SDKs are imported here, lazily, so commands that make no provider call stay
+fast.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 
 from batchtop.config import Account, Config
 from batchtop.providers.base import ProviderAdapter
 from batchtop.providers.limits import ANTHROPIC, OPENAI
+from batchtop.redaction import redact, remember_environment, remember_secret, remember_url
+
+__all__ = ["NotConfigured", "account_for", "build_adapter", "configure_logging", "redact"]
 
 TIMEOUT = 120.0
 """Seconds per provider call: the SDKs' 600 s default would let a hung provider
@@ -21,72 +26,6 @@ freeze its pass for ten minutes before the backoff takes over."""
 
 _DEFAULT_KEY_ENV = {OPENAI: "OPENAI_API_KEY", ANTHROPIC: "ANTHROPIC_API_KEY"}
 _DEFAULT_URL_ENV = {OPENAI: "OPENAI_BASE_URL", ANTHROPIC: "ANTHROPIC_BASE_URL"}
-
-
-_KEYISH = re.compile(r"\bsk-[A-Za-z0-9_\-*…]{4,}")
-# credentials by their place rather than their shape: `Bearer <token>`, `x-api-key: <key>`
-_QUOTED = re.compile(r"(?i)(\bbearer\s+|\bbasic\s+|\bx-api-key['\"]?\s*[:=]\s*['\"]?)([^\s'\",;)}\]]{4,})")
-# the userinfo of a URL: scheme://user:password@host
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@'\"]+@")
-_MIN_SECRET = 4
-"""Shorter values are not redacted by value (they would blank every such substring of
-any message); the patterns above still catch them by place."""
-
-_secrets: set[str] = set()
-"""Every key (and base-URL credential) this process handed to an SDK client: redacted
-by exact value, whatever the variable that held it or its shape."""
-
-
-def remember_secret(value: str | None) -> None:
-    """Make `redact` blank this value wherever it shows up from now on."""
-    if value and len(value) >= _MIN_SECRET:
-        _secrets.add(value)
-
-
-def _remember_url(url: str | None) -> None:
-    """The user and password of a base URL (http://user:pass@proxy/v1) are secrets too."""
-    if not url:
-        return
-    from urllib.parse import unquote, urlsplit
-
-    try:
-        parts = urlsplit(url)
-        user, password = parts.username, parts.password
-    except ValueError:
-        return
-    for value in (user, password):
-        if value:
-            remember_secret(value)
-            remember_secret(unquote(value))
-
-
-def remember_config(config: Config) -> None:
-    """Remember the keys and base-URL credentials every account of `config` points at,
-    so errors raised before an adapter exists are redacted too."""
-    for provider in (OPENAI, ANTHROPIC):
-        account = account_for(config, provider)
-        remember_secret(os.environ.get(account.api_key_env or _DEFAULT_KEY_ENV[provider]))
-        _remember_url(_base_url(account) or os.environ.get(_DEFAULT_URL_ENV[provider]))
-
-
-def redact_url(url: str) -> str:
-    """A URL fit to print or log: its userinfo replaced by [redacted]."""
-    return _USERINFO.sub(r"\1[redacted]@", url)
-
-
-def redact(text: str) -> str:
-    """Text without secrets, for anything we store, print or log: the exact keys in use
-    (a 401 can quote the Authorization header), credentials by their place (Bearer ...,
-    x-api-key: ..., URL userinfo), and anything shaped like an OpenAI/Anthropic key."""
-    values = set(_secrets)
-    for name, value in os.environ.items():
-        if name.endswith(("_API_KEY", "_AUTH_TOKEN")) and len(value) >= _MIN_SECRET:
-            values.add(value)
-    for value in sorted(values, key=len, reverse=True):  # longest first: one key may contain another
-        text = text.replace(value, "[redacted]")
-    text = _USERINFO.sub(r"\1[redacted]@", text)
-    text = _QUOTED.sub(r"\1[redacted]", text)
-    return _KEYISH.sub("[redacted]", text)
 
 
 class LogFilter(logging.Filter):
@@ -164,8 +103,9 @@ def build_adapter(config: Config, provider: str) -> ProviderAdapter:
     if not api_key:
         raise NotConfigured(f"{NO_KEY}: set {key_env}")
     base_url = _base_url(account)
+    remember_environment()
     remember_secret(api_key)
-    _remember_url(base_url or os.environ.get(_DEFAULT_URL_ENV[provider]))
+    remember_url(base_url or os.environ.get(_DEFAULT_URL_ENV[provider]))
     if provider == OPENAI:
         import openai
 

@@ -33,33 +33,30 @@ def connect(data_dir: Path, *, create: bool = True) -> sqlite3.Connection:
         ensure_private_dir(data_dir)
     else:
         check_private_dir(data_dir)
-    held = _open_private(path, create)
+    checked = _existing_or_created(path, create)
+    sides = _check_side_files(path)
+    db = _open_sqlite(path)
     try:
-        sides = _check_side_files(path)
-        db = _open_sqlite(path)
-        try:
-            _same_file(path, held)
-            # tightened only now that it proved to be our database: a file we refuse stays as it was
-            _tighten(path, os.fstat(held), held)
-            for side in sides:
-                _tighten(side, side.lstat())
-        except BaseException:
-            db.close()
-            raise
-    finally:
-        os.close(held)
-    for suffix in ("-wal", "-shm"):  # SQLite makes them with the file's mode; made before it was tightened
-        side = Path(f"{path}{suffix}")
-        if side.exists():
+        _same_file(path, checked)
+        # tightened only now that it proved to be our database: a file we refuse stays as it was
+        _tighten(path, checked)
+        for side in sides:
             _tighten(side, side.lstat())
+        for suffix in ("-wal", "-shm"):  # SQLite makes them with the file's mode, maybe before it was tightened
+            side = Path(f"{path}{suffix}")
+            if side.exists():
+                _tighten(side, side.lstat())
+    except BaseException:
+        db.close()
+        raise
     return db
 
 
-def _same_file(path: Path, fd: int) -> None:
+def _same_file(path: Path, checked: os.stat_result) -> None:
     """The name still leads to the file we checked (the dir is ours and 0700 by now,
     so only this user could have swapped it meanwhile)."""
     try:
-        now, checked = os.lstat(path), os.fstat(fd)
+        now = os.lstat(path)
     except OSError as exc:
         raise StoreError(f"{path}: vanished while being opened ({exc.strerror})") from None
     if (now.st_dev, now.st_ino) != (checked.st_dev, checked.st_ino):
@@ -87,42 +84,43 @@ def _private_file(path: Path, info: os.stat_result) -> None:
         raise _refuse_other(path, info.st_uid)
 
 
-def _tighten(path: Path, info: os.stat_result, fd: int | None = None) -> None:
+def _tighten(path: Path, info: os.stat_result) -> None:
     """Mode 0600 for a file of ours that is looser (a database left 0644 by an older
-    batchtop or a copy); StoreError with the fix when that fails."""
+    batchtop or a copy); StoreError with the fix when that fails. By name, never through
+    a descriptor of our own: closing one would drop SQLite's POSIX locks on the file."""
     mode = stat.S_IMODE(info.st_mode)
     if not mode & 0o077:
         return
     try:
-        if fd is not None:
-            os.fchmod(fd, 0o600)
-        else:
-            os.chmod(path, 0o600)
+        os.chmod(path, 0o600)  # a regular file by its lstat, in a dir only we can change
     except OSError as exc:
         raise StoreError(
             f"{path}: mode {mode:04o} and could not be made private ({exc.strerror}); fix it with `chmod 600 {path}`"
         ) from None
 
 
-def _open_private(path: Path, create: bool) -> int:
-    """A descriptor on the database file, opened without following a symlink (and
-    without blocking, were it a FIFO), checked by `_private_file`; created 0600 when
-    missing and `create`, so it is never world-readable, not even for a moment."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+def _existing_or_created(path: Path, create: bool) -> os.stat_result:
+    """The database file's lstat, checked by `_private_file`: never followed through a
+    symlink, never opened by us (only SQLite opens it: a descriptor of ours, once
+    closed, would drop the locks of every SQLite connection to it in this process).
+    When missing and `create`, it is made 0600 first (O_EXCL: never someone else's
+    file, never through a link), so it is never world-readable, not even for a moment."""
+    if create:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            os.close(os.open(path, flags, 0o600))
+        except FileExistsError:
+            pass  # there already (or a link): checked below
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the database ({exc.strerror})") from None
     try:
-        fd = os.open(path, flags | (os.O_CREAT if create else 0), 0o600)
+        info = path.lstat()
     except FileNotFoundError:
         raise StoreError(f"{path}: no batchtop database here (nothing enqueued yet?)") from None
     except OSError as exc:
-        if os.path.islink(path):
-            _private_file(path, os.lstat(path))  # raises: a symlink
-        raise StoreError(f"{path}: cannot open ({exc.strerror})") from None
-    try:
-        _private_file(path, os.fstat(fd))
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        raise StoreError(f"{path}: cannot use the database ({exc.strerror})") from None
+    _private_file(path, info)
+    return info
 
 
 def _check_side_files(path: Path) -> list[Path]:
@@ -169,6 +167,16 @@ def _open_sqlite(path: Path) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def has_database(data_dir: Path) -> bool:
+    """Whether there is a database to read, for commands that must not create one: no
+    data dir or no file is False; a data dir that is not ours is a StoreError, as for
+    `connect` (never a traceback where we may not even look inside)."""
+    if not os.path.lexists(data_dir):
+        return False
+    check_private_dir(data_dir)
+    return os.path.lexists(data_dir / DB_NAME)
 
 
 def rollback(db: sqlite3.Connection) -> None:
