@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from batchtop import paths
 from batchtop.display import clean
 from batchtop.errors import BatchtopError
 
