@@ -325,6 +325,24 @@ def _v6_status_bounded(db: sqlite3.Connection) -> None:
         "CREATE TRIGGER anomalies_count_delete AFTER DELETE ON anomalies"
         " BEGIN UPDATE counters SET value = value - 1 WHERE name = 'anomalies'; END"
     )
+    # `counters.ended_batches`: ingested batches that held requests (the console's
+    # "50 of 412 ended"), kept as every change of `ingested_at` happens.
+    db.execute(
+        "INSERT INTO counters (name, value) SELECT 'ended_batches', count(*) FROM batches"
+        " WHERE ingested_at IS NOT NULL AND total > 0"
+    )
+    for name, event, when, delta in (
+        ("insert", "INSERT", "new.ingested_at IS NOT NULL AND new.total > 0", "+ 1"),
+        ("delete", "DELETE", "old.ingested_at IS NOT NULL AND old.total > 0", "- 1"),
+        ("ended", "UPDATE OF ingested_at, total",
+         "(new.ingested_at IS NOT NULL AND new.total > 0) AND NOT (old.ingested_at IS NOT NULL AND old.total > 0)", "+ 1"),
+        ("reopened", "UPDATE OF ingested_at, total",
+         "(old.ingested_at IS NOT NULL AND old.total > 0) AND NOT (new.ingested_at IS NOT NULL AND new.total > 0)", "- 1"),
+    ):
+        db.execute(
+            f"CREATE TRIGGER ended_batches_{name} AFTER {event} ON batches WHEN {when}"
+            f" BEGIN UPDATE counters SET value = value {delta} WHERE name = 'ended_batches'; END"
+        )
 
 
 MIGRATIONS: list[Migration] = [
