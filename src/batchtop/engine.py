@@ -15,7 +15,7 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,13 +35,13 @@ from batchtop.providers.base import (
     retry_after,
 )
 from batchtop.providers.clients import NotConfigured, build_adapter, redact
+from batchtop.providers.streaming import IngestBudget
+from batchtop.result_ingest import ResultFileTooLong, ingest_results, line_limit
 from batchtop.store import Store, lease, submissions, views
-from batchtop.store.ingest import BatchIngest, Settle
+from batchtop.store.ingest import QUARANTINE_AFTER, BatchIngest, Settle
 
 log = logging.getLogger("batchtop.engine")
 
-INGEST_CHUNK = 2000
-INGEST_CHUNK_BYTES = 1 << 20  # large outputs: a chunk stays about a megabyte in memory
 MAX_BACKOFF = 300.0
 
 
@@ -57,6 +57,9 @@ class TickReport:
     refused: list[str] = field(default_factory=list)
     list_calls: dict[str, int] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    ingest_errors: dict[str, str] = field(default_factory=dict)
+    """Batches whose ingest failed this tick (tried again later, then quarantined)."""
+    quarantined: list[str] = field(default_factory=list)
 
 
 AdapterFactory = Callable[[Config, str], ProviderAdapter]
@@ -79,6 +82,10 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failures: dict[str, int] = {}
         self._settle = Settle(config.engine.max_attempts, config.engine.auto_resubmit)
+        self._stop: asyncio.Event | None = None
+        """The stop signal of `run`: a result download in progress is dropped at once."""
+        self._ingest_unfinished = False
+        """A result file was left part-read by the budget: the next tick comes at once."""
 
     # -- lifecycle -------------------------------------------------------------
     async def close(self) -> None:
@@ -292,12 +299,24 @@ class Engine:
             )
 
     async def _ingest(self, adapter: ProviderAdapter, remotes: dict[str, RemoteBatch], report: TickReport) -> None:
+        """Ended batches' results, within one budget of time and bytes for the pass.
+        A batch whose files fail (or make no progress within the budget) is tried
+        again later, and quarantined after QUARANTINE_AFTER failures in a row, or at
+        once when its files hold more lines than it has requests: it never stops the
+        other batches, nor the flush after it."""
+        engine = self.config.engine
         rows = self.store.db.execute(
-            "SELECT id, provider_batch_id, buffer_id FROM batches WHERE provider = ? AND account = ?"
+            "SELECT id, provider_batch_id, buffer_id, ingest_retry_at FROM batches WHERE provider = ? AND account = ?"
             " AND provider_batch_id IS NOT NULL AND ingested_at IS NULL AND status IN (?, ?, ?, ?) ORDER BY id",
             (adapter.provider, adapter.account, *sorted(ENDED)),
         ).fetchall()
-        for local_id, batch_id, buffer_id in rows:
+        budget = IngestBudget(engine.ingest_budget, engine.ingest_budget_bytes, self._stop)
+        for local_id, batch_id, buffer_id, retry_at in rows:
+            if retry_at is not None and retry_at > self.now():
+                continue
+            if budget.spent():
+                self._ingest_unfinished = not budget.stopped()
+                return
             remote = remotes.get(batch_id) or await adapter.retrieve(batch_id)
             if remote.refused:
                 reason = redact(f"provider refused the batch: {remote.error}")
@@ -305,11 +324,47 @@ class Engine:
                 report.refused.append(reason)
                 continue
             ingest = BatchIngest(self.store, local_id, self._settle)
-            await ingest_results(
-                ingest, adapter.results(remote), self.now, lambda chunk: self._invalid_outputs(local_id, chunk)
-            )
+            try:
+                run = await ingest_results(
+                    ingest,
+                    adapter.results(remote, ingest.position, engine.ingest_max_line),  # type: ignore[arg-type]
+                    budget,
+                    self.now,
+                    lambda chunk: self._invalid_outputs(local_id, chunk),
+                    max_lines=line_limit(len(ingest.attempts)),
+                )
+            except ResultFileTooLong as exc:
+                self._quarantine(ingest, batch_id, str(exc), report)
+                continue
+            except (lease.LeaseLost, sqlite3.OperationalError):
+                raise  # not this batch's fault
+            except Exception as exc:  # noqa: BLE001 - the download failed, or the provider sent what we cannot store
+                self._ingest_failed(ingest, batch_id, redact(f"{type(exc).__name__}: {exc}"), report)
+                continue
+            if not run.complete:
+                if budget.stopped():
+                    return
+                if run.advanced:
+                    self._ingest_unfinished = True
+                else:
+                    self._ingest_failed(ingest, batch_id, "no result line came within the ingest budget", report)
+                continue
             ingest.finish(self.now(), batch_error=remote.error if remote.status == FAILED else None)
             report.ingested.append(batch_id)
+
+    def _ingest_failed(self, ingest: BatchIngest, batch_id: str, reason: str, report: TickReport) -> None:
+        """Try this batch again after a backoff of its own; quarantine it after a few."""
+        report.ingest_errors[batch_id] = reason
+        base = max(1.0, self.config.engine.poll_interval)
+        n = ingest.failed(reason, self.now(), base)
+        log.warning("ingest of %s failed (%d in a row): %s", batch_id, n, reason)
+        if n >= QUARANTINE_AFTER:
+            self._quarantine(ingest, batch_id, f"{n} failed ingests in a row; last: {reason}", report)
+
+    def _quarantine(self, ingest: BatchIngest, batch_id: str, reason: str, report: TickReport) -> None:
+        log.warning("batch %s quarantined: %s", batch_id, reason)
+        ingest.quarantine(reason, self.now())
+        report.quarantined.append(batch_id)
 
     def _invalid_outputs(self, local_id: int, chunk: list[ResultLine]) -> dict[str, str]:
         """custom_id -> why its output is invalid, where the buffer asks for validation:
@@ -360,6 +415,7 @@ class Engine:
     # -- loop ----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until `stop` is set; wakes early when an action or a flush is due."""
+        self._stop = stop
         try:
             while not stop.is_set():
                 try:
@@ -386,7 +442,11 @@ class Engine:
             await self.close()
 
     def _work_due(self) -> bool:
-        """Something the operator asked for, or a buffer that came due."""
+        """Something the operator asked for, a buffer that came due, or result files
+        the last tick's budget left part-read."""
+        if self._ingest_unfinished:
+            self._ingest_unfinished = False
+            return True
         now = self.now()
         if self.store.db.execute(
             "SELECT 1 FROM batches WHERE cancel_requested_at IS NOT NULL AND ingested_at IS NULL"
@@ -398,22 +458,3 @@ class Engine:
             (at := views.ready_at(b)) is not None and at <= now for b in views.buffers(self.store.db, self.config)
         )
 
-
-async def ingest_results(
-    ingest: BatchIngest,
-    results: AsyncIterator[ResultLine],
-    now: Callable[[], float],
-    invalid: Callable[[list[ResultLine]], dict[str, str]] = lambda chunk: {},
-) -> None:
-    """Store a results stream in chunks bounded in lines and bytes: memory stays flat
-    whatever the size of the result file."""
-    chunk: list[ResultLine] = []
-    size = 0
-    async for line in results:
-        chunk.append(line)
-        size += len(line.response or "")
-        if len(chunk) >= INGEST_CHUNK or size >= INGEST_CHUNK_BYTES:
-            ingest.add(chunk, now(), invalid(chunk))
-            chunk, size = [], 0
-    if chunk:
-        ingest.add(chunk, now(), invalid(chunk))

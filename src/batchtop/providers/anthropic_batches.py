@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import anthropic
@@ -15,15 +16,22 @@ from batchtop.providers.base import (
     ERRORED,
     EXPIRED,
     IN_PROGRESS,
+    SKEW,
     SUCCEEDED,
+    ListingAdapter,
     Refused,
     RemoteBatch,
-    SKEW,
-    ListingAdapter,
     ResultLine,
     is_refusal,
     load_line,
     retry_after,
+)
+from batchtop.providers.streaming import (
+    DEFAULT_MAX_LINE,
+    START,
+    Position,
+    ResultItem,
+    result_items,
 )
 
 PAGE = 1000  # the largest page messages.batches.list takes
@@ -128,12 +136,17 @@ class AnthropicBatches(ListingAdapter):
     async def cancel(self, batch_id: str) -> RemoteBatch:
         return _remote(await self.client.messages.batches.cancel(batch_id))
 
-    async def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]:
-        """The results stream, read as raw lines so each is stored verbatim."""
-        decoder = await self.client.messages.batches.results(batch.id)
+    def results(
+        self, batch: RemoteBatch, start: Position = START, max_line: int = DEFAULT_MAX_LINE
+    ) -> AsyncIterator[ResultItem]:
+        """The results stream from `start` on, split into bounded raw lines
+        (`providers.streaming`) so each is stored verbatim."""
+        return result_items([(0, partial(self._result_bytes, batch.id))], parse_result_line, start, max_line)
+
+    async def _result_bytes(self, batch_id: str) -> AsyncIterator[bytes]:
+        decoder = await self.client.messages.batches.results(batch_id)
         try:
-            async for line in decoder.http_response.aiter_lines():
-                if line.strip():
-                    yield parse_result_line(line)
+            async for chunk in decoder.http_response.aiter_bytes():
+                yield chunk
         finally:
             await decoder.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import openai
@@ -18,6 +19,13 @@ from batchtop.providers.base import (
     is_refusal,
     load_line,
     retry_after,
+)
+from batchtop.providers.streaming import (
+    DEFAULT_MAX_LINE,
+    START,
+    Position,
+    ResultItem,
+    result_items,
 )
 
 META_KEY = "batchtop_submission"
@@ -155,12 +163,19 @@ class OpenAIBatches(ListingAdapter):
     async def cancel(self, batch_id: str) -> RemoteBatch:
         return _remote(await self.client.batches.cancel(batch_id))
 
-    async def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]:
-        """Output file, then the error file (always read), streamed line by line."""
-        for file_id in (batch.output_file_id, batch.error_file_id):
-            if not file_id:
-                continue
-            async with self.client.files.with_streaming_response.content(file_id) as response:
-                async for line in response.iter_lines():
-                    if line.strip():
-                        yield parse_result_line(line)
+    def results(
+        self, batch: RemoteBatch, start: Position = START, max_line: int = DEFAULT_MAX_LINE
+    ) -> AsyncIterator[ResultItem]:
+        """Output file, then the error file (always read), from `start` on, in
+        bounded lines (`providers.streaming`)."""
+        files = [
+            (index, partial(self._file_bytes, file_id))
+            for index, file_id in enumerate((batch.output_file_id, batch.error_file_id))
+            if file_id
+        ]
+        return result_items(files, parse_result_line, start, max_line)
+
+    async def _file_bytes(self, file_id: str) -> AsyncIterator[bytes]:
+        async with self.client.files.with_streaming_response.content(file_id) as response:
+            async for chunk in response.iter_bytes():
+                yield chunk
