@@ -74,6 +74,8 @@ class HostileState:
     submissions: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(provider, custom_id) -> how many batches carried it."""
     result_bytes_sent: int = 0
+    uploads_started: int = 0
+    """Uploads (OpenAI files, Anthropic creates) whose request has arrived."""
     downloads: Counter[str] = field(default_factory=Counter)
     """batch id -> how many times its results were requested."""
     seq: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -196,6 +198,7 @@ class HostileProvider:
         }
 
     async def _files_create(self, request: web.Request) -> web.Response:
+        self.state.uploads_started += 1
         reader = await request.multipart()
         content, filename, purpose = b"", "upload", "batch"
         async for part in reader:
@@ -287,6 +290,7 @@ class HostileProvider:
         }
 
     async def _messages_batches_create(self, request: web.Request) -> web.Response:
+        self.state.uploads_started += 1
         body = await request.json()
         await asyncio.sleep(self.config.slow_upload_s + self.config.slow_create_s)
         cids = [r["custom_id"] for r in body.get("requests", [])]

@@ -73,7 +73,9 @@ class Engine:
         *,
         now: Callable[[], float] = time.time,
         adapter_factory: AdapterFactory = build_adapter,
+        host: str | None = None,
     ) -> None:
+        """`host`: the name the lease is held under (this machine's by default)."""
         self.store = store
         self.config = config
         self.now = now
@@ -82,6 +84,8 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failures: dict[str, int] = {}
         self._settle = Settle(config.engine.max_attempts, config.engine.auto_resubmit)
+        self.lease = lease.Lease(store, config.engine.lease_ttl, host=host, now=now)
+        """Our hold on the data dir, renewed during every tick, and the store's fence."""
         self._stop: asyncio.Event | None = None
         """The stop signal of `run`: a result download in progress is dropped at once."""
         self._ingest_unfinished = False
@@ -118,18 +122,20 @@ class Engine:
     async def tick(self) -> TickReport:
         """One pass over every provider with work; raises EngineBusy if another
         engine holds the data dir."""
-        lease.acquire(self.store, self.config.engine.lease_ttl, self.now())
+        self.lease.acquire()
         report = TickReport()
         providers = self._active_providers()
         # concurrently: a slow provider does not delay the other. Store transactions never
-        # span an await, so the two passes interleave safely on the one connection.
-        await asyncio.gather(*(self._provider_pass(provider, report) for provider in providers))
+        # span an await, so the two passes interleave safely on the one connection. The
+        # lease is renewed meanwhile, however long an upload takes.
+        async with self.lease.renewing():
+            await asyncio.gather(*(self._provider_pass(provider, report) for provider in providers))
         self._set_state("tick", {"at": self.now()})
         return report
 
     async def cancels_only(self) -> TickReport:
         """Carry out the requested cancels and nothing else (`batchtop cancel`)."""
-        lease.acquire(self.store, self.config.engine.lease_ttl, self.now())
+        self.lease.acquire()
         report = TickReport()
         providers = [
             r[0]
@@ -139,7 +145,10 @@ class Engine:
         ]
         for provider in providers:
             try:
-                await self._cancels(self._adapter(provider), report)
+                async with self.lease.renewing():
+                    await self._cancels(self._adapter(provider), report)
+            except lease.LeaseLost:
+                raise
             except Exception as exc:
                 report.errors[provider] = redact(f"{type(exc).__name__}: {exc}")
         return report
@@ -162,6 +171,8 @@ class Engine:
             remotes = await self._poll(adapter, report)
             await self._ingest(adapter, remotes, report)
             await self._flush(adapter, report)
+        except lease.LeaseLost:
+            raise  # another engine holds the data dir now: this one stops, whatever the provider did
         except Exception as exc:  # a provider's failure must not stop the others
             delay = self._backoff(provider, exc)
             message = redact(f"{type(exc).__name__}: {exc}")
@@ -416,6 +427,8 @@ class Engine:
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until `stop` is set; wakes early when an action or a flush is due."""
         self._stop = stop
+        renewal = self.lease.renewing()  # between ticks too: an idle wait may outlast the ttl
+        await renewal.__aenter__()
         try:
             while not stop.is_set():
                 try:
@@ -434,11 +447,12 @@ class Engine:
                     if self._work_due():
                         break
                 try:
-                    lease.acquire(self.store, self.config.engine.lease_ttl, self.now())
+                    self.lease.acquire()
                 except sqlite3.OperationalError as exc:
                     log.warning("store busy renewing the lease (%s)", exc)
         finally:
-            lease.release(self.store)
+            await renewal.__aexit__(None, None, None)
+            self.lease.release()
             await self.close()
 
     def _work_due(self) -> bool:
