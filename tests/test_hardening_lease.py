@@ -118,15 +118,14 @@ def _in_thread(engine: Engine, result: list[object]) -> threading.Thread:
     return thread
 
 
-def test_a_host_whose_clock_runs_ahead_takes_over_and_the_first_is_fenced_mid_submission(
+def test_a_host_whose_clock_runs_120s_ahead_is_refused_while_the_first_engine_runs(
     hostile: HostileProvider, data_dir: Path
 ) -> None:
-    hostile.config.slow_upload_s = 2.0
+    hostile.config.slow_upload_s = 4.0
     enqueue(data_dir, openai_lines(3))
-    here = socket.gethostname()
     with Store(data_dir) as store_a, Store(data_dir) as store_b:
-        engine_a = Engine(store_a, config(lease_ttl=5.0))
-        engine_b = Engine(store_b, config(lease_ttl=5.0), host="host-b", now=lambda: time.time() + 120)
+        engine_a = Engine(store_a, config(lease_ttl=2.0))
+        engine_b = Engine(store_b, config(lease_ttl=2.0), host="host-b", now=lambda: time.time() + 120)
         try:
             result: list[object] = []
             thread = _in_thread(engine_a, result)
@@ -134,8 +133,39 @@ def test_a_host_whose_clock_runs_ahead_takes_over_and_the_first_is_fenced_mid_su
             while hostile.state.uploads_started == 0:
                 assert time.monotonic() < end
                 time.sleep(0.02)
-            # host-b's clock says host-a's lease ran out two minutes ago: it takes over...
+            # by host-b's clock host-a's lease ran out two minutes ago, but host-a renews it
             assert lease.holder(store_b, time.time() + 120, host="host-b") is None
+            with pytest.raises(EngineBusy, match="clocks differ"):
+                engine_b.lease.acquire()
+            thread.join(30)
+            assert result and not isinstance(result[0], BaseException), result
+            assert set(hostile.state.creates_by_uid.values()) == {1}
+            assert states(store_a) == {"in_flight": 3}
+            assert store_a.db.execute("SELECT host FROM lease").fetchone() == (socket.gethostname(),)
+        finally:
+            thread.join(30)
+            close(engine_a)
+            close(engine_b)
+
+
+def test_a_host_whose_clock_is_far_ahead_takes_over_and_the_first_is_fenced_mid_submission(
+    hostile: HostileProvider, data_dir: Path
+) -> None:
+    hostile.config.slow_upload_s = 2.0
+    enqueue(data_dir, openai_lines(3))
+    here = socket.gethostname()
+    ahead = 3600.0  # beyond any clock difference the lease tolerates: only the fence is left
+    with Store(data_dir) as store_a, Store(data_dir) as store_b:
+        engine_a = Engine(store_a, config(lease_ttl=5.0))
+        engine_b = Engine(store_b, config(lease_ttl=5.0), host="host-b", now=lambda: time.time() + ahead)
+        try:
+            result: list[object] = []
+            thread = _in_thread(engine_a, result)
+            end = time.monotonic() + 30
+            while hostile.state.uploads_started == 0:
+                assert time.monotonic() < end
+                time.sleep(0.02)
+            # host-b's clock says host-a's lease ran out an hour ago: it takes over at once...
             hostile.config.slow_upload_s = 0.0
             engine_b.lease.acquire()
             assert engine_b.lease.token is not None and engine_b.lease.token > (engine_a.lease.token or 0)
@@ -153,12 +183,13 @@ def test_a_host_whose_clock_runs_ahead_takes_over_and_the_first_is_fenced_mid_su
             assert set(hostile.state.submissions.values()) == {1}
             # host-a's release leaves host-b's row alone
             engine_a.lease.release()
-            holder = lease.holder(store_a, time.time() + 120, host="host-b")
+            holder = lease.holder(store_a, time.time() + ahead, host="host-b")
             assert holder is not None and holder.host == "host-b", holder
             assert holder.host != here
             engine_b.lease.release()
             assert store_a.db.execute("SELECT count(*) FROM lease").fetchone() == (0,)
         finally:
+            thread.join(30)
             close(engine_a)
             close(engine_b)
 
@@ -177,7 +208,7 @@ def test_every_state_change_of_a_submission_is_fenced_by_the_token(data_dir: Pat
         mine.acquire()
         intent = _plan_one(store_a)  # allowed: we hold the lease
         # another host takes over (its clock ahead); every write of ours is refused now
-        theirs = Lease(store_b, 5.0, host="host-b", now=lambda: time.time() + 120)
+        theirs = Lease(store_b, 5.0, host="host-b", now=lambda: time.time() + 3600)
         theirs.acquire()
         before = store_a.db.execute("SELECT status, provider_batch_id FROM batches").fetchall()
         remote = RemoteBatch("batch_x", "validating", 4, 0, 0, time.time())
@@ -230,6 +261,21 @@ def test_tokens_only_grow_and_a_release_deletes_only_its_own_row(data_dir: Path)
             Lease(store, 5.0, host="host-c").acquire()
 
 
+def test_a_lease_just_expired_elsewhere_and_not_renewed_is_taken_after_watching_it(data_dir: Path) -> None:
+    enqueue(data_dir, openai_lines(1))
+    with Store(data_dir) as store:
+        gone = Lease(store, 1.0, host="host-a")  # acquired once, then its host went away
+        gone.acquire()
+        late = Lease(store, 1.0, host="host-b", now=lambda: time.time() + 5)  # 4 s past its expiry
+        started = time.monotonic()
+        token = late.acquire()
+        waited = time.monotonic() - started
+        assert 0.4 < waited < 3.0, f"watched {waited:.1f}s for a 1 s ttl"
+        assert token > (gone.token or 0)
+        with pytest.raises(LeaseLost):
+            gone.renew()
+
+
 def test_the_lease_is_renewed_while_a_long_provider_call_is_pending(hostile: HostileProvider, data_dir: Path) -> None:
     hostile.config.slow_upload_s = 2.0
     enqueue(data_dir, openai_lines(2))
@@ -238,6 +284,10 @@ def test_the_lease_is_renewed_while_a_long_provider_call_is_pending(hostile: Hos
         try:
             result: list[object] = []
             thread = _in_thread(engine, result)
+            end = time.monotonic() + 30
+            while hostile.state.uploads_started == 0:  # the engine holds the lease and waits on the upload
+                assert time.monotonic() < end
+                time.sleep(0.02)
             refused = 0
             while thread.is_alive():
                 try:
@@ -252,4 +302,5 @@ def test_the_lease_is_renewed_while_a_long_provider_call_is_pending(hostile: Hos
             assert refused >= 10, f"only {refused} tries during the upload"
             assert states(store) == {"in_flight": 2}
         finally:
+            thread.join(30)
             close(engine)

@@ -15,7 +15,10 @@ host all let a second engine in while the first still acts. So:
 - the `Lease` is the store's fence: every write transaction of the engine's store
   first checks that the lease row still carries our host, pid and token, and
   raises `LeaseLost` otherwise, in the same transaction as the write it guards;
-- a release deletes only our own row (host, pid and token).
+- a release deletes only our own row (host, pid and token);
+- another host's lease that our clock says expired only just (less than
+  CLOCK_TOLERANCE ago) is watched for half its holder's ttl on our own monotonic
+  clock first: a holder that renews it meanwhile is alive, whatever the clocks say.
 
 The future PostgreSQL store needs the same contract: `acquire`, `renew`, `check`
 inside the write's transaction, `release`.
@@ -40,6 +43,13 @@ from batchtop.timefmt import iso
 NAME = "engine"
 log = logging.getLogger("batchtop.lease")
 
+CLOCK_TOLERANCE = 600.0
+"""Seconds another host's clock may be behind ours: a lease of another host that
+expired by our clock less than this ago is watched for one ttl before it is taken,
+and taken only if its holder did not renew it meanwhile."""
+WATCH_MAX = 300.0
+"""Seconds a takeover watches a just-expired lease at most."""
+
 
 class EngineBusy(BatchtopError):
     """Another engine holds the data dir."""
@@ -56,6 +66,8 @@ class Holder:
     pid: int
     expires_at: float
     token: int = 0
+    ttl: float | None = None
+    """The holder's own ttl: it renews every third of it."""
 
     def __str__(self) -> str:
         return f"pid {self.pid} on {self.host} (lease until {iso(self.expires_at)})"
@@ -72,7 +84,7 @@ def _alive(pid: int) -> bool:
 
 
 def _row(db: sqlite3.Connection) -> Holder | None:
-    row = db.execute("SELECT host, pid, expires_at, token FROM lease WHERE name = ?", (NAME,)).fetchone()
+    row = db.execute("SELECT host, pid, expires_at, token, ttl FROM lease WHERE name = ?", (NAME,)).fetchone()
     return Holder(*row) if row else None
 
 
@@ -122,13 +134,20 @@ class Lease:
         """Renew our term, or start a new one with the next fencing token; raise
         EngineBusy naming the holder. Installs this lease as the store's fence.
         Call it only where no write of an older term can still be pending (before a
-        tick, not during one): a new term would let such a write through."""
+        tick, not during one): a new term would let such a write through.
+        Taking over another host's just-expired lease first watches it for a ttl
+        (blocking, see `_watch`)."""
+        seen = self._just_expired_elsewhere()
+        if seen is not None:
+            self._watch(seen)
         now = self.now()
         with self.store.transaction(fenced=False) as db:
             row = _row(db)
             if self._ours(row):
-                db.execute("UPDATE lease SET expires_at = ? WHERE name = ?", (now + self.ttl, NAME))
+                db.execute("UPDATE lease SET expires_at = ?, ttl = ? WHERE name = ?", (now + self.ttl, self.ttl, NAME))
             else:
+                if seen is not None and row is not None and row != seen:
+                    raise self._renewed(row)
                 current = holder(self.store, now, host=self.host)
                 if current is not None and (current.host, current.pid) != (self.host, self.pid):
                     raise EngineBusy(f"another batchtop engine holds {self.store.data_dir}: {current}")
@@ -138,10 +157,10 @@ class Lease:
                     (NAME, (row.token if row else 0) + 1),
                 ).fetchone()
                 db.execute(
-                    "INSERT INTO lease (name, host, pid, expires_at, token) VALUES (?, ?, ?, ?, ?)"
+                    "INSERT INTO lease (name, host, pid, expires_at, token, ttl) VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
-                    " expires_at = excluded.expires_at, token = excluded.token",
-                    (NAME, self.host, self.pid, now + self.ttl, token),
+                    " expires_at = excluded.expires_at, token = excluded.token, ttl = excluded.ttl",
+                    (NAME, self.host, self.pid, now + self.ttl, token, self.ttl),
                 )
                 if row is not None and row.token:
                     log.warning("took the lease over from %s (token %d -> %d)", row, row.token, token)
@@ -149,6 +168,36 @@ class Lease:
         self.store.fence = self
         assert self.token is not None
         return self.token
+
+    def _just_expired_elsewhere(self) -> Holder | None:
+        """Another host's row that our clock calls expired, but only just: that
+        host's clock may merely be behind ours."""
+        row = _row(self.store.db)
+        if row is None or row.host == self.host or self._ours(row):
+            return None
+        late = self.now() - row.expires_at
+        return row if 0 <= late < CLOCK_TOLERANCE else None
+
+    def _watch(self, seen: Holder) -> None:
+        """Watch the row on our monotonic clock for half the holder's ttl (it renews
+        every third of it; WATCH_MAX at most): EngineBusy if it is renewed meanwhile
+        (its holder is alive), else return and let the takeover go on."""
+        span = min(WATCH_MAX, (seen.ttl or self.ttl) / 2)
+        end = time.monotonic() + span
+        log.info("the lease of %s looks expired by our clock; watching it for %.0fs before taking it", seen, span)
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(0.1, left))
+            row = _row(self.store.db)
+            if row is None:
+                return  # released meanwhile: free
+            if row != seen:
+                raise self._renewed(row)
+
+    def _renewed(self, row: Holder) -> EngineBusy:
+        return EngineBusy(
+            f"another batchtop engine holds {self.store.data_dir}: {row}; its expiry has passed by this host's clock"
+            " but it is still renewed, so the two hosts' clocks differ: check them (NTP)"
+        )
 
     def renew(self) -> None:
         """Extend our current term; LeaseLost if it is no longer ours. Never takes

@@ -204,7 +204,8 @@ def _v3_bounded_ingest_and_lease_fencing(db: sqlite3.Connection) -> None:
     - `lease.token` and `lease_tokens`: the fencing token, one more on every takeover
       and never reused (it survives a release in `lease_tokens`); every engine write
       checks it in its own transaction, so a holder that lost the lease (a pause, a
-      clock ahead elsewhere) cannot change a submission any more.
+      clock ahead elsewhere) cannot change a submission any more. `lease.ttl` is the
+      holder's own ttl, so another host knows how long to watch for its renewal.
     """
     _script(
         db,
@@ -216,6 +217,7 @@ def _v3_bounded_ingest_and_lease_fencing(db: sqlite3.Connection) -> None:
         ALTER TABLE batches ADD COLUMN ingest_retry_at REAL;
         ALTER TABLE batches ADD COLUMN quarantined_at REAL;
         ALTER TABLE lease ADD COLUMN token INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE lease ADD COLUMN ttl REAL;
         CREATE TABLE lease_tokens (
             name TEXT PRIMARY KEY,
             token INTEGER NOT NULL
