@@ -32,6 +32,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -286,7 +287,7 @@ class HostileProvider:
                                "canceled": 0, "expired": 0},
             "ended_at": _iso(b.created + 1), "created_at": _iso(b.created), "expires_at": _iso(b.created + 86400),
             "archived_at": None, "cancel_initiated_at": _iso(b.created) if b.cancelled else None,
-            "results_url": f"http://{request.host}/v1/messages/batches/{b.id}/results",
+            "results_url": f"http://{request.host}/v1/messages/batches/{quote(b.id, safe='')}/results",
         }
 
     async def _messages_batches_create(self, request: web.Request) -> web.Response:

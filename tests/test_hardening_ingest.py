@@ -270,3 +270,36 @@ def test_sigterm_ends_batchtop_run_during_a_download_that_never_ends(
         assert db.execute("SELECT count(*) FROM lease").fetchone() == (0,), "the lease was not released"
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_escapes_in_batch_ids_and_errors_are_stored_as_data(hostile: HostileProvider, data_dir: Path, provider: str) -> None:
+    hostile.config.shape = "escapes"
+    enqueue(data_dir, _lines(provider, 2, "esc"))
+    with Store(data_dir) as store:
+        engine = Engine(store, config(max_attempts=1))
+        try:
+            for _ in range(2):
+                report, _ = _bounded_tick(engine)
+                assert not report.errors and not report.ingest_errors, report
+            assert states(store) == {"dead": 2}
+            (batch_id,) = store.db.execute("SELECT provider_batch_id FROM batches").fetchone()
+            assert "\x1b]0;pwned" in batch_id  # kept as the provider sent it: the views escape it
+            errors = [e for (e,) in store.db.execute("SELECT last_error FROM requests")]
+            assert all("\x1b[2J" in e for e in errors), errors
+        finally:
+            close(engine)
+
+
+def test_tick_reports_a_quarantine_and_an_ingest_failure(hostile: HostileProvider, data_dir: Path, tmp_path: Path) -> None:
+    from conftest import run_batchtop
+
+    hostile.config.shape = "endless"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("[flush]\nmax_age = 0\n")
+    enqueue(data_dir, openai_lines(2))
+    args = ("--data-dir", str(data_dir), "--config", str(cfg), "tick")
+    assert run_batchtop(*args, env=_env(hostile)).returncode == 0
+    done = run_batchtop(*args, env=_env(hostile))
+    assert done.returncode == 0, done.stderr
+    assert "quarantined 1" in done.stdout, done.stdout

@@ -136,6 +136,14 @@ def _cmd_flush(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def _print_ingest_errors(report) -> None:  # report: TickReport
+    """Batches whose results could not be read this tick (tried again later)."""
+    from batchtop.display import clean
+
+    for batch_id, error in report.ingest_errors.items():
+        print(f"  ingest of {clean(batch_id, limit=80)}: {clean(error, limit=300)}", file=sys.stderr)
+
+
 def _print_report(report) -> None:  # report: TickReport
     parts = [
         f"{label} {len(items)}"
@@ -146,10 +154,12 @@ def _print_report(report) -> None:  # report: TickReport
             ("cancelled", report.cancelled),
             ("refused", report.refused),
             ("unknown", report.unknown),
+            ("quarantined", report.quarantined),
         )
         if items
     ]
     print("tick: " + (", ".join(parts) if parts else "nothing to do"))
+    _print_ingest_errors(report)
     for provider, error in report.errors.items():
         print(f"  {provider}: {error}", file=sys.stderr)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchtop.config import Config, FlushPolicy
+from batchtop.display import clean
 from batchtop.outputs import output_rule, validate_output
 from batchtop.pricing.budget import budget_hold_reason
 from batchtop.pricing.inflight import estimate_batch_cost
@@ -368,12 +369,12 @@ class Engine:
         report.ingest_errors[batch_id] = reason
         base = max(1.0, self.config.engine.poll_interval)
         n = ingest.failed(reason, self.now(), base)
-        log.warning("ingest of %s failed (%d in a row): %s", batch_id, n, reason)
+        log.warning("ingest of %s failed (%d in a row): %s", clean(batch_id, limit=80), n, clean(reason, limit=300))
         if n >= QUARANTINE_AFTER:
             self._quarantine(ingest, batch_id, f"{n} failed ingests in a row; last: {reason}", report)
 
     def _quarantine(self, ingest: BatchIngest, batch_id: str, reason: str, report: TickReport) -> None:
-        log.warning("batch %s quarantined: %s", batch_id, reason)
+        log.warning("batch %s quarantined: %s", clean(batch_id, limit=80), clean(reason, limit=300))
         ingest.quarantine(reason, self.now())
         report.quarantined.append(batch_id)
 
