@@ -81,7 +81,8 @@ async def ingest_results(
                     )
                 if len(chunk) >= INGEST_CHUNK or size >= INGEST_CHUNK_BYTES or len(anomalies) >= INGEST_CHUNK:
                     commit()
-                budget.spend(item.size)
+                if item.line is not None:  # the byte budget is for what is stored: a skipped line is not
+                    budget.spend(item.size)
         return True
 
     task = asyncio.ensure_future(consume())

@@ -35,7 +35,8 @@ class BudgetSpent(Exception):
 
 class IngestBudget:
     """What one provider pass may spend on reading result files: seconds (wall
-    clock, monotonic), bytes stored, and the engine's stop signal. Shared by every
+    clock, monotonic; skipped lines spend these), bytes of result lines stored,
+    and the engine's stop signal. Shared by every
     batch of the pass, so one hostile file cannot take the whole tick twice."""
 
     def __init__(self, seconds: float, nbytes: int, stop: asyncio.Event | None = None) -> None:
