@@ -303,3 +303,34 @@ def test_tick_reports_a_quarantine_and_an_ingest_failure(hostile: HostileProvide
     done = run_batchtop(*args, env=_env(hostile))
     assert done.returncode == 0, done.stderr
     assert "quarantined 1" in done.stdout, done.stdout
+
+
+def test_bounded_lines_splits_like_bytes_split_whatever_the_chunking_and_resumes_at_any_line() -> None:
+    import random
+
+    from batchtop.providers.streaming import bounded_lines
+
+    rng = random.Random(19)
+    lines = [b"x" * rng.choice([0, 1, 5, 31, 32, 33, 100]) for _ in range(200)]
+    data = b"\n".join(lines) + b"\nlast-without-newline"
+    expected = [(line if len(line) <= 32 else None) for line in data.split(b"\n")]
+
+    async def split(skip: int, sizes: list[int]) -> list[tuple[bytes | None, int]]:
+        async def chunks():  # type: ignore[no-untyped-def]
+            i = 0
+            for n in sizes:
+                yield data[i : i + n]
+                i += n
+            yield data[i:]
+
+        return [item async for item in bounded_lines(chunks(), max_line=32, skip=skip)]
+
+    for _ in range(20):
+        sizes = [rng.randint(1, 97) for _ in range(rng.randint(1, 60))]
+        got = asyncio.run(split(0, sizes))
+        assert [raw for raw, _ in got] == expected
+        assert got[-1][1] == len(data)
+        # resuming at the offset after any line gives exactly the lines after it
+        k = rng.randrange(len(got))
+        rest = asyncio.run(split(got[k][1], sizes))
+        assert rest == got[k + 1 :]
