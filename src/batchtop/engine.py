@@ -428,6 +428,7 @@ class Engine:
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until `stop` is set; wakes early when an action or a flush is due."""
         self._stop = stop
+        self.lease.acquire()
         renewal = self.lease.renewing()  # between ticks too: an idle wait may outlast the ttl
         await renewal.__aenter__()
         try:

@@ -236,8 +236,8 @@ class Lease:
     async def renewing(self) -> AsyncIterator[None]:
         """Keep our term alive in the background (every third of the ttl) for the
         duration, however long the provider calls inside take. Nested uses share
-        one renewer. A renewal that finds the lease lost stops renewing; the next
-        fenced write then raises LeaseLost."""
+        one renewer. A renewal that finds the lease lost never takes it back; the
+        next fenced write raises LeaseLost."""
         if self._renewer is not None and not self._renewer.done():
             yield
             return
@@ -252,13 +252,17 @@ class Lease:
 
     async def _renew_forever(self) -> None:
         interval = max(0.05, self.ttl / 3)
+        reported: int | None = None
         while True:
             await asyncio.sleep(interval)
+            if self.token is None:
+                continue
             try:
                 self.renew()
-            except LeaseLost as exc:
-                log.error("%s", exc)
-                return
+            except LeaseLost as exc:  # the next fenced write raises it; a new term (acquire) renews again
+                if reported != self.token:
+                    log.error("%s", exc)
+                    reported = self.token
             except sqlite3.OperationalError as exc:  # locked past the busy timeout: try again soon
                 log.warning("store busy renewing the lease (%s)", exc)
 
