@@ -58,11 +58,21 @@ async def ingest_results(
     anomalies: list[tuple[str, str]] = []
     size = 0
     position = start
+    broken = False
 
     def commit() -> None:
-        nonlocal chunk, anomalies, size
+        """Store the chunk with its position; after a failed store (a full disk),
+        never again in this run: a later, smaller commit would move the position
+        past lines that were not stored."""
+        nonlocal chunk, anomalies, size, broken
+        if broken:
+            return
         if chunk or anomalies or position != ingest.position:
-            ingest.add(chunk, now(), invalid(chunk) if chunk else {}, anomalies=anomalies, position=position)
+            try:
+                ingest.add(chunk, now(), invalid(chunk) if chunk else {}, anomalies=anomalies, position=position)
+            except BaseException:
+                broken = True
+                raise
         chunk, anomalies, size = [], [], 0
 
     async def consume() -> bool:

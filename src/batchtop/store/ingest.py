@@ -94,6 +94,7 @@ class BatchIngest:
         ingest starts after it); `hold` leaves failed requests for the operator."""
         invalid = invalid or {}
         found = list(anomalies)
+        closing: dict[int, Pending] = {}  # closed once the transaction commits: a rolled-back chunk stays open
         updates = []
         failures: list[tuple[Pending, str, str]] = []
         succeeded: list[int] = []
@@ -103,9 +104,9 @@ class BatchIngest:
             if p is None:
                 found.append(("unknown_custom_id", f"result for custom_id {r.custom_id!r} we did not submit"))
                 continue
-            if not p.open:
+            if not p.open or p.attempt_id in closing:
                 continue
-            p.open = False
+            closing[p.attempt_id] = p
             outcome, error = r.outcome, r.error
             if outcome == SUCCEEDED and r.custom_id in invalid:
                 outcome, error = "invalid_output", f"invalid_output: {invalid[r.custom_id]}"
@@ -136,6 +137,8 @@ class BatchIngest:
                     " ingest_retry_at = NULL WHERE id = ?",
                     (position.file, position.offset, position.lines, self.batch_id),
                 )
+        for p in closing.values():
+            p.open = False
         if position is not None:
             self.position = position
         return len(updates)
