@@ -141,7 +141,8 @@ from batchtop.providers.base import RemoteBatch
 from batchtop.providers.openai_batches import OpenAIBatches
 from batchtop.store import Store
 from batchtop.store.ingest import BatchIngest, Settle
-from batchtop.engine import ingest_results
+from batchtop.result_ingest import ingest_results
+from batchtop.providers.streaming import IngestBudget
 
 data_dir, base_url, file_id, batch_id = sys.argv[1:5]
 async def main():
@@ -152,10 +153,10 @@ async def main():
     n = 0
     async def counted():
         nonlocal n
-        async for line in adapter.results(remote):
-            n += 1
-            yield line
-    await ingest_results(ingest, counted(), time.time)
+        async for item in adapter.results(remote):
+            n += item.line is not None
+            yield item
+    await ingest_results(ingest, counted(), IngestBudget(3600.0, 1 << 40), time.time)
     ingest.finish(time.time())
     await adapter.close()
     print(json.dumps({"lines": n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -225,6 +225,14 @@ def _cmd_flush(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def _print_ingest_errors(report) -> None:  # report: TickReport
+    """Batches whose results could not be read this tick (tried again later)."""
+    from batchtop.display import clean
+
+    for batch_id, error in report.ingest_errors.items():
+        print(f"  ingest of {clean(batch_id, limit=80)}: {clean(error, limit=300)}", file=sys.stderr)
+
+
 def _print_report(report) -> None:  # report: TickReport
     parts = [
         f"{label} {len(items)}"
@@ -236,6 +244,7 @@ def _print_report(report) -> None:  # report: TickReport
             ("refused", report.refused),
             ("unknown", report.unknown),
             ("lost", report.lost),
+            ("quarantined", report.quarantined),
         )
         if items
     ]
@@ -244,6 +253,7 @@ def _print_report(report) -> None:  # report: TickReport
         failed = len(report.errors)
         summary += f"; {failed} provider{'s' if failed != 1 else ''} failed: {', '.join(sorted(report.errors))}"
     print("tick: " + summary)
+    _print_ingest_errors(report)
     for provider, error in report.errors.items():
         _say(f"  {provider}: {error}", err=True)
     for reason in report.lost_reasons.values():

@@ -72,6 +72,18 @@ class EngineConfig:
     retry_delay: float = 0.0
     """How long a failed request waits before it goes out again (0: the next tick after
     its batch was ingested), whatever its buffer's flush.max_age says."""
+    ingest_budget: float = 10.0
+    """Seconds per tick and provider spent reading result files; the rest waits a tick."""
+    ingest_budget_bytes: int = 64 * 1024 * 1024
+    """Bytes of result lines stored per tick and provider."""
+    ingest_max_line: int = 16 * 1024 * 1024
+    """A result line longer than this is skipped (an anomaly), never held in memory."""
+
+
+_ENGINE_KEYS = {
+    "poll_interval", "max_attempts", "auto_resubmit", "lease_ttl", "retry_delay", "ingest_budget",
+    "ingest_budget_bytes", "ingest_max_line",
+}
 
 
 @dataclass(frozen=True)
@@ -249,7 +261,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
             raise _fail(path, section, "must be a table")
 
     engine_t = data.get("engine", {})
-    _check_keys(path, "engine.", engine_t, {"poll_interval", "max_attempts", "auto_resubmit", "lease_ttl", "retry_delay"})
+    _check_keys(path, "engine.", engine_t, _ENGINE_KEYS)
     engine = EngineConfig()
     if "poll_interval" in engine_t:
         engine = EngineConfig(**{**engine.__dict__, "poll_interval": _duration(path, "engine.poll_interval", engine_t["poll_interval"])})
@@ -259,6 +271,11 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         engine = EngineConfig(**{**engine.__dict__, "retry_delay": _duration(path, "engine.retry_delay", engine_t["retry_delay"])})
     if "max_attempts" in engine_t:
         engine = EngineConfig(**{**engine.__dict__, "max_attempts": _int(path, "engine.max_attempts", engine_t["max_attempts"], 1)})
+    if "ingest_budget" in engine_t:
+        engine = EngineConfig(**{**engine.__dict__, "ingest_budget": _duration(path, "engine.ingest_budget", engine_t["ingest_budget"])})
+    for key in ("ingest_budget_bytes", "ingest_max_line"):
+        if key in engine_t:
+            engine = EngineConfig(**{**engine.__dict__, key: _int(path, f"engine.{key}", engine_t[key], 1024)})
     if "auto_resubmit" in engine_t:
         if not isinstance(engine_t["auto_resubmit"], bool):
             raise _fail(path, "engine.auto_resubmit", "must be true or false")

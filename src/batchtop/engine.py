@@ -16,11 +16,12 @@ import math
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from batchtop.config import Config, FlushPolicy
+from batchtop.display import clean
 from batchtop.outputs import output_rule, validate_output
 from batchtop.pricing.budget import budget_hold_reason
 from batchtop.pricing.inflight import estimate_batch_cost
@@ -45,14 +46,14 @@ from batchtop.providers.clients import (
     key_env,
     redact,
 )
+from batchtop.providers.streaming import IngestBudget
+from batchtop.result_ingest import ResultFileTooLong, ingest_results, line_limit
 from batchtop.store import Store, alerts, holds, lease, submissions, views
-from batchtop.store.ingest import BatchIngest, Settle
+from batchtop.store.ingest import QUARANTINE_AFTER, BatchIngest, Settle
 from batchtop.timefmt import iso
 
 log = logging.getLogger("batchtop.engine")
 
-INGEST_CHUNK = 2000
-INGEST_CHUNK_BYTES = 1 << 20  # large outputs: a chunk stays about a megabyte in memory
 MAX_BACKOFF = 300.0
 QUOTA_HOLD = 900.0
 """How long a provider out of quota or credit is left alone before it is tried again."""
@@ -77,6 +78,9 @@ class TickReport:
     """Providers whose buffers this tick held for their account's quota or credit."""
     list_calls: dict[str, int] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    ingest_errors: dict[str, str] = field(default_factory=dict)
+    """Batches whose ingest failed this tick (tried again later, then quarantined)."""
+    quarantined: list[str] = field(default_factory=list)
 
 
 AdapterFactory = Callable[[Config, str], ProviderAdapter]
@@ -90,7 +94,9 @@ class Engine:
         *,
         now: Callable[[], float] = time.time,
         adapter_factory: AdapterFactory = build_adapter,
+        host: str | None = None,
     ) -> None:
+        """`host`: the name the lease is held under (this machine's by default)."""
         self.store = store
         self.config = config
         self.now = now
@@ -99,6 +105,12 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failures: dict[str, int] = {}
         self._settle = Settle(config.engine.max_attempts, config.engine.auto_resubmit, config.engine.retry_delay)
+        self.lease = lease.Lease(store, config.engine.lease_ttl, host=host, now=now)
+        """Our hold on the data dir, renewed during every tick, and the store's fence."""
+        self._stop: asyncio.Event | None = None
+        """The stop signal of `run`: a result download in progress is dropped at once."""
+        self._ingest_unfinished = False
+        """A result file was left part-read by the budget: the next tick comes at once."""
 
     # -- lifecycle -------------------------------------------------------------
     async def close(self) -> None:
@@ -131,18 +143,20 @@ class Engine:
     async def tick(self) -> TickReport:
         """One pass over every provider with work; raises EngineBusy if another
         engine holds the data dir."""
-        lease.acquire(self.store, self.config.engine.lease_ttl, self.now())
+        self.lease.acquire()
         report = TickReport()
         providers = self._active_providers()
         # concurrently: a slow provider does not delay the other. Store transactions never
-        # span an await, so the two passes interleave safely on the one connection.
-        await asyncio.gather(*(self._provider_pass(provider, report) for provider in providers))
+        # span an await, so the two passes interleave safely on the one connection. The
+        # lease is renewed meanwhile, however long an upload takes.
+        async with self.lease.renewing():
+            await asyncio.gather(*(self._provider_pass(provider, report) for provider in providers))
         self._set_state("tick", {"at": self.now()})
         return report
 
     async def cancels_only(self) -> TickReport:
         """Carry out the requested cancels and nothing else (`batchtop cancel`)."""
-        lease.acquire(self.store, self.config.engine.lease_ttl, self.now())
+        self.lease.acquire()
         report = TickReport()
         providers = [
             r[0]
@@ -152,7 +166,10 @@ class Engine:
         ]
         for provider in providers:
             try:
-                await self._cancels(self._adapter(provider), report)
+                async with self.lease.renewing():
+                    await self._cancels(self._adapter(provider), report)
+            except lease.LeaseLost:
+                raise
             except Exception as exc:
                 report.errors[provider] = redact(f"{type(exc).__name__}: {exc}")
         return report
@@ -178,6 +195,8 @@ class Engine:
             remotes = await self._poll(adapter, report)
             await self._ingest(adapter, remotes, report)
             await self._flush(adapter, report)
+        except lease.LeaseLost:
+            raise  # another engine holds the data dir now: this one stops, whatever the provider did
         except Exception as exc:  # a provider's failure must not stop the others
             if is_auth_error(exc):
                 self._auth_failed(provider, exc, state, report)
@@ -367,12 +386,24 @@ class Engine:
             )
 
     async def _ingest(self, adapter: ProviderAdapter, remotes: dict[str, RemoteBatch], report: TickReport) -> None:
+        """Ended batches' results, within one budget of time and bytes for the pass.
+        A batch whose files fail (or make no progress within the budget) is tried
+        again later, and quarantined after QUARANTINE_AFTER failures in a row, or at
+        once when its files hold more lines than it has requests: it never stops the
+        other batches, nor the flush after it."""
+        engine = self.config.engine
         rows = self.store.db.execute(
-            "SELECT id, provider_batch_id, buffer_id FROM batches WHERE provider = ? AND account = ?"
+            "SELECT id, provider_batch_id, buffer_id, ingest_retry_at FROM batches WHERE provider = ? AND account = ?"
             " AND provider_batch_id IS NOT NULL AND ingested_at IS NULL AND status IN (?, ?, ?, ?) ORDER BY id",
             (adapter.provider, adapter.account, *sorted(ENDED)),
         ).fetchall()
-        for local_id, batch_id, buffer_id in rows:
+        budget = IngestBudget(engine.ingest_budget, engine.ingest_budget_bytes, self._stop)
+        for local_id, batch_id, buffer_id, retry_at in rows:
+            if retry_at is not None and retry_at > self.now():
+                continue
+            if budget.spent():
+                self._ingest_unfinished = not budget.stopped()
+                return
             try:
                 remote = remotes.get(batch_id) or await adapter.retrieve(batch_id)
             except Lost as exc:
@@ -385,15 +416,33 @@ class Engine:
                 continue
             ingest = BatchIngest(self.store, local_id, self._settle)
             try:
-                await ingest_results(
+                run = await ingest_results(
                     ingest,
-                    adapter.results(remote),
+                    adapter.results(remote, ingest.position, engine.ingest_max_line),  # type: ignore[arg-type]
+                    budget,
                     self.now,
                     lambda chunk: self._invalid_outputs(local_id, chunk),
                     lambda chunk: failures.verdicts(adapter.provider, chunk),
+                    max_lines=line_limit(len(ingest.attempts)),
                 )
             except Lost as exc:  # what was ingested stays; the rest waits for the operator
                 self._lose(local_id, exc, report)
+                continue
+            except ResultFileTooLong as exc:
+                self._quarantine(ingest, batch_id, str(exc), report)
+                continue
+            except (lease.LeaseLost, sqlite3.OperationalError):
+                raise  # not this batch's fault
+            except Exception as exc:  # noqa: BLE001 - the download failed, or the provider sent what we cannot store
+                self._ingest_failed(ingest, batch_id, redact(f"{type(exc).__name__}: {exc}"), report)
+                continue
+            if not run.complete:
+                if budget.stopped():
+                    return
+                if run.advanced:
+                    self._ingest_unfinished = True
+                else:
+                    self._ingest_failed(ingest, batch_id, "no result line came within the ingest budget", report)
                 continue
             ingest.finish(self.now(), batch_error=remote.error if remote.status == FAILED else None)
             report.ingested.append(batch_id)
@@ -415,6 +464,20 @@ class Engine:
             self.now(),
         )
         report.quota.append(provider)
+
+    def _ingest_failed(self, ingest: BatchIngest, batch_id: str, reason: str, report: TickReport) -> None:
+        """Try this batch again after a backoff of its own; quarantine it after a few."""
+        report.ingest_errors[batch_id] = reason
+        base = max(1.0, self.config.engine.poll_interval)
+        n = ingest.failed(reason, self.now(), base)
+        log.warning("ingest of %s failed (%d in a row): %s", clean(batch_id, limit=80), n, clean(reason, limit=300))
+        if n >= QUARANTINE_AFTER:
+            self._quarantine(ingest, batch_id, f"{n} failed ingests in a row; last: {reason}", report)
+
+    def _quarantine(self, ingest: BatchIngest, batch_id: str, reason: str, report: TickReport) -> None:
+        log.warning("batch %s quarantined: %s", clean(batch_id, limit=80), clean(reason, limit=300))
+        ingest.quarantine(reason, self.now())
+        report.quarantined.append(batch_id)
 
     def _invalid_outputs(self, local_id: int, chunk: list[ResultLine]) -> dict[str, str]:
         """custom_id -> why its output is invalid, where the buffer asks for validation:
@@ -465,6 +528,10 @@ class Engine:
     # -- loop ----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until `stop` is set; wakes early when an action or a flush is due."""
+        self._stop = stop
+        self.lease.acquire()
+        renewal = self.lease.renewing()  # between ticks too: an idle wait may outlast the ttl
+        await renewal.__aenter__()
         try:
             while not stop.is_set():
                 try:
@@ -485,15 +552,20 @@ class Engine:
                     if self._work_due():
                         break
                 try:
-                    lease.acquire(self.store, self.config.engine.lease_ttl, self.now())
+                    self.lease.acquire()
                 except sqlite3.OperationalError as exc:
                     log.warning("store busy renewing the lease (%s)", exc)
         finally:
-            lease.release(self.store)
+            await renewal.__aexit__(None, None, None)
+            self.lease.release()
             await self.close()
 
     def _work_due(self) -> bool:
-        """Something the operator asked for, or a buffer that came due."""
+        """Something the operator asked for, a buffer that came due, or result files
+        the last tick's budget left part-read."""
+        if self._ingest_unfinished:
+            self._ingest_unfinished = False
+            return True
         now = self.now()
         if self.store.db.execute(
             "SELECT 1 FROM batches WHERE cancel_requested_at IS NOT NULL AND ingested_at IS NULL"
@@ -505,24 +577,3 @@ class Engine:
             (at := views.ready_at(b)) is not None and at <= now for b in views.buffers(self.store.db, self.config)
         )
 
-
-async def ingest_results(
-    ingest: BatchIngest,
-    results: AsyncIterator[ResultLine],
-    now: Callable[[], float],
-    invalid: Callable[[list[ResultLine]], dict[str, str]] = lambda chunk: {},
-    judge: Callable[[list[ResultLine]], dict[str, str]] = lambda chunk: {},
-) -> None:
-    """Store a results stream in chunks bounded in lines and bytes: memory stays flat
-    whatever the size of the result file. `judge` gives the chunk's failures that must
-    not simply be retried (`providers.failures.verdicts`)."""
-    chunk: list[ResultLine] = []
-    size = 0
-    async for line in results:
-        chunk.append(line)
-        size += len(line.response or "")
-        if len(chunk) >= INGEST_CHUNK or size >= INGEST_CHUNK_BYTES:
-            ingest.add(chunk, now(), invalid(chunk), judge(chunk))
-            chunk, size = [], 0
-    if chunk:
-        ingest.add(chunk, now(), invalid(chunk), judge(chunk))

@@ -41,7 +41,7 @@ def run(data_dir: Path, config: Config) -> None:
     """Tick until SIGINT or SIGTERM, then release the lease and return."""
     with Store(data_dir) as store:
         engine = Engine(store, config)
-        lease.acquire(store, config.engine.lease_ttl, time.time())  # fail fast, before the loop
+        engine.lease.acquire()  # fail fast, before the loop
 
         async def main() -> None:
             stop = asyncio.Event()

@@ -129,7 +129,20 @@ def failure_rate(db: sqlite3.Connection, config: Config, now: float) -> tuple[in
     return int(failed), int(total)
 
 
-def _alerts(doc: dict[str, Any], failed: int, ended: int, config: Config) -> list[dict[str, Any]]:
+def quarantined(db: sqlite3.Connection, config: Config, now: float) -> list[tuple[str, str]]:
+    """(provider batch id, reason) of batches quarantined at ingest within the alert window."""
+    return [
+        (str(pid), str(error or ""))
+        for pid, error in db.execute(
+            "SELECT provider_batch_id, last_error FROM batches WHERE quarantined_at > ? ORDER BY quarantined_at DESC",
+            (now - config.alerts.window,),
+        )
+    ]
+
+
+def _alerts(
+    doc: dict[str, Any], failed: int, ended: int, config: Config, held: list[tuple[str, str]] | None = None
+) -> list[dict[str, Any]]:
     alerts = []
     threshold = config.alerts.failure_rate
     if ended and failed / ended > threshold:
@@ -147,6 +160,13 @@ def _alerts(doc: dict[str, Any], failed: int, ended: int, config: Config) -> lis
             "kind": "unknown_submissions",
             "message": f"{unknown} submission{'s' if unknown != 1 else ''} could not be matched at the provider:"
             " adopt or resubmit",
+        })
+    if held:
+        first, reason = held[0]
+        alerts.append({
+            "kind": "ingest_quarantined",
+            "message": f"{len(held)} batch(es) quarantined: their result files could not be ingested"
+            f" ({first}: {reason[:200]}); `batchtop resubmit ID` sends their requests without a result again",
         })
     return alerts
 
@@ -194,7 +214,7 @@ def collect(db: sqlite3.Connection, config: Config, now: float) -> dict[str, Any
         "providers": providers,
         "last_poll_at": max(polls) if polls else None,
     }
-    doc["alerts"] = _alerts(doc, failed, ended, config) + engine_alerts(db)
+    doc["alerts"] = _alerts(doc, failed, ended, config, quarantined(db, config, now)) + engine_alerts(db)
     return doc
 
 

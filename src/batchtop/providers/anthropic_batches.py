@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import anthropic
@@ -27,6 +28,13 @@ from batchtop.providers.base import (
     retry_after,
 )
 from batchtop.providers.failures import is_quota
+from batchtop.providers.streaming import (
+    DEFAULT_MAX_LINE,
+    START,
+    Position,
+    ResultItem,
+    result_items,
+)
 
 PAGE = 1000  # the largest page messages.batches.list takes
 _OUTCOMES = {"canceled": "cancelled", "expired": "expired"}
@@ -166,15 +174,20 @@ class AnthropicBatches(ListingAdapter):
         except anthropic.NotFoundError as exc:
             raise Lost(batch_id, f"404 {exc.message}") from exc
 
-    async def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]:
-        """The results stream, read as raw lines so each is stored verbatim."""
+    def results(
+        self, batch: RemoteBatch, start: Position = START, max_line: int = DEFAULT_MAX_LINE
+    ) -> AsyncIterator[ResultItem]:
+        """The results stream from `start` on, split into bounded raw lines
+        (`providers.streaming`) so each is stored verbatim."""
+        return result_items([(0, partial(self._result_bytes, batch.id))], parse_result_line, start, max_line)
+
+    async def _result_bytes(self, batch_id: str) -> AsyncIterator[bytes]:
         try:
-            decoder = await self.client.messages.batches.results(batch.id)
+            decoder = await self.client.messages.batches.results(batch_id)
         except anthropic.NotFoundError as exc:
-            raise Lost(batch.id, f"404 for its results ({exc.message})") from exc
+            raise Lost(batch_id, f"404 for its results ({exc.message})") from exc
         try:
-            async for line in decoder.http_response.aiter_lines():
-                if line.strip():
-                    yield parse_result_line(line)
+            async for chunk in decoder.http_response.aiter_bytes():
+                yield chunk
         finally:
             await decoder.close()

@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from batchtop.redaction import redact
+
+if TYPE_CHECKING:
+    from batchtop.providers.streaming import Position, ResultItem
 
 # Normalized batch statuses (shared/cli.md).
 SUBMITTING = "submitting"
@@ -237,6 +240,8 @@ class ProviderAdapter(Protocol):
 
     async def probe(self) -> None: ...
 
-    def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]: ...
+    def results(self, batch: RemoteBatch, start: Position = ..., max_line: int = ...) -> AsyncIterator[ResultItem]:
+        """The batch's result files from `start` on, no line longer than `max_line` kept."""
+        ...
 
     async def close(self) -> None: ...

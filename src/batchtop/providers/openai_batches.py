@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import openai
@@ -21,6 +22,13 @@ from batchtop.providers.base import (
     retry_after,
 )
 from batchtop.providers.failures import is_quota
+from batchtop.providers.streaming import (
+    DEFAULT_MAX_LINE,
+    START,
+    Position,
+    ResultItem,
+    result_items,
+)
 
 META_KEY = "batchtop_submission"
 PAGE = 100  # the largest page batches.list takes
@@ -179,15 +187,22 @@ class OpenAIBatches(ListingAdapter):
         except openai.NotFoundError as exc:
             raise Lost(batch_id, f"404 {exc.message}") from exc
 
-    async def results(self, batch: RemoteBatch) -> AsyncIterator[ResultLine]:
-        """Output file, then the error file (always read), streamed line by line."""
-        for file_id in (batch.output_file_id, batch.error_file_id):
-            if not file_id:
-                continue
-            try:
-                async with self.client.files.with_streaming_response.content(file_id) as response:
-                    async for line in response.iter_lines():
-                        if line.strip():
-                            yield parse_result_line(line)
-            except openai.NotFoundError as exc:  # deleted, or expired: what it held is gone
-                raise Lost(batch.id, f"404 for its result file {file_id} ({exc.message})") from exc
+    def results(
+        self, batch: RemoteBatch, start: Position = START, max_line: int = DEFAULT_MAX_LINE
+    ) -> AsyncIterator[ResultItem]:
+        """Output file, then the error file (always read), from `start` on, in
+        bounded lines (`providers.streaming`)."""
+        files = [
+            (index, partial(self._file_bytes, batch.id, file_id))
+            for index, file_id in enumerate((batch.output_file_id, batch.error_file_id))
+            if file_id
+        ]
+        return result_items(files, parse_result_line, start, max_line)
+
+    async def _file_bytes(self, batch_id: str, file_id: str) -> AsyncIterator[bytes]:
+        try:
+            async with self.client.files.with_streaming_response.content(file_id) as response:
+                async for chunk in response.iter_bytes():
+                    yield chunk
+        except openai.NotFoundError as exc:  # deleted, or expired: what it held is gone
+            raise Lost(batch_id, f"404 for its result file {file_id} ({exc.message})") from exc

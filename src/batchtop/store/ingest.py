@@ -4,6 +4,10 @@ Each chunk is one transaction that sets the outcome of attempts still without on
 adds their usage to the rollups and moves their requests on (succeeded, queued
 again, or dead). A crash mid-ingest loses nothing: the next ingest skips attempts
 that already have an outcome, so no rollup is counted twice.
+
+The result files are untrusted, so the store also keeps how far they were read
+(resumed there on the next tick), caps the anomalies one batch may record, counts
+failed ingests and quarantines a batch whose files cannot be ingested.
 """
 
 from __future__ import annotations
@@ -12,10 +16,16 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from batchtop.providers.base import MISSING, SUCCEEDED, ResultLine
+from batchtop.providers.base import ERRORED, MISSING, SUCCEEDED, ResultLine
 from batchtop.providers.failures import PERMANENT, QUOTA, RETRY
+from batchtop.providers.streaming import Position
 from batchtop.store import report_queries
 from batchtop.store.store import Store
+
+ANOMALIES_PER_BATCH = 100
+"""A hostile file can hold millions of bad lines: past this many, one marker row."""
+QUARANTINE_AFTER = 5
+"""Failed ingests in a row before a batch is quarantined."""
 
 ROLLUP_ADD = (
     "INSERT INTO usage_rollup (provider, model, first_attempt, succeeded, attempts, input_tokens,"
@@ -60,8 +70,12 @@ class BatchIngest:
         self.store = store
         self.batch_id = batch_id
         self.settle = settle
-        row = store.db.execute("SELECT provider, model FROM batches WHERE id = ?", (batch_id,)).fetchone()
-        self.provider, self.model = row
+        row = store.db.execute(
+            "SELECT provider, model, ingest_file, ingest_offset, ingest_lines FROM batches WHERE id = ?", (batch_id,)
+        ).fetchone()
+        self.provider, self.model = row[:2]
+        self.position = Position(*row[2:])
+        """How far the result files were stored: the next read starts here."""
         self.attempts: dict[str, Pending] = {
             cid: Pending(aid, rid, number, outcome is None, spared)
             for aid, rid, number, outcome, cid, spared in store.db.execute(
@@ -79,26 +93,34 @@ class BatchIngest:
         now: float,
         invalid: dict[str, str] | None = None,
         verdicts: dict[str, str] | None = None,
+        *,
+        anomalies: Iterable[tuple[str, str]] = (),
+        position: Position | None = None,
+        hold: bool = False,
     ) -> int:
         """Store a chunk of results in one transaction; returns how many were new.
         `invalid` maps custom_ids whose output failed validation to the reason;
         `verdicts` maps failed custom_ids that must not simply be retried to
-        PERMANENT or QUOTA (`providers.failures`)."""
+        PERMANENT or QUOTA (`providers.failures`); `anomalies` are (kind, detail) of
+        lines that could not be used; `position` is how far the files are read with
+        this chunk (stored with it, so a resumed ingest starts after it); `hold`
+        leaves failed requests for the operator."""
         invalid = invalid or {}
         verdicts = verdicts or {}
+        found = list(anomalies)
+        closing: dict[int, Pending] = {}  # closed once the transaction commits: a rolled-back chunk stays open
         updates = []
         failures: list[tuple[Pending, str, str, str]] = []
         succeeded: list[int] = []
-        anomalies = []
         firsts: list[bool] = []
         for r in results:
             p = self.attempts.get(r.custom_id)
             if p is None:
-                anomalies.append(("unknown_custom_id", f"result for custom_id {r.custom_id!r} we did not submit"))
+                found.append(("unknown_custom_id", f"result for custom_id {r.custom_id!r} we did not submit"))
                 continue
-            if not p.open:
+            if not p.open or p.attempt_id in closing:
                 continue
-            p.open = False
+            closing[p.attempt_id] = p
             outcome, error = r.outcome, r.error
             if outcome == SUCCEEDED and r.custom_id in invalid:
                 outcome, error = "invalid_output", f"invalid_output: {invalid[r.custom_id]}"
@@ -125,12 +147,33 @@ class BatchIngest:
                 "UPDATE requests SET state = 'succeeded', last_error = NULL WHERE id = ?", [(i,) for i in succeeded]
             )
             self._rollup(db, updates, firsts, now)
-            self._settle_failures(db, failures, now)
-            db.executemany(
-                "INSERT OR IGNORE INTO anomalies (batch_id, kind, detail, created_at) VALUES (?, ?, ?, ?)",
-                [(self.batch_id, kind, detail, now) for kind, detail in anomalies],
-            )
+            self._settle_failures(db, failures, now, hold=hold)
+            self._anomalies(db, found, now)
+            if position is not None and position != self.position:
+                db.execute(
+                    "UPDATE batches SET ingest_file = ?, ingest_offset = ?, ingest_lines = ?, ingest_failures = 0,"
+                    " ingest_retry_at = NULL WHERE id = ?",
+                    (position.file, position.offset, position.lines, self.batch_id),
+                )
+        for p in closing.values():
+            p.open = False
+        if position is not None:
+            self.position = position
         return len(updates)
+
+    def _anomalies(self, db: sqlite3.Connection, found: list[tuple[str, str]], now: float) -> None:
+        """Record up to ANOMALIES_PER_BATCH for this batch, then one marker row."""
+        if not found:
+            return
+        (have,) = db.execute("SELECT count(*) FROM anomalies WHERE batch_id = ?", (self.batch_id,)).fetchone()
+        room = max(0, ANOMALIES_PER_BATCH - have)
+        rows = [(self.batch_id, kind, detail[:1000], now) for kind, detail in found[:room]]
+        if len(found) > room:
+            rows.append((self.batch_id, "anomalies_capped",
+                         f"more than {ANOMALIES_PER_BATCH} anomalies in this batch; the rest were not recorded", now))
+        db.executemany(
+            "INSERT OR IGNORE INTO anomalies (batch_id, kind, detail, created_at) VALUES (?, ?, ?, ?)", rows
+        )
 
     def _rollup(self, db: sqlite3.Connection, updates: list[tuple], firsts: list[bool], now: float) -> None:
         sums: dict[tuple[int, int], list[int]] = {}
@@ -159,15 +202,18 @@ class BatchIngest:
             )
 
     def _settle_failures(
-        self, db: sqlite3.Connection, failures: list[tuple[Pending, str, str, str]], now: float
+        self, db: sqlite3.Connection, failures: list[tuple[Pending, str, str, str]], now: float, *, hold: bool = False
     ) -> None:
         """A failed attempt's request: dead at once when the provider rejected the
         request itself, dead after max_attempts (quota failures not counted), else
-        queued again (or left failed for a manual resubmit when auto_resubmit is off)."""
+        queued again (or left failed for a manual resubmit when auto_resubmit is off,
+        or `hold`)."""
         requeue: dict[int, list[int]] = {}
         for p, outcome, error, verdict in failures:
             spared = p.spared + (verdict == QUOTA)
-            if verdict == PERMANENT:
+            if hold:
+                db.execute("UPDATE requests SET state = 'failed', last_error = ? WHERE id = ?", (error, p.request_id))
+            elif verdict == PERMANENT:
                 db.execute(
                     "UPDATE requests SET state = 'dead', last_error = ? WHERE id = ?",
                     (f"{error} (not retried: the provider rejected the request itself)", p.request_id),
@@ -215,4 +261,37 @@ class BatchIngest:
                 "UPDATE batches SET ingested_at = ?, succeeded = ?, failed = total - ?,"
                 " ended_at = coalesce(ended_at, ?) WHERE id = ?",
                 (now, ok, ok, now, self.batch_id),
+            )
+
+    def failed(self, reason: str, now: float, base_delay: float) -> int:
+        """An ingest of this batch failed (the download, or no progress within the
+        budget): count it, and wait base_delay x 2^(n-1) (an hour at most) before the
+        next; returns the failures in a row."""
+        with self.store.transaction() as db:
+            (n,) = db.execute(
+                "SELECT ingest_failures + 1 FROM batches WHERE id = ?", (self.batch_id,)
+            ).fetchone()
+            db.execute(
+                "UPDATE batches SET ingest_failures = ?, ingest_retry_at = ?, last_error = ? WHERE id = ?",
+                (n, now + min(3600.0, base_delay * 2 ** (n - 1)), f"ingest failed: {reason}"[:500], self.batch_id),
+            )
+        return int(n)
+
+    def quarantine(self, reason: str, now: float) -> None:
+        """Stop reading this batch's files for good: what was stored stays; every
+        attempt still without a result fails as `ingest_quarantined` and its request
+        waits, failed, for the operator (`resubmit`), never resent on its own to the
+        provider that sent the files. The batch counts as ingested."""
+        error = f"ingest_quarantined: {reason}"[:500]
+        leftovers = [ResultLine(cid, ERRORED, None, error, "ingest_quarantined") for cid, p in self.attempts.items() if p.open]
+        if leftovers:
+            self.add(leftovers, now, hold=True)
+        with self.store.transaction() as db:
+            (ok,) = db.execute(
+                "SELECT count(*) FROM attempts WHERE batch_id = ? AND outcome = 'succeeded'", (self.batch_id,)
+            ).fetchone()
+            db.execute(
+                "UPDATE batches SET ingested_at = ?, quarantined_at = ?, succeeded = ?, failed = total - ?,"
+                " last_error = ?, ended_at = coalesce(ended_at, ?) WHERE id = ?",
+                (now, now, ok, ok, f"ingest quarantined: {reason}"[:500], now, self.batch_id),
             )

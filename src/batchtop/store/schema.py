@@ -345,6 +345,41 @@ def _v6_status_bounded(db: sqlite3.Connection) -> None:
         )
 
 
+def _v7_bounded_ingest_and_lease_fencing(db: sqlite3.Connection) -> None:
+    """Result ingest bounded per tick, and the lease fenced across hosts.
+
+    - `batches.ingest_file` / `ingest_offset` / `ingest_lines`: how far the result
+      files were stored (file 0 output, 1 errors; bytes of it; lines of all), kept in
+      the same transaction as the results, so an ingest stopped by its budget or the
+      stop signal resumes there next tick.
+    - `batches.ingest_failures` / `ingest_retry_at`: failed ingests in a row and when
+      to try again; after a few the batch is `quarantined_at` (an alert) and the
+      engine stops reading its files.
+    - `lease.token` and `lease_tokens`: the fencing token, one more on every takeover
+      and never reused (it survives a release in `lease_tokens`); every engine write
+      checks it in its own transaction, so a holder that lost the lease (a pause, a
+      clock ahead elsewhere) cannot change a submission any more. `lease.ttl` is the
+      holder's own ttl, so another host knows how long to watch for its renewal.
+    """
+    _script(
+        db,
+        """
+        ALTER TABLE batches ADD COLUMN ingest_file INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN ingest_offset INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN ingest_lines INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN ingest_failures INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN ingest_retry_at REAL;
+        ALTER TABLE batches ADD COLUMN quarantined_at REAL;
+        ALTER TABLE lease ADD COLUMN token INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE lease ADD COLUMN ttl REAL;
+        CREATE TABLE lease_tokens (
+            name TEXT PRIMARY KEY,
+            token INTEGER NOT NULL
+        )
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_initial,
     _v2_engine,
@@ -352,5 +387,6 @@ MIGRATIONS: list[Migration] = [
     _v4_failure_verdicts,
     _usage_by_batch_end,
     _v6_status_bounded,
+    _v7_bounded_ingest_and_lease_fencing,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import orjson
 
@@ -78,11 +78,19 @@ class BufferKey(NamedTuple):
         return f"{self.provider}:{self.endpoint}:{self.model}"
 
 
+class Fence(Protocol):
+    def check(self, db: sqlite3.Connection) -> None:
+        """Inside a write transaction: raise if this writer may no longer write."""
+
+
 class Store:
     def __init__(self, data_dir: Path, *, create: bool = True) -> None:
         self.data_dir = data_dir
         self.db: sqlite3.Connection = connect(data_dir, create=create)
         self._buffer_ids: dict[BufferKey, int] = {}
+        self.fence: Fence | None = None
+        """The engine's lease (`store.lease.Lease`) once it holds one: checked first
+        in every write transaction, so an engine that lost the lease writes nothing."""
 
     def close(self) -> None:
         self.db.close()
@@ -94,11 +102,14 @@ class Store:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, fenced: bool = True) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE: take the write lock up front, so a writer waits (busy
-        timeout) instead of failing half-way, and nothing is ever half-applied."""
+        timeout) instead of failing half-way, and nothing is ever half-applied.
+        The fence (if any) is checked under that lock, in the same transaction."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            if fenced and self.fence is not None:
+                self.fence.check(self.db)
             yield self.db
         except BaseException:
             rollback(self.db)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from batchtop.config import FlushPolicy
 from batchtop.providers.base import SUBMITTING, UNKNOWN, RemoteBatch
+from batchtop.store.lease import LeaseLost
 from batchtop.store.store import Store
 
 
@@ -112,20 +113,55 @@ def owned_ids(store: Store, provider: str) -> set[str]:
     }
 
 
-def record_submitted(store: Store, intent_id: int, remote: RemoteBatch, now: float) -> None:
-    """The provider has the batch: remember its id; the requests are in flight."""
-    with store.transaction() as db:
+def record_submitted(store: Store, intent_id: int, remote: RemoteBatch, now: float) -> bool:
+    """The provider has the batch: remember its id; the requests are in flight.
+
+    Only while the intent is still ours: still `submitting` without a provider
+    batch, under our lease (the store's fence, checked in this transaction). Another
+    engine that took the lease over meanwhile may have sent or adopted it; then the
+    provider's batch is recorded as an `orphaned_batch` anomaly for the operator
+    (it may be a duplicate to cancel) and False returned, or LeaseLost raised."""
+    try:
+        with store.transaction() as db:
+            cur = db.execute(
+                "UPDATE batches SET provider_batch_id = ?, status = ?, submitted_at = ?, provider_created_at = ?,"
+                " expires_at = ?, candidates = NULL, last_error = NULL, polled_at = ?"
+                " WHERE id = ? AND status = ? AND provider_batch_id IS NULL",
+                (remote.id, remote.status, now, remote.created_at, remote.expires_at, now, intent_id, SUBMITTING),
+            )
+            if cur.rowcount == 1:
+                db.execute(
+                    "UPDATE requests SET state = 'in_flight' WHERE id IN"
+                    " (SELECT request_id FROM attempts WHERE batch_id = ?)",
+                    (intent_id,),
+                )
+                db.execute("UPDATE buffers SET held_reason = NULL, retry_at = NULL WHERE id ="
+                           " (SELECT buffer_id FROM batches WHERE id = ?)", (intent_id,))
+                return True
+            row = db.execute("SELECT provider_batch_id FROM batches WHERE id = ?", (intent_id,)).fetchone()
+    except LeaseLost:
+        _orphaned(store, intent_id, remote, now, "this engine lost the lease while the provider created it")
+        raise
+    if row is None or row[0] != remote.id:
+        _orphaned(store, intent_id, remote, now, "the submission was meanwhile sent or adopted by another engine")
+        return False
+    return True  # another engine adopted this very batch: nothing is lost
+
+
+def _orphaned(store: Store, intent_id: int, remote: RemoteBatch, now: float, why: str) -> None:
+    """A provider batch no submission owns: not a state change (unfenced), only a note."""
+    with store.transaction(fenced=False) as db:
         db.execute(
-            "UPDATE batches SET provider_batch_id = ?, status = ?, submitted_at = ?, provider_created_at = ?,"
-            " expires_at = ?, candidates = NULL, last_error = NULL, polled_at = ? WHERE id = ?",
-            (remote.id, remote.status, now, remote.created_at, remote.expires_at, now, intent_id),
+            "INSERT OR IGNORE INTO anomalies (batch_id, kind, detail, created_at) VALUES (?, 'orphaned_batch', ?, ?)",
+            (
+                intent_id,
+                (
+                    f"provider batch {remote.id} was created for this submission but not recorded: {why};"
+                    " cancel it at the provider if it duplicates the recorded one"
+                ),
+                now,
+            ),
         )
-        db.execute(
-            "UPDATE requests SET state = 'in_flight' WHERE id IN (SELECT request_id FROM attempts WHERE batch_id = ?)",
-            (intent_id,),
-        )
-        db.execute("UPDATE buffers SET held_reason = NULL, retry_at = NULL WHERE id ="
-                   " (SELECT buffer_id FROM batches WHERE id = ?)", (intent_id,))
 
 
 def undo(store: Store, intent_id: int, reason: str, retry_at: float | None, now: float) -> None:
