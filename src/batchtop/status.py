@@ -134,7 +134,8 @@ def quarantined(db: sqlite3.Connection, config: Config, now: float) -> list[tupl
     return [
         (str(pid), str(error or ""))
         for pid, error in db.execute(
-            "SELECT provider_batch_id, last_error FROM batches WHERE quarantined_at > ? ORDER BY quarantined_at DESC",
+            "SELECT provider_batch_id, last_error FROM batches WHERE quarantined_at IS NOT NULL AND quarantined_at > ?"
+            " ORDER BY quarantined_at DESC",
             (now - config.alerts.window,),
         )
     ]

@@ -370,6 +370,7 @@ def _v7_bounded_ingest_and_lease_fencing(db: sqlite3.Connection) -> None:
         ALTER TABLE batches ADD COLUMN ingest_failures INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE batches ADD COLUMN ingest_retry_at REAL;
         ALTER TABLE batches ADD COLUMN quarantined_at REAL;
+        CREATE INDEX batches_quarantined ON batches (quarantined_at) WHERE quarantined_at IS NOT NULL;
         ALTER TABLE lease ADD COLUMN token INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE lease ADD COLUMN ttl REAL;
         CREATE TABLE lease_tokens (
