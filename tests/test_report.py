@@ -21,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +32,7 @@ from batchtop.config import Config, ConfigError, parse_config
 from batchtop.engine import Engine
 from batchtop.pricing.savings import savings
 from batchtop.providers.base import ProviderAdapter, ResultLine
+from batchtop.providers.clients import fixed_factory
 from batchtop.report import document, render
 from batchtop.sim import ManualClock, SimConfig, Simulator
 from batchtop.store import Store, actions
@@ -70,21 +72,8 @@ class History:
     now: float
 
 
-def _factory(sim: Simulator):
-    def build(config: Config, provider: str) -> ProviderAdapter:
-        if provider == "openai":
-            import openai
-
-            from batchtop.providers.openai_batches import OpenAIBatches
-
-            return OpenAIBatches(openai.AsyncOpenAI(api_key="test", base_url=sim.openai_base_url, max_retries=0))
-        import anthropic
-
-        from batchtop.providers.anthropic_batches import AnthropicBatches
-
-        return AnthropicBatches(anthropic.AsyncAnthropic(api_key="test", base_url=sim.anthropic_base_url, max_retries=0))
-
-    return build
+def _factory(sim: Simulator) -> Callable[[Config, str], ProviderAdapter]:
+    return fixed_factory({"openai": sim.openai_base_url, "anthropic": sim.anthropic_base_url}, "test")
 
 
 def _openai(cid: str, model: str) -> str:

@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 from batchtop.config import Account, Config
 from batchtop.providers.base import ProviderAdapter
 from batchtop.providers.limits import ANTHROPIC, OPENAI
-from batchtop.redaction import redact, remember_environment, remember_secret, remember_url
+from batchtop.redaction import (
+    redact,
+    remember_environment,
+    remember_secret,
+    remember_url,
+)
 
 __all__ = ["NotConfigured", "account_for", "build_adapter", "configure_logging", "redact"]
 
@@ -106,16 +112,35 @@ def build_adapter(config: Config, provider: str) -> ProviderAdapter:
     remember_environment()
     remember_secret(api_key)
     remember_url(base_url or os.environ.get(_DEFAULT_URL_ENV[provider]))
+    return sdk_adapter(provider, api_key, base_url, account=account.name)
+
+
+def sdk_adapter(
+    provider: str, api_key: str, base_url: str | None, *, account: str = "default", max_retries: int | None = None
+) -> ProviderAdapter:
+    """The provider's adapter over its official SDK's async client (imported here, on
+    first use: `--once --no-refresh` never pays for it). `max_retries=None` keeps the
+    SDK's own retry policy."""
+    retries = {} if max_retries is None else {"max_retries": max_retries}
     if provider == OPENAI:
         import openai
 
         from batchtop.providers.openai_batches import OpenAIBatches
 
-        return OpenAIBatches(openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=TIMEOUT), account.name)
+        return OpenAIBatches(openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=TIMEOUT, **retries), account)
     import anthropic
 
     from batchtop.providers.anthropic_batches import AnthropicBatches
 
-    return AnthropicBatches(
-        anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=TIMEOUT), account.name
-    )
+    return AnthropicBatches(anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=TIMEOUT, **retries), account)
+
+
+def fixed_factory(base_urls: dict[str, str], api_key: str) -> Callable[[Config, str], ProviderAdapter]:
+    """An adapter factory for the engine that ignores the config's accounts: every
+    provider at its given base URL with one key and no SDK retries (the simulator's
+    sample data dirs and tests, where a retry would only hide what happened)."""
+
+    def build(config: Config, provider: str) -> ProviderAdapter:
+        return sdk_adapter(provider, api_key, base_urls[provider], max_retries=0)
+
+    return build

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 from batchtop.config import Config, parse_config
 from batchtop.engine import Engine
 from batchtop.providers.base import ProviderAdapter
+from batchtop.providers.clients import fixed_factory
 from batchtop.sim import ManualClock, SimConfig, Simulator
 from batchtop.store import Store, actions, lease
 from batchtop.timefmt import parse_time
@@ -58,21 +60,8 @@ def _anthropic(cid: str) -> str:
                                                     "messages": [{"role": "user", "content": f"Classify ticket {cid}: " + _TEXT}]}})
 
 
-def _factory(sim: Simulator):
-    def build(config: Config, provider: str) -> ProviderAdapter:
-        if provider == "openai":
-            import openai
-
-            from batchtop.providers.openai_batches import OpenAIBatches
-
-            return OpenAIBatches(openai.AsyncOpenAI(api_key="sample", base_url=sim.openai_base_url, max_retries=0))
-        import anthropic
-
-        from batchtop.providers.anthropic_batches import AnthropicBatches
-
-        return AnthropicBatches(anthropic.AsyncAnthropic(api_key="sample", base_url=sim.anthropic_base_url, max_retries=0))
-
-    return build
+def _factory(sim: Simulator) -> Callable[[Config, str], ProviderAdapter]:
+    return fixed_factory({"openai": sim.openai_base_url, "anthropic": sim.anthropic_base_url}, "sample")
 
 
 def build(data_dir: Path) -> History:
