@@ -77,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _global_options(parser, suppress=False)
     parser.add_argument("--once", action="store_true", help="print the status once and exit")
-    parser.add_argument("--json", action="store_true", help="with --once: the stable JSON schema")
+    parser.add_argument("--json", action="store_true", help="with --once: the stable JSON schema (same as --format json)")
+    parser.add_argument(
+        "--format", choices=["text", "json", "prometheus"], default=None,
+        help="with --once: text (default), json (the stable JSON schema) or prometheus (text exposition)",
+    )
     parser.add_argument("--no-refresh", action="store_true", help="with --once: read the store only, no network")
     parser.add_argument("--fail-on-alert", action="store_true", help="with --once: exit 3 when an alert is raised")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -393,7 +397,8 @@ def _cmd_once(args: argparse.Namespace) -> int:
     return run_once(
         _data_dir(args),
         _config(args),
-        as_json=args.json,
+        as_json=args.json or args.format == "json",
+        prometheus=args.format == "prometheus",
         refresh_first=not args.no_refresh,
         fail_on_alert=args.fail_on_alert,
     )
@@ -499,12 +504,16 @@ _TAKES_JSON = {"dead-letters", "quote", "report"}
 def _check_once_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """--json / --no-refresh / --fail-on-alert go with --once (--json also with the commands
     that print JSON); silently ignoring one would hide a mistake in a cron line."""
+    if args.json and args.format not in (None, "json"):
+        parser.error(f"--json and --format {args.format} disagree: give one")
     if args.command is None:
-        if not args.once and (args.json or args.no_refresh or args.fail_on_alert):
-            parser.error("--json, --no-refresh and --fail-on-alert go with --once")
+        if not args.once and (args.json or args.format or args.no_refresh or args.fail_on_alert):
+            parser.error("--json, --format, --no-refresh and --fail-on-alert go with --once")
         return
     if args.once:
         parser.error("--once takes no command")
+    if args.format:
+        parser.error(f"--format goes with --once, not with {args.command}")
     if args.no_refresh or args.fail_on_alert:
         parser.error(f"--no-refresh and --fail-on-alert go with --once, not with {args.command}")
     if args.json and args.command not in _TAKES_JSON:
