@@ -64,6 +64,13 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
 class Served:
     """A running `batchtop serve`; stopped with SIGTERM, which must leave no console behind."""
 
@@ -79,12 +86,23 @@ class Served:
         self.url = found.group(0)
         self.output = ""
 
+    def sessions(self) -> list[int]:
+        """The session processes under the server (shell and console), by pid."""
+        found, todo = [], children(self.proc.pid)
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += children(pid)
+        return found
+
     def stop(self) -> None:
+        sessions = self.sessions()
         self.proc.send_signal(signal.SIGTERM)
         out, _ = self.proc.communicate(timeout=30)
         self.output = self.banner + out
         assert self.proc.returncode == 0, self.output
-        assert children(self.proc.pid) == []
+        alive = [pid for pid in sessions if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)]
+        assert alive == [], "a session's console outlived the server"
 
 
 @pytest.fixture
@@ -344,8 +362,12 @@ def test_browser_flush_reaches_the_store_when_not_read_only(
     page.wait_for("flush requested for every buffer")
     flushed = db_rows(data_dir, "SELECT count(*) FROM buffers WHERE flush_requested_at IS NOT NULL")
     assert flushed == [(2,)]
+    (holder,) = db_rows(data_dir, "SELECT pid FROM lease")  # the session's console runs the engine
+    assert holder[0] in s.sessions()
+    s.stop()  # with the page still open: the session is closed, its console quits and gives the lease back
+    assert db_rows(data_dir, "SELECT count(*) FROM lease") == [(0,)]
+    assert "Traceback" not in s.output
     page.page.close()
-    s.stop()
 
 
 @needs_chromium

@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp_jinja2
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 from aiohttp.abc import AbstractAccessLogger
 from textual_serve.server import Server
 
@@ -132,6 +132,7 @@ class ConsoleServer(Server):
         self.token = token
         self.read_only = read_only
         self.loopback = is_loopback(host)
+        self._sessions: set[web.WebSocketResponse] = set()
         self.allowed_hosts: set[str] | None = None
         """On a loopback address, the Host names served (set once the port is bound)."""
 
@@ -212,6 +213,22 @@ class ConsoleServer(Server):
 
     async def on_startup(self, app: web.Application) -> None:
         """Quiet start: the URL is printed once the port is bound (`serve`)."""
+
+    async def _process_messages(self, websocket: web.WebSocketResponse, app_service: Any) -> None:
+        """Each session's message loop, with its websocket kept so shutdown can close it."""
+        self._sessions.add(websocket)
+        try:
+            await super()._process_messages(websocket, app_service)
+        finally:
+            self._sessions.discard(websocket)
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        """Close every session's websocket: each console then gets textual-serve's quit
+        (so an engine in it gives the lease back) before the server stops."""
+        await asyncio.gather(
+            *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"batchtop serve is stopping") for ws in list(self._sessions)),
+            return_exceptions=True,
+        )
 
 
 def _scheme(request: web.Request) -> str:
