@@ -140,6 +140,17 @@ def test_untrusted_model_names_are_escaped_and_cleaned(cli: Cli, data_dir: Path,
     assert queued == {_pm("openai", clean(model, limit=200)): 1}
 
 
+def test_models_that_clean_to_one_label_value_are_one_series(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    long = "m" * 300
+    lines = [openai_line("x1", model=long + "a"), openai_line("x2", model=long + "b"),
+             openai_line("x3", model="esc\x1b"), openai_line("x4", model="esc\u241b")]  # ESC shows as U+241B
+    assert cli("enqueue", write_jsonl(tmp_path / "w.jsonl", lines)).code == 0
+    text = exposition(cli)
+    promtool_check(text)
+    queued = series(parse(text), "batchtop_queued_requests")  # parse() fails on a repeated label set
+    assert queued == {_pm("openai", clean(long, limit=200)): 2, _pm("openai", "esc\u241b"): 2}
+
+
 def test_blank_data_dir_is_valid_exposition_and_creates_nothing(cli: Cli, data_dir: Path) -> None:
     text = exposition(cli)
     assert not data_dir.exists()

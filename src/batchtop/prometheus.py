@@ -52,18 +52,22 @@ class Family:
     def add(self, value: float | None, **labels: str) -> None:
         if value is None:
             return
-        key = tuple(sorted(labels.items()))
+        key = _key(labels)
         self.samples[key] = self.samples.get(key, 0) + value
 
     def set_default(self, value: float, **labels: str) -> None:
-        self.samples.setdefault(tuple(sorted(labels.items())), value)
+        self.samples.setdefault(_key(labels), value)
 
 
-def escape_label(value: object) -> str:
-    """A label value as the exposition format wants it: `\\`, `"` and newline escaped,
-    after control characters are made visible and the length is bounded."""
-    text = clean(value, limit=LABEL_LIMIT)
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _key(labels: Mapping[str, object]) -> Labels:
+    """Label values as they will be shown (cleaned, bounded): two values that clean to
+    the same text are one label set, so their samples are summed, never repeated."""
+    return tuple(sorted((k, clean(v, limit=LABEL_LIMIT)) for k, v in labels.items()))
+
+
+def escape_label(value: str) -> str:
+    """A label value as the exposition format wants it: `\\`, `"` and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _escape_help(text: str) -> str:
