@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import anthropic_line, openai_line
 from prometheus_client.parser import text_string_to_metric_families
+from test_once import Cli, mixed_work, settle, sim, status_json, write_jsonl  # noqa: F401 (sim is a fixture)
 
 from batchtop.display import clean
 from batchtop.sim import Simulator
-from conftest import anthropic_line, openai_line
-from test_once import Cli, mixed_work, settle, sim, status_json, write_jsonl  # noqa: F401 (sim is a fixture)
 
 PROMTOOL = shutil.which("promtool")
 
@@ -59,7 +59,7 @@ def series(samples: dict[Sample, float], name: str) -> dict[tuple[tuple[str, str
 def promtool_check(text: str) -> None:
     if PROMTOOL is None:
         return  # the official parser has checked it; CI has promtool and checks the lint too
-    done = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
+    done = subprocess.run([PROMTOOL, "check", "metrics"], check=False, input=text, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -172,7 +172,7 @@ def test_no_refresh_exposition_imports_no_sdk_and_no_textual(sim: Simulator, cli
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('openai', 'anthropic', 'textual', 'aiohttp'))\n"
         "print(json.dumps(heavy), file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe, str(data_dir)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", probe, str(data_dir)], check=False, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stderr.splitlines()[-1]) == []
     assert sim.requests() == []  # no network call
