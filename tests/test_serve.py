@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -161,6 +162,16 @@ def test_a_token_must_be_set_and_long_enough(data_dir: Path, value: str) -> None
 def test_read_only_elsewhere_is_a_usage_error(data_dir: Path, args: tuple[str, ...]) -> None:
     done = run_batchtop("--data-dir", str(data_dir), *args, timeout=30)
     assert done.returncode == 2 and "--read-only" in done.stderr.splitlines()[-1]
+
+
+def test_a_port_in_use_is_a_clear_error(data_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_batchtop("--data-dir", str(data_dir), "serve", "--port", str(port), timeout=30)
+    assert done.returncode == 1
+    assert f"batchtop: cannot listen on 127.0.0.1 port {port}" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_non_loopback_read_only_starts(data_dir: Path, served: list[Served]) -> None:
