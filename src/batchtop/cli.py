@@ -77,9 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _global_options(parser, suppress=False)
     parser.add_argument("--once", action="store_true", help="print the status once and exit")
-    parser.add_argument("--json", action="store_true", help="with --once: the stable JSON schema")
+    parser.add_argument("--json", action="store_true", help="with --once: the stable JSON schema (same as --format json)")
+    parser.add_argument(
+        "--format", choices=["text", "json", "prometheus"], default=None,
+        help="with --once: text (default), json (the stable JSON schema) or prometheus (text exposition)",
+    )
     parser.add_argument("--no-refresh", action="store_true", help="with --once: read the store only, no network")
     parser.add_argument("--fail-on-alert", action="store_true", help="with --once: exit 3 when an alert is raised")
+    parser.add_argument(
+        "--read-only", action="store_true",
+        help="the console only views: no flush, resubmit or cancel, and it runs no engine (also with serve)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, help_text: str, details: str = "") -> argparse.ArgumentParser:
@@ -153,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("demo", "the console on a throw-away data dir, fed by the built-in simulator; needs no keys")
     p.add_argument("--speed", type=float, default=1.0, help="how fast the simulated providers work")
     p.add_argument("--seconds", type=float, default=None, help="quit by itself after this many seconds (default: run until q)")
+
+    p = command("serve", "the console in a browser (textual-serve): one console per browser session",
+                "Binds 127.0.0.1 unless --host says otherwise; any other address needs --read-only or"
+                " --token-env, else it refuses to start.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (0 picks a free one)")
+    p.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS,
+                   help="the console only views: every action is refused, and it runs no engine")
+    p.add_argument("--token-env", metavar="VAR",
+                   help="require the token held in $VAR (at least 16 characters): open /?token=TOKEN once")
 
     p = command("sim", "run the provider simulator (OpenAI Files + Batches, Anthropic Message Batches) on 127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="port to listen on (0 picks a free one)")
@@ -369,7 +387,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_console(args: argparse.Namespace) -> int:
     from batchtop.tui import run_console
 
-    return run_console(_data_dir(args), _config(args))
+    return run_console(_data_dir(args), _config(args), read_only=args.read_only)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from batchtop import serve
+
+    _config(args)  # a bad config is reported now, not in every browser session
+    token = serve.read_token(dict(os.environ), args.token_env) if args.token_env else None
+    if args.token_env:
+        os.environ.pop(args.token_env)  # the sessions' consoles have no use for it
+    config = str(Path(args.config).resolve()) if args.config else None
+    command = serve.console_command(_data_dir(args).resolve(), config, read_only=args.read_only)
+    try:
+        serve.serve(command, host=args.host, port=args.port, token=token, read_only=args.read_only)
+    except serve.ExposureRefused as exc:
+        print(f"batchtop: {clean(exc)}", file=sys.stderr)
+        return Exit.USAGE
+    return Exit.OK
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
@@ -403,7 +438,8 @@ def _cmd_once(args: argparse.Namespace) -> int:
     return run_once(
         _data_dir(args),
         _config(args),
-        as_json=args.json,
+        as_json=args.json or args.format == "json",
+        prometheus=args.format == "prometheus",
         refresh_first=not args.no_refresh,
         fail_on_alert=args.fail_on_alert,
     )
@@ -502,6 +538,7 @@ COMMANDS = {
     "report": _cmd_report,
     "demo": _cmd_demo,
     "sim": _cmd_sim,
+    "serve": _cmd_serve,
 }
 _TAKES_JSON = {"dead-letters", "quote", "report"}
 
@@ -509,12 +546,20 @@ _TAKES_JSON = {"dead-letters", "quote", "report"}
 def _check_once_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """--json / --no-refresh / --fail-on-alert go with --once (--json also with the commands
     that print JSON); silently ignoring one would hide a mistake in a cron line."""
+    if args.json and args.format not in (None, "json"):
+        parser.error(f"--json and --format {args.format} disagree: give one")
     if args.command is None:
-        if not args.once and (args.json or args.no_refresh or args.fail_on_alert):
-            parser.error("--json, --no-refresh and --fail-on-alert go with --once")
+        if not args.once and (args.json or args.format or args.no_refresh or args.fail_on_alert):
+            parser.error("--json, --format, --no-refresh and --fail-on-alert go with --once")
+        if args.once and args.read_only:
+            parser.error("--read-only goes with the console or serve, not with --once (which only reads)")
         return
     if args.once:
         parser.error("--once takes no command")
+    if args.read_only and args.command != "serve":
+        parser.error(f"--read-only goes with the console or serve, not with {args.command}")
+    if args.format:
+        parser.error(f"--format goes with --once, not with {args.command}")
     if args.no_refresh or args.fail_on_alert:
         parser.error(f"--no-refresh and --fail-on-alert go with --once, not with {args.command}")
     if args.json and args.command not in _TAKES_JSON:

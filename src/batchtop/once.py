@@ -231,10 +231,12 @@ def run_once(
     as_json: bool,
     refresh_first: bool,
     fail_on_alert: bool,
+    prometheus: bool = False,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Print the status once; Exit.ALERT when asked to fail on a raised alert."""
+    """Print the status once (text, JSON or, with `prometheus`, the exposition format);
+    Exit.ALERT when asked to fail on a raised alert."""
     out = out or sys.stdout
     err = err or sys.stderr
     if refresh_first:
@@ -243,6 +245,10 @@ def run_once(
     if as_json:
         json.dump(doc, out, indent=2)
         out.write("\n")
+    elif prometheus:
+        from batchtop.prometheus import exposition
+
+        out.write(exposition(doc))
     else:
         render_text(doc, out, color=_use_color(out))
     if fail_on_alert and doc["alerts"]:

@@ -12,12 +12,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from batchtop.config import Config
 
 
-def run_console(data_dir: Path, config: Config) -> int:
-    """Open the console on a data dir; returns the exit status, non-zero when the
-    console ended in an error rather than by quitting."""
+def run_console(data_dir: Path, config: Config, *, read_only: bool = False) -> int:
+    """Open the console on a data dir (`read_only`: a view that refuses every action
+    and runs no engine); returns the exit status, non-zero when the console ended in
+    an error rather than by quitting."""
     from batchtop.tui.app import BatchtopApp
 
-    app = BatchtopApp(data_dir, config)
+    app = BatchtopApp(data_dir, config, read_only=read_only)
     result = app.run()
     return exit_status(app, result)
 

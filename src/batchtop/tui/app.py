@@ -56,12 +56,19 @@ class BatchtopApp(App[int]):
         refresh_every: float | None = 1.0,
         exit_after: float | None = None,
         label: str | None = None,
+        read_only: bool = False,
     ) -> None:
         """`engine=False` only watches; `refresh_every=None` refreshes on request only
-        (tests); `label` names the data dir in the header (default: its path)."""
+        (tests); `label` names the data dir in the header (default: its path).
+        `read_only` (the console served to a browser as a view) refuses every action
+        here, whatever sent it, and runs no engine, since the engine writes."""
         super().__init__()
+        self.read_only = read_only
+        engine = engine and not read_only
         self.data_dir = data_dir
         self.label = label if label is not None else _home_short(data_dir)
+        if read_only:  # first, so that a long path cut to fit never hides it
+            self.label = f"read-only · {self.label}"
         self.config = config
         self.now = now
         self.refresh_every = refresh_every
@@ -224,13 +231,26 @@ class BatchtopApp(App[int]):
 
         self.run_worker(run, thread=True, group="action", exit_on_error=False, name="action")
 
+    def refused(self, what: str) -> bool:
+        """True (with a notice) when this console is read-only: the one check every
+        action passes, from a key, the command palette or a prompt."""
+        if self.read_only:
+            self.tell(f"read-only console: {what} is disabled", severity="warning")
+        return self.read_only
+
     def request_flush(self, buffer_name: str | None) -> None:
+        if self.refused("flush all" if buffer_name is None else "flush"):
+            return
         self._act(partial(operations.flush, self.data_dir, buffer_name, self.now()), wake=True)
 
     def resubmit(self, batch_id: str) -> None:
+        if self.refused("resubmit"):
+            return
         self._act(partial(operations.resubmit, self.data_dir, batch_id, self.now()), wake=True)
 
     def cancel(self, batch_id: str) -> None:
+        if self.refused("cancel"):
+            return
         self._act(partial(operations.cancel, self.data_dir, batch_id, self.now()), wake=True)
 
     def on_action_done(self, message: ActionDone) -> None:

@@ -41,6 +41,9 @@ NARROW = 120
 
 TABLE_NAMES = {"buffers": ("buffer", "Buffers"), "batches": ("batch", "Batches"), "savings": ("model", "Savings by model")}
 SCOPE = {a.action: a.on for a in ACTIONS}
+WRITES = frozenset({"flush", "flush_all", "resubmit", "cancel"})
+"""The actions that change the store: hidden from a read-only console's footer (and
+refused by the App if used anyway)."""
 
 WELCOME = (
     "Nothing here yet. To start:\n"
@@ -186,6 +189,9 @@ class MainScreen(Screen[None]):
             if ab.node is not self:
                 continue
             action = ab.binding.action
+            if action in WRITES and self.console.read_only:
+                del active[k]
+                continue
             scope = SCOPE.get(action)
             if action == "inspect":
                 scope = here if here in ("buffers", "batches") else "-"
@@ -242,6 +248,8 @@ class MainScreen(Screen[None]):
             self.console.resubmit(batch_id)
 
     def action_cancel(self) -> None:
+        if self.console.refused("cancel"):  # before the prompt: there is nothing to confirm
+            return
         batch_id = self._selected("batches")
         batch = self._batch(batch_id) if batch_id else None
         if batch_id is None or batch is None:
