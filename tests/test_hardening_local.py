@@ -295,13 +295,22 @@ def peer() -> tuple[str, int]:
     if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("runuser"):
         pytest.skip("needs root with useradd and runuser to act as a second user")
     try:
-        return PEER, pwd.getpwnam(PEER).pw_uid
+        pwd.getpwnam(PEER)
     except KeyError:
-        pass
-    made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PEER],
-                          capture_output=True, text=True, check=False)
-    if made.returncode not in (0, 9):  # 9: it exists (a parallel run made it)
-        pytest.skip(f"cannot create a second user: {made.stderr.strip()}")
+        made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PEER],
+                              capture_output=True, text=True, check=False)
+        if made.returncode not in (0, 9):  # 9: it exists (a parallel run made it)
+            pytest.skip(f"cannot create a second user: {made.stderr.strip()}")
+    # The second user runs this checkout's interpreter and sources: a checkout under a
+    # directory other users cannot enter (a 0700 mktemp dir) leaves it nothing to run.
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    probe = subprocess.run(["runuser", "-u", PEER, "--", sys.executable, "-c", "import batchtop"],
+                           capture_output=True, text=True,
+                           env={"PYTHONPATH": src, "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/bin")},
+                           timeout=60, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"a second user cannot run this checkout ({probe.stderr.strip()[:200]}): "
+                    "a directory above it is closed to other users")
     return PEER, pwd.getpwnam(PEER).pw_uid
 
 
