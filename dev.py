@@ -2,7 +2,7 @@
 """Set-up in one command on a fresh clone, with nothing but Python 3.11:
 
     python3 dev.py demo     # create .venv, install batchtop, run the live demo
-    python3 dev.py test     # create .venv, install batchtop[test], run the whole test suite
+    python3 dev.py test     # create .venv, install batchtop[test], run the tests (all but the slow tier)
 
 Anything after the command is passed on (to `batchtop demo` or to pytest).
 """

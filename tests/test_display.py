@@ -76,3 +76,11 @@ def test_lone_amount_keeps_two_significant_digits() -> None:
     assert usd_amount(Decimal("4.2")) == "$4.20"
     assert usd_amount(None) == "unknown"
     assert usd_amount(Decimal("-0.5")) == "-$0.50"
+
+
+def test_money_column_never_shows_an_amount_far_from_itself() -> None:
+    # the report's day of $0.00053 read as "$0.001" (89% off) at 3 decimals
+    rows, total = money_column([Decimal("0.00053")], Decimal("0.00053"))
+    assert rows == ["$0.00053"] and total == "$0.00053"
+    rows, _ = money_column([Decimal("12.50"), Decimal("0.0123")], Decimal("12.5123"))
+    assert rows == ["$12.500", "$0.012"]  # one precision for the column, each within 5%

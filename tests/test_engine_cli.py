@@ -114,6 +114,28 @@ def test_second_engine_says_who_holds_the_data_dir_and_run_exits_cleanly(sim: Si
     assert bt(data_dir, "tick").returncode == 0  # released on exit
 
 
+def test_run_says_what_it_does(sim: Simulator, data_dir: Path) -> None:
+    """`batchtop run` logged nothing at all, not even the batches it submitted."""
+    enqueue(data_dir, openai_lines(2))
+    bt(data_dir, "flush", "--all")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchtop", "--data-dir", str(data_dir), "run"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not sim.batches():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the engine never submitted"
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "engine running" in err and "tick: submitted 1" in err and "engine stopped" in err, err
+
+
 def test_missing_key_is_reported_not_crashed(data_dir: Path) -> None:
     enqueue(data_dir, anthropic_lines(1))
     bt(data_dir, "flush", "--all")

@@ -252,21 +252,8 @@ def _print_ingest_errors(report) -> None:  # report: TickReport
 
 
 def _print_report(report) -> None:  # report: TickReport
-    parts = [
-        f"{label} {len(items)}"
-        for label, items in (
-            ("submitted", report.submitted),
-            ("adopted", report.adopted),
-            ("ingested", report.ingested),
-            ("cancelled", report.cancelled),
-            ("refused", report.refused),
-            ("unknown", report.unknown),
-            ("lost", report.lost),
-            ("quarantined", report.quarantined),
-        )
-        if items
-    ]
-    summary = ", ".join(parts) if parts else ("nothing done" if report.errors else "nothing to do")
+    done = report.summary()
+    summary = done if done else ("nothing done" if report.errors else "nothing to do")
     if report.errors:
         failed = len(report.errors)
         summary += f"; {failed} provider{'s' if failed != 1 else ''} failed: {', '.join(sorted(report.errors))}"

@@ -80,19 +80,22 @@ def _round(value: Decimal, decimals: int) -> Decimal:
     return value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_EVEN)
 
 
+_CLOSE = Decimal("0.05")
+"""How far a shown amount may be from the real one: 5% (two significant digits)."""
+
+
 def money_decimals(values: Sequence[Decimal | float | int | None], total: Decimal | float | int | None = None) -> int:
     """The precision for one money column: the fewest decimals (2..6) at which the
-    rounded rows sum to the rounded total (when there is one) and no non-zero amount
-    rounds to zero. Unknown amounts (None) are left out of both."""
+    rounded rows sum to the rounded total (when there is one) and every non-zero
+    amount, the total included, is shown within 5% of itself ($0.00053 never reads
+    as $0.001, nor $0.0058 as $0.01). Unknown amounts (None) are left out."""
     known = [_dec(v) for v in values if v is not None]
     whole = _dec(total) if total is not None else None
+    amounts = known + ([whole] if whole is not None else [])
     for decimals in range(_MIN_DECIMALS, _MAX_DECIMALS + 1):
-        shown = [_round(v, decimals) for v in known]
-        if any(s == 0 and v != 0 for s, v in zip(shown, known)):
+        if any(v != 0 and abs(_round(v, decimals) - v) > _CLOSE * abs(v) for v in amounts):
             continue
-        if whole is not None and sum(shown, Decimal(0)) != _round(whole, decimals):
-            continue
-        if whole is not None and whole != 0 and _round(whole, decimals) == 0:
+        if whole is not None and sum((_round(v, decimals) for v in known), Decimal(0)) != _round(whole, decimals):
             continue
         return decimals
     return _MAX_DECIMALS

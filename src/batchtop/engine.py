@@ -82,6 +82,18 @@ class TickReport:
     """Batches whose ingest failed this tick (tried again later, then quarantined)."""
     quarantined: list[str] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """What the pass did, as `tick` prints it ("submitted 2, ingested 1"); "" when nothing."""
+        return ", ".join(
+            f"{label} {len(items)}"
+            for label, items in (
+                ("submitted", self.submitted), ("adopted", self.adopted), ("ingested", self.ingested),
+                ("cancelled", self.cancelled), ("refused", self.refused), ("unknown", self.unknown),
+                ("lost", self.lost), ("quarantined", self.quarantined),
+            )
+            if items
+        )
+
 
 AdapterFactory = Callable[[Config, str], ProviderAdapter]
 
@@ -530,6 +542,7 @@ class Engine:
         """Tick until `stop` is set; wakes early when an action or a flush is due."""
         self._stop = stop
         self.lease.acquire()
+        log.info("engine running: a tick every %gs, or sooner when work comes due", self.config.engine.poll_interval)
         renewal = self.lease.renewing()  # between ticks too: an idle wait may outlast the ttl
         await renewal.__aenter__()
         try:
@@ -539,6 +552,8 @@ class Engine:
                 except sqlite3.OperationalError as exc:  # e.g. locked past the busy timeout by heavy writers
                     log.warning("store busy (%s); trying again next tick", exc)
                     report = TickReport()
+                if done := report.summary():
+                    log.info("tick: %s", done)
                 for provider, error in report.errors.items():
                     log.warning("%s: %s", provider, error)
                 for reason in report.lost_reasons.values():
@@ -559,6 +574,7 @@ class Engine:
             await renewal.__aexit__(None, None, None)
             self.lease.release()
             await self.close()
+            log.info("engine stopped; the data dir is free")
 
     def _work_due(self) -> bool:
         """Something the operator asked for, a buffer that came due, or result files
