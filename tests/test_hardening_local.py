@@ -724,3 +724,14 @@ def test_readers_refuse_a_data_dir_of_another_user_they_cannot_look_into(peer: t
     assert got.returncode == 1, (got.stdout, got.stderr)
     assert got.stderr.startswith(f"batchtop: {data_dir}: ") and "another user" in got.stderr, got.stderr
     assert "Traceback" not in got.stderr
+
+
+def test_a_far_deadline_says_which_way_it_is_off() -> None:
+    """`--deadline 1999-01-01` said only "must be within five years of now"."""
+    from batchtop.timefmt import checked_deadline, parse_time
+
+    now = parse_time("2026-12-01T00:00:00Z")
+    with pytest.raises(ValueError, match="28 years in the past"):
+        checked_deadline(parse_time("1999-01-01T00:00:00Z"), now)
+    with pytest.raises(ValueError, match="ahead"):
+        checked_deadline(now + 10 * 365 * 86400, now)

@@ -58,7 +58,12 @@ def checked_deadline(ts: float, now: float) -> float:
     if not math.isfinite(ts):
         raise ValueError("a deadline must be a finite time")
     if abs(ts - now) > MAX_DURATION:
-        raise ValueError(f"a deadline must be within {MAX_DURATION / 86400:.0f} days (five years) of now")
+        years = abs(ts - now) / (365.25 * 86400)
+        side = "in the past" if ts < now else "ahead"
+        raise ValueError(
+            f"a deadline must be within {MAX_DURATION / 86400:.0f} days (five years) of now;"
+            f" this one is {years:,.0f} years {side}"
+        )
     return ts
 
 
