@@ -50,6 +50,7 @@ UI_MS_TARGET = 16.0
 IDLE_CPU_TARGET = 0.05
 RSS_MB_TARGET = 300.0
 PER_ENDED = 50
+UI_SIZE = (160, 48)
 
 
 @dataclass(frozen=True)
@@ -197,18 +198,19 @@ def collect_seconds(data_dir: Path, runs: int) -> float:
 
 def ui_ms(data_dir: Path, runs: int) -> float:
     """Median ms of the main screen's `apply` of a fresh snapshot (the UI loop's part of
-    a refresh), in Textual's headless `run_test`; the store is read beforehand, as the
-    console's worker thread does."""
-    from batchtop.tui import snapshot
+    a refresh), in Textual's headless `run_test`; the store is read and its rows
+    formatted beforehand, as the console's worker thread does."""
+    from batchtop.tui import rows, snapshot
     from batchtop.tui.app import BatchtopApp
 
     config = Config()
-    snaps = [snapshot.load(data_dir, config, time.time()) for _ in range(runs + 1)]
+    snaps = [snapshot.formatted(snapshot.load(data_dir, config, time.time()), rows.id_width(UI_SIZE[0]))
+             for _ in range(runs + 1)]
 
     async def go() -> list[float]:
         app = BatchtopApp(data_dir, config, engine=False, refresh_every=None)
         times = []
-        async with app.run_test(size=(160, 48)) as pilot:
+        async with app.run_test(size=UI_SIZE) as pilot:
             await pilot.pause()
             for snap in snaps:
                 start = time.perf_counter()

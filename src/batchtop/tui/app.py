@@ -26,7 +26,7 @@ from batchtop.config import Config
 from batchtop.display import clean
 from batchtop.errors import BatchtopError
 from batchtop.store.lease import EngineBusy
-from batchtop.tui import operations, snapshot
+from batchtop.tui import operations, rows, snapshot
 from batchtop.tui.commands import ConsoleCommands
 from batchtop.tui.engine_line import EngineView, State, engine_text
 from batchtop.tui.engine_runner import EngineRunner
@@ -103,8 +103,10 @@ class BatchtopApp(App[int]):
     # -- refresh -------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="refresh", exit_on_error=False)
     def refresh_status(self) -> None:
-        """Read the status in this worker thread (its own connection), post it."""
+        """Read the status in this worker thread (its own connection) and format its
+        rows here too, so the UI loop only diffs them; post it."""
         snap = snapshot.load(self.data_dir, self.config, self.now())
+        snap = snapshot.formatted(snap, rows.id_width(self.size.width))
         if not get_current_worker().is_cancelled:
             self.post_message(StatusRefreshed(snap))
 

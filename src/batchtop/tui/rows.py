@@ -8,6 +8,7 @@ here beyond ages, countdowns and text.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -19,6 +20,8 @@ from batchtop.timefmt import human_duration, parse_time
 Cell = str | Text
 Row = tuple[str, tuple[Cell, ...]]
 """(row key, cells)."""
+Signature = tuple[object, ...]
+"""What a row's cells show, comparable and hashable (`signature`)."""
 
 # Essentials first, so a narrow terminal loses only the least needed columns at the right.
 BUFFER_COLUMNS = ("model", "queued", "flush due", "held", "deadline", "oldest", "size", "provider")
@@ -38,6 +41,15 @@ STATUS_STYLE = {
     "unknown": "bold magenta",
 }
 BAR_WIDTH = 10
+WIDE = 150
+"""From this many columns, batch ids are shown whole."""
+ID_WIDTH = 20
+"""Below WIDE, batch ids are cut in the middle to this many characters."""
+
+
+def id_width(columns: int) -> int | None:
+    """How wide batch ids are shown on a terminal `columns` wide (None: whole)."""
+    return None if columns >= WIDE else ID_WIDTH
 
 
 def _ts(value: str | None) -> float | None:
@@ -261,6 +273,42 @@ def savings_rows(doc: Mapping[str, Any]) -> list[Row]:
             ),
         ))
     return rows
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The main screen's table rows for one document, batch ids at one width.
+
+    Formatting ~450 batch rows is most of a refresh on a big store, so the refresh
+    worker thread builds this beside the snapshot and the UI thread only diffs it
+    into its tables (it formats again only if the terminal's width crossed WIDE
+    since)."""
+
+    id_width: int | None
+    buffers: list[Row]
+    batches: list[Row]
+    savings: list[Row]
+    signatures: Mapping[str, Mapping[str, Signature]]
+    """Table name ("buffers", "batches", "savings") -> row key -> its signature."""
+
+
+def signature(cells: Sequence[Cell]) -> Signature:
+    """What a row's cells show: each one's text, styles and layout (a rich Text's own
+    equality looks at its text and spans only). Equal signatures: nothing to redraw."""
+    return tuple(
+        (c.plain, c.style, c.justify, c.no_wrap, c.overflow, tuple(c.spans)) if isinstance(c, Text) else c for c in cells
+    )
+
+
+def signatures(rows: Iterable[Row]) -> dict[str, Signature]:
+    return {key: signature(cells) for key, cells in rows}
+
+
+def tables(doc: Mapping[str, Any], now: float, width: int | None) -> Tables:
+    """Every table's rows of `doc` at `now`, batch ids cut to `width`, signed."""
+    buffers, batches, savings = buffer_rows(doc, now), batch_rows(doc, now, width), savings_rows(doc)
+    signed = {"buffers": signatures(buffers), "batches": signatures(batches), "savings": signatures(savings)}
+    return Tables(width, buffers, batches, savings, signed)
 
 
 def matches(row: Row, needle: str) -> bool:
