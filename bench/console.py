@@ -204,7 +204,8 @@ def ui_ms(data_dir: Path, runs: int) -> float:
     from batchtop.tui.app import BatchtopApp
 
     config = Config()
-    snaps = [snapshot.formatted(snapshot.load(data_dir, config, time.time()), rows.id_width(UI_SIZE[0]))
+    memo = rows.BatchRowMemo()
+    snaps = [snapshot.formatted(snapshot.load(data_dir, config, time.time()), rows.id_width(UI_SIZE[0]), memo)
              for _ in range(runs + 1)]
 
     async def go() -> list[float]:

@@ -111,3 +111,20 @@ async def test_rows_formatted_for_another_width_are_formatted_again(data_dir: Pa
         await pilot.pause()
         shown = [str(table(app, "batches").get_cell(r.key, "batch")) for r in table(app, "batches").ordered_rows]
         assert shown == [f"batch_{i:032d}" for i in range(3)]
+
+
+def test_the_worker_formats_again_only_the_batches_that_read_differently() -> None:
+    """Reused rows are the very rows of the last refresh; a batch whose counts moved,
+    or whose age reads differently a minute later, is formatted again; and what the
+    memo gives always equals formatting from scratch."""
+    memo = rows.BatchRowMemo()
+    first, _ = memo.rows(_doc(20), NOW, None)
+    again, signatures = memo.rows(_doc(20, {3: 50}), NOW, None)
+    reused = [a is b for a, b in zip(first, again, strict=True)]
+    assert reused == [i != 3 for i in range(20)]
+    assert signatures == rows.signatures(rows.batch_rows(_doc(20, {3: 50}), NOW))
+    later, _ = memo.rows(_doc(20, {3: 50}), NOW + 60, None)
+    assert not any(a is b for a, b in zip(again, later, strict=True))  # every age moved from 1h to 1h1m
+    assert [rows.signature(c) for _, c in later] == [rows.signature(c) for _, c in rows.batch_rows(_doc(20, {3: 50}), NOW + 60)]
+    narrow, _ = memo.rows(_doc(20, {3: 50}), NOW + 60, rows.ID_WIDTH)
+    assert str(narrow[0][1][0]) == rows.middle(f"batch_{0:032d}", rows.ID_WIDTH)

@@ -74,6 +74,8 @@ class BatchtopApp(App[int]):
         self._ticking = self._tick_again = self._stopping = False
         self._tick_timer: Timer | None = None
         self._refresh_timer: Timer | None = None
+        self._batch_rows = rows.BatchRowMemo()
+        """The refresh worker's last batch rows (formatting them is most of its work)."""
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
@@ -106,7 +108,7 @@ class BatchtopApp(App[int]):
         """Read the status in this worker thread (its own connection) and format its
         rows here too, so the UI loop only diffs them; post it."""
         snap = snapshot.load(self.data_dir, self.config, self.now())
-        snap = snapshot.formatted(snap, rows.id_width(self.size.width))
+        snap = snapshot.formatted(snap, rows.id_width(self.size.width), self._batch_rows)
         if not get_current_worker().is_cancelled:
             self.post_message(StatusRefreshed(snap))
 

@@ -158,23 +158,64 @@ def middle(text: str, width: int | None) -> str:
 def batch_rows(doc: Mapping[str, Any], now: float, id_width: int | None = None) -> list[Row]:
     """In-flight batches first (the document's order), then the most recent ended;
     ids cut in the middle to `id_width` on a narrow terminal (inspect shows them whole)."""
-    rows: list[Row] = []
-    batches = sorted(doc["batches"], key=lambda b: not in_flight(b))  # stable: keeps the document's order within each
-    for b in batches:
-        status = cell(b["status"], STATUS_STYLE.get(b["status"], ""))
-        ended = not in_flight(b)
-        if b.get("cancel_requested") and not ended and b["status"] != "cancelling":
-            status.append(" ⊘cancel", style="yellow")
-        left = "-" if ended else countdown(b.get("expires_at"), now).removeprefix("in ")
-        bar = batch_progress(b)
-        if b["provider"] == "anthropic" and not ended and not b["succeeded"] + b["failed"]:
-            bar.append(" counted at end", style="dim")  # Anthropic reports counts only once a batch ends
-        rows.append((
-            b["id"],
-            (Text(middle(b["id"], id_width or 40)), status, bar, Text(left), Text(ago(b["created_at"], now)),
-             cell(b["model"], limit=24 if id_width else 40), cell(b["provider"])),
-        ))
-    return rows
+    return [_batch_row(b, _batch_times(b, now), id_width) for b in _batch_order(doc)]
+
+
+def _batch_order(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return sorted(doc["batches"], key=lambda b: not in_flight(b))  # stable: keeps the document's order within each
+
+
+def _batch_times(b: Mapping[str, Any], now: float) -> tuple[str, str]:
+    """(window left, age): all of a batch's row that depends on the clock."""
+    left = "-" if not in_flight(b) else countdown(b.get("expires_at"), now).removeprefix("in ")
+    return left, ago(b["created_at"], now)
+
+
+def _batch_row(b: Mapping[str, Any], times: tuple[str, str], id_width: int | None) -> Row:
+    status = cell(b["status"], STATUS_STYLE.get(b["status"], ""))
+    ended = not in_flight(b)
+    if b.get("cancel_requested") and not ended and b["status"] != "cancelling":
+        status.append(" ⊘cancel", style="yellow")
+    left, age = times
+    bar = batch_progress(b)
+    if b["provider"] == "anthropic" and not ended and not b["succeeded"] + b["failed"]:
+        bar.append(" counted at end", style="dim")  # Anthropic reports counts only once a batch ends
+    return (
+        b["id"],
+        (Text(middle(b["id"], id_width or 40)), status, bar, Text(left), Text(age),
+         cell(b["model"], limit=24 if id_width else 40), cell(b["provider"])),
+    )
+
+
+class BatchRowMemo:
+    """The last refresh's batch rows, reused for a batch whose fields and clock-bound
+    texts read the same: between two refreshes most of ~450 batches do not change,
+    and formatting them again was most of the refresh worker's CPU.
+
+    Each call builds a new memo and swaps it in whole, so two refresh workers
+    overlapping (a cancelled thread worker still runs to its end) can at worst
+    format a row twice, never read half a memo."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[object, Row, Signature]] = {}
+
+    def rows(self, doc: Mapping[str, Any], now: float, id_width: int | None) -> tuple[list[Row], dict[str, Signature]]:
+        """`batch_rows(doc, now, id_width)` and their signatures."""
+        last, memo = self._last, {}
+        out: list[Row] = []
+        for b in _batch_order(doc):
+            times = _batch_times(b, now)
+            key = (id_width, times, tuple(b.items()))  # compared with ==, never hashed: values may be lists
+            hit = last.get(b["id"])
+            if hit is not None and hit[0] == key:
+                row, sig = hit[1], hit[2]
+            else:
+                row = _batch_row(b, times, id_width)
+                sig = signature(row[1])
+            memo[row[0]] = (key, row, sig)
+            out.append(row)
+        self._last = memo
+        return out, {key: sig for key, (_, _, sig) in memo.items()}
 
 
 def batches_title(doc: Mapping[str, Any], shown: int, listed: int) -> str:
@@ -304,10 +345,12 @@ def signatures(rows: Iterable[Row]) -> dict[str, Signature]:
     return {key: signature(cells) for key, cells in rows}
 
 
-def tables(doc: Mapping[str, Any], now: float, width: int | None) -> Tables:
-    """Every table's rows of `doc` at `now`, batch ids cut to `width`, signed."""
-    buffers, batches, savings = buffer_rows(doc, now), batch_rows(doc, now, width), savings_rows(doc)
-    signed = {"buffers": signatures(buffers), "batches": signatures(batches), "savings": signatures(savings)}
+def tables(doc: Mapping[str, Any], now: float, width: int | None, memo: BatchRowMemo | None = None) -> Tables:
+    """Every table's rows of `doc` at `now`, batch ids cut to `width`, signed; the
+    batch rows reused from `memo` where they read the same."""
+    buffers, savings = buffer_rows(doc, now), savings_rows(doc)
+    batches, batch_signatures = (memo or BatchRowMemo()).rows(doc, now, width)
+    signed = {"buffers": signatures(buffers), "batches": batch_signatures, "savings": signatures(savings)}
     return Tables(width, buffers, batches, savings, signed)
 
 

@@ -23,7 +23,7 @@ from batchtop.providers.clients import key_env
 from batchtop.providers.limits import ANTHROPIC, OPENAI
 from batchtop.store import Store, lease
 from batchtop.store.search import matching_batches
-from batchtop.tui.rows import Tables, tables
+from batchtop.tui.rows import BatchRowMemo, Tables, tables
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,11 @@ class Snapshot:
     """The document's table rows, formatted off the UI thread (`formatted`)."""
 
 
-def formatted(snap: Snapshot, id_width: int | None) -> Snapshot:
-    """`snap` with its table rows formatted, batch ids cut to `id_width`: done in the
-    refresh worker, it leaves the UI thread only the diff of the tables."""
-    return replace(snap, tables=tables(snap.doc, snap.now, id_width))
+def formatted(snap: Snapshot, id_width: int | None, memo: BatchRowMemo | None = None) -> Snapshot:
+    """`snap` with its table rows formatted, batch ids cut to `id_width` (batch rows
+    that read as in `memo`'s last call reused): done in the refresh worker, it leaves
+    the UI thread only the diff of the tables."""
+    return replace(snap, tables=tables(snap.doc, snap.now, id_width, memo))
 
 
 def _frozen(doc: dict[str, Any]) -> Mapping[str, Any]:
