@@ -14,6 +14,8 @@ For each it prints:
   - `batchtop --once --json --no-refresh`, a fresh process, best of N wall and CPU
     time, the stores taken in turn (target: `done` within 1.5x of `small`);
   - `status.collect` in-process, best of N (the console's worker thread does this);
+  - the rows formatted from it, median of N refreshes (the worker does this too, reusing
+    the rows of batches that read as in the refresh before);
   - work on the UI thread per refresh: the console's `apply` of a snapshot, in Textual's
     headless `run_test` at 160x48, median of N (target <= 16 ms);
   - a real `batchtop` console process in a pseudo-terminal (engine on, no API keys, so
@@ -50,6 +52,7 @@ UI_MS_TARGET = 16.0
 IDLE_CPU_TARGET = 0.05
 RSS_MB_TARGET = 300.0
 PER_ENDED = 50
+UI_SIZE = (160, 48)
 
 
 @dataclass(frozen=True)
@@ -195,20 +198,36 @@ def collect_seconds(data_dir: Path, runs: int) -> float:
     return best_of(runs, one)
 
 
+def format_ms(data_dir: Path, runs: int) -> float:
+    """Median ms of formatting a snapshot's rows in the worker, refresh after refresh
+    (the first one, with nothing to reuse, left out as in `ui_ms`)."""
+    from batchtop.tui import rows, snapshot
+
+    config = Config()
+    memo = rows.BatchRowMemo()
+    times = []
+    for _ in range(runs + 1):
+        snap = snapshot.load(data_dir, config, time.time())
+        times.append(timed(lambda snap=snap: snapshot.formatted(snap, rows.id_width(UI_SIZE[0]), memo))[0])
+    return statistics.median(times[1:]) * 1000
+
+
 def ui_ms(data_dir: Path, runs: int) -> float:
     """Median ms of the main screen's `apply` of a fresh snapshot (the UI loop's part of
-    a refresh), in Textual's headless `run_test`; the store is read beforehand, as the
-    console's worker thread does."""
-    from batchtop.tui import snapshot
+    a refresh), in Textual's headless `run_test`; the store is read and its rows
+    formatted beforehand, as the console's worker thread does."""
+    from batchtop.tui import rows, snapshot
     from batchtop.tui.app import BatchtopApp
 
     config = Config()
-    snaps = [snapshot.load(data_dir, config, time.time()) for _ in range(runs + 1)]
+    memo = rows.BatchRowMemo()
+    snaps = [snapshot.formatted(snapshot.load(data_dir, config, time.time()), rows.id_width(UI_SIZE[0]), memo)
+             for _ in range(runs + 1)]
 
     async def go() -> list[float]:
         app = BatchtopApp(data_dir, config, engine=False, refresh_every=None)
         times = []
-        async with app.run_test(size=(160, 48)) as pilot:
+        async with app.run_test(size=UI_SIZE) as pilot:
             await pilot.pause()
             for snap in snaps:
                 start = time.perf_counter()
@@ -301,10 +320,11 @@ def main() -> int:
         for name, data_dir in dirs.items():
             r = results[name] = {"once": once[name][0], "once_cpu": once[name][1]}
             r["collect"] = collect_seconds(data_dir, args.runs)
+            r["rows"] = format_ms(data_dir, args.runs)
             r["ui"] = ui_ms(data_dir, args.runs)
             r["cpu"], r["rss"] = console_idle(data_dir, env, args.idle_s)
             print(f"{name:>5}: --once --json --no-refresh {r['once'] * 1000:6.1f} ms ({r['once_cpu'] * 1000:.0f} ms CPU)"
-                  f"  status.collect {r['collect'] * 1000:5.1f} ms  UI apply {r['ui']:5.1f} ms"
+                  f"  status.collect {r['collect'] * 1000:5.1f} ms  rows {r['rows']:5.1f} ms  UI apply {r['ui']:5.1f} ms"
                   f"  console idle CPU {r['cpu']:5.1%}  RSS {r['rss']:4.0f} MB", flush=True)
         print()
         if "small" in results:

@@ -26,7 +26,7 @@ from batchtop.config import Config
 from batchtop.display import clean
 from batchtop.errors import BatchtopError
 from batchtop.store.lease import EngineBusy
-from batchtop.tui import operations, snapshot
+from batchtop.tui import operations, rows, snapshot
 from batchtop.tui.commands import ConsoleCommands
 from batchtop.tui.engine_line import EngineView, State, engine_text
 from batchtop.tui.engine_runner import EngineRunner
@@ -81,6 +81,8 @@ class BatchtopApp(App[int]):
         self._ticking = self._tick_again = self._stopping = False
         self._tick_timer: Timer | None = None
         self._refresh_timer: Timer | None = None
+        self._batch_rows = rows.BatchRowMemo()
+        """The refresh worker's last batch rows (formatting them is most of its work)."""
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
@@ -110,8 +112,10 @@ class BatchtopApp(App[int]):
     # -- refresh -------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="refresh", exit_on_error=False)
     def refresh_status(self) -> None:
-        """Read the status in this worker thread (its own connection), post it."""
+        """Read the status in this worker thread (its own connection) and format its
+        rows here too, so the UI loop only diffs them; post it."""
         snap = snapshot.load(self.data_dir, self.config, self.now())
+        snap = snapshot.formatted(snap, rows.id_width(self.size.width), self._batch_rows)
         if not get_current_worker().is_cancelled:
             self.post_message(StatusRefreshed(snap))
 

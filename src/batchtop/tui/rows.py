@@ -8,6 +8,7 @@ here beyond ages, countdowns and text.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -19,6 +20,8 @@ from batchtop.timefmt import human_duration, parse_time
 Cell = str | Text
 Row = tuple[str, tuple[Cell, ...]]
 """(row key, cells)."""
+Signature = tuple[object, ...]
+"""What a row's cells show, comparable and hashable (`signature`)."""
 
 # Essentials first, so a narrow terminal loses only the least needed columns at the right.
 BUFFER_COLUMNS = ("model", "queued", "flush due", "held", "deadline", "oldest", "size", "provider")
@@ -38,6 +41,15 @@ STATUS_STYLE = {
     "unknown": "bold magenta",
 }
 BAR_WIDTH = 10
+WIDE = 150
+"""From this many columns, batch ids are shown whole."""
+ID_WIDTH = 20
+"""Below WIDE, batch ids are cut in the middle to this many characters."""
+
+
+def id_width(columns: int) -> int | None:
+    """How wide batch ids are shown on a terminal `columns` wide (None: whole)."""
+    return None if columns >= WIDE else ID_WIDTH
 
 
 def _ts(value: str | None) -> float | None:
@@ -146,23 +158,64 @@ def middle(text: str, width: int | None) -> str:
 def batch_rows(doc: Mapping[str, Any], now: float, id_width: int | None = None) -> list[Row]:
     """In-flight batches first (the document's order), then the most recent ended;
     ids cut in the middle to `id_width` on a narrow terminal (inspect shows them whole)."""
-    rows: list[Row] = []
-    batches = sorted(doc["batches"], key=lambda b: not in_flight(b))  # stable: keeps the document's order within each
-    for b in batches:
-        status = cell(b["status"], STATUS_STYLE.get(b["status"], ""))
-        ended = not in_flight(b)
-        if b.get("cancel_requested") and not ended and b["status"] != "cancelling":
-            status.append(" ⊘cancel", style="yellow")
-        left = "-" if ended else countdown(b.get("expires_at"), now).removeprefix("in ")
-        bar = batch_progress(b)
-        if b["provider"] == "anthropic" and not ended and not b["succeeded"] + b["failed"]:
-            bar.append(" counted at end", style="dim")  # Anthropic reports counts only once a batch ends
-        rows.append((
-            b["id"],
-            (Text(middle(b["id"], id_width or 40)), status, bar, Text(left), Text(ago(b["created_at"], now)),
-             cell(b["model"], limit=24 if id_width else 40), cell(b["provider"])),
-        ))
-    return rows
+    return [_batch_row(b, _batch_times(b, now), id_width) for b in _batch_order(doc)]
+
+
+def _batch_order(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return sorted(doc["batches"], key=lambda b: not in_flight(b))  # stable: keeps the document's order within each
+
+
+def _batch_times(b: Mapping[str, Any], now: float) -> tuple[str, str]:
+    """(window left, age): all of a batch's row that depends on the clock."""
+    left = "-" if not in_flight(b) else countdown(b.get("expires_at"), now).removeprefix("in ")
+    return left, ago(b["created_at"], now)
+
+
+def _batch_row(b: Mapping[str, Any], times: tuple[str, str], id_width: int | None) -> Row:
+    status = cell(b["status"], STATUS_STYLE.get(b["status"], ""))
+    ended = not in_flight(b)
+    if b.get("cancel_requested") and not ended and b["status"] != "cancelling":
+        status.append(" ⊘cancel", style="yellow")
+    left, age = times
+    bar = batch_progress(b)
+    if b["provider"] == "anthropic" and not ended and not b["succeeded"] + b["failed"]:
+        bar.append(" counted at end", style="dim")  # Anthropic reports counts only once a batch ends
+    return (
+        b["id"],
+        (Text(middle(b["id"], id_width or 40)), status, bar, Text(left), Text(age),
+         cell(b["model"], limit=24 if id_width else 40), cell(b["provider"])),
+    )
+
+
+class BatchRowMemo:
+    """The last refresh's batch rows, reused for a batch whose fields and clock-bound
+    texts read the same: between two refreshes most of ~450 batches do not change,
+    and formatting them again was most of the refresh worker's CPU.
+
+    Each call builds a new memo and swaps it in whole, so two refresh workers
+    overlapping (a cancelled thread worker still runs to its end) can at worst
+    format a row twice, never read half a memo."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[object, Row, Signature]] = {}
+
+    def rows(self, doc: Mapping[str, Any], now: float, id_width: int | None) -> tuple[list[Row], dict[str, Signature]]:
+        """`batch_rows(doc, now, id_width)` and their signatures."""
+        last, memo = self._last, {}
+        out: list[Row] = []
+        for b in _batch_order(doc):
+            times = _batch_times(b, now)
+            key = (id_width, times, tuple(b.items()))  # compared with ==, never hashed: values may be lists
+            hit = last.get(b["id"])
+            if hit is not None and hit[0] == key:
+                row, sig = hit[1], hit[2]
+            else:
+                row = _batch_row(b, times, id_width)
+                sig = signature(row[1])
+            memo[row[0]] = (key, row, sig)
+            out.append(row)
+        self._last = memo
+        return out, {key: sig for key, (_, _, sig) in memo.items()}
 
 
 def batches_title(doc: Mapping[str, Any], shown: int, listed: int) -> str:
@@ -261,6 +314,44 @@ def savings_rows(doc: Mapping[str, Any]) -> list[Row]:
             ),
         ))
     return rows
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The main screen's table rows for one document, batch ids at one width.
+
+    Formatting ~450 batch rows is most of a refresh on a big store, so the refresh
+    worker thread builds this beside the snapshot and the UI thread only diffs it
+    into its tables (it formats again only if the terminal's width crossed WIDE
+    since)."""
+
+    id_width: int | None
+    buffers: list[Row]
+    batches: list[Row]
+    savings: list[Row]
+    signatures: Mapping[str, Mapping[str, Signature]]
+    """Table name ("buffers", "batches", "savings") -> row key -> its signature."""
+
+
+def signature(cells: Sequence[Cell]) -> Signature:
+    """What a row's cells show: each one's text, styles and layout (a rich Text's own
+    equality looks at its text and spans only). Equal signatures: nothing to redraw."""
+    return tuple(
+        (c.plain, c.style, c.justify, c.no_wrap, c.overflow, tuple(c.spans)) if isinstance(c, Text) else c for c in cells
+    )
+
+
+def signatures(rows: Iterable[Row]) -> dict[str, Signature]:
+    return {key: signature(cells) for key, cells in rows}
+
+
+def tables(doc: Mapping[str, Any], now: float, width: int | None, memo: BatchRowMemo | None = None) -> Tables:
+    """Every table's rows of `doc` at `now`, batch ids cut to `width`, signed; the
+    batch rows reused from `memo` where they read the same."""
+    buffers, savings = buffer_rows(doc, now), savings_rows(doc)
+    batches, batch_signatures = (memo or BatchRowMemo()).rows(doc, now, width)
+    signed = {"buffers": signatures(buffers), "batches": batch_signatures, "savings": signatures(savings)}
+    return Tables(width, buffers, batches, savings, signed)
 
 
 def matches(row: Row, needle: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -23,6 +23,7 @@ from batchtop.providers.clients import key_env
 from batchtop.providers.limits import ANTHROPIC, OPENAI
 from batchtop.store import Store, lease
 from batchtop.store.search import matching_batches
+from batchtop.tui.rows import BatchRowMemo, Tables, tables
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,15 @@ class Snapshot:
     """Provider -> the environment variable this process lacks for its API key."""
     first_run: bool = False
     """No database yet: the console shows how to start."""
+    tables: Tables | None = None
+    """The document's table rows, formatted off the UI thread (`formatted`)."""
+
+
+def formatted(snap: Snapshot, id_width: int | None, memo: BatchRowMemo | None = None) -> Snapshot:
+    """`snap` with its table rows formatted, batch ids cut to `id_width` (batch rows
+    that read as in `memo`'s last call reused): done in the refresh worker, it leaves
+    the UI thread only the diff of the tables."""
+    return replace(snap, tables=tables(snap.doc, snap.now, id_width, memo))
 
 
 def _frozen(doc: dict[str, Any]) -> Mapping[str, Any]:

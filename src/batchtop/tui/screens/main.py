@@ -34,9 +34,6 @@ from batchtop.tui.widgets.live_table import LiveTable
 if TYPE_CHECKING:
     from batchtop.tui.app import BatchtopApp
 
-WIDE = 150
-"""From this many columns, batch ids are shown whole."""
-ID_WIDTH = 20
 NARROW = 120
 
 TABLE_NAMES = {"buffers": ("buffer", "Buffers"), "batches": ("batch", "Batches"), "savings": ("model", "Savings by model")}
@@ -68,6 +65,8 @@ class MainScreen(Screen[None]):
         self._filter = ""
         self._found: list[Mapping[str, Any]] = []
         """Batches anywhere in the store matching the search (`/`)."""
+        self._shown: dict[str, object] = {}
+        """What the header, the problems panel and the tables' titles last showed."""
 
     @property
     def console(self) -> BatchtopApp:
@@ -122,48 +121,68 @@ class MainScreen(Screen[None]):
             return
         # the keys matter to the engine this console runs; another engine has keys of its own
         keys = snap.missing_keys if snap.other_engine is None and self.console.runs_engine else {}
-        self.query_one("#header", Static).update(
-            rows.header_lines(snap.doc, snap.now, self._engine, self.console.label, keys)
-        )
+        self._show("#header", rows.header_lines(snap.doc, snap.now, self._engine, self.console.label, keys))
+
+    def _show(self, selector: str, text: Text) -> None:
+        """Update a Static only when what it shows changed: an update repaints it."""
+        if self._shown.get(selector) != (sig := rows.signature((text,))):
+            self.query_one(selector, Static).update(text)
+            self._shown[selector] = sig
+
+    def _title(self, table: LiveTable, title: str) -> None:
+        """Set a table's title only when it changed: setting one repaints the whole table."""
+        if self._shown.get(f"{table.id} title") != title:
+            table.border_title = title
+            self._shown[f"{table.id} title"] = title
+
+    def _tables(self, snap: Snapshot) -> rows.Tables:
+        """The snapshot's rows as the refresh worker formatted them, unless the
+        terminal has since crossed the width at which batch ids are cut."""
+        width = rows.id_width(self.size.width)
+        if snap.tables is not None and snap.tables.id_width == width:
+            return snap.tables
+        return rows.tables(snap.doc, snap.now, width)
 
     def _redraw(self) -> None:
         snap = self._snapshot
         if snap is None:
             return
         doc, now = snap.doc, snap.now
+        tables = self._tables(snap)
         with self.app.batch_update():
             self._draw_header()
             empty = not doc["buffers"] and not doc["batches"] and not doc["savings"]["by_model"] and not snap.error
             self.query_one("#welcome").display = empty
-            self._fill("#buffers", "Buffers", rows.buffer_rows(doc, now))
-            self._fill_batches(doc, now, None if self.size.width >= WIDE else ID_WIDTH)
-            self._fill("#savings", "Savings by model", rows.savings_rows(doc))
-            self.query_one("#problems", Static).update(rows.problems(doc, now, snap.error))
+            self._fill("buffers", "Buffers", tables)
+            self._fill_batches(doc, now, tables)
+            self._fill("savings", "Savings by model", tables)
+            self._show("#problems", rows.problems(doc, now, snap.error))
         self.refresh_bindings()
 
-    def _fill(self, selector: str, title: str, all_rows: list[rows.Row]) -> None:
-        table = self.query_one(selector, LiveTable)
+    def _fill(self, name: str, title: str, tables: rows.Tables) -> None:
+        table = self.query_one(f"#{name}", LiveTable)
+        all_rows: list[rows.Row] = getattr(tables, name)
         shown = rows.only(all_rows, self._filter)
-        table.sync(shown)
+        table.sync(shown, tables.signatures[name])
         count = f"{len(shown)} of {len(all_rows)}" if self._filter else f"{len(all_rows)}"
-        table.border_title = f"{title} ({count})"
+        self._title(table, f"{title} ({count})")
 
-    def _fill_batches(self, doc: Mapping[str, Any], now: float, id_width: int | None) -> None:
+    def _fill_batches(self, doc: Mapping[str, Any], now: float, tables: rows.Tables) -> None:
         """In flight first, then the recent ended; a search adds its hits from the
         whole store (older ended batches the document does not list)."""
         table = self.query_one("#batches", LiveTable)
-        listed = rows.batch_rows(doc, now, id_width)
+        listed = tables.batches
         shown = rows.only(listed, self._filter)
         extra: list[rows.Row] = []
         if self._filter and self._found:
             have = {k for k, _ in listed}
             older = [b for b in self._found if b["id"] not in have]
-            extra = rows.batch_rows({"batches": older}, now, id_width)
-        table.sync(shown + extra)
+            extra = rows.batch_rows({"batches": older}, now, tables.id_width)
+        table.sync(shown + extra, tables.signatures["batches"])
         title = rows.batches_title(doc, len(shown), len(listed))
         if self._filter:
             title += f" · {len(extra):,} more found in the store" if extra else " · none more in the store"
-        table.border_title = f"Batches ({title})"
+        self._title(table, f"Batches ({title})")
 
     def found(self, needle: str, batches: list[Mapping[str, Any]]) -> None:
         """A store search came back: show it if it is still the current search."""

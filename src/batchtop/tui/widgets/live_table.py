@@ -4,7 +4,8 @@ that sorts by any column (a key, or a click on the header, as in k9s)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import ClassVar
 
 from rich.text import Text
@@ -13,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable
 
-from batchtop.tui.rows import Cell, Row
+from batchtop.tui.rows import Cell, Row, Signature, signature
 
 _DURATION = re.compile(r"^(?:in )?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NUMBER = re.compile(r"^[-+]?\$?[\d,]*\.?\d+")
@@ -23,7 +24,13 @@ _SIZES = {"B": 1, "kB": 1_000, "MB": 1_000_000}
 def sort_value(cell: object) -> tuple[int, float, str]:
     """A cell's order: numbers (amounts, counts, percentages, sizes, durations, the
     done count of a progress bar) by value, anything else by its text; `-` last."""
-    text = str(cell).strip()
+    return _sort_value(str(cell))
+
+
+@lru_cache(maxsize=8192)
+def _sort_value(text: str) -> tuple[int, float, str]:
+    """Cached: a sorted table re-sorts every refresh, and most of its texts recur."""
+    text = text.strip()
     if text in ("", "-", "?"):
         return (2, 0.0, "")
     if text == "now":
@@ -69,6 +76,11 @@ class LiveTable(DataTable[Cell]):
         """The column the rows are sorted by; None keeps the document's order."""
         self.sort_reverse = False
         self._last: list[Row] = []
+        self._last_signatures: Mapping[str, Signature] | None = None
+        self._shown: dict[str, Signature] = {}
+        """Row key -> the signature of the cells it shows (`signature`)."""
+        self._order: list[str] = []
+        """The row keys in the order last shown."""
 
     def on_mount(self) -> None:
         for name in self._columns:
@@ -103,7 +115,7 @@ class LiveTable(DataTable[Cell]):
             self.columns[key].label = self._label(name)
         self._require_update_dimensions = True
         self.refresh()
-        self.sync(self._last)
+        self.sync(self._last, self._last_signatures)
         self.post_message(self.Sorted(self))
 
     def action_sort_next(self) -> None:
@@ -140,30 +152,42 @@ class LiveTable(DataTable[Cell]):
         return body + pinned
 
     # -- rows ------------------------------------------------------------------------
-    def sync(self, rows: Sequence[Row]) -> None:
+    def sync(self, rows: Sequence[Row], signatures: Mapping[str, Signature] | None = None) -> None:
+        """Show `rows`: on a big store most of them are as last shown, so a row is
+        compared whole by its signature (`signatures` has them computed off the UI
+        thread) and only a changed one is looked at cell by cell; the order is fixed
+        only when it changed."""
         self._last = list(rows)
+        self._last_signatures = signatures
         rows = self._ordered(rows)
         keep = self.selected_key
         line_in_view = self.cursor_row - int(self.scroll_y) if keep is not None else None
-        wanted = dict(rows)
+        known = signatures or {}
+        wanted = {key: known.get(key) or signature(cells) for key, cells in rows}
+        shown = self._shown
         changed = False
         for key in [k for k in self.rows if k.value not in wanted]:
             self.remove_row(key)
+            shown.pop(key.value, None)
         for key, cells in rows:
-            if key in self.rows:
-                for column, value in zip(self._columns, cells):
-                    old = self.get_cell(key, column)
-                    if _text(old) != _text(value) or _style(old) != _style(value):
-                        self.update_cell(key, column, value, update_width=True)
-                        changed = True
-            else:
+            sig = wanted[key]
+            old = shown.get(key)
+            if old is None:
                 self.add_row(*cells, key=key)
                 changed = True
+            elif old != sig:
+                for column, value, was, now in zip(self._columns, cells, old, sig):
+                    if was != now:
+                        self.update_cell(key, column, value, update_width=True)
+                changed = True
+            shown[key] = sig
         order = [k for k, _ in rows]
-        if [r.key.value for r in self.ordered_rows] != order:
-            position = {k: i for i, k in enumerate(order)}
-            by_text = {tuple(_text(c) for c in cells): position[k] for k, cells in reversed(rows)}
-            self.sort(key=lambda values: by_text.get(tuple(_text(c) for c in values), len(order)))
+        if changed or order != self._order:
+            if [r.key.value for r in self.ordered_rows] != order:
+                position = {k: i for i, k in enumerate(order)}
+                by_text = {tuple(_text(c) for c in cells): position[k] for k, cells in reversed(rows)}
+                self.sort(key=lambda values: by_text.get(tuple(_text(c) for c in values), len(order)))
+            self._order = order
         if changed:
             self.set_timer(0.05, self._repaint)
         if keep is not None and keep in wanted:
@@ -194,8 +218,3 @@ class LiveTable(DataTable[Cell]):
 
 def _text(cell: object) -> str:
     return str(cell)
-
-
-def _style(cell: object) -> str:
-    spans = getattr(cell, "spans", None)
-    return repr(spans) if spans is not None else ""
