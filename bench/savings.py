@@ -105,7 +105,8 @@ def build(store: Store, attempts: int, now: float, days: float = 30.0) -> None:
 
 _SCAN = (
     "SELECT CAST(b.ended_at / 3600 AS INTEGER), b.provider, b.model, a.number = 1, a.outcome = 'succeeded', count(*),"
-    " sum(a.input_tokens), sum(a.cached_input_tokens), sum(a.cache_creation_input_tokens), sum(a.output_tokens)"
+    " sum(a.input_tokens), sum(a.cached_input_tokens), sum(a.cache_creation_input_tokens), sum(a.output_tokens),"
+    " sum(a.cache_creation_1h_input_tokens)"
     " FROM attempts AS a JOIN batches AS b ON b.id = a.batch_id GROUP BY 1, 2, 3, 4, 5"
 )
 """What a report without the rollup would have to run: every attempt, per hour x model x split."""
@@ -115,7 +116,7 @@ def year_of_hours(store: Store, now: float) -> None:
     """Add usage at every hour of the past year for every model and split (tiny token
     counts): the rollups' worst case for a year-long report."""
     first = int(now // 3600) - 8760
-    rows = [(p, m, first_attempt, ok, 1, 10, 0, 0, 5) for p, m in MODELS for first_attempt in (0, 1) for ok in (0, 1)]
+    rows = [(p, m, first_attempt, ok, 1, 10, 0, 0, 5, 0) for p, m in MODELS for first_attempt in (0, 1) for ok in (0, 1)]
     with store.transaction() as db:
         for hour in range(first, first + 8760):
             report_queries.add_at(db, hour, rows)
