@@ -45,9 +45,10 @@ from batchtop.providers.clients import (
     key_env,
     redact,
 )
-from batchtop.store import Store, alerts, holds, lease, submissions, views
+from batchtop.store import Store, alerts, events, holds, lease, submissions, views
 from batchtop.store.ingest import BatchIngest, Settle
 from batchtop.timefmt import iso
+from batchtop.webhooks import Deliveries
 
 log = logging.getLogger("batchtop.engine")
 
@@ -99,6 +100,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failures: dict[str, int] = {}
         self._settle = Settle(config.engine.max_attempts, config.engine.auto_resubmit, config.engine.retry_delay)
+        self._webhooks = Deliveries(store.data_dir, config.webhooks, now=now) if config.webhooks else None
 
     # -- lifecycle -------------------------------------------------------------
     async def close(self) -> None:
@@ -138,7 +140,14 @@ class Engine:
         # span an await, so the two passes interleave safely on the one connection.
         await asyncio.gather(*(self._provider_pass(provider, report) for provider in providers))
         self._set_state("tick", {"at": self.now()})
+        if self._webhooks is not None:  # in its own thread: a slow receiver never holds up the engine
+            self._webhooks.kick()
         return report
+
+    def settle_deliveries(self) -> bool:
+        """Before the process exits: give the webhook deliveries of the last pass a few
+        seconds to finish; what is left goes on the next engine's pass."""
+        return self._webhooks.settle() if self._webhooks is not None else True
 
     async def cancels_only(self) -> TickReport:
         """Carry out the requested cancels and nothing else (`batchtop cancel`)."""
@@ -317,7 +326,7 @@ class Engine:
             except Lost as exc:
                 self._lose(local_id, exc, report)
                 continue
-            self._update(local_id, remote)
+            self._update(local_id, remote, cancelled=True)
             report.cancelled.append(batch_id)
 
     async def _poll(self, adapter: ProviderAdapter, report: TickReport) -> dict[str, RemoteBatch]:
@@ -354,9 +363,10 @@ class Engine:
         report.lost.append(exc.batch_id)
         report.lost_reasons[exc.batch_id] = reason
 
-    def _update(self, local_id: int, remote: RemoteBatch) -> None:
+    def _update(self, local_id: int, remote: RemoteBatch, *, cancelled: bool = False) -> None:
         now = self.now()
         with self.store.transaction() as db:
+            events.record_polled(db, local_id, remote.status, remote.succeeded, remote.failed, now, cancelled=cancelled)
             db.execute(
                 "UPDATE batches SET status = ?, succeeded = ?, failed = ?, provider_created_at = ?, expires_at = ?,"
                 " ended_at = ?, output_file_id = ?, error_file_id = ?, last_error = ?, polled_at = ? WHERE id = ?",

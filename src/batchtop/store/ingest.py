@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from batchtop.providers.base import MISSING, SUCCEEDED, ResultLine
 from batchtop.providers.failures import PERMANENT, QUOTA, RETRY
-from batchtop.store import report_queries
+from batchtop.store import events, report_queries
 from batchtop.store.store import Store
 
 ROLLUP_ADD = (
@@ -216,3 +216,4 @@ class BatchIngest:
                 " ended_at = coalesce(ended_at, ?) WHERE id = ?",
                 (now, ok, ok, now, self.batch_id),
             )
+            events.record_ingested(db, self.batch_id, now)

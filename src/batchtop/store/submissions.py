@@ -10,11 +10,13 @@ leaves an ambiguous one to the operator.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
 
 from batchtop.config import FlushPolicy
 from batchtop.providers.base import SUBMITTING, UNKNOWN, RemoteBatch
+from batchtop.store import events
 from batchtop.store.store import Store
 
 
@@ -126,6 +128,7 @@ def record_submitted(store: Store, intent_id: int, remote: RemoteBatch, now: flo
         )
         db.execute("UPDATE buffers SET held_reason = NULL, retry_at = NULL WHERE id ="
                    " (SELECT buffer_id FROM batches WHERE id = ?)", (intent_id,))
+        events.record_submitted(db, intent_id, now)
 
 
 def undo(store: Store, intent_id: int, reason: str, retry_at: float | None, now: float) -> None:
@@ -166,6 +169,7 @@ def mark_unknown(store: Store, intent_id: int, candidates: list[str]) -> None:
                 intent_id,
             ),
         )
+        events.record_alert(db, "unknown_submission", f"submission local-{intent_id} could not be matched at the provider ({len(candidates)} candidates): adopt or resubmit", time.time(), local_id=intent_id)
 
 
 def excluded(store: Store, intent_id: int) -> set[str]:
@@ -199,6 +203,7 @@ def resolve_unknown(store: Store, submission: str, *, adopt: str | None, now: fl
                 "UPDATE requests SET state = 'in_flight' WHERE id IN (SELECT request_id FROM attempts WHERE batch_id = ?)",
                 (intent_id,),
             )
+            events.record_submitted(db, intent_id, now)
         else:
             db.execute(
                 "UPDATE batches SET status = ?, submission_uid = ?, created_at = ?, last_error = NULL WHERE id = ?",
@@ -231,4 +236,5 @@ def mark_lost(store: Store, batch_id: int, reason: str, now: float) -> int:
             " ingested_at = ?, succeeded = ?, failed = total - ? WHERE id = ?",
             (reason, now, now, now, ok, ok, batch_id),
         )
+        events.record_lost(db, batch_id, reason, now)
         return cur.rowcount
