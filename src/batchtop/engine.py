@@ -134,6 +134,8 @@ class Engine:
         """One pass over every provider with work; raises EngineBusy if another
         engine holds the data dir."""
         lease.acquire(self.store, self.config.engine.lease_ttl, self.now())
+        if self._webhooks is not None:
+            self._webhooks.register(self.store.db)  # a new receiver gets this pass's events on
         report = TickReport()
         providers = self._active_providers()
         # concurrently: a slow provider does not delay the other. Store transactions never

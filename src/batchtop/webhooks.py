@@ -1,7 +1,7 @@
 """Delivering the event log to `[[webhooks]]` receivers, off the engine's path.
 
 Each engine pass only kicks a thread of ours (`Deliveries.kick`, no wait); the thread
-has its own database connection and HTTP client, so a receiver that is down, slow or
+has its own database connection and makes its own HTTP calls, so a receiver that is down, slow or
 hanging delays nothing but its own deliveries. For each receiver, in order of the log:
 
 - every event is POSTed as its JSON document, signed: `X-Batchtop-Signature:
@@ -46,7 +46,7 @@ TIMEOUT = 5.0
 """Seconds a POST may go without progress (connect, send, each read) before it counts as failed."""
 BACKOFF_START = 1.0
 MAX_BACKOFF = 300.0
-REJECT_TRIES = 5
+REJECT_TRIES = 3
 """Tries of an event a receiver refuses (4xx other than 408/429) before it is given up."""
 FAILING_AFTER = 3
 """Consecutive transient failures before the status alerts (one blip is not news)."""
@@ -101,27 +101,40 @@ class Outcome:
     retry_after: float | None = None
 
 
-def post(client: Any, url: str, raw: bytes, headers: dict[str, str]) -> Outcome:
-    """One POST with bounded timeouts; reads at most PEEK bytes of the answer."""
-    import httpx
+def post(url: str, raw: bytes, headers: dict[str, str]) -> Outcome:
+    """One POST (standard library client: no proxy from the environment, no redirect
+    followed), CONNECT_TIMEOUT to connect, TIMEOUT without progress after; reads at most
+    PEEK bytes of an answer that is not a 2xx."""
+    import http.client
+    import ssl
 
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(
+            parts.hostname or "", parts.port, timeout=CONNECT_TIMEOUT, context=ssl.create_default_context()
+        )
+    else:
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=CONNECT_TIMEOUT)
     try:
-        with client.stream("POST", url, content=raw, headers=headers) as response:
-            status = response.status_code
-            if 200 <= status < 300:
-                return Outcome(status, None)
-            peek = b""
-            for chunk in response.iter_raw():
-                peek += chunk
-                if len(peek) >= PEEK:
-                    break
-            text = " ".join(peek[:PEEK].decode("utf-8", "replace").split())[:200]
-            reason = f"HTTP {status}" + (f": {text}" if text else "")
-            return Outcome(status, reason, _retry_after(response.headers.get("retry-after")))
-    except httpx.TimeoutException as exc:
-        return Outcome(None, f"timed out ({type(exc).__name__})")
-    except httpx.HTTPError as exc:
+        conn.connect()
+        if conn.sock is not None:
+            conn.sock.settimeout(TIMEOUT)
+        conn.request("POST", target, body=raw, headers=headers)
+        response = conn.getresponse()
+        status = response.status
+        if 200 <= status < 300:
+            return Outcome(status, None)
+        text = " ".join(response.read(PEEK).decode("utf-8", "replace").split())[:200]
+        reason = f"HTTP {status}" + (f": {text}" if text else "")
+        return Outcome(status, reason, _retry_after(response.getheader("Retry-After")))
+    except TimeoutError:
+        return Outcome(None, "timed out")
+    except (OSError, http.client.HTTPException) as exc:
         return Outcome(None, f"{type(exc).__name__}: {exc}"[:200])
+    finally:
+        conn.close()
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -150,6 +163,14 @@ class Deliveries:
         self._done = 0
         self._stop = False
         self._thread: threading.Thread | None = None
+        self._registered = False
+
+    def register(self, db: Any) -> None:
+        """Before the pass's changes: a receiver new to the store starts here (once per process)."""
+        if not self._registered:
+            for hook in self.hooks:
+                events.receiver(db, key(hook.url), label(hook.url))
+            self._registered = True
 
     def kick(self) -> None:
         """Ask for a delivery pass; returns at once."""
@@ -178,14 +199,9 @@ class Deliveries:
         return finished
 
     def _run(self) -> None:
-        import httpx
-
         from batchtop.store.db import connect
 
         db = None
-        client = httpx.Client(
-            timeout=httpx.Timeout(TIMEOUT, connect=CONNECT_TIMEOUT), follow_redirects=False, trust_env=False
-        )
         try:
             db = connect(self.data_dir, create=False)
             while True:
@@ -196,7 +212,7 @@ class Deliveries:
                         return
                     target = self._asked
                 try:
-                    self.deliver(db, client)
+                    self.deliver(db)
                 except Exception:  # a failing pass must not kill the thread: the next kick tries again
                     log.exception("webhook delivery pass failed")
                 with self._cond:
@@ -205,7 +221,6 @@ class Deliveries:
         except Exception:
             log.exception("webhook deliveries stopped")
         finally:
-            client.close()
             if db is not None:
                 db.close()
             with self._cond:
@@ -213,14 +228,14 @@ class Deliveries:
                 self._thread = None
                 self._cond.notify_all()
 
-    def deliver(self, db: Any, client: Any) -> None:
+    def deliver(self, db: Any) -> None:
         """One pass over every receiver."""
         for hook in self.hooks:
             if self._stop:
                 return
-            self._deliver_to(db, client, hook)
+            self._deliver_to(db, hook)
 
-    def _deliver_to(self, db: Any, client: Any, hook: Webhook) -> None:
+    def _deliver_to(self, db: Any, hook: Webhook) -> None:
         name, shown = key(hook.url), label(hook.url)
         state = events.receiver(db, name, shown)
         now = self.now()
@@ -250,7 +265,7 @@ class Deliveries:
                     "X-Batchtop-Event-Id": str(event.id),
                     "X-Batchtop-Signature": sign(secret, raw),
                 }
-                outcome = post(client, hook.url, raw, headers)
+                outcome = post(hook.url, raw, headers)
                 now = self.now()
                 if outcome.error is None:
                     events.delivered(db, name, event.id, now)
