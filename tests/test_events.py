@@ -211,3 +211,30 @@ def test_events_follow_prints_new_events_and_exits_0_on_sigint(data_dir: Path, t
             proc.kill()
     assert proc.returncode == 0, err
     assert "IMPORTED []" in err and "Traceback" not in err
+
+
+def test_a_batch_the_provider_refused_after_taking_it_says_where_its_requests_went(data_dir: Path) -> None:
+    """Refused for the enqueued-token limit after submission: its requests go back to the
+    buffer without using an attempt; a follower that saw `submitted` sees `resubmitted`.
+    An intent the provider never had (undone before any create) logs nothing."""
+    from batchtop.config import FlushPolicy
+    from batchtop.providers.base import RemoteBatch
+    from batchtop.store import submissions
+
+    enqueue(data_dir, openai_lines(3))
+    with Store(data_dir) as store:
+        (buffer_id,) = store.db.execute("SELECT id FROM buffers").fetchone()
+        intent = submissions.plan(store, buffer_id, FlushPolicy(), "default", 1.0)
+        assert intent is not None
+        submissions.undo(store, intent.id, "create refused: 429", None, 2.0)  # never reached the provider
+        assert logged(store) == []
+        intent = submissions.plan(store, buffer_id, FlushPolicy(), "default", 3.0)
+        assert intent is not None
+        submissions.record_submitted(store, intent.id, RemoteBatch("batch_r", "validating", 3, 0, 0, 3.0), 3.0)
+        submissions.undo(store, intent.id, "provider refused the batch: token_limit_exceeded", 63.0, 4.0)
+        log = logged(store)
+        assert [(e["kind"], e["batch_id"], e["counts"]) for e in log] == [
+            ("submitted", "batch_r", {"requests": 3, "bytes": log[0]["counts"]["bytes"]}),
+            ("resubmitted", "batch_r", {"requests": 3}),
+        ]
+        assert log[1]["refused"] is True and states(store) == {"queued": 3}

@@ -8,7 +8,11 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import run_batchtop
 from engine_helpers import (
     all_settled,
     close,
@@ -72,10 +77,13 @@ class Receiver:
                 if answer == "hang":
                     receiver.released.wait(30)
                     answer = 200
-                self.send_response(int(answer))
-                self.send_header("Content-Length", "5")
-                self.end_headers()
-                self.wfile.write(b"nope\x1b")
+                try:
+                    self.send_response(int(answer))
+                    self.send_header("Content-Length", "5")
+                    self.end_headers()
+                    self.wfile.write(b"nope\x1b")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the engine gave up on us (killed, or timed out): as a real receiver sees it
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -291,3 +299,74 @@ def test_a_good_webhook_config_loads(cli, tmp_path: Path) -> None:
     result = cli("--config", str(path), "tick")
     assert result.code == 1 and str(path) in result.err and "webhooks[0].url" in result.err
     assert not (tmp_path / "data").exists()
+
+
+def _config_file(tmp_path: Path, receiver: Receiver) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[engine]\npoll_interval = "0.2s"\n\n[flush]\nmax_age = "0s"\n\n'
+        f'[[webhooks]]\nurl = "{receiver.url}"\nsecret_env = "HOOK_SECRET"\n'
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_tick_with_a_hanging_receiver_exits_within_its_grace(
+    sim: Simulator, data_dir: Path, receiver: Receiver, tmp_path: Path
+) -> None:
+    """`batchtop tick` as cron runs it: the pass is done at once, and the process waits
+    for its deliveries at most SETTLE_GRACE before exiting; nothing is lost."""
+    receiver.answer = "hang"
+    enqueue(data_dir, openai_lines(3))
+    env = {"HOOK_SECRET": SECRET, "BATCHTOP_DATA_DIR": str(data_dir), "BATCHTOP_CONFIG": str(_config_file(tmp_path, receiver))}
+    started = time.monotonic()
+    result = run_batchtop("tick", env=env, timeout=60)
+    took = time.monotonic() - started
+    print(f"batchtop tick with a hanging receiver: {took:.2f}s (grace {webhooks.SETTLE_GRACE}s)")
+    assert result.returncode == 0, result.stderr
+    assert "submitted 1" in result.stdout
+    assert took < webhooks.SETTLE_GRACE + 8  # python's start, one tick, then at most the grace
+    assert receiver.ids()  # it was called, and hung
+    receiver.released.set()
+    receiver.answer = 200
+    assert run_batchtop("tick", env=env, timeout=60).returncode == 0
+    with Store(data_dir) as store:
+        assert set(receiver.ids()) == set(all_ids(store))
+
+
+@pytest.mark.slow
+def test_an_engine_killed_mid_delivery_sends_that_event_again(
+    sim: Simulator, data_dir: Path, receiver: Receiver, tmp_path: Path
+) -> None:
+    """SIGKILL while a receiver holds a POST open: the cursor never moved, so the next
+    engine sends that event again (at least once) and then everything after it."""
+    receiver.answer = "hang"
+    enqueue(data_dir, openai_lines(3))
+    env = {**os.environ, "HOOK_SECRET": SECRET, "BATCHTOP_DATA_DIR": str(data_dir),
+           "BATCHTOP_CONFIG": str(_config_file(tmp_path, receiver))}
+    proc = subprocess.Popen([sys.executable, "-m", "batchtop", "run"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not receiver.ids():
+            assert time.monotonic() < deadline and proc.poll() is None, "never delivered"
+            time.sleep(0.05)
+        first = receiver.ids()[0]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    receiver.answer = 200
+    receiver.released.set()
+    with Store(data_dir) as store:
+        engine = Engine(store, hooked(config(), Webhook(receiver.url, "HOOK_SECRET")))
+        os.environ["HOOK_SECRET"] = SECRET
+        try:
+            drive(engine, all_settled(store))
+            tick_until(engine, lambda: set(receiver.ids()) == set(all_ids(store)))
+        finally:
+            del os.environ["HOOK_SECRET"]
+        assert receiver.ids().count(first) >= 2  # sent again after the kill
+        close(engine)
+        engine.settle_deliveries()

@@ -137,6 +137,18 @@ def record_ingested(db: sqlite3.Connection, local_id: int, now: float) -> None:
         _record_batch(db, DEAD_LETTER, local_id, now, f"json_object('requests', {int(dead)})")
 
 
+def record_requeued(db: sqlite3.Connection, local_id: int, requests: int, now: float) -> None:
+    """Before a submitted batch's requests go back to their buffer (the provider refused
+    the batch after taking it): `resubmitted`, so a follower that saw it submitted is
+    told what became of it. An intent the provider never had logs nothing."""
+    known = db.execute("SELECT provider_batch_id IS NOT NULL FROM batches WHERE id = ?", (local_id,)).fetchone()
+    if requests and known and known[0]:
+        _record_batch(
+            db, RESUBMITTED, local_id, now, f"json_object('requests', {int(requests)})", by="engine",
+            refused=True,
+        )
+
+
 def record_resubmitted(db: sqlite3.Connection, provider_batch_id: str, requests: int, now: float) -> None:
     """The operator put a batch's failed requests back (`batchtop resubmit`, the console)."""
     if requests:

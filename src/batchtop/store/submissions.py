@@ -139,6 +139,7 @@ def undo(store: Store, intent_id: int, reason: str, retry_at: float | None, now:
         if row is None:
             return
         buffer_id, total, size = row
+        events.record_requeued(db, intent_id, total, now)
         db.execute(
             "UPDATE requests SET state = 'queued', attempts = attempts - 1"
             " WHERE id IN (SELECT request_id FROM attempts WHERE batch_id = ?)",
