@@ -204,6 +204,30 @@ def test_a_hanging_receiver_does_not_slow_the_engine(
         assert engine.settle_deliveries()
 
 
+def test_a_hanging_receiver_does_not_delay_another(
+    sim: Simulator, data_dir: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    receiver.answer = "hang"
+    other = Receiver()
+    try:
+        enqueue(data_dir, openai_lines(3))
+        with Store(data_dir) as store:
+            hooks = (Webhook(receiver.url, "HOOK_SECRET"), Webhook(other.url.replace("/hooks/", "/other/"), "HOOK_SECRET"))
+            engine = Engine(store, hooked(config(), *hooks))
+            started = time.monotonic()
+            drive(engine, all_settled(store))
+            tick_until(engine, lambda: set(other.ids()) == set(all_ids(store)), seconds=webhooks.TIMEOUT - 1)
+            print(f"the other receiver had every event after {time.monotonic() - started:.2f}s")
+            assert len(receiver.ids()) == 1  # still holding the first one
+            receiver.released.set()
+            close(engine)
+            engine.settle_deliveries()
+    finally:
+        other.released.set()
+        other.stop()
+
+
 def test_a_receiver_refusing_events_is_reported_and_they_are_given_up(
     sim: Simulator, data_dir: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, cli, tmp_path: Path
 ) -> None:

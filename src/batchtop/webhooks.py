@@ -1,8 +1,8 @@
 """Delivering the event log to `[[webhooks]]` receivers, off the engine's path.
 
-Each engine pass only kicks a thread of ours (`Deliveries.kick`, no wait); the thread
-has its own database connection and makes its own HTTP calls, so a receiver that is down, slow or
-hanging delays nothing but its own deliveries. For each receiver, in order of the log:
+Each engine pass only kicks our threads (`Deliveries.kick`, no wait), one per receiver,
+each with its own database connection, so a receiver that is down, slow or hanging
+delays nothing but its own deliveries: not the engine, not another receiver. For each receiver, in order of the log:
 
 - every event is POSTed as its JSON document, signed: `X-Batchtop-Signature:
   sha256=<hex HMAC-SHA256 of the raw body>` with the secret from `secret_env`. When
@@ -152,17 +152,12 @@ def backoff(failures: int, retry_after: float | None = None) -> float:
 
 
 class Deliveries:
-    """The engine's delivery thread: started on the first kick, one pass per kick."""
+    """The engine's deliveries: one worker thread per receiver, so one that hangs or is
+    backing off never delays another; each does one pass per kick."""
 
     def __init__(self, data_dir: Path, hooks: Sequence[Webhook], *, now: Callable[[], float] = time.time) -> None:
-        self.data_dir = data_dir
         self.hooks = tuple(hooks)
-        self.now = now
-        self._cond = threading.Condition()
-        self._asked = 0
-        self._done = 0
-        self._stop = False
-        self._thread: threading.Thread | None = None
+        self._workers = [_Worker(data_dir, hook, now) for hook in self.hooks]
         self._registered = False
 
     def register(self, db: Any) -> None:
@@ -173,18 +168,41 @@ class Deliveries:
             self._registered = True
 
     def kick(self) -> None:
-        """Ask for a delivery pass; returns at once."""
+        """Ask every receiver's worker for a pass; returns at once."""
+        for worker in self._workers:
+            worker.kick()
+
+    def settle(self, grace: float = SETTLE_GRACE) -> bool:
+        """Wait up to `grace` seconds in all for the passes asked for so far, then stop
+        the workers (what is still unsent goes on the next engine's pass: the cursors
+        are durable). True when they all finished in time."""
+        deadline = time.monotonic() + grace
+        finished = [worker.settle(max(0.0, deadline - time.monotonic())) for worker in self._workers]
+        return all(finished)
+
+
+class _Worker:
+    """One receiver's delivery thread: started on the first kick, one pass per kick."""
+
+    def __init__(self, data_dir: Path, hook: Webhook, now: Callable[[], float]) -> None:
+        self.data_dir = data_dir
+        self.hook = hook
+        self.now = now
+        self._cond = threading.Condition()
+        self._asked = 0
+        self._done = 0
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def kick(self) -> None:
         with self._cond:
             self._asked += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="batchtop-webhooks", daemon=True)
+            if self._thread is None and not self._stop:
+                self._thread = threading.Thread(target=self._run, name=f"batchtop-webhook-{label(self.hook.url)}", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
 
-    def settle(self, grace: float = SETTLE_GRACE) -> bool:
-        """Wait up to `grace` seconds for the passes asked for so far, then stop the
-        thread (what is still unsent goes on the next engine's pass: the cursor is
-        durable). True when they finished in time."""
+    def settle(self, grace: float) -> bool:
         deadline = time.monotonic() + grace
         with self._cond:
             target = self._asked
@@ -212,14 +230,14 @@ class Deliveries:
                         return
                     target = self._asked
                 try:
-                    self.deliver(db)
+                    self._deliver_to(db, self.hook)
                 except Exception:  # a failing pass must not kill the thread: the next kick tries again
-                    log.exception("webhook delivery pass failed")
+                    log.exception("webhook %s: delivery pass failed", label(self.hook.url))
                 with self._cond:
                     self._done = target
                     self._cond.notify_all()
         except Exception:
-            log.exception("webhook deliveries stopped")
+            log.exception("webhook %s: deliveries stopped", label(self.hook.url))
         finally:
             if db is not None:
                 db.close()
@@ -227,13 +245,6 @@ class Deliveries:
                 self._done = self._asked
                 self._thread = None
                 self._cond.notify_all()
-
-    def deliver(self, db: Any) -> None:
-        """One pass over every receiver."""
-        for hook in self.hooks:
-            if self._stop:
-                return
-            self._deliver_to(db, hook)
 
     def _deliver_to(self, db: Any, hook: Webhook) -> None:
         name, shown = key(hook.url), label(hook.url)
