@@ -12,6 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+
+from batchtop.engine import Engine
+from batchtop.sim import Simulator
+from batchtop.store import Store, actions, events
+
 from conftest import Result
 from engine_helpers import (  # noqa: F401  (sim is a fixture)
     all_settled,
@@ -25,10 +30,6 @@ from engine_helpers import (  # noqa: F401  (sim is a fixture)
     states,
     tick,
 )
-
-from batchtop.engine import Engine
-from batchtop.sim import Simulator
-from batchtop.store import Store, actions, events
 
 CORE = {"id", "at", "kind", "provider", "batch_id", "counts"}
 

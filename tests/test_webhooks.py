@@ -20,8 +20,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from batchtop import status, webhooks
+from batchtop.config import Config, ConfigError, Webhook, parse_config
+from batchtop.engine import Engine
+from batchtop.sim import Simulator
+from batchtop.store import Store, events
+
 from conftest import run_batchtop
-from engine_helpers import (
+from engine_helpers import (  # noqa: F401  (sim is a fixture)
     all_settled,
     close,
     config,
@@ -31,12 +38,6 @@ from engine_helpers import (
     sim,
     tick,
 )
-
-from batchtop import status, webhooks
-from batchtop.config import Config, ConfigError, Webhook, parse_config
-from batchtop.engine import Engine
-from batchtop.sim import Simulator
-from batchtop.store import Store, events
 
 SECRET = "s3cret-for-tests"
 TOKEN = "tok-in-the-path-9f1c"

@@ -2,7 +2,8 @@
 
 Each engine pass only kicks our threads (`Deliveries.kick`, no wait), one per receiver,
 each with its own database connection, so a receiver that is down, slow or hanging
-delays nothing but its own deliveries: not the engine, not another receiver. For each receiver, in order of the log:
+delays nothing but its own deliveries: not the engine, not another receiver. For each
+receiver, in the order of the log:
 
 - every event is POSTed as its JSON document, signed: `X-Batchtop-Signature:
   sha256=<hex HMAC-SHA256 of the raw body>` with the secret from `secret_env`. When
