@@ -239,3 +239,88 @@ def test_a_batch_the_provider_refused_after_taking_it_says_where_its_requests_we
             ("resubmitted", "batch_r", {"requests": 3}),
         ]
         assert log[1]["refused"] is True and states(store) == {"queued": 3}
+
+
+def test_a_batch_adopted_after_it_ended_logs_its_end_too(data_dir: Path) -> None:
+    """A crash between the provider's create and our record: the next engine adopts the
+    batch, maybe already completed, and never polls it again: `ended` comes with `submitted`."""
+    from batchtop.config import FlushPolicy
+    from batchtop.providers.base import RemoteBatch
+    from batchtop.store import submissions
+
+    enqueue(data_dir, openai_lines(2))
+    with Store(data_dir) as store:
+        (buffer_id,) = store.db.execute("SELECT id FROM buffers").fetchone()
+        intent = submissions.plan(store, buffer_id, FlushPolicy(), "default", 1.0)
+        assert intent is not None
+        submissions.record_submitted(store, intent.id, RemoteBatch("batch_done", "completed", 2, 2, 0, 1.0), 5.0)
+        assert [(e["kind"], e.get("status"), e["counts"].get("succeeded")) for e in logged(store)] == [
+            ("submitted", None, None), ("ended", "completed", 2),
+        ]
+
+
+def _engine_process(data_dir: Path, config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "batchtop", "--data-dir", str(data_dir), "--config", str(config), "run"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(),
+    )
+
+
+def _open_requests(data_dir: Path) -> int:
+    import sqlite3
+
+    db = sqlite3.connect(data_dir / "batchtop.sqlite3", timeout=30)
+    try:
+        return int(db.execute("SELECT count(*) FROM requests WHERE state NOT IN ('succeeded', 'dead')").fetchone()[0])
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_leaves_each_change_logged_exactly_once(
+    sim: Simulator, data_dir: Path, tmp_path: Path
+) -> None:
+    """The events are written in the changes' own transactions: whatever instant the
+    engine dies at, every batch ends up with one `submitted`, one `ended`, one `ingested`,
+    in that order, and the retried requests add up."""
+    import random
+
+    sim.config.per_request_s = 0.002
+    sim.config.first_try_failure_rate = 0.1
+    config_file = tmp_path / "config.toml"
+    config_file.write_text('[engine]\npoll_interval = 0.2\n\n[flush]\nmax_age = 0\nmax_requests = 40\n')
+    rng = random.Random(20261201)
+    for round_ in range(8):
+        enqueue(data_dir, openai_lines(120, prefix=f"o{round_}-") + anthropic_lines(120, prefix=f"a{round_}_"))
+        calls = len(sim.request_log)
+        proc = _engine_process(data_dir, config_file)
+        try:
+            deadline = time.monotonic() + 30
+            while len(sim.request_log) <= calls:
+                assert time.monotonic() < deadline, "the engine made no provider call"
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.4))
+        finally:
+            proc.kill()
+            proc.wait()
+    proc = _engine_process(data_dir, config_file)
+    try:
+        deadline = time.monotonic() + 120
+        while _open_requests(data_dir):
+            assert time.monotonic() < deadline, "the workload never finished"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    with Store(data_dir) as store:
+        log = logged(store)
+        pids = [r[0] for r in store.db.execute("SELECT provider_batch_id FROM batches WHERE provider_batch_id IS NOT NULL")]
+        assert len(pids) >= 8
+        for pid in pids:
+            assert [e["kind"] for e in log if e["batch_id"] == pid and e["kind"] in ("submitted", "ended", "ingested")] == [
+                "submitted", "ended", "ingested",
+            ], pid
+        (failed,) = store.db.execute("SELECT count(*) FROM attempts WHERE outcome != 'succeeded'").fetchone()
+        assert failed > 0
+        requeued = sum(e["counts"]["requests"] for e in log if e["kind"] == "resubmitted" and not e.get("refused"))
+        assert requeued == failed

@@ -86,9 +86,15 @@ def _record_batch(db: sqlite3.Connection, kind: str, local_id: int, now: float, 
     )
 
 
-def record_submitted(db: sqlite3.Connection, local_id: int, now: float) -> None:
-    """The provider has the batch (submitted, or adopted after a crash or by the operator)."""
+def record_submitted(db: sqlite3.Connection, local_id: int, now: float, succeeded: int = 0, failed: int = 0) -> None:
+    """After the batch row took the provider's batch (sent, or adopted after a crash or
+    by the operator). One adopted after it had already ended is never polled again: its
+    `ended` is logged here, with the provider's counts."""
     _record_batch(db, SUBMITTED, local_id, now, "json_object('requests', total, 'bytes', bytes)")
+    row = db.execute("SELECT status FROM batches WHERE id = ?", (local_id,)).fetchone()
+    if row is not None and row[0] in _ENDED_STATUSES:
+        counts = f"json_object('total', total, 'succeeded', {int(succeeded)}, 'failed', {int(failed)})"
+        _record_batch(db, ENDED, local_id, now, counts, status=row[0])
 
 
 def record_polled(

@@ -128,7 +128,7 @@ def record_submitted(store: Store, intent_id: int, remote: RemoteBatch, now: flo
         )
         db.execute("UPDATE buffers SET held_reason = NULL, retry_at = NULL WHERE id ="
                    " (SELECT buffer_id FROM batches WHERE id = ?)", (intent_id,))
-        events.record_submitted(db, intent_id, now)
+        events.record_submitted(db, intent_id, now, remote.succeeded, remote.failed)
 
 
 def undo(store: Store, intent_id: int, reason: str, retry_at: float | None, now: float) -> None:
