@@ -324,3 +324,41 @@ def test_sigkill_at_random_moments_leaves_each_change_logged_exactly_once(
         assert failed > 0
         requeued = sum(e["counts"]["requests"] for e in log if e["kind"] == "resubmitted" and not e.get("refused"))
         assert requeued == failed
+
+
+def test_events_older_than_a_month_are_pruned_hourly_unless_a_receiver_still_waits(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    import socket
+
+    from batchtop.config import Webhook
+    from batchtop.timefmt import iso
+
+    with socket.socket() as s:  # a port nobody listens on: the receiver is down
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}/hook"
+    monkeypatch.setenv("HOOK_SECRET", "x")
+    clock = [1_800_000_000.0]
+    month = events.KEEP
+    with Store(data_dir) as store:
+        plain = Engine(store, config(), now=lambda: clock[0])
+        _seed(data_dir, [clock[0] - month - 10, clock[0] - month - 5, clock[0] - 5])
+        tick(plain)
+        assert [e["counts"]["n"] for e in logged(store)] == [2]  # the month-old ones went
+        _seed(data_dir, [clock[0] - month - 1])
+        tick(plain)
+        assert len(logged(store)) == 2  # not again within the hour
+        close(plain)
+        # a receiver that is down keeps what it has not had, however old
+        hooked = Engine(store, dataclasses.replace(config(), webhooks=(Webhook(down, "HOOK_SECRET"),)),
+                        now=lambda: clock[0])
+        tick(hooked)  # registers it: it waits for events after the current last one
+        _seed(data_dir, [clock[0] - month - 1])
+        clock[0] += 2 * 3600
+        tick(hooked)
+        # the month-old one it had passed went; the month-old one it waits for stayed
+        start = 1_800_000_000.0
+        assert [(e["counts"]["n"], e["at"]) for e in logged(store)] == [(2, iso(start - 5)), (0, iso(start - month - 1))]
+        close(hooked)
+        hooked.settle_deliveries()

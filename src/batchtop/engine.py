@@ -49,6 +49,7 @@ from batchtop.store import Store, alerts, events, holds, lease, submissions, vie
 from batchtop.store.ingest import BatchIngest, Settle
 from batchtop.timefmt import iso
 from batchtop.webhooks import Deliveries
+from batchtop.webhooks import key as webhook_key
 
 log = logging.getLogger("batchtop.engine")
 
@@ -142,6 +143,7 @@ class Engine:
         # span an await, so the two passes interleave safely on the one connection.
         await asyncio.gather(*(self._provider_pass(provider, report) for provider in providers))
         self._set_state("tick", {"at": self.now()})
+        events.prune(self.store.db, self.now(), (webhook_key(h.url) for h in self.config.webhooks))  # hourly
         if self._webhooks is not None:  # in its own thread: a slow receiver never holds up the engine
             self._webhooks.kick()
         return report

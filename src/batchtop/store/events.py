@@ -346,3 +346,48 @@ def rejected(
         " last_error_at = ?, last_status = ?, rejected = rejected + 1, rejected_at = ?, rejected_error = ?",
         (event_id, error, now, status, now, error), alert, now,
     )
+
+
+KEEP = 30 * 86400.0
+"""How long events are kept: long enough to replay a month with `batchtop events`."""
+PRUNE_EVERY = 3600.0
+PRUNE_BATCH = 10_000
+"""Rows deleted per transaction: a year of backlog never holds the write lock for long."""
+
+
+def prune(db: sqlite3.Connection, now: float, webhooks: Iterable[str]) -> int:
+    """Delete events older than KEEP that none of these receivers still waits for, at
+    most once per PRUNE_EVERY (kept in `engine_state`), PRUNE_BATCH at a time. Returns
+    how many went."""
+    row = db.execute("SELECT value FROM engine_state WHERE key = 'events:pruned_at'").fetchone()
+    if row is not None and now - float(row[0]) < PRUNE_EVERY:
+        return 0
+    wanted = list(webhooks)
+    keep_after = None
+    if wanted:
+        (keep_after,) = db.execute(
+            f"SELECT min(cursor) FROM webhook_state WHERE webhook IN ({', '.join('?' * len(wanted))})", wanted
+        ).fetchone()
+    limit = "" if keep_after is None else f" AND id <= {int(keep_after)}"
+    gone = 0
+    while True:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = db.execute(
+                f"DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ?{limit} ORDER BY id LIMIT ?)",
+                (now - KEEP, PRUNE_BATCH),
+            )
+            if cur.rowcount < PRUNE_BATCH:
+                db.execute(
+                    "INSERT INTO engine_state (key, value) VALUES ('events:pruned_at', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (json.dumps(now),),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        gone += cur.rowcount
+        if cur.rowcount < PRUNE_BATCH:
+            return gone
