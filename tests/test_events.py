@@ -362,3 +362,26 @@ def test_events_older_than_a_month_are_pruned_hourly_unless_a_receiver_still_wai
         assert [(e["counts"]["n"], e["at"]) for e in logged(store)] == [(2, iso(start - 5)), (0, iso(start - month - 1))]
         close(hooked)
         hooked.settle_deliveries()
+
+
+def test_an_unknown_submission_alerts_and_the_operators_adopt_is_a_submission(sim: Simulator, data_dir: Path) -> None:
+    import anthropic
+
+    from batchtop.config import FlushPolicy
+    from batchtop.store import submissions
+
+    enqueue(data_dir, anthropic_lines(4))
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        (buffer_id,) = store.db.execute("SELECT id FROM buffers").fetchone()
+        intent = submissions.plan(store, buffer_id, FlushPolicy(), "default", engine.now())
+        assert intent is not None  # written, and then the engine died before its create
+        client = anthropic.Anthropic(base_url=sim.anthropic_base_url, api_key="sk-test-key")
+        other = [client.messages.batches.create(requests=anthropic_lines(4, prefix=f"x{i}")).id for i in range(2)]
+        assert tick(engine).unknown == [intent.id]
+        (alert,) = logged(store)
+        assert (alert["kind"], alert["alert"], alert["batch_id"]) == ("alert", "unknown_submission", None)
+        assert f"local-{intent.id}" in alert["message"] and "2 candidates" in alert["message"]
+        submissions.resolve_unknown(store, str(intent.id), adopt=other[0], now=engine.now())
+        assert [(e["kind"], e["batch_id"]) for e in logged(store)][1:] == [("submitted", other[0])]
+        close(engine)

@@ -166,6 +166,15 @@ def record_resubmitted(db: sqlite3.Connection, provider_batch_id: str, requests:
         )
 
 
+def record_unknown(db: sqlite3.Connection, local_id: int, candidates: int, now: float) -> None:
+    """A submission more than one provider batch could be: the operator must choose."""
+    record_alert(
+        db, "unknown_submission",
+        f"submission local-{local_id} could not be matched at the provider ({candidates} candidates): adopt or resubmit",
+        now, local_id=local_id,
+    )
+
+
 def record_alert(
     db: sqlite3.Connection, alert: str, message: str, now: float, *, provider: str | None = None, local_id: int | None = None
 ) -> None:

@@ -170,7 +170,7 @@ def mark_unknown(store: Store, intent_id: int, candidates: list[str]) -> None:
                 intent_id,
             ),
         )
-        events.record_alert(db, "unknown_submission", f"submission local-{intent_id} could not be matched at the provider ({len(candidates)} candidates): adopt or resubmit", time.time(), local_id=intent_id)
+        events.record_unknown(db, intent_id, len(candidates), time.time())
 
 
 def excluded(store: Store, intent_id: int) -> set[str]:
