@@ -33,6 +33,7 @@ from batchtop.config import (
     EngineConfig,
     FlushPolicy,
     RoutingConfig,
+    Webhook,
     load_config,
     parse_config,
 )
@@ -143,6 +144,7 @@ def accepted_keys() -> set[str]:
     keys |= {"prices.batch_discount"} | {f"prices.family.{k}" for k in PRICE_KEYS}
     keys |= {f"budget.{k}" for k in _fields(BudgetLimits)} | {f"budget.provider.{k}" for k in _fields(BudgetLimits)}
     keys |= {f"routing.{k}" for k in _fields(RoutingConfig)}
+    keys |= {f"webhooks.{k}" for k in _fields(Webhook)}
     assert {k.split(".")[0] for k in keys} == _fields(Config, "path")
     return keys
 
@@ -152,6 +154,8 @@ def used_keys(doc: dict[str, Any]) -> set[str]:
     for section, table in doc.items():
         if section == "buffers":  # any [flush] key may appear here: one stands for them all
             keys |= {f"buffers.{k}" if k not in FLUSH_KEYS else "buffers.<a flush key>" for entry in table for k in entry}
+        elif section == "webhooks":
+            keys |= {f"webhooks.{k}" for entry in table for k in entry}
         elif section == "accounts":
             keys |= {f"accounts.{k}" for acct in table.values() for k in acct}
         elif section == "prices":

@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     shape.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="the report as JSON")
     shape.add_argument("--csv", action="store_true", help="spend per day (by_day) as CSV")
 
+    p = command("events", "the engine's event log as JSON lines, oldest first",
+                "Kinds: submitted, ended, ingested, resubmitted, dead_letter, alert, cancelled; each line is what"
+                " [[webhooks]] receivers get. Reads the database only.")
+    p.add_argument("--follow", action="store_true", help="keep printing new events until interrupted (Ctrl-C exits 0)")
+    p.add_argument("--since", metavar="ISO|DURATION", help="only events at or after this time, or this long ago (1h)")
+    p.add_argument("--after", metavar="ID", type=int, default=0, help="only events with an id above this one (resume)")
+
     p = command("demo", "the console on a throw-away data dir, fed by the built-in simulator; needs no keys")
     p.add_argument("--speed", type=float, default=1.0, help="how fast the simulated providers work")
     p.add_argument("--seconds", type=float, default=None, help="quit by itself after this many seconds (default: run until q)")
@@ -456,6 +463,25 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def _cmd_events(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from batchtop.eventlog import write_events
+    from batchtop.report.document import parse_since
+
+    try:
+        since = parse_since(args.since, time.time()) if args.since else None
+    except ValueError as exc:
+        raise BatchtopError(f"--since: {exc}") from None
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopping a follower is not an error
+    try:
+        write_events(_data_dir(args), sys.stdout, since=since, after=args.after, follow=args.follow)
+    except KeyboardInterrupt:
+        return Exit.OK
+    return Exit.OK
+
+
 def _cmd_quote(args: argparse.Namespace) -> int:
     import json
 
@@ -523,6 +549,7 @@ COMMANDS = {
     "dead-letters": _cmd_dead_letters,
     "quote": _cmd_quote,
     "report": _cmd_report,
+    "events": _cmd_events,
     "demo": _cmd_demo,
     "sim": _cmd_sim,
     "serve": _cmd_serve,

@@ -7,6 +7,7 @@ and the key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from dataclasses import dataclass, field
@@ -122,6 +123,22 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True)
+class Webhook:
+    """`[[webhooks]]`: a receiver of the event log. The secret is never here, only the
+    name of the variable that holds it, read when a delivery is signed."""
+
+    url: str
+    secret_env: str
+    events: frozenset[str] | None = None
+    """The kinds it receives; None: every kind."""
+
+    def wants(self) -> tuple[str, ...]:
+        from batchtop.store.events import KINDS
+
+        return tuple(k for k in KINDS if self.events is None or k in self.events)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     engine: EngineConfig = EngineConfig()
@@ -132,6 +149,7 @@ class Config:
     prices: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget: BudgetConfig = BudgetConfig()
     routing: RoutingConfig = RoutingConfig()
+    webhooks: tuple[Webhook, ...] = ()
 
     def policy_for(self, provider: str, endpoint: str, model: str) -> FlushPolicy:
         """The flush policy of one buffer: defaults, then matching overrides, then provider caps."""
@@ -209,7 +227,10 @@ def _output_schema(path: Path | None, key: str, value: Any) -> Path:
         raise _fail(path, key, f"cannot read {schema_path} ({exc.strerror})") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise _fail(path, key, f"{schema_path} is not JSON ({exc})") from None
-    from jsonschema import SchemaError, validators  # lazy: only configs that use a schema pay for it
+    from jsonschema import (  # lazy: only configs that use a schema pay for it
+        SchemaError,
+        validators,
+    )
 
     try:
         validators.validator_for(schema).check_schema(schema)
@@ -253,9 +274,56 @@ def _routing(path: Path | None, table: dict[str, Any]) -> RoutingConfig:
     return RoutingConfig(candidates=tuple(dict.fromkeys(m.strip() for m in candidates)))
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _webhooks(path: Path | None, raw: Any) -> tuple[Webhook, ...]:
+    """Each receiver's URL (http or https, with a host), the event kinds it wants (known
+    ones, at least one) and the variable holding its signing secret (a name, required:
+    receivers only ever see signed events)."""
+    from urllib.parse import urlsplit
+
+    from batchtop.store.events import KINDS
+
+    if not isinstance(raw, list):
+        raise _fail(path, "webhooks", "must be an array of tables ([[webhooks]])")
+    hooks: list[Webhook] = []
+    for i, entry in enumerate(raw):
+        prefix = f"webhooks[{i}]."
+        if not isinstance(entry, dict):
+            raise _fail(path, f"webhooks[{i}]", "must be a table")
+        _check_keys(path, prefix, entry, {"url", "events", "secret_env"})
+        url = entry.get("url")
+        if not isinstance(url, str) or not url:
+            raise _fail(path, prefix + "url", "required: the receiver's http:// or https:// URL")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (raises on a bad port)
+        except ValueError as exc:
+            raise _fail(path, prefix + "url", f"not a URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
+            raise _fail(path, prefix + "url", "must be an http:// or https:// URL with a host")
+        secret_env = entry.get("secret_env")
+        if not isinstance(secret_env, str) or not _ENV_NAME.fullmatch(secret_env):
+            raise _fail(
+                path, prefix + "secret_env",
+                "required: the name of the environment variable holding the signing secret (e.g. BATCHTOP_WEBHOOK_SECRET),"
+                " never the secret itself",
+            )
+        kinds = entry.get("events")
+        if kinds is not None:
+            if not isinstance(kinds, list) or not kinds:
+                raise _fail(path, prefix + "events", f"must be a non-empty array of event kinds ({', '.join(KINDS)}); omit it for every kind")
+            for j, kind in enumerate(kinds):
+                if kind not in KINDS:
+                    raise _fail(path, f"{prefix}events[{j}]", f"unknown event kind {kind!r} (known: {', '.join(KINDS)})")
+        hooks.append(Webhook(url=url, secret_env=secret_env, events=frozenset(kinds) if kinds is not None else None))
+    return tuple(hooks)
+
+
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     """Build a Config from a TOML document, rejecting unknown keys and bad values."""
-    _check_keys(path, "", data, {"engine", "flush", "buffers", "accounts", "alerts", "prices", "budget", "routing"})
+    _check_keys(path, "", data, {"engine", "flush", "buffers", "accounts", "alerts", "prices", "budget", "routing", "webhooks"})
     for section in ("engine", "flush", "accounts", "alerts", "prices", "budget", "routing"):
         if section in data and not isinstance(data[section], dict):
             raise _fail(path, section, "must be a table")
@@ -355,6 +423,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         prices=prices,
         budget=budget,
         routing=_routing(path, data.get("routing", {})),
+        webhooks=_webhooks(path, data.get("webhooks", [])),
     )
 
 

@@ -48,9 +48,11 @@ from batchtop.providers.clients import (
 )
 from batchtop.providers.streaming import IngestBudget
 from batchtop.result_ingest import ResultFileTooLong, ingest_results, line_limit
-from batchtop.store import Store, alerts, holds, lease, submissions, views
+from batchtop.store import Store, alerts, events, holds, lease, submissions, views
 from batchtop.store.ingest import QUARANTINE_AFTER, BatchIngest, Settle
 from batchtop.timefmt import iso
+from batchtop.webhooks import Deliveries
+from batchtop.webhooks import key as webhook_key
 
 log = logging.getLogger("batchtop.engine")
 
@@ -123,6 +125,7 @@ class Engine:
         """The stop signal of `run`: a result download in progress is dropped at once."""
         self._ingest_unfinished = False
         """A result file was left part-read by the budget: the next tick comes at once."""
+        self._webhooks = Deliveries(store.data_dir, config.webhooks, now=now) if config.webhooks else None
 
     # -- lifecycle -------------------------------------------------------------
     async def close(self) -> None:
@@ -156,6 +159,8 @@ class Engine:
         """One pass over every provider with work; raises EngineBusy if another
         engine holds the data dir."""
         self.lease.acquire()
+        if self._webhooks is not None:
+            self._webhooks.register(self.store.db)  # a new receiver gets this pass's events on
         report = TickReport()
         providers = self._active_providers()
         # concurrently: a slow provider does not delay the other. Store transactions never
@@ -164,7 +169,15 @@ class Engine:
         async with self.lease.renewing():
             await asyncio.gather(*(self._provider_pass(provider, report) for provider in providers))
         self._set_state("tick", {"at": self.now()})
+        events.prune(self.store.db, self.now(), (webhook_key(h.url) for h in self.config.webhooks))  # hourly
+        if self._webhooks is not None:  # in its own thread: a slow receiver never holds up the engine
+            self._webhooks.kick()
         return report
+
+    def settle_deliveries(self) -> bool:
+        """Before the process exits: give the webhook deliveries of the last pass a few
+        seconds to finish; what is left goes on the next engine's pass."""
+        return self._webhooks.settle() if self._webhooks is not None else True
 
     async def cancels_only(self) -> TickReport:
         """Carry out the requested cancels and nothing else (`batchtop cancel`)."""
@@ -348,7 +361,7 @@ class Engine:
             except Lost as exc:
                 self._lose(local_id, exc, report)
                 continue
-            self._update(local_id, remote)
+            self._update(local_id, remote, cancelled=True)
             report.cancelled.append(batch_id)
 
     async def _poll(self, adapter: ProviderAdapter, report: TickReport) -> dict[str, RemoteBatch]:
@@ -385,9 +398,10 @@ class Engine:
         report.lost.append(exc.batch_id)
         report.lost_reasons[exc.batch_id] = reason
 
-    def _update(self, local_id: int, remote: RemoteBatch) -> None:
+    def _update(self, local_id: int, remote: RemoteBatch, *, cancelled: bool = False) -> None:
         now = self.now()
         with self.store.transaction() as db:
+            events.record_polled(db, local_id, remote.status, remote.succeeded, remote.failed, now, cancelled=cancelled)
             db.execute(
                 "UPDATE batches SET status = ?, succeeded = ?, failed = ?, provider_created_at = ?, expires_at = ?,"
                 " ended_at = ?, output_file_id = ?, error_file_id = ?, last_error = ?, polled_at = ? WHERE id = ?",

@@ -28,6 +28,7 @@ def _one_pass(store: Store, config: Config, cancels_only: bool = False) -> TickR
     try:
         return asyncio.run(once())
     finally:
+        engine.settle_deliveries()
         lease.release(store)
 
 
@@ -51,6 +52,7 @@ def run(data_dir: Path, config: Config) -> None:
             await engine.run(stop)
 
         asyncio.run(main())
+        engine.settle_deliveries()
 
 
 def cancel_now(data_dir: Path, config: Config) -> TickReport | None:

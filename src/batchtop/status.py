@@ -17,6 +17,7 @@ from batchtop.providers.base import ENDED, UNKNOWN
 from batchtop.store import views
 from batchtop.store.alerts import engine_alerts
 from batchtop.timefmt import iso
+from batchtop.webhooks import status_alerts as webhook_alerts
 
 RECENT_ENDED = 50
 """How many ended batches are listed beside those in flight."""
@@ -215,7 +216,11 @@ def collect(db: sqlite3.Connection, config: Config, now: float) -> dict[str, Any
         "providers": providers,
         "last_poll_at": max(polls) if polls else None,
     }
-    doc["alerts"] = _alerts(doc, failed, ended, config, quarantined(db, config, now)) + engine_alerts(db)
+    doc["alerts"] = (
+        _alerts(doc, failed, ended, config, quarantined(db, config, now))
+        + engine_alerts(db)
+        + webhook_alerts(db, config.webhooks, now)
+    )
     return doc
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from batchtop.errors import BatchtopError
 from batchtop.providers.base import ENDED
+from batchtop.store import events
 from batchtop.store.store import Store
 
 
@@ -77,6 +78,7 @@ def resubmit(store: Store, provider_batch_id: str, now: float) -> int:
             " retry_at = NULL WHERE id = ?",
             [(n, size, now, b) for b, (n, size) in added.items()],
         )
+        events.record_resubmitted(db, provider_batch_id, sum(n for n, _ in added.values()), now)
     return len(rows)
 
 

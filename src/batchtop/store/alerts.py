@@ -13,6 +13,7 @@ import json
 import sqlite3
 from typing import Any
 
+from batchtop.store import events
 from batchtop.store.store import Store
 
 QUOTA = "quota"
@@ -32,6 +33,8 @@ def raise_alert(store: Store, kind: str, provider: str, message: str, now: float
         row = db.execute("SELECT value FROM engine_state WHERE key = ?", (_key(kind, provider),)).fetchone()
         if row is not None:
             value["at"] = json.loads(row[0]).get("at", now)
+        else:
+            events.record_alert(db, kind, message, now, provider=provider)
         db.execute(
             "INSERT INTO engine_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (_key(kind, provider), json.dumps(value)),

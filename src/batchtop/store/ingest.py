@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from batchtop.providers.base import ERRORED, MISSING, SUCCEEDED, ResultLine
 from batchtop.providers.failures import PERMANENT, QUOTA, RETRY
 from batchtop.providers.streaming import Position
-from batchtop.store import report_queries
+from batchtop.store import events, report_queries
 from batchtop.store.store import Store
 
 ANOMALIES_PER_BATCH = 100
@@ -262,6 +262,7 @@ class BatchIngest:
                 " ended_at = coalesce(ended_at, ?) WHERE id = ?",
                 (now, ok, ok, now, self.batch_id),
             )
+            events.record_ingested(db, self.batch_id, now)
 
     def failed(self, reason: str, now: float, base_delay: float) -> int:
         """An ingest of this batch failed (the download, or no progress within the
@@ -295,3 +296,4 @@ class BatchIngest:
                 " last_error = ?, ended_at = coalesce(ended_at, ?) WHERE id = ?",
                 (now, now, ok, ok, f"ingest quarantined: {reason}"[:500], now, self.batch_id),
             )
+            events.record_ingested(db, self.batch_id, now)

@@ -381,6 +381,52 @@ def _v7_bounded_ingest_and_lease_fencing(db: sqlite3.Connection) -> None:
     )
 
 
+def _events_and_webhook_deliveries(db: sqlite3.Connection) -> None:
+    """The engine's event log and where each webhook receiver is in it.
+
+    - `events`: one row per change worth telling the outside (a batch submitted, seen
+      ended, ingested; requests queued again or dead; an alert raised; a cancel carried
+      out), written in the same transaction as the change, so the log and the store
+      never disagree. AUTOINCREMENT: an id is never reused, even after old rows are
+      pruned, because delivery cursors and `batchtop events --after` rely on it.
+      `detail` holds the kind's extra fields (a JSON object or NULL).
+    - `webhook_state`: per receiver (keyed by a hash of its URL, which may carry a
+      token and is never stored), the cursor (every event id up to it was delivered or
+      given up), the tries of the event after it, the backoff, and what to report.
+    """
+    _script(
+        db,
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            provider TEXT,
+            batch_id TEXT,
+            counts TEXT NOT NULL,
+            detail TEXT
+        );
+        CREATE INDEX events_at ON events (at);
+        CREATE TABLE webhook_state (
+            webhook TEXT PRIMARY KEY,
+            label TEXT NOT NULL,
+            cursor INTEGER NOT NULL,
+            head INTEGER,
+            tries INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            next_at REAL,
+            last_ok_at REAL,
+            last_error TEXT,
+            last_error_at REAL,
+            last_status INTEGER,
+            rejected INTEGER NOT NULL DEFAULT 0,
+            rejected_at REAL,
+            rejected_error TEXT
+        ) WITHOUT ROWID
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_initial,
     _v2_engine,
@@ -389,5 +435,6 @@ MIGRATIONS: list[Migration] = [
     _usage_by_batch_end,
     _v6_status_bounded,
     _v7_bounded_ingest_and_lease_fencing,
+    _events_and_webhook_deliveries,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -10,11 +10,13 @@ leaves an ambiguous one to the operator.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
 
 from batchtop.config import FlushPolicy
 from batchtop.providers.base import SUBMITTING, UNKNOWN, RemoteBatch
+from batchtop.store import events
 from batchtop.store.lease import LeaseLost
 from batchtop.store.store import Store
 
@@ -137,6 +139,7 @@ def record_submitted(store: Store, intent_id: int, remote: RemoteBatch, now: flo
                 )
                 db.execute("UPDATE buffers SET held_reason = NULL, retry_at = NULL WHERE id ="
                            " (SELECT buffer_id FROM batches WHERE id = ?)", (intent_id,))
+                events.record_submitted(db, intent_id, now, remote.succeeded, remote.failed)
                 return True
             row = db.execute("SELECT provider_batch_id FROM batches WHERE id = ?", (intent_id,)).fetchone()
     except LeaseLost:
@@ -172,6 +175,7 @@ def undo(store: Store, intent_id: int, reason: str, retry_at: float | None, now:
         if row is None:
             return
         buffer_id, total, size = row
+        events.record_requeued(db, intent_id, total, now)
         db.execute(
             "UPDATE requests SET state = 'queued', attempts = attempts - 1"
             " WHERE id IN (SELECT request_id FROM attempts WHERE batch_id = ?)",
@@ -202,6 +206,7 @@ def mark_unknown(store: Store, intent_id: int, candidates: list[str]) -> None:
                 intent_id,
             ),
         )
+        events.record_unknown(db, intent_id, len(candidates), time.time())
 
 
 def excluded(store: Store, intent_id: int) -> set[str]:
@@ -235,6 +240,7 @@ def resolve_unknown(store: Store, submission: str, *, adopt: str | None, now: fl
                 "UPDATE requests SET state = 'in_flight' WHERE id IN (SELECT request_id FROM attempts WHERE batch_id = ?)",
                 (intent_id,),
             )
+            events.record_submitted(db, intent_id, now)
         else:
             db.execute(
                 "UPDATE batches SET status = ?, submission_uid = ?, created_at = ?, last_error = NULL WHERE id = ?",
@@ -267,4 +273,5 @@ def mark_lost(store: Store, batch_id: int, reason: str, now: float) -> int:
             " ingested_at = ?, succeeded = ?, failed = total - ? WHERE id = ?",
             (reason, now, now, now, ok, ok, batch_id),
         )
+        events.record_lost(db, batch_id, reason, now)
         return cur.rowcount
