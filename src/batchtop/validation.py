@@ -11,7 +11,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -47,6 +47,9 @@ class ParsedRequest:
     bytes: int
     source: str
     lineno: int
+    body: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The parsed part the provider bills (OpenAI `body`, Anthropic `params`), kept so
+    the enqueue estimate does not parse the line a second time."""
 
 
 class _Problems:
@@ -195,7 +198,8 @@ def _finish(
     cap = CAPS[provider].max_bytes
     if size > cap:
         return [LineError(source, lineno, "", f"line is {size:,} bytes, over the {provider} batch cap of {cap:,}")]
-    return ParsedRequest(provider, endpoint, model, cid, line, size, source, lineno)
+    billed = obj.get("params" if provider == ANTHROPIC else "body")
+    return ParsedRequest(provider, endpoint, model, cid, line, size, source, lineno, billed if isinstance(billed, dict) else None)
 
 
 def _parse_openai(obj: dict[str, Any], source: str, lineno: int, raw: str | None) -> ParsedRequest | list[LineError]:
@@ -226,7 +230,7 @@ def _parse_openai(obj: dict[str, Any], source: str, lineno: int, raw: str | None
         ):
             size = (len(raw) if raw.isascii() else len(raw.encode())) + 1
             if size <= CAPS[OPENAI].max_bytes:
-                return ParsedRequest(OPENAI, url, model, cid, raw, size, source, lineno)
+                return ParsedRequest(OPENAI, url, model, cid, raw, size, source, lineno, body)
     return _parse_openai_slow(obj, source, lineno, raw)
 
 

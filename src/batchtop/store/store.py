@@ -174,7 +174,7 @@ class Store:
                 entry = added[buffer_id]
                 entry[0] += 1
                 entry[1] += r.bytes
-                inp, capped, uncapped = enqueue_figures(r.provider, r.endpoint, r.line)
+                inp, capped, uncapped = enqueue_figures(r.provider, r.endpoint, r.line, r.body)
                 entry[2] += inp
                 entry[3] += capped
                 entry[4] += uncapped
