@@ -175,6 +175,7 @@ def test_large_buffer_is_split_by_lines_and_bytes(sim: Simulator, data_dir: Path
         close(engine)
 
 
+@pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
 def test_polling_uses_list_pages_not_one_call_per_batch(sim: Simulator, data_dir: Path) -> None:
     sim.config.per_request_s = 1000.0  # they stay in flight
     enqueue(data_dir, openai_lines(200) + anthropic_lines(200))

@@ -10,17 +10,19 @@ import sys
 import time
 from pathlib import Path
 
-from batchtop.sim import Simulator
-from batchtop.store import Store
-
+import pytest
 from conftest import run_batchtop
 from engine_helpers import anthropic_lines, enqueue, openai_lines, sim  # noqa: F401
+
+from batchtop.sim import Simulator
+from batchtop.store import Store
 
 
 def bt(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return run_batchtop("--data-dir", str(data_dir), *args, input=stdin, env=dict(os.environ))
 
 
+@pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
 def test_flush_then_tick_submits_then_ingests(sim: Simulator, data_dir: Path) -> None:
     enqueue(data_dir, openai_lines(5) + anthropic_lines(4))
     r = bt(data_dir, "flush", "gpt-4o-mini")
@@ -51,6 +53,7 @@ def _submitted(sim: Simulator, data_dir: Path) -> str:
     return batch["id"]
 
 
+@pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
 def test_cancel_asks_and_no_means_no(sim: Simulator, data_dir: Path) -> None:
     batch_id = _submitted(sim, data_dir)
     r = bt(data_dir, "cancel", batch_id, stdin="n\n")
@@ -69,6 +72,7 @@ def test_cancel_yes_and_unknown_batch(sim: Simulator, data_dir: Path) -> None:
     assert r.returncode == 1 and "batch_nope" in r.stderr
 
 
+@pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
 def test_resubmit_requeues_the_failed_lines_of_a_batch(sim: Simulator, data_dir: Path, tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text("[engine]\nauto_resubmit = false\n[flush]\nmax_age = 0\n")

@@ -84,6 +84,7 @@ def test_a_lost_batch_is_marked_and_the_provider_goes_on(sim: Simulator, data_di
         close(engine)
 
 
+@pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
 def test_a_lost_batch_through_the_cli_says_what_failed(sim: Simulator, data_dir: Path) -> None:
     sim.config.per_request_s = 1000.0
     enqueue(data_dir, openai_lines(2))

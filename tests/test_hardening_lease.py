@@ -61,6 +61,7 @@ def _on_host(host: str | None, args: list[str]) -> list[str]:
 
 
 @pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare for a second host name")
+@pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
 def test_a_second_host_cannot_take_the_lease_during_an_upload_that_outlasts_the_ttl(
     hostile: HostileProvider, data_dir: Path, tmp_path: Path
 ) -> None:

@@ -188,6 +188,7 @@ def _secret_hits(secret: str, blobs: dict[str, bytes]) -> list[str]:
     return [f"{name}: {piece!r}" for name, blob in blobs.items() for piece in sorted(pieces) if piece.encode() in blob]
 
 
+@pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
 def test_keys_in_a_custom_api_key_env_are_redacted_from_stored_and_printed_errors(tmp_path: Path, data_dir: Path) -> None:
     openai_key = "tok_Zq81xLmN0pQr55vWyy3"  # no sk- prefix, not in a *_API_KEY variable
     anthropic_key = "ak.77HJkk2Lq0oPPzv19"
@@ -236,6 +237,7 @@ def test_redact_knows_the_keys_in_use_whatever_their_shape() -> None:
         os.environ.update(env_before)
 
 
+@pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
 def test_run_does_not_log_credentials_of_a_base_url_nor_http_requests_unless_asked(tmp_path: Path, data_dir: Path) -> None:
     import signal
     import time

@@ -61,6 +61,7 @@ def test_setup_commands_come_first_then_the_screenshot() -> None:
     assert after.index("](screenshots/main.svg)") < after.index("\n## ")
 
 
+@pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
 def test_shell_examples_run_against_the_simulator(tmp_path: Path) -> None:
     scripts = [b for b in blocks("sh") if "dev.py" not in b]
     assert len(scripts) == len(blocks("sh")) - 1 >= 3

@@ -389,6 +389,7 @@ def test_seed_routing_example_is_a_97_percent_cut(ingested: Ingested) -> None:
     assert w["price_known"] is True
 
 
+@pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
 def test_what_if_prices_all_tokens_on_the_same_provider_only(ingested: Ingested) -> None:
     # 10,000 x (500 in, 200 out) on gpt-4o, as cli.md's example: $16.25 in batch, $0.975 on gpt-4o-mini
     ingested.batch("openai", "gpt-4o", [("succeeded", 500, 0, 200)] * 10_000, ended=DAY0)
@@ -449,6 +450,7 @@ def test_break_even_per_model(ingested: Ingested) -> None:
     assert by["gpt-4o-mini"]["first_pass_success_rate"] == 0.6 and by["gpt-4o-mini"]["below_break_even"] is False
 
 
+@pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
 def test_projection_of_one_day(ingested: Ingested) -> None:
     ingested.batch("openai", "gpt-4o", [("succeeded", 500, 0, 200)] * 10_000, ended=DAY0)
     p = build(ingested)["projection"]

@@ -255,6 +255,7 @@ async def test_errors_are_notifications_not_crashes(data_dir: Path, slow_sim: Si
 
 
 @pytest.mark.anyio
+@pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
 async def test_filter_help_and_palette(data_dir: Path, sim: Simulator) -> None:
     enqueue(data_dir, [openai_line("o1"), anthropic_line("a1")])
     app = console(data_dir)

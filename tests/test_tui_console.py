@@ -117,6 +117,7 @@ def test_in_flight_batches_list_first_and_the_title_counts_the_store() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
 async def test_slash_searches_every_batch_in_the_store(data_dir: Path, sim: Simulator) -> None:
     """52 ended batches: the document lists the 50 most recent; `/` still finds the rest."""
     enqueue(data_dir, [openai_line(f"m{i}", model=f"gpt-test-{i:02d}") for i in range(52)])

@@ -138,6 +138,7 @@ def alerts_of(store: Store, engine: Engine) -> dict[str, str]:
     return {a["kind"]: a["message"] for a in doc["alerts"] if a["kind"].startswith("webhook")}
 
 
+@pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
 def test_every_event_arrives_signed_across_an_outage_and_a_restart(
     sim: Simulator, data_dir: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
