@@ -12,7 +12,6 @@ $0.075 / $0.60, claude-sonnet-4 $3.00 / $0.30 read / $3.75 write / $15.00; batch
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -101,13 +100,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> History:
     engine = Engine(store, config, now=clock.now, adapter_factory=_factory(sim))
 
     def tick() -> None:
-        async def run() -> None:
-            try:
-                await engine.tick()
-            finally:
-                await engine.close()
-
-        asyncio.run(run())
+        engine.run_once()
 
     def session(lines: list[str]) -> None:
         store.enqueue(parse_lines([("<test>", i, line) for i, line in enumerate(lines, 1)]), now=clock.now())

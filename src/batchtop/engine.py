@@ -552,6 +552,18 @@ class Engine:
                 now = self.now()
 
     # -- loop ----------------------------------------------------------------------
+    def run_once(self, *, only_cancels: bool = False) -> TickReport:
+        """One pass from synchronous code, on an event loop of its own (`asyncio.run`):
+        the SDK clients belong to that loop, so they are closed before it ends."""
+
+        async def once() -> TickReport:
+            try:
+                return await (self.cancels_only() if only_cancels else self.tick())
+            finally:
+                await self.close()
+
+        return asyncio.run(once())
+
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until `stop` is set; wakes early when an action or a flush is due."""
         self._stop = stop

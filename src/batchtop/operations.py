@@ -18,15 +18,8 @@ from batchtop.store import Store, lease
 
 def _one_pass(store: Store, config: Config, cancels_only: bool = False) -> TickReport:
     engine = Engine(store, config)
-
-    async def once() -> TickReport:
-        try:
-            return await (engine.cancels_only() if cancels_only else engine.tick())
-        finally:
-            await engine.close()
-
     try:
-        return asyncio.run(once())
+        return engine.run_once(only_cancels=cancels_only)
     finally:
         engine.settle_deliveries()
         lease.release(store)

@@ -9,7 +9,6 @@ No Textual here.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,13 +76,7 @@ def build(data_dir: Path) -> History:
     engine = Engine(store, CONFIG, now=clock.now, adapter_factory=_factory(sim))
 
     def tick() -> None:
-        async def run() -> None:
-            try:
-                await engine.tick()
-            finally:
-                await engine.close()
-
-        asyncio.run(run())
+        engine.run_once()
 
     try:
         for day in range(DAYS):

@@ -8,7 +8,6 @@ loop. No Textual here.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,15 +49,8 @@ class EngineRunner:
         """One engine pass (raises `lease.EngineBusy` when another engine holds the dir)."""
         engine = self._ensure()
         started = time.monotonic()
-        report = asyncio.run(self._tick(engine))
+        report = engine.run_once()
         return TickResult(report, self.next_in(), time.monotonic() - started)
-
-    @staticmethod
-    async def _tick(engine: Engine) -> TickReport:
-        try:
-            return await engine.tick()
-        finally:
-            await engine.close()
 
     def next_in(self) -> float:
         """Until the next poll, or sooner when a buffer comes due (held ones wait for a poll)."""

@@ -7,7 +7,6 @@ The console is then shown at `Sample.now` with a frozen clock. No Textual here.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,13 +78,7 @@ def build(data_dir: Path) -> Sample:
     engine = Engine(store, CONFIG, now=clock.now, adapter_factory=_factory(sim))
 
     def tick() -> None:
-        async def run() -> None:
-            try:
-                await engine.tick()
-            finally:
-                await engine.close()
-
-        asyncio.run(run())
+        engine.run_once()
 
     def flush_all() -> None:
         actions.request_flush(store, None, clock.now())
