@@ -133,6 +133,8 @@ class ConsoleServer(Server):
         self.read_only = read_only
         self.loopback = is_loopback(host)
         self._sessions: set[web.WebSocketResponse] = set()
+        self._services: set[Any] = set()
+        """Every session's textual-serve AppService, to close its process at shutdown."""
         self.allowed_hosts: set[str] | None = None
         """On a loopback address, the Host names served (set once the port is bound)."""
 
@@ -217,10 +219,29 @@ class ConsoleServer(Server):
     async def _process_messages(self, websocket: web.WebSocketResponse, app_service: Any) -> None:
         """Each session's message loop, with its websocket kept so shutdown can close it."""
         self._sessions.add(websocket)
+        self._services.add(app_service)
         try:
             await super()._process_messages(websocket, app_service)
         finally:
             self._sessions.discard(websocket)
+
+    async def close_processes(self) -> None:
+        """Wait (briefly) for every session's console to exit and close its pipes while
+        the loop still runs: left to the garbage collector after the loop closed, they
+        printed "Event loop is closed" tracebacks on the way out."""
+        for service in list(self._services):
+            process = getattr(service, "_process", None)
+            if process is None:
+                continue
+            try:
+                await asyncio.wait_for(process.wait(), timeout=SHUTDOWN_GRACE)
+            except (asyncio.TimeoutError, ProcessLookupError):
+                pass
+            transport = getattr(process, "_transport", None)
+            if transport is not None:
+                transport.close()
+        self._services.clear()
+        await asyncio.sleep(0)  # let the transports' close callbacks run
 
     async def on_shutdown(self, app: web.Application) -> None:
         """Close every session's websocket: each console then gets textual-serve's quit
@@ -264,6 +285,7 @@ async def _run(server: ConsoleServer, say: Callable[[str], None], stop: asyncio.
         await stop.wait()
     finally:
         await runner.cleanup()
+        await server.close_processes()
 
 
 def serve(
