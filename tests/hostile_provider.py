@@ -29,11 +29,13 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from aiohttp import web
 
 SHAPES = ("ok", "endless", "huge_line", "endless_line", "bad_first", "truncated", "escapes")
@@ -368,3 +370,17 @@ class HostileProvider:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._thread = self._loop = None
+
+
+@pytest.fixture
+def hostile(monkeypatch: pytest.MonkeyPatch) -> Iterator[HostileProvider]:
+    """A hostile provider on 127.0.0.1, and the SDK variables pointing at it."""
+    server = HostileProvider().start()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-hostile-test")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-hostile-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.anthropic_base_url)
+    try:
+        yield server
+    finally:
+        server.stop()

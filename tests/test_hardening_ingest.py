@@ -19,7 +19,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,7 @@ from engine_helpers import (  # noqa: F401
     states,
     tick,
 )
-from hostile_provider import HostileProvider
+from hostile_provider import HostileProvider, hostile  # noqa: F401 (hostile is a fixture)
 
 from batchtop.engine import Engine, TickReport
 from batchtop.sim import Simulator
@@ -44,19 +43,6 @@ from batchtop.store.ingest import ANOMALIES_PER_BATCH, QUARANTINE_AFTER
 
 TICK_LIMIT = 30.0
 """Seconds a tick may take here before the test calls it stuck (old code: forever)."""
-
-
-@pytest.fixture
-def hostile(monkeypatch: pytest.MonkeyPatch) -> Iterator[HostileProvider]:
-    server = HostileProvider().start()
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-hostile-test")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-hostile-test")
-    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.anthropic_base_url)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _bounded_tick(engine: Engine) -> tuple[TickReport, float]:

@@ -18,12 +18,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from engine_helpers import close, config, enqueue, openai_lines, run, states
-from hostile_provider import HostileProvider
+from hostile_provider import HostileProvider, hostile  # noqa: F401 (hostile is a fixture)
 
 from batchtop.config import FlushPolicy
 from batchtop.engine import Engine
@@ -31,19 +30,6 @@ from batchtop.providers.base import RemoteBatch
 from batchtop.store import Store, lease, submissions
 from batchtop.store.ingest import BatchIngest, Settle
 from batchtop.store.lease import EngineBusy, Lease, LeaseLost
-
-
-@pytest.fixture
-def hostile(monkeypatch: pytest.MonkeyPatch) -> Iterator[HostileProvider]:
-    server = HostileProvider().start()
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-hostile-test")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-hostile-test")
-    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.anthropic_base_url)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _can_unshare() -> bool:
