@@ -186,7 +186,7 @@ def once_runs(dirs: dict[str, Path], env: dict[str, str], runs: int) -> dict[str
 
 
 def collect_seconds(data_dir: Path, runs: int) -> float:
-    from batchtop import status
+    from batchtop.views import status
 
     config = Config()
 

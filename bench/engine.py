@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import best_of, verdict, write_lines  # noqa: E402
 
 from batchtop.config import FlushPolicy  # noqa: E402
-from batchtop.intake import enqueue_files  # noqa: E402
+from batchtop.intake.files import enqueue_files  # noqa: E402
 from batchtop.providers.openai_batches import parse_result_line  # noqa: E402
 from batchtop.store import Store, submissions  # noqa: E402
 from batchtop.store.ingest import BatchIngest, Settle  # noqa: E402
@@ -141,7 +141,7 @@ from batchtop.providers.base import RemoteBatch
 from batchtop.providers.openai_batches import OpenAIBatches
 from batchtop.store import Store
 from batchtop.store.ingest import BatchIngest, Settle
-from batchtop.result_ingest import ingest_results
+from batchtop.engine.result_ingest import ingest_results
 from batchtop.providers.streaming import IngestBudget
 
 data_dir, base_url, file_id, batch_id = sys.argv[1:5]

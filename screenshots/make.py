@@ -3,10 +3,10 @@
     .venv/bin/python screenshots/make.py
 
 Builds the deterministic sample data dir (real engine and simulator on a manual
-clock, see `batchtop.tui.sample`) in a temp dir, opens the console on it with a
+clock, see `tests/console_sample.py`) in a temp dir, opens the console on it with a
 frozen clock and no engine, and saves the main screen, the inspect screen, the
 cancel confirmation, the help screen, a search and the main screen at 80x24; then the
-savings screen on a fortnight of batches (`batchtop.report.sample`). Same input, same SVGs.
+savings screen on a fortnight of batches (`tests/report_sample.py`). Same input, same SVGs.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
-from batchtop.report import sample as report_sample
-from batchtop.tui import sample
-from batchtop.tui.app import BatchtopApp
-from batchtop.tui.widgets.live_table import LiveTable
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import console_sample as sample  # noqa: E402  (fixtures live under tests/)
+import report_sample  # noqa: E402
+from batchtop.tui.app import BatchtopApp  # noqa: E402
+from batchtop.tui.widgets.live_table import LiveTable  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 SIZE = (150, 45)

@@ -24,7 +24,7 @@ from engine_helpers import (  # noqa: F401
 )
 
 from batchtop.config import Config
-from batchtop.engine import Engine
+from batchtop.engine.tick import Engine
 from batchtop.pricing.budget import spent
 from batchtop.pricing.savings import savings
 from batchtop.pricing.table import shipped_table

@@ -16,7 +16,7 @@ import pytest
 from batchtop.cli import build_parser
 from batchtop.config import Config
 from batchtop.exitcodes import Exit
-from batchtop.quote import quote, render_quote
+from batchtop.intake.quote import quote, render_quote
 from conftest import CORPUS, Result, anthropic_line, openai_line, run_batchtop
 from test_once import Cli, config_file, db_rows, sim, write_jsonl  # noqa: F401 (sim is a fixture)
 

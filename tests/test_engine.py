@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from batchtop.config import Config, FlushPolicy
-from batchtop.engine import Engine
+from batchtop.engine.tick import Engine
 from batchtop.providers.clients import build_adapter
 from batchtop.sim import Simulator
 from batchtop.store import Store, actions, lease, submissions

@@ -23,9 +23,9 @@ from engine_helpers import (  # noqa: F401
     tick,
 )
 
-from batchtop import status
+from batchtop.views import status
 from batchtop.config import Config, EngineConfig
-from batchtop.engine import Engine
+from batchtop.engine.tick import Engine
 from batchtop.sim import Simulator
 from batchtop.store import Store
 

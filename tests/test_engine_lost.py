@@ -25,8 +25,8 @@ from engine_helpers import (  # noqa: F401
     tick,
 )
 
-from batchtop import status
-from batchtop.engine import Engine
+from batchtop.views import status
+from batchtop.engine.tick import Engine
 from batchtop.sim import SimConfig, Simulator
 from batchtop.store import Store, actions
 

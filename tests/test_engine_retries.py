@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from batchtop.config import Config, EngineConfig, parse_config
-from batchtop.engine import Engine
+from batchtop.engine.tick import Engine
 from batchtop.sim import Simulator
 from batchtop.store import Store, actions
 
@@ -154,7 +154,7 @@ def test_a_flat_anthropic_error_keeps_its_message(sim: Simulator, data_dir: Path
 def test_out_of_quota_holds_the_provider_and_alerts_without_burning_attempts(
     sim: Simulator, data_dir: Path, kind: str
 ) -> None:
-    from batchtop import status
+    from batchtop.views import status
 
     sim.config.scripted_errors = {"o-q0": kind, "a_q0": kind}
     enqueue(data_dir, openai_lines(2) + openai_lines(1, prefix="o-q") + anthropic_lines(1) + anthropic_lines(1, prefix="a_q"))
@@ -194,7 +194,7 @@ def test_out_of_quota_holds_the_provider_and_alerts_without_burning_attempts(
 
 @pytest.mark.parametrize("lines", [openai_lines, anthropic_lines], ids=["openai", "anthropic"])
 def test_a_create_refused_for_quota_holds_the_provider_with_an_alert(sim: Simulator, data_dir: Path, lines) -> None:
-    from batchtop import status
+    from batchtop.views import status
 
     sim.config.create_error = "insufficient_quota"
     enqueue(data_dir, lines(3))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from batchtop.engine import Engine
+from batchtop.engine.tick import Engine
 from batchtop.sim import Simulator
 from batchtop.store import Store, actions, events
 

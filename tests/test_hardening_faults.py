@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from batchtop.config import FlushPolicy
-from batchtop.engine import Engine
+from batchtop.engine.tick import Engine
 from batchtop.sim import Simulator
-from batchtop.status import collect
+from batchtop.views.status import collect
 from batchtop.store import Store
 
 from engine_helpers import anthropic_lines, close, config, enqueue, openai_lines, sim, states, tick  # noqa: F401

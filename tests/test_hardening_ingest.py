@@ -35,9 +35,9 @@ from engine_helpers import (  # noqa: F401
 )
 from hostile_provider import HostileProvider, hostile  # noqa: F401 (hostile is a fixture)
 
-from batchtop.engine import Engine, TickReport
+from batchtop.engine.tick import Engine, TickReport
 from batchtop.sim import Simulator
-from batchtop.status import collect
+from batchtop.views.status import collect
 from batchtop.store import Store, actions
 from batchtop.store.ingest import ANOMALIES_PER_BATCH, QUARANTINE_AFTER
 

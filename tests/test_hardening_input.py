@@ -36,7 +36,7 @@ from batchtop.config import Config, ConfigError, load_config, parse_config
 from batchtop.errors import EnqueueError
 from batchtop.store import Store
 from batchtop.store.schema import SCHEMA_VERSION
-from batchtop.validation import ParsedRequest, parse_lines
+from batchtop.intake.validation import ParsedRequest, parse_lines
 
 from conftest import anthropic_line, openai_line
 

@@ -25,7 +25,7 @@ from engine_helpers import close, config, enqueue, openai_lines, run, states
 from hostile_provider import HostileProvider, hostile  # noqa: F401 (hostile is a fixture)
 
 from batchtop.config import FlushPolicy
-from batchtop.engine import Engine
+from batchtop.engine.tick import Engine
 from batchtop.providers.base import RemoteBatch
 from batchtop.store import Store, lease, submissions
 from batchtop.store.ingest import BatchIngest, Settle

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from batchtop.client import Client
+from batchtop.intake.client import Client
 from batchtop.config import ConfigError, load_config
 
 from conftest import openai_line, run_batchtop

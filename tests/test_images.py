@@ -17,7 +17,7 @@ from batchtop.pricing.images import (
     openai_assumed_tokens,
     openai_image_tokens,
 )
-from batchtop.quote import quote
+from batchtop.intake.quote import quote
 
 # The measured case: a 728x485 JPEG of about 65 KB, which characters/4 of its base64 made ~21,700 tokens.
 PHOTO = jpeg_header(728, 485, exif_bytes=65_000)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batchtop.engine import Engine
+from batchtop.engine.tick import Engine
 from batchtop.sim import Simulator
 from batchtop.store import Store
 

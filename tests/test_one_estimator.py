@@ -17,14 +17,14 @@ import pytest
 from engine_helpers import close, config, sim, tick  # noqa: F401
 from images import b64, data_url, jpeg_header
 
-from batchtop import status
+from batchtop.views import status
 from batchtop.config import Config, parse_config
-from batchtop.engine import Engine
-from batchtop.intake import enqueue_files
+from batchtop.engine.tick import Engine
+from batchtop.intake.files import enqueue_files
 from batchtop.pricing.budget import budget_hold_reason
 from batchtop.pricing.inflight import estimate_batch_cost
 from batchtop.pricing.money import usd
-from batchtop.quote import quote
+from batchtop.intake.quote import quote
 from batchtop.sim import Simulator
 from batchtop.store import Store
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from batchtop.config import Config, ConfigError, load_config, parse_config
-from batchtop.outputs import output_rule, validate_output
+from batchtop.engine.output_checks import output_rule, validate_output
 
 CHAT = "/v1/chat/completions"
 SCHEMA = {

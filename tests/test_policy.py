@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from batchtop.config import FlushPolicy
-from batchtop.policy import BATCH_WINDOW, flush_due_at
+from batchtop.engine.policy import BATCH_WINDOW, flush_due_at
 
 
 def due(policy: FlushPolicy, **kw: object) -> float | None:

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from engine_helpers import all_settled, close, config, drive, point_sdks_at
 
-from batchtop.client import Client
+from batchtop.intake.client import Client
 from batchtop.config import Config
-from batchtop.engine import Engine
+from batchtop.engine.tick import Engine
 from batchtop.pricing.savings import savings
 from batchtop.pricing.table import Tokens, shipped_table
 from batchtop.sim import SimConfig, Simulator

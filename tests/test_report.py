@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from batchtop.config import Config, ConfigError, parse_config
-from batchtop.engine import Engine
+from batchtop.engine.tick import Engine
 from batchtop.pricing.savings import savings
 from batchtop.providers.base import ProviderAdapter, ResultLine
 from batchtop.providers.clients import fixed_factory
@@ -38,7 +38,7 @@ from batchtop.store import Store, actions
 from batchtop.store.ingest import BatchIngest, Settle
 from batchtop.store.schema import MIGRATIONS, _usage_by_batch_end
 from batchtop.timefmt import parse_time
-from batchtop.validation import parse_lines
+from batchtop.intake.validation import parse_lines
 
 DAY0 = parse_time("2026-11-28T09:00:00Z")
 ALL = document.Period()

@@ -1,6 +1,6 @@
 """The console's savings screen: its snapshot, its keys, and the chart it draws.
 
-Fixed data (`batchtop.report.sample`: a fortnight of batches by the real engine over the
+Fixed data (`report_sample`: a fortnight of batches by the real engine over the
 simulator on a manual clock), a frozen clock, no engine, a fixed terminal size.
 Baselines live in tests/__snapshots__/test_report_tui/; refresh with `--snapshot-update`.
 """
@@ -13,7 +13,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from batchtop.report import document, sample
+from batchtop.report import document
+import report_sample as sample
 from batchtop.store import Store
 from batchtop.tui.app import BatchtopApp
 from batchtop.tui.screens.main import MainScreen

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from batchtop import status
+from batchtop.views import status
 from batchtop.config import Config
 from batchtop.store import Store
 

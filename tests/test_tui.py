@@ -21,7 +21,7 @@ from textual.worker import WorkerState
 
 from batchtop import Client
 from batchtop.config import Config, EngineConfig
-from batchtop.inspect import batch_detail, buffer_detail, error_code
+from batchtop.views.detail import batch_detail, buffer_detail, error_code
 from batchtop.sim import SimConfig, Simulator
 from batchtop.timefmt import parse_time
 from batchtop.tui import rows
@@ -369,8 +369,8 @@ def test_palette_and_bindings_share_one_registry() -> None:
 def test_inspect_queries_need_no_textual(data_dir: Path, sim: Simulator) -> None:
     """The inspect screen's queries are headless; so are the console's data helpers."""
     code = (
-        "import sys, batchtop.inspect, batchtop.tui, batchtop.tui.snapshot, batchtop.tui.engine_runner,"
-        " batchtop.tui.operations, batchtop.tui.sample, batchtop.demo; assert 'textual' not in sys.modules, 'textual'"
+        "import sys, batchtop.views.detail, batchtop.tui, batchtop.tui.snapshot, batchtop.tui.engine_runner,"
+        " batchtop.tui.operations, batchtop.demo; assert 'textual' not in sys.modules, 'textual'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     enqueue(data_dir, [openai_line("q1"), openai_line("q2")])

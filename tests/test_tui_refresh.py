@@ -12,7 +12,7 @@ from rich.text import Text
 from test_tui import anyio_backend, console, no_cursor_blink, settle, table  # noqa: F401 (fixtures)
 from textual.app import App, ComposeResult
 
-from batchtop import status
+from batchtop.views import status
 from batchtop.timefmt import parse_time
 from batchtop.tui import rows, snapshot
 from batchtop.tui.snapshot import Snapshot

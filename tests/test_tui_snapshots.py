@@ -1,6 +1,6 @@
 """Snapshot tests: the main screen, the inspect screen and the cancel confirmation.
 
-Fixed data (`batchtop.tui.sample`: real engine and simulator on a manual clock),
+Fixed data (`console_sample`: real engine and simulator on a manual clock),
 a frozen clock in the App, no refresh timer, no engine, a fixed terminal size.
 Baselines live in tests/__snapshots__/; refresh them with `--snapshot-update`.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from batchtop.tui import sample
+import console_sample as sample
 from batchtop.tui.app import BatchtopApp
 from batchtop.tui.widgets.live_table import LiveTable
 

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from batchtop import status, webhooks
+from batchtop.views import status
+from batchtop.integrations import webhooks
 from batchtop.config import Config, ConfigError, Webhook, parse_config
-from batchtop.engine import Engine
+from batchtop.engine.tick import Engine
 from batchtop.sim import Simulator
 from batchtop.store import Store, events
 

@@ -12,13 +12,13 @@ __version__ = "0.1.0"
 __all__ = ["Client", "EnqueueError", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from batchtop.client import Client
+    from batchtop.intake.client import Client
     from batchtop.errors import EnqueueError
 
 
 def __getattr__(name: str) -> Any:
     if name == "Client":
-        from batchtop.client import Client
+        from batchtop.intake.client import Client
 
         return Client
     if name == "EnqueueError":

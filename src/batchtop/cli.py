@@ -199,8 +199,8 @@ def _data_dir(args: argparse.Namespace) -> Path:
 def _cmd_enqueue(args: argparse.Namespace) -> int:
     import time
 
-    from batchtop.client import resolve_deadline
-    from batchtop.intake import enqueue_files
+    from batchtop.intake.client import resolve_deadline
+    from batchtop.intake.files import enqueue_files
     from batchtop.store import Store
 
     try:
@@ -224,7 +224,7 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
 def _warn_unpriced(config, counts) -> None:  # (Config, {BufferKey: int})
     """Enqueue takes models without a known price (an operator may add it later), but says so."""
     from batchtop.pricing.table import price_table
-    from batchtop.quote import unknown_price_warning
+    from batchtop.intake.quote import unknown_price_warning
 
     table = price_table(config)
     warning = unknown_price_warning((k.provider, k.model) for k in counts if table.price(k.provider, k.model) is None)
@@ -275,7 +275,7 @@ def _print_report(report) -> None:  # report: TickReport
 def _cmd_tick(args: argparse.Namespace) -> int:
     import logging
 
-    from batchtop import operations
+    from batchtop.engine import entrypoints as operations
 
     _log_cleanly(logging.WARNING)
     report = operations.tick(_data_dir(args), _config(args))
@@ -286,7 +286,7 @@ def _cmd_tick(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     import logging
 
-    from batchtop import operations
+    from batchtop.engine import entrypoints as operations
     from batchtop.providers.clients import configure_logging
 
     _log_cleanly(logging.INFO, "%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -331,7 +331,7 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     import logging
     import time
 
-    from batchtop import operations
+    from batchtop.engine import entrypoints as operations
     from batchtop.store import Store, actions
 
     data_dir = _data_dir(args)
@@ -385,7 +385,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from batchtop import serve
+    from batchtop.tui import serve
 
     _config(args)  # a bad config is reported now, not in every browser session
     token = serve.read_token(dict(os.environ), args.token_env) if args.token_env else None
@@ -422,7 +422,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
-    from batchtop.once import run_once
+    from batchtop.views.once import run_once
 
     if not args.no_refresh:
         import logging
@@ -440,7 +440,7 @@ def _cmd_once(args: argparse.Namespace) -> int:
 
 
 def _cmd_results(args: argparse.Namespace) -> int:
-    from batchtop import exports
+    from batchtop.views import exports
 
     with exports.existing_db(_data_dir(args)) as db:
         with exports.open_export(args.output) as f:
@@ -453,7 +453,7 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 
 def _cmd_dead_letters(args: argparse.Namespace) -> int:
-    from batchtop import exports
+    from batchtop.views import exports
 
     with exports.existing_db(_data_dir(args)) as db:
         if args.json:
@@ -467,7 +467,7 @@ def _cmd_events(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from batchtop.eventlog import write_events
+    from batchtop.views.eventlog import write_events
     from batchtop.report.document import parse_since
 
     try:
@@ -485,8 +485,8 @@ def _cmd_events(args: argparse.Namespace) -> int:
 def _cmd_quote(args: argparse.Namespace) -> int:
     import json
 
-    from batchtop.exports import existing_db
-    from batchtop.quote import quote, quote_warning, render_quote
+    from batchtop.views.exports import existing_db
+    from batchtop.intake.quote import quote, quote_warning, render_quote
 
     config = _config(args)
     with existing_db(_data_dir(args)) as db:  # lends observed mean outputs, if there is history
@@ -506,7 +506,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from batchtop.exports import existing_db
+    from batchtop.views.exports import existing_db
     from batchtop.report import document, render
     from batchtop.timefmt import parse_time
 

@@ -217,7 +217,7 @@ def _output_schema(path: Path | None, key: str, value: Any) -> Path:
     schema_path = Path(value).expanduser()
     if not schema_path.is_absolute() and path is not None:
         schema_path = path.parent / schema_path
-    from batchtop.outputs import SchemaFileError, read_schema
+    from batchtop.engine.output_checks import SchemaFileError, read_schema
 
     try:
         schema = read_schema(schema_path)

@@ -116,7 +116,7 @@ class Workload(threading.Thread):
         return True
 
     def run(self) -> None:
-        from batchtop.client import Client
+        from batchtop.intake.client import Client
 
         try:
             with Client(self.data_dir) as client:

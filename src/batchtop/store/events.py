@@ -7,7 +7,7 @@ text in them (batch ids, alert messages) is kept as it came and cleaned only whe
 is displayed; nothing secret is ever put in one (keys, URLs of receivers).
 
 The webhook bookkeeping (`webhook_state`) is here too, so all SQL stays in the store;
-`batchtop.webhooks` decides what to do with it.
+`batchtop.integrations.webhooks` decides what to do with it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The `Store`: the only object that writes the database.
 
 Methods here are small transactions the engine, the Python API and the CLI share;
-read-side queries for the views live in `batchtop.store.views`.
+read-side queries for the views live in `batchtop.store.status_queries`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from batchtop.errors import EnqueueError, LineError
 from batchtop.pricing.estimate import enqueue_figures
 from batchtop.store import estimates
 from batchtop.store.db import connect, rollback
-from batchtop.validation import ParsedRequest
+from batchtop.intake.validation import ParsedRequest
 
 _DUP_CHUNK = 500
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchtop.config import Config
-from batchtop.engine import Engine, TickReport
-from batchtop.store import Store, lease, views
+from batchtop.engine.tick import Engine, TickReport
+from batchtop.store import Store, lease
+from batchtop.store import status_queries
 
 MIN_DELAY = 0.5
 """Never tick more often than this, even when a buffer keeps coming due."""
@@ -58,8 +59,8 @@ class EngineRunner:
         now = self.now()
         poll = self.config.engine.poll_interval
         due = now + poll
-        for b in views.buffers(self._store.db, self.config):
-            at = views.ready_at(b)
+        for b in status_queries.buffers(self._store.db, self.config):
+            at = status_queries.ready_at(b)
             if at is not None:
                 due = min(due, at)
         return min(poll, max(MIN_DELAY, due - now))

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from batchtop import status
+from batchtop.views import status
 from batchtop.config import Config
 from batchtop.errors import BatchtopError
 from batchtop.paths import DB_NAME
@@ -29,7 +29,7 @@ from batchtop.tui.rows import BatchRowMemo, Tables, tables
 @dataclass(frozen=True)
 class Snapshot:
     doc: Mapping[str, Any]
-    """The status document (`batchtop.status.collect`), read-only."""
+    """The status document (`batchtop.views.status.collect`), read-only."""
     now: float
     """The clock reading the document was built for: ages and countdowns use it."""
     other_engine: str | None = None

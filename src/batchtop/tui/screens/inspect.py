@@ -1,5 +1,5 @@
 """One batch (its errors grouped by code, with sample lines, and its attempts) or one
-buffer (its queued requests). Read once, in a worker, from `batchtop.inspect`."""
+buffer (its queued requests). Read once, in a worker, from `batchtop.views.detail`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
 
-from batchtop import inspect
+from batchtop.views import detail as inspect
 from batchtop.display import cell, clean
 from batchtop.errors import BatchtopError
 from batchtop.store import Store
@@ -37,7 +37,7 @@ class Loaded(Message):
 
 class InspectScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "back", "Back", id="batchtop.inspect.back"),
+        Binding("escape,q", "back", "Back", id="batchtop.views.detail.back"),
     ]
 
     def __init__(self, data_dir: Path, kind: Kind, key: str, now: float) -> None:

@@ -31,7 +31,7 @@ def write_events(
     `follow`, keep printing new ones until interrupted (KeyboardInterrupt, which the
     caller turns into a clean exit). Returns the last id printed."""
     from batchtop.store import Store, events
-    from batchtop.webhooks import body
+    from batchtop.integrations.webhooks import body
 
     db_file = data_dir / paths.DB_NAME
     while not db_file.exists():

@@ -24,7 +24,7 @@ _BOLD, _RED, _YELLOW, _RESET = "\x1b[1m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
 
 def read_status(data_dir: Path, config: Config, now: float) -> dict[str, Any]:
     """The status document; a data dir without a database is shown empty and left untouched."""
-    from batchtop import status
+    from batchtop.views import status
 
     if not (data_dir / paths.DB_NAME).exists():
         return status.empty(now)
@@ -40,7 +40,7 @@ def refresh(data_dir: Path, config: Config, err: TextIO) -> None:
     the status (which shows it too) is still printed."""
     if not (data_dir / paths.DB_NAME).exists():
         return  # nothing enqueued yet: nothing to tick, and nothing may be created
-    from batchtop import operations
+    from batchtop.engine import entrypoints as operations
     from batchtop.store.lease import EngineBusy
 
     try:
@@ -246,7 +246,7 @@ def run_once(
         json.dump(doc, out, indent=2)
         out.write("\n")
     elif prometheus:
-        from batchtop.prometheus import exposition
+        from batchtop.views.prometheus import exposition
 
         out.write(exposition(doc))
     else:

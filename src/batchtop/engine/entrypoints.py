@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from batchtop.config import Config
-from batchtop.engine import Engine, TickReport
+from batchtop.engine.tick import Engine, TickReport
 from batchtop.store import Store, lease
 
 

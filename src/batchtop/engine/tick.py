@@ -22,7 +22,7 @@ from typing import Any
 
 from batchtop.config import Config, FlushPolicy
 from batchtop.display import clean
-from batchtop.outputs import output_rule, validate_output
+from batchtop.engine.output_checks import output_rule, validate_output
 from batchtop.pricing.budget import budget_hold_reason
 from batchtop.pricing.inflight import estimate_batch_cost
 from batchtop.providers import failures
@@ -47,14 +47,15 @@ from batchtop.providers.clients import (
     redact,
 )
 from batchtop.providers.streaming import IngestBudget
-from batchtop.result_ingest import ResultFileTooLong, ingest_results, line_limit
-from batchtop.store import Store, alerts, events, holds, lease, submissions, views
+from batchtop.engine.result_ingest import ResultFileTooLong, ingest_results, line_limit
+from batchtop.store import Store, alerts, events, holds, lease, submissions
+from batchtop.store import status_queries
 from batchtop.store.ingest import QUARANTINE_AFTER, BatchIngest, Settle
 from batchtop.timefmt import iso
-from batchtop.webhooks import Deliveries
-from batchtop.webhooks import key as webhook_key
+from batchtop.integrations.webhooks import Deliveries
+from batchtop.integrations.webhooks import key as webhook_key
 
-log = logging.getLogger("batchtop.engine")
+log = logging.getLogger("batchtop.engine.tick")
 
 MAX_BACKOFF = 300.0
 QUOTA_HOLD = 900.0
@@ -521,7 +522,7 @@ class Engine:
                     invalid[line.custom_id] = problem
         return invalid
 
-    def _budget_hold(self, buf: views.BufferRow, policy: FlushPolicy) -> str | None:
+    def _budget_hold(self, buf: status_queries.BufferRow, policy: FlushPolicy) -> str | None:
         """Why the next batch of this buffer must wait for the budget, if a cap is set."""
         if not self.config.budget.has_caps():
             return None
@@ -532,7 +533,7 @@ class Engine:
 
     async def _flush(self, adapter: ProviderAdapter, report: TickReport) -> None:
         """Every due buffer of this provider, split into as many batches as its caps need."""
-        for buf in views.buffers(self.store.db, self.config):
+        for buf in status_queries.buffers(self.store.db, self.config):
             if buf.provider != adapter.provider:
                 continue
             policy = self.config.policy_for(buf.provider, buf.endpoint, buf.model)
@@ -548,7 +549,7 @@ class Engine:
                 intent = submissions.plan(self.store, buf.id, policy, adapter.account, now)
                 if intent is None or not await self._send(adapter, intent, report):
                     break
-                due = views.buffer_due(self.store.db, self.config, buf.id)
+                due = status_queries.buffer_due(self.store.db, self.config, buf.id)
                 now = self.now()
 
     # -- loop ----------------------------------------------------------------------
@@ -616,6 +617,6 @@ class Engine:
         ).fetchone():
             return True
         return any(
-            (at := views.ready_at(b)) is not None and at <= now for b in views.buffers(self.store.db, self.config)
+            (at := status_queries.ready_at(b)) is not None and at <= now for b in status_queries.buffers(self.store.db, self.config)
         )
 

@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batchtop.config import Config, parse_config
-from batchtop.engine import Engine
+from batchtop.engine.tick import Engine
 from batchtop.providers.base import ProviderAdapter
 from batchtop.providers.clients import fixed_factory
 from batchtop.sim import ManualClock, SimConfig, Simulator
 from batchtop.store import Store, actions, lease
 from batchtop.timefmt import parse_time
-from batchtop.validation import parse_lines
+from batchtop.intake.validation import parse_lines
 
 NOW = parse_time("2026-12-01T18:00:00Z")
 """The frozen 'now' the savings screen is shown at."""

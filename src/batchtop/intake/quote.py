@@ -15,13 +15,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from batchtop.display import clean, money_column
-from batchtop.intake import _lines
+from batchtop.intake.files import _lines
 from batchtop.pricing.estimate import estimate_request, request_body
 from batchtop.pricing.images import ANTHROPIC_ASSUMED_TOKENS, OPENAI_LARGEST_TILES
 from batchtop.pricing.money import usd
 from batchtop.pricing.table import PriceTable, Tokens, price_table
 from batchtop.pricing.usage import mean_outputs
-from batchtop.validation import iter_parsed
+from batchtop.intake.validation import iter_parsed
 
 if TYPE_CHECKING:
     from batchtop.config import Config

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from batchtop.errors import BatchtopError
 from batchtop.store import BufferKey, Store
-from batchtop.validation import iter_parsed
+from batchtop.intake.validation import iter_parsed
 
 
 def _lines(inputs: Sequence[str], stdin: BinaryIO | None) -> Iterator[tuple[str, int, bytes]]:

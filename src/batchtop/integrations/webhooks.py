@@ -40,7 +40,7 @@ from batchtop.config import Webhook
 from batchtop.store import events
 from batchtop.timefmt import iso
 
-log = logging.getLogger("batchtop.webhooks")
+log = logging.getLogger("batchtop.integrations.webhooks")
 
 CONNECT_TIMEOUT = 3.0
 TIMEOUT = 5.0

@@ -52,7 +52,7 @@ COOKIE = "batchtop_session"
 SHUTDOWN_GRACE = 5.0
 """Seconds the sessions get to quit (and give the engine lease back) on SIGINT/SIGTERM."""
 
-log = logging.getLogger("batchtop.serve")
+log = logging.getLogger("batchtop.tui.serve")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

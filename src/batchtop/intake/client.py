@@ -24,7 +24,7 @@ from batchtop import paths
 from batchtop.errors import EnqueueError, LineError
 from batchtop.store import Store
 from batchtop.timefmt import checked_deadline, parse_duration, parse_time
-from batchtop.validation import parse_lines, parse_object
+from batchtop.intake.validation import parse_lines, parse_object
 
 
 def resolve_deadline(sla: str | float | None, deadline: str | float | None, now: float) -> float | None:

@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from batchtop.config import Config
-from batchtop.policy import flush_due_at
+from batchtop.engine.policy import flush_due_at
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from typing import Any
 
 from batchtop.config import Config
 from batchtop.providers.base import ENDED, UNKNOWN
-from batchtop.store import views
+from batchtop.store import status_queries
 from batchtop.store.alerts import engine_alerts
 from batchtop.timefmt import iso
-from batchtop.webhooks import status_alerts as webhook_alerts
+from batchtop.integrations.webhooks import status_alerts as webhook_alerts
 
 RECENT_ENDED = 50
 """How many ended batches are listed beside those in flight."""
@@ -39,7 +39,7 @@ def _buffers(db: sqlite3.Connection, config: Config) -> list[dict[str, Any]]:
             "held_reason": b.held_reason,
             "retry_at": iso(b.retry_at),
         }
-        for b in views.buffers(db, config)
+        for b in status_queries.buffers(db, config)
     ]
 
 

@@ -1,0 +1,1 @@
+"""Integrations that push what the store records to other systems (webhooks)."""
