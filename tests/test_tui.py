@@ -369,7 +369,7 @@ def test_palette_and_bindings_share_one_registry() -> None:
 def test_inspect_queries_need_no_textual(data_dir: Path, sim: Simulator) -> None:
     """The inspect screen's queries are headless; so are the console's data helpers."""
     code = (
-        "import sys, batchtop.views.detail, batchtop.tui, batchtop.tui.snapshot, batchtop.tui.engine_runner,"
+        "import sys, batchtop.views.detail, batchtop.tui, batchtop.tui.snapshot, batchtop.engine.driver,"
         " batchtop.tui.operations, batchtop.demo; assert 'textual' not in sys.modules, 'textual'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

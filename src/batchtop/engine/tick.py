@@ -123,7 +123,8 @@ class Engine:
         self.lease = lease.Lease(store, config.engine.lease_ttl, host=host, now=now)
         """Our hold on the data dir, renewed during every tick, and the store's fence."""
         self._stop: asyncio.Event | None = None
-        """The stop signal of `run`: a result download in progress is dropped at once."""
+        """The stop signal of the driver's loop (`engine.driver`): a result download in
+        progress is dropped at once."""
         self._ingest_unfinished = False
         """A result file was left part-read by the budget: the next tick comes at once."""
         self._webhooks = Deliveries(store.data_dir, config.webhooks, now=now) if config.webhooks else None
@@ -552,56 +553,18 @@ class Engine:
                 due = status_queries.buffer_due(self.store.db, self.config, buf.id)
                 now = self.now()
 
-    # -- loop ----------------------------------------------------------------------
+    # -- driving ---------------------------------------------------------------------
     def run_once(self, *, only_cancels: bool = False) -> TickReport:
-        """One pass from synchronous code, on an event loop of its own (`asyncio.run`):
-        the SDK clients belong to that loop, so they are closed before it ends."""
+        """One pass from synchronous code (tests, the sample builders), through a
+        driver of its own (`engine.driver`): its loop and SDK clients are closed before
+        it returns; the lease is kept."""
+        from batchtop.engine.driver import EngineDriver
 
-        async def once() -> TickReport:
-            try:
-                return await (self.cancels_only() if only_cancels else self.tick())
-            finally:
-                await self.close()
-
-        return asyncio.run(once())
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Tick until `stop` is set; wakes early when an action or a flush is due."""
-        self._stop = stop
-        self.lease.acquire()
-        log.info("engine running: a tick every %gs, or sooner when work comes due", self.config.engine.poll_interval)
-        renewal = self.lease.renewing()  # between ticks too: an idle wait may outlast the ttl
-        await renewal.__aenter__()
+        driver = EngineDriver.around(self)
         try:
-            while not stop.is_set():
-                try:
-                    report = await self.tick()
-                except sqlite3.OperationalError as exc:  # e.g. locked past the busy timeout by heavy writers
-                    log.warning("store busy (%s); trying again next tick", exc)
-                    report = TickReport()
-                if done := report.summary():
-                    log.info("tick: %s", done)
-                for provider, error in report.errors.items():
-                    log.warning("%s: %s", provider, error)
-                for reason in report.lost_reasons.values():
-                    log.warning("%s", reason)
-                deadline = self.now() + self.config.engine.poll_interval
-                while not stop.is_set() and self.now() < deadline:
-                    try:
-                        await asyncio.wait_for(stop.wait(), timeout=min(1.0, max(0.05, deadline - self.now())))
-                    except asyncio.TimeoutError:
-                        pass
-                    if self._work_due():
-                        break
-                try:
-                    self.lease.acquire()
-                except sqlite3.OperationalError as exc:
-                    log.warning("store busy renewing the lease (%s)", exc)
+            return driver.cancels_only() if only_cancels else driver.tick()
         finally:
-            await renewal.__aexit__(None, None, None)
-            self.lease.release()
-            await self.close()
-            log.info("engine stopped; the data dir is free")
+            driver.close(release=False)
 
     def _work_due(self) -> bool:
         """Something the operator asked for, a buffer that came due, or result files

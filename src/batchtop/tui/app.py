@@ -1,8 +1,10 @@
-"""The console App: owns the refresh loop, the engine ticks and the actions' workers.
+"""The console App: owns the refresh loop, the engine's driver and the actions' workers.
 
-Every store read and write, and every engine tick, runs in a thread worker with a
-connection of its own; results come back as messages (`messages.py`) applied on
-the UI loop, so the screen never waits on SQLite or HTTP.
+Every store read and write runs in a thread worker with a connection of its own;
+the engine runs in its driver's thread (`engine.driver`), which decides when it
+ticks: the console only asks for a tick after an action and shows what each tick
+reports. Results come back as messages (`messages.py`) applied on the UI loop, so
+the screen never waits on SQLite or HTTP.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -24,21 +27,20 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from batchtop.config import Config
 from batchtop.display import clean
+from batchtop.engine.driver import EngineDriver, TickOutcome
+from batchtop.engine.tick import AdapterFactory
 from batchtop.errors import BatchtopError
+from batchtop.providers.clients import build_adapter
 from batchtop.store.lease import EngineBusy
 from batchtop.tui import operations, rows, snapshot
 from batchtop.tui.commands import ConsoleCommands
 from batchtop.tui.engine_line import EngineView, State, engine_text
-from batchtop.tui.engine_runner import EngineRunner
-from batchtop.tui.messages import ActionDone, EngineTicked, SearchDone, StatusRefreshed
+from batchtop.tui.messages import ActionDone, EngineTicked, EngineTicking, SearchDone, StatusRefreshed
 from batchtop.tui.screens.main import MainScreen
 from batchtop.tui.snapshot import Snapshot
 
 QUIT_GRACE = 5.0
 """Seconds to let a running tick finish before quitting anyway."""
-
-MIN_TIMER = 0.05
-"""The shortest delay a timer is armed with: Textual 8 never fires a 0 s timer."""
 
 
 class BatchtopApp(App[int]):
@@ -57,11 +59,13 @@ class BatchtopApp(App[int]):
         exit_after: float | None = None,
         label: str | None = None,
         read_only: bool = False,
+        adapter_factory: AdapterFactory = build_adapter,
     ) -> None:
         """`engine=False` only watches; `refresh_every=None` refreshes on request only
         (tests); `label` names the data dir in the header (default: its path).
         `read_only` (the console served to a browser as a view) refuses every action
-        here, whatever sent it, and runs no engine, since the engine writes."""
+        here, whatever sent it, and runs no engine, since the engine writes.
+        `adapter_factory` builds the engine's provider adapters (tests count them)."""
         super().__init__()
         self.read_only = read_only
         engine = engine and not read_only
@@ -76,10 +80,10 @@ class BatchtopApp(App[int]):
         self.latest: Snapshot | None = None
         self._engine_view = EngineView("starting" if engine else "off", config.engine.poll_interval)
         self._want_engine = engine
-        self._runner: EngineRunner | None = None
+        self._adapter_factory = adapter_factory
+        self._engine_driver: EngineDriver | None = None
         self._viewer_of: str | None = None
-        self._ticking = self._tick_again = self._stopping = False
-        self._tick_timer: Timer | None = None
+        self._stopping = False
         self._refresh_timer: Timer | None = None
         self._batch_rows = rows.BatchRowMemo()
         """The refresh worker's last batch rows (formatting them is most of its work)."""
@@ -154,76 +158,65 @@ class BatchtopApp(App[int]):
         if not self._want_engine or self._stopping:
             return
         if snap.other_engine is not None:
-            if self._runner is None:
+            if self._engine_driver is None:
                 self._viewer_of = snap.other_engine
                 self._engine_is("viewer", detail=snap.other_engine)
             return
-        if self._runner is None:
+        if self._engine_driver is None:
             if self._viewer_of is not None:
                 self.tell(f"the other engine ({self._viewer_of}) is gone: this console runs the engine now")
             self._viewer_of = None
-            self._runner = EngineRunner(self.data_dir, self.config, self.now)
+            self._engine_driver = EngineDriver(
+                self.data_dir, self.config, now=self.now, adapter_factory=self._adapter_factory,
+                on_tick=self._ticking,
+            )
             self._engine_is("starting", started_at=time.monotonic(), last_tick_at=None)
-            self._start_tick()
+            self._engine_driver.start_thread()  # its first tick starts at once; the driver times the others
 
     def wake_engine(self) -> None:
-        """Tick now (after an action) rather than at the next poll."""
-        if self._runner is not None and not self._stopping:
-            self._start_tick()
+        """Ask the driver for a tick now (after an action) rather than at the next poll;
+        if one is running, the next starts as soon as it ends. A worker waits for it,
+        so tests (and quit) see the tick as work in progress."""
+        if self._engine_driver is not None and not self._stopping:
+            self._await_tick(self._engine_driver.request_tick())
 
-    def _start_tick(self) -> None:
-        if self._tick_timer is not None:
-            self._tick_timer.stop()
-            self._tick_timer = None
-        if self._ticking:
-            self._tick_again = True
-            return
-        self._ticking = True
-        self._tick_again = False
-        runner = self._runner
-        assert runner is not None
-        self.run_worker(partial(self._tick, runner), thread=True, group="engine", exit_on_error=False, name="engine tick")
+    def _ticking(self, outcome: Future[TickOutcome]) -> None:
+        """The driver's `on_tick`, called from its thread as a tick starts."""
+        self.post_message(EngineTicking(outcome))
 
-    def _tick(self, runner: EngineRunner) -> None:
-        self.post_message(EngineTicked(runner.tick()))
+    def _await_tick(self, outcome: Future[TickOutcome], *, report: bool = False) -> None:
+        async def wait() -> None:
+            try:
+                done = await asyncio.wrap_future(outcome)
+            except asyncio.CancelledError:  # the driver stopped before the tick: nothing to show
+                return
+            if report:
+                self.post_message(EngineTicked(done))
+
+        self.run_worker(wait(), group="engine", exit_on_error=False, name="engine tick")
+
+    def on_engine_ticking(self, message: EngineTicking) -> None:
+        """Each tick of the driver, whoever asked for it, is a worker until it ends."""
+        self._await_tick(message.outcome, report=True)
 
     def on_engine_ticked(self, message: EngineTicked) -> None:
-        self._ticking = False
-        report = message.result.report
-        done = [f"took {message.result.took:.1f}s"]
-        done += [f"{what} {len(ids)}" for what, ids in (("submitted", report.submitted), ("ingested", report.ingested)) if ids]
-        self._engine_is("running", last_tick_at=time.monotonic(), summary=", ".join(done),
-                        provider_errors=len(report.errors), detail="")  # the providers line says which and why
-        if self._tick_again:
-            self._start_tick()  # an action landed mid-tick: go again now, never through a 0 s timer
-        else:
-            self._next_tick(message.result.next_in)
-        self.refresh_status()
-
-    def _next_tick(self, delay: float) -> None:
-        """Arm the next tick. Textual 8's timers never fire at a 0 s delay (they divide by
-        it), so the delay has a floor: a tick is never lost to a zero."""
-        if self._stopping or self._runner is None:
-            return
-        if self._tick_timer is not None:
-            self._tick_timer.stop()
-        self._tick_timer = self.set_timer(max(MIN_TIMER, delay), self._start_tick)
-
-    def _engine_failed(self, error: BaseException | None) -> None:
-        self._ticking = False
-        if isinstance(error, EngineBusy):
-            runner, self._runner = self._runner, None
-            if runner is not None:
-                self.run_worker(runner.close, thread=True, group="engine-close", exit_on_error=False)
+        outcome = message.outcome
+        error = outcome.error
+        if outcome.fatal:  # the driver stopped itself and gave the data dir back
+            self._engine_driver = None
             self._engine_is("viewer", detail=str(error))
             self._viewer_of = str(error)
             self.tell(f"another engine took the data dir; watching it: {error}", severity="warning")
-            return
-        self._engine_is("error", detail=f"{type(error).__name__}: {error}")
-        if self._tick_again:
-            self._start_tick()
+        elif error is not None:
+            self._engine_is("error", detail=f"{type(error).__name__}: {error}")
         else:
-            self._next_tick(self.config.engine.poll_interval)
+            report = outcome.report
+            assert report is not None
+            done = [f"took {outcome.took:.1f}s"]
+            done += [f"{what} {len(ids)}" for what, ids in (("submitted", report.submitted), ("ingested", report.ingested)) if ids]
+            self._engine_is("running", last_tick_at=time.monotonic(), summary=", ".join(done),
+                            provider_errors=len(report.errors), detail="")  # the providers line says which and why
+        self.refresh_status()
 
     # -- actions -----------------------------------------------------------------------
     def _act(self, fn: Callable[[], str], *, wake: bool) -> None:
@@ -261,7 +254,7 @@ class BatchtopApp(App[int]):
         if message.error:
             self.tell(message.text, severity="error", timeout=8)
             return
-        if self._runner is None and self._viewer_of:
+        if self._engine_driver is None and self._viewer_of:
             self.tell(f"{message.text}; the engine in {self._viewer_of.split(' (')[0]} carries it out")
         else:
             self.tell(message.text)
@@ -281,9 +274,7 @@ class BatchtopApp(App[int]):
         if event.state != WorkerState.ERROR:
             return
         worker, error = event.worker, event.worker.error
-        if worker.group == "engine":
-            self._engine_failed(error)
-        elif worker.group == "refresh":
+        if worker.group == "refresh":
             self.tell(f"refresh failed: {error}", severity="error")
             self._arm_refresh()
         else:
@@ -297,32 +288,24 @@ class BatchtopApp(App[int]):
                 yield command
 
     def on_unmount(self) -> None:
-        """Exited without `action_quit` (e.g. a test harness): still give the lease back,
-        unless a tick is using the connection right now."""
-        runner, self._runner = self._runner, None
-        if runner is not None and not self._ticking:
-            runner.close()
+        """Exited without `action_quit` (e.g. a test harness): still stop the engine and
+        give the lease back, letting a running tick finish first (briefly)."""
+        driver, self._engine_driver = self._engine_driver, None
+        if driver is not None:
+            driver.stop()
+            driver.join(QUIT_GRACE)
 
     async def action_quit(self) -> None:
-        """Stop ticking, let a running tick finish (briefly), give the lease back, exit."""
+        """Stop the engine, let a running tick finish (briefly), give the lease back, exit."""
         if self._stopping:
             return
         self._stopping = True
-        for timer in (self._tick_timer, self._refresh_timer):
-            if timer is not None:
-                timer.stop()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            ticks = [w for w in self.workers if w.group == "engine" and w.is_running]
-            deadline = time.monotonic() + QUIT_GRACE
-            while any(w.is_running for w in ticks) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            if not any(w.is_running for w in ticks):
-                worker = self.run_worker(runner.close, thread=True, group="engine-close", exit_on_error=False)
-                try:
-                    await worker.wait()
-                except Exception:  # noqa: BLE001, S110 shown by _worker_changed; exiting anyway
-                    pass
+        if self._refresh_timer is not None:
+            self._refresh_timer.stop()
+        driver, self._engine_driver = self._engine_driver, None
+        if driver is not None:
+            driver.stop()  # the driver closes its clients and releases the lease when its tick ends
+            await asyncio.to_thread(driver.join, QUIT_GRACE)
         self.exit(0)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
 from textual.message import Message
 
-from batchtop.tui.engine_runner import TickResult
+from batchtop.engine.driver import TickOutcome
 from batchtop.tui.snapshot import Snapshot
 
 
@@ -19,10 +21,20 @@ class StatusRefreshed(Message):
         return isinstance(message, StatusRefreshed)
 
 
-class EngineTicked(Message):
-    def __init__(self, result: TickResult) -> None:
+class EngineTicking(Message):
+    """The engine driver started a tick (whoever asked for it): its outcome, to come."""
+
+    def __init__(self, outcome: Future[TickOutcome]) -> None:
         super().__init__()
-        self.result = result
+        self.outcome = outcome
+
+
+class EngineTicked(Message):
+    """A tick of the console's engine ended (or failed: `outcome.error`)."""
+
+    def __init__(self, outcome: TickOutcome) -> None:
+        super().__init__()
+        self.outcome = outcome
 
 
 class ActionDone(Message):
