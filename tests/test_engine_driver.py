@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import openai_line
@@ -60,7 +61,8 @@ class Counted:
 
     def __init__(self) -> None:
         self.built: Counter[str] = Counter()
-        self.adapters: list[ProviderAdapter] = []
+        self.adapters: list[Any] = []
+        """Every adapter built (each holds its SDK client as `client`)."""
 
     def __call__(self, config: Config, provider: str) -> ProviderAdapter:
         self.built[provider] += 1
@@ -127,7 +129,7 @@ def test_run_loop_follows_the_rule(data_dir: Path, hostile: HostileProvider) -> 
     check_rule(spans, asked_mid_tick, asked_idle, counted)
     assert [s.outcome for s in spans[1:2]] == [answers[0].result()]
     assert hostile.state.creates_by_uid.total() == 1
-    assert all(getattr(a, "client").is_closed() for a in counted.adapters)  # closed once, at the end
+    assert all(a.client.is_closed() for a in counted.adapters)  # closed once, at the end
 
 
 @pytest.mark.anyio
@@ -170,4 +172,4 @@ async def test_console_follows_the_same_rule(data_dir: Path, hostile: HostilePro
         await pilot.press("q")
     check_rule(spans, asked_mid_tick, asked_idle, counted)
     assert hostile.state.creates_by_uid.total() == 1
-    assert all(getattr(a, "client").is_closed() for a in counted.adapters)  # quit closed it
+    assert all(a.client.is_closed() for a in counted.adapters)  # quit closed it

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from batchtop.config import Config
 from batchtop.engine.tick import AdapterFactory, Engine, TickReport
@@ -102,7 +102,9 @@ class EngineDriver:
         self._store: Store | None = store if isinstance(store, Store) else None
         self._data_dir = store if isinstance(store, Path) else None
         self._owns_store = self._store is None
-        self._engine_args = {"now": now, "adapter_factory": adapter_factory, "host": host}
+        self._build: Callable[[Store], Engine] = lambda db: Engine(
+            db, config, now=now, adapter_factory=adapter_factory, host=host
+        )
         self._engine: Engine | None = None
         self.on_tick = on_tick
         self._runner: asyncio.Runner | None = None
@@ -134,7 +136,7 @@ class EngineDriver:
             if self._store is None:
                 assert self._data_dir is not None
                 self._store = Store(self._data_dir)
-            self._engine = Engine(self._store, self.config, **self._engine_args)  # type: ignore[arg-type]
+            self._engine = self._build(self._store)
         return self._engine
 
     def _run(self, coro: Awaitable[TickReport] | Awaitable[None]) -> object:
@@ -172,7 +174,7 @@ class EngineDriver:
                 self.serve()
             except FATAL:
                 pass  # told through the tick's outcome already
-            except Exception:  # noqa: BLE001 - a crash of the loop itself: logged, the driver closed
+            except Exception:  # a crash of the loop itself: logged, the driver closed
                 log.exception("engine driver stopped")
             finally:
                 self.close()
@@ -359,7 +361,7 @@ class EngineDriver:
                     self._store = None
                     self._engine = None
 
-    def __enter__(self) -> EngineDriver:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -31,11 +31,16 @@ from batchtop.engine.driver import EngineDriver, TickOutcome
 from batchtop.engine.tick import AdapterFactory
 from batchtop.errors import BatchtopError
 from batchtop.providers.clients import build_adapter
-from batchtop.store.lease import EngineBusy
 from batchtop.tui import operations, rows, snapshot
 from batchtop.tui.commands import ConsoleCommands
 from batchtop.tui.engine_line import EngineView, State, engine_text
-from batchtop.tui.messages import ActionDone, EngineTicked, EngineTicking, SearchDone, StatusRefreshed
+from batchtop.tui.messages import (
+    ActionDone,
+    EngineTicked,
+    EngineTicking,
+    SearchDone,
+    StatusRefreshed,
+)
 from batchtop.tui.screens.main import MainScreen
 from batchtop.tui.snapshot import Snapshot
 
