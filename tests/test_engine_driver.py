@@ -13,6 +13,7 @@ takes SLOW seconds, so a tick can be caught in the middle:
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -173,3 +174,38 @@ async def test_console_follows_the_same_rule(data_dir: Path, hostile: HostilePro
     check_rule(spans, asked_mid_tick, asked_idle, counted)
     assert hostile.state.creates_by_uid.total() == 1
     assert all(a.client.is_closed() for a in counted.adapters)  # quit closed it
+
+
+def test_hosted_service_shares_the_loop_and_stop_is_prompt(data_dir: Path) -> None:
+    """A service hosted by the driver (the place for real-time workers) runs on the
+    driver's loop for as long as it serves; `stop` ends an idle wait of a 30 s poll
+    at once, cancels the service and gives the data dir back."""
+    seen: dict[str, object] = {}
+    started = threading.Event()
+
+    async def service(driver: EngineDriver) -> None:
+        seen["loop"] = asyncio.get_running_loop()
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            seen["cancelled"] = True
+            raise
+
+    ticks: list[Future[TickOutcome]] = []
+    driver = EngineDriver(data_dir, CONFIG, on_tick=ticks.append)
+    driver.host(service)
+    driver.start_thread()
+    assert started.wait(10)
+    wait_for(lambda: bool(ticks) and ticks[0].done(), "the first tick never ended")
+    assert ticks[0].result().error is None
+    stopping = time.monotonic()
+    driver.stop()
+    assert driver.join(5)
+    assert time.monotonic() - stopping < 2.0
+    assert seen.get("cancelled") is True
+    assert isinstance(seen["loop"], asyncio.AbstractEventLoop) and seen["loop"].is_closed()
+    assert len(ticks) == 1
+    assert driver.request_tick().cancelled()  # a stopped driver answers nothing
+    with sqlite3.connect(data_dir / "batchtop.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM lease").fetchone() == (0,)

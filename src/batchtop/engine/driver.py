@@ -245,7 +245,9 @@ class EngineDriver:
             self._loop.add_signal_handler(sig, self.stop)
         if self._stopping:
             self._halt.set()
-        services: list[asyncio.Task[None]] = [asyncio.create_task(s(self), name=f"batchtop-service-{i}") for i, s in enumerate(self._services)]
+        services = [asyncio.create_task(s(self), name=f"batchtop-service-{i}") for i, s in enumerate(self._services)]
+        for task in services:
+            task.add_done_callback(_service_ended)
         fatal: BaseException | None = None
         try:
             async with engine.lease.renewing():  # between ticks too: an idle wait may outlast the ttl
@@ -366,3 +368,9 @@ class EngineDriver:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _service_ended(task: asyncio.Task[None]) -> None:
+    """A hosted service that fails is logged; the ticks go on without it."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("engine service %s failed: %s: %s", task.get_name(), type(exc).__name__, exc, exc_info=exc)
