@@ -31,11 +31,11 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from batchtop.config import Config
 from batchtop.engine.tick import AdapterFactory, Engine, TickReport
@@ -56,6 +56,7 @@ MIN_WAIT = 0.05
 FATAL = (lease.EngineBusy, lease.LeaseLost)
 """Errors that end `serve`: another engine holds the data dir, so this one stops."""
 
+T = TypeVar("T")
 TickListener = Callable[["Future[TickOutcome]"], None]
 Service = Callable[["EngineDriver"], Coroutine[Any, Any, None]]
 
@@ -139,24 +140,21 @@ class EngineDriver:
             self._engine = self._build(self._store)
         return self._engine
 
-    def _run(self, coro: Awaitable[TickReport] | Awaitable[None]) -> object:
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """On the driver's one loop, made on first use: its SDK clients live as long."""
         if self._runner is None:
             self._runner = asyncio.Runner()
-        return self._runner.run(coro)  # type: ignore[arg-type]
+        return self._runner.run(coro)
 
     # -- one pass, synchronously -------------------------------------------------
     def tick(self) -> TickReport:
         """One full pass now (`batchtop tick`, `--once`); EngineBusy when another
         engine holds the data dir."""
-        report = self._run(self.engine.tick())
-        assert isinstance(report, TickReport)
-        return report
+        return self._run(self.engine.tick())
 
     def cancels_only(self) -> TickReport:
         """The requested cancels and nothing else (`batchtop cancel` with no engine running)."""
-        report = self._run(self.engine.cancels_only())
-        assert isinstance(report, TickReport)
-        return report
+        return self._run(self.engine.cancels_only())
 
     # -- the loop ------------------------------------------------------------------
     def serve(self, *, signals: Iterable[signal.Signals] = ()) -> None:
