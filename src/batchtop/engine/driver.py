@@ -91,7 +91,7 @@ class EngineDriver:
         config: Config,
         *,
         now: Callable[[], float] = time.time,
-        adapter_factory: AdapterFactory = build_adapter,
+        adapter_factory: AdapterFactory | None = None,
         host: str | None = None,
         on_tick: TickListener | None = None,
     ) -> None:
@@ -104,7 +104,7 @@ class EngineDriver:
         self._data_dir = store if isinstance(store, Path) else None
         self._owns_store = self._store is None
         self._build: Callable[[Store], Engine] = lambda db: Engine(
-            db, config, now=now, adapter_factory=adapter_factory, host=host
+            db, config, now=now, adapter_factory=adapter_factory or build_adapter, host=host
         )
         self._engine: Engine | None = None
         self.on_tick = on_tick

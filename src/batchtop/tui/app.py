@@ -30,7 +30,6 @@ from batchtop.display import clean
 from batchtop.engine.driver import EngineDriver, TickOutcome
 from batchtop.engine.tick import AdapterFactory
 from batchtop.errors import BatchtopError
-from batchtop.providers.clients import build_adapter
 from batchtop.tui import operations, rows, snapshot
 from batchtop.tui.commands import ConsoleCommands
 from batchtop.tui.engine_line import EngineView, State, engine_text
@@ -64,13 +63,14 @@ class BatchtopApp(App[int]):
         exit_after: float | None = None,
         label: str | None = None,
         read_only: bool = False,
-        adapter_factory: AdapterFactory = build_adapter,
+        adapter_factory: AdapterFactory | None = None,
     ) -> None:
         """`engine=False` only watches; `refresh_every=None` refreshes on request only
         (tests); `label` names the data dir in the header (default: its path).
         `read_only` (the console served to a browser as a view) refuses every action
         here, whatever sent it, and runs no engine, since the engine writes.
-        `adapter_factory` builds the engine's provider adapters (tests count them)."""
+        `adapter_factory` builds the engine's provider adapters (default: from the
+        environment and config; tests count them)."""
         super().__init__()
         self.read_only = read_only
         engine = engine and not read_only
