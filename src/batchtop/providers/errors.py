@@ -9,7 +9,7 @@ The categories are the engine's decisions:
 
 - `ProviderAuthError` (401): the key was refused. The provider's work is held, and the
   next pass asks once, cheaply (`probe`), before anything is uploaded again.
-- `ProviderQuota` (`insufficient_quota`, billing errors, a too-low credit balance):
+- `ProviderQuota` (402, `insufficient_quota`, billing errors, a too-low credit balance):
   the account cannot pay. Every buffer of the provider is held for a while and an
   alert is raised; sending more would fail the same way.
 - `ProviderNotFound` (404 for a batch or its result file): the provider no longer
@@ -186,7 +186,7 @@ def classify_status(
         return make(ProviderAuthError, message)
     refusal = 400 <= status < 500 and status not in (408, 409)
     said = f"{creating} refused: {status_text}" if creating else status_text
-    if refusal and is_quota(code, kind, message):
+    if refusal and (status == 402 or is_quota(code, kind, message)):  # 402 Payment Required: billing
         return make(ProviderQuota, said)
     if creating and refusal:
         return make(ProviderRefused, said)
