@@ -61,7 +61,7 @@ def test_importing_the_engine_the_registry_or_the_cli_imports_no_sdk() -> None:
 
 
 def test_the_engine_reads_no_sdk_exception() -> None:
-    import batchtop.engine.tick as tick
+    from batchtop.engine import tick
 
     source = inspect.getsource(tick)
     for word in ("import openai", "import anthropic", "status_code", "getattr(exc"):
