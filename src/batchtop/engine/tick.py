@@ -425,7 +425,7 @@ class Engine:
             (adapter.provider, adapter.account, *sorted(ENDED)),
         ).fetchall()
         budget = IngestBudget(engine.ingest_budget, engine.ingest_budget_bytes, self._stop)
-        for local_id, batch_id, buffer_id, retry_at in rows:
+        for local_id, batch_id, _buffer_id, retry_at in rows:
             if retry_at is not None and retry_at > self.now():
                 continue
             if budget.spent():
@@ -448,7 +448,7 @@ class Engine:
                     adapter.results(remote, ingest.position, engine.ingest_max_line),  # type: ignore[arg-type]
                     budget,
                     self.now,
-                    lambda chunk: self._invalid_outputs(local_id, chunk),
+                    lambda chunk: self._invalid_outputs(local_id, chunk),  # noqa: B023  (awaited within this iteration)
                     lambda chunk: failures.verdicts(adapter.provider, chunk),
                     max_lines=line_limit(len(ingest.attempts)),
                 )
@@ -589,7 +589,7 @@ class Engine:
                 while not stop.is_set() and self.now() < deadline:
                     try:
                         await asyncio.wait_for(stop.wait(), timeout=min(1.0, max(0.05, deadline - self.now())))
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     if self._work_due():
                         break

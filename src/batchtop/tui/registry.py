@@ -28,10 +28,17 @@ class ConsoleAction:
 ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("flush", "f", "flush", "Flush", "Flush the selected buffer now: the engine submits it as a batch", on="buffers"),
     ConsoleAction("flush-all", "F", "flush_all", "Flush all", "Flush every buffer that has queued requests"),
-    ConsoleAction("resubmit", "r", "resubmit", "Resubmit", "Resubmit the selected batch's failed, expired and cancelled requests", on="batches"),
+    ConsoleAction(
+        "resubmit", "r", "resubmit", "Resubmit", "Resubmit the selected batch's failed, expired and cancelled requests", on="batches"
+    ),
     ConsoleAction("cancel", "c", "cancel", "Cancel", "Cancel the selected batch at the provider (asks first)", on="batches"),
-    ConsoleAction("inspect", "enter", "inspect", "Inspect", "Inspect the selected batch (errors, attempts) or buffer (queued requests)", show=False),
-    ConsoleAction("filter", "slash", "filter", "Search", "Search every batch in the store and filter the tables (provider, model, id, status)", display_key="/"),
+    ConsoleAction(
+        "inspect", "enter", "inspect", "Inspect", "Inspect the selected batch (errors, attempts) or buffer (queued requests)", show=False
+    ),
+    ConsoleAction(
+        "filter", "slash", "filter", "Search", "Search every batch in the store and filter the tables (provider, model, id, status)",
+        display_key="/",
+    ),
     ConsoleAction(
         "savings", "dollar_sign", "savings", "Savings",
         "Savings over time: spend per day as a chart, per model, first-pass break-even, what-if routing",

@@ -235,7 +235,7 @@ class ConsoleServer(Server):
                 continue
             try:
                 await asyncio.wait_for(process.wait(), timeout=SHUTDOWN_GRACE)
-            except (asyncio.TimeoutError, ProcessLookupError):
+            except (TimeoutError, ProcessLookupError):
                 pass
             transport = getattr(process, "_transport", None)
             if transport is not None:
