@@ -484,7 +484,7 @@ def _load_prices(raw: Any, ctx: Context) -> dict[str, dict[str, Any]]:
         table_with(raw)  # validate now; pricing.table applies it when prices are read
     except PriceSpecError as exc:
         raise _fail(ctx.path, f"prices.{exc.key}", exc.message) from None
-    return raw  # type: ignore[no-any-return]
+    return raw
 
 
 def _load_budget(raw: dict[str, Any], ctx: Context) -> BudgetConfig:

@@ -105,14 +105,14 @@ def output_text(provider: str, endpoint: str, body: dict[str, Any]) -> tuple[str
         if endpoint == "/v1/completions":
             text = choice.get("text")
             return (text, None) if isinstance(text, str) else (None, "no text in the response")
-        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
         content = message.get("content")
         if isinstance(content, str):
             return content, None
         refused = message.get("refusal")
         return None, f"the model refused: {refused}" if isinstance(refused, str) else "no message content in the response"
     if endpoint == "/v1/responses":
-        texts: list[str] = []
+        texts = []
         refusal: str | None = None
         for item in body.get("output") or []:
             if not isinstance(item, dict) or item.get("type") != "message":

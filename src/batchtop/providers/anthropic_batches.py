@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from functools import partial
 from typing import Any
 
@@ -111,10 +111,10 @@ def parse_result_line(raw: str) -> ResultLine:
         )
     if kind in _OUTCOMES:
         return ResultLine(cid, _OUTCOMES[kind], raw, f"{kind}: the request did not run", kind)
-    outer = result.get("error") if isinstance(result.get("error"), dict) else {}
+    outer: dict[str, Any] = result["error"] if isinstance(result.get("error"), dict) else {}
     # nested as documented ({"type": "error", "error": {...}}), or flat as some lines come
     # ({"type": "overloaded_error", "message": "Overloaded"}): both keep their message
-    inner = outer.get("error") if isinstance(outer.get("error"), dict) else outer
+    inner: dict[str, Any] = outer["error"] if isinstance(outer.get("error"), dict) else outer
     code = inner.get("type") if isinstance(inner.get("type"), str) and inner.get("type") != "error" else "error"
     message = inner.get("message") if isinstance(inner.get("message"), str) else ""
     return ResultLine(cid, ERRORED, raw, f"{code}: {message}", code, error_type=code if code != "error" else None)
@@ -181,7 +181,7 @@ class AnthropicBatches(ListingAdapter):
         (`providers.streaming`) so each is stored verbatim."""
         return result_items([(0, partial(self._result_bytes, batch.id))], parse_result_line, start, max_line)
 
-    async def _result_bytes(self, batch_id: str) -> AsyncIterator[bytes]:
+    async def _result_bytes(self, batch_id: str) -> AsyncGenerator[bytes, None]:
         try:
             decoder = await self.client.messages.batches.results(batch_id)
         except anthropic.NotFoundError as exc:

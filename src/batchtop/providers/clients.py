@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 from batchtop.config import Account, Config
 from batchtop.providers.base import ProviderAdapter
@@ -121,7 +122,7 @@ def sdk_adapter(
     """The provider's adapter over its official SDK's async client (imported here, on
     first use: `--once --no-refresh` never pays for it). `max_retries=None` keeps the
     SDK's own retry policy."""
-    retries = {} if max_retries is None else {"max_retries": max_retries}
+    retries: dict[str, Any] = {} if max_retries is None else {"max_retries": max_retries}
     if provider == OPENAI:
         import openai
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from functools import partial
 from typing import Any
 
@@ -134,7 +134,7 @@ class OpenAIBatches(ListingAdapter):
         try:
             batch = await self.client.batches.create(
                 input_file_id=uploaded.id,
-                endpoint=endpoint,  # type: ignore[arg-type]
+                endpoint=endpoint,  # type: ignore[arg-type, unused-ignore]  # needed by some openai 3.x releases
                 completion_window="24h",
                 metadata={META_KEY: uid},
             )
@@ -199,7 +199,7 @@ class OpenAIBatches(ListingAdapter):
         ]
         return result_items(files, parse_result_line, start, max_line)
 
-    async def _file_bytes(self, batch_id: str, file_id: str) -> AsyncIterator[bytes]:
+    async def _file_bytes(self, batch_id: str, file_id: str) -> AsyncGenerator[bytes, None]:
         try:
             async with self.client.files.with_streaming_response.content(file_id) as response:
                 async for chunk in response.iter_bytes():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -85,7 +85,7 @@ class ResultItem:
 
 async def bounded_lines(
     chunks: AsyncIterator[bytes], *, max_line: int, skip: int = 0
-) -> AsyncIterator[tuple[bytes | None, int]]:
+) -> AsyncGenerator[tuple[bytes | None, int], None]:
     """(line without its newline, or None when over `max_line`; offset after it),
     for the bytes after the first `skip`. Memory stays within max_line + a chunk."""
     buf = bytearray()
@@ -139,7 +139,7 @@ def _excerpt(raw: bytes) -> str:
 
 
 async def result_items(
-    files: list[tuple[int, Callable[[], AsyncIterator[bytes]]]],
+    files: Sequence[tuple[int, Callable[[], AsyncGenerator[bytes, None]]]],
     parse: Callable[[str], ResultLine],
     start: Position,
     max_line: int,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ NAVIGATION: tuple[tuple[str, str], ...] = (
 """Keys the tables and the screen handle themselves, for the help screen."""
 
 
-def bindings() -> list[Binding]:
+def bindings() -> list[BindingType]:
     """The main screen's bindings, one per action."""
     return [
         Binding(a.key, a.action, a.label, show=a.show, key_display=a.display_key, id=f"batchtop.{a.id}")
