@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from batchtop.errors import BatchtopError
 from batchtop.pricing.table import PriceSpecError, table_with
@@ -419,14 +419,15 @@ def _values(cls: type, raw: dict[str, Any], ctx: Context, prefix: str) -> dict[s
     return out
 
 
-def _build(cls: type, raw: dict[str, Any], ctx: Context, prefix: str, **fixed: Any) -> Any:
+def _build(cls: type, raw: dict[str, Any], ctx: Context, prefix: str, spill: type | None = None, **fixed: Any) -> Any:
     """One instance of a section's dataclass from its TOML table: unknown keys refused,
     each declared key parsed; a class with `check()` then checks its keys together.
-    A BufferOverride also takes any `[flush]` key, collected into its `values`."""
-    extra = settings_of(FlushPolicy) if cls is BufferOverride else {}
+    With `spill`, the keys of that class are taken too, parsed into the `values` dict
+    (a `[[buffers]]` entry's `[flush]` keys)."""
+    extra = settings_of(spill) if spill is not None else {}
     _check_keys(ctx.path, prefix, raw, set(settings_of(cls)) | set(extra))
-    if extra:
-        fixed["values"] = _values(FlushPolicy, raw, ctx, prefix)
+    if spill is not None:
+        fixed["values"] = _values(spill, raw, ctx, prefix)
     obj = cls(**_values(cls, raw, ctx, prefix), **fixed)
     if hasattr(obj, "check"):
         try:
@@ -436,25 +437,32 @@ def _build(cls: type, raw: dict[str, Any], ctx: Context, prefix: str, **fixed: A
     return obj
 
 
+Shape = Literal["table", "array", "per_provider", "custom"]
+Row = tuple[str, str, str]
+"""A README row: key, default, meaning."""
+
+
 @dataclass(frozen=True)
 class Section:
     """How a top-level key is read, kept in its Config field's metadata.
 
     shape: "table" (`[name]`, the keys of `cls`), "array" (`[[name]]`, each entry a
     `cls`), "per_provider" (`[name.<provider>]`, each a `cls` given `provider=`) or
-    "custom" (read by the function named in `_CUSTOM`). `rows` replace the README rows
-    generated from `cls`'s keys; `more` follow them."""
+    "custom" (read by the function named in `_CUSTOM`). `spill`: a class whose keys an
+    entry also takes, into its `values`. `rows` replace the README rows generated from
+    `cls`'s keys; `more` follow them."""
 
-    shape: str
+    shape: Shape
     cls: type | None = None
-    rows: tuple[tuple[str, str, str], ...] = ()
-    more: tuple[tuple[str, str, str], ...] = ()
+    spill: type | None = None
+    rows: tuple[Row, ...] = ()
+    more: tuple[Row, ...] = ()
 
 
-def section(shape: str, cls: type | None = None, *, default: Callable[[], Any] | None = None,
-            rows: tuple[tuple[str, str, str], ...] = (), more: tuple[tuple[str, str, str], ...] = ()) -> Any:
+def section(shape: Shape, cls: type | None = None, *, spill: type | None = None, default: Callable[[], Any] | None = None,
+            rows: tuple[Row, ...] = (), more: tuple[Row, ...] = ()) -> Any:
     """A Config field that is a top-level key of the config file."""
-    meta = {"section": Section(shape, cls, rows, more)}
+    meta = {"section": Section(shape, cls, spill, rows, more)}
     if shape == "array":
         return field(default=(), metadata=meta)
     factory = default or (dict if shape == "per_provider" else cls)
@@ -468,7 +476,7 @@ def _load_table(name: str, sec: Section, raw: Any, ctx: Context) -> Any:
         return _build(sec.cls, _table_at(ctx, name, raw), ctx, f"{name}.")
     if sec.shape == "array":
         return tuple(
-            _build(sec.cls, _table_at(ctx, f"{name}[{i}]", entry), ctx, f"{name}[{i}].")
+            _build(sec.cls, _table_at(ctx, f"{name}[{i}]", entry), ctx, f"{name}[{i}].", sec.spill)
             for i, entry in enumerate(_array_at(ctx, name, raw))
         )
     out: dict[str, Any] = {}  # per_provider
@@ -503,7 +511,7 @@ def _load_budget(raw: dict[str, Any], ctx: Context) -> BudgetConfig:
 
 _CUSTOM: dict[str, Callable[[Any, Context], Any]] = {"prices": _load_prices, "budget": _load_budget}
 
-_PRICE_ROWS = (
+_PRICE_ROWS: tuple[Row, ...] = (
     ("`prices.<provider>.batch_discount`", "`0.5`", "share off list price in batch"),
     (
         "`prices.<provider>.\"<family>\"` `input`, `output`, `cached_input`, `cache_write`, `cache_write_1h`",
@@ -513,7 +521,7 @@ _PRICE_ROWS = (
         " (see [Prices and estimates](#prices-and-estimates))",
     ),
 )
-_BUDGET_ROWS = (
+_BUDGET_ROWS: tuple[Row, ...] = (
     ("`budget.daily_usd` / `budget.monthly_usd`", "none",
      "hold new batches that would take batch spend past this cap (UTC day / month)"),
     ("`budget.<provider>.daily_usd` / `monthly_usd`", "none", "the same cap, for one provider"),
@@ -528,7 +536,7 @@ class Config:
     engine: EngineConfig = section("table", EngineConfig)
     flush: FlushPolicy = section("table", FlushPolicy)
     buffers: tuple[BufferOverride, ...] = section(
-        "array", BufferOverride, more=(("`[[buffers]]` flush keys", "", "any `flush.*` key, for those buffers"),)
+        "array", BufferOverride, spill=FlushPolicy, more=(("`[[buffers]]` flush keys", "", "any `flush.*` key, for those buffers"),)
     )
     accounts: dict[str, Account] = section("per_provider", Account)
     alerts: AlertConfig = section("table", AlertConfig)
@@ -632,7 +640,7 @@ def declared_keys() -> Iterator[str]:
             assert sec.cls is not None
             infix = ".<provider>." if sec.shape == "per_provider" else "."
             yield from (f"{name}{infix}{k}" for k in settings_of(sec.cls))
-            if sec.cls is BufferOverride:
+            if sec.spill is not None:  # [[buffers]]: any [flush] key, one name standing for them all
                 yield f"{name}.<a flush key>"
 
 
