@@ -426,14 +426,14 @@ def _build(cls: type, raw: dict[str, Any], ctx: Context, prefix: str, spill: typ
     (a `[[buffers]]` entry's `[flush]` keys)."""
     extra = settings_of(spill) if spill is not None else {}
     _check_keys(ctx.path, prefix, raw, set(settings_of(cls)) | set(extra))
-    if spill is not None:
-        fixed["values"] = _values(spill, raw, ctx, prefix)
     obj = cls(**_values(cls, raw, ctx, prefix), **fixed)
     if hasattr(obj, "check"):
         try:
             obj.check()
         except Invalid as exc:
             raise _fail(ctx.path, prefix + exc.at, exc.message) from None
+    if spill is not None:
+        obj = dataclasses.replace(obj, values=_values(spill, raw, ctx, prefix))
     return obj
 
 
