@@ -55,7 +55,7 @@ def test_bad_file_is_rejected_whole(cli, data_dir: Path, name: str) -> None:
 
 def test_many_bad_lines_are_all_reported_up_to_a_limit(cli) -> None:
     result = cli("enqueue", str(CORPUS / "bad" / "many_bad_lines.jsonl"))
-    named = [l for l in result.err.splitlines() if "many_bad_lines.jsonl:" in l]
+    named = [line for line in result.err.splitlines() if "many_bad_lines.jsonl:" in line]
     assert len(named) == 20
     assert "many_bad_lines.jsonl:20:" in result.err
     assert "and 10 more problems" in result.err
@@ -69,7 +69,8 @@ def test_enqueue_mixed_file_reports_buffers(cli, data_dir: Path) -> None:
     assert "anthropic:/v1/messages:claude-3-5-haiku-latest" in result.out
     with sqlite3.connect(data_dir / "batchtop.sqlite3") as db:
         rows = db.execute(
-            "SELECT r.provider, r.custom_id, b.endpoint, b.model, r.state, r.attempts FROM requests r JOIN buffers b ON b.id = r.buffer_id ORDER BY r.id"
+            "SELECT r.provider, r.custom_id, b.endpoint, b.model, r.state, r.attempts"
+            " FROM requests r JOIN buffers b ON b.id = r.buffer_id ORDER BY r.id"
         ).fetchall()
         queued = db.execute("SELECT provider, queued FROM buffers ORDER BY provider").fetchall()
     assert rows == [

@@ -359,7 +359,10 @@ def test_load_config_of_any_bytes_loads_or_names_the_file(tmp_path_factory: pyte
 
 # -- pinned: inputs that break the properties today ------------------------------------------
 
-_OPENAI_LINE = '{{"custom_id":{cid},"method":"POST","url":"/v1/chat/completions","body":{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":{content}}}]}}}}'
+_OPENAI_LINE = (
+    '{{"custom_id":{cid},"method":"POST","url":"/v1/chat/completions",'
+    '"body":{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":{content}}}]}}}}'
+)
 
 
 def _enqueue_file(cli, tmp_path: Path, data_dir: Path, text: str):  # type: ignore[no-untyped-def]

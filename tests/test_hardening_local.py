@@ -266,7 +266,9 @@ def test_run_does_not_log_credentials_of_a_base_url_nor_http_requests_unless_ask
                         (left,) = db.execute("SELECT count(*) FROM requests WHERE state != 'succeeded'").fetchone()
                     if not left:
                         break
-                    assert time.monotonic() < end and engine.poll() is None, engine.stderr.read() if engine.poll() is not None else "timeout"
+                    assert time.monotonic() < end and engine.poll() is None, (
+                        engine.stderr.read() if engine.poll() is not None else "timeout"
+                    )
                     time.sleep(0.2)
             finally:
                 engine.send_signal(signal.SIGTERM)

@@ -179,7 +179,7 @@ def test_concurrent_writers_while_the_engine_runs_lose_nothing(
             progress.add(_db_count(data_dir, _PROGRESS))
             time.sleep(0.1)
         results = [(p.args, *p.communicate(timeout=30), p.returncode) for p in writers]
-        for args, out, err, code in results:
+        for args, _out, err, code in results:
             assert code == 0 and err == b"", f"{args[-4:]} exited {code}: {err.decode(errors='replace')[-2000:]}"
         expected = WRITERS * (SINGLE + MANY * MANY_SIZE) + FILE_LINES + 2 * PRESEED
         assert sum(int(out) for _, out, _, _ in results[:-1]) == WRITERS * (SINGLE + MANY * MANY_SIZE)

@@ -84,9 +84,9 @@ def test_kill_engine_at_random_moments(sim: Simulator, data_dir: Path, tmp_path:
         calls = len(sim.request_log)
         proc = _engine(data_dir, config)
         try:
-            assert _wait(lambda: _holds_lease(data_dir, proc.pid), 30), "engine never took the lease"
+            assert _wait(lambda: _holds_lease(data_dir, proc.pid), 30), "engine never took the lease"  # noqa: B023  (called here)
             # kill while it talks to the providers, not while it is still importing
-            if not _wait(lambda: len(sim.request_log) > calls, 30):
+            if not _wait(lambda: len(sim.request_log) > calls, 30):  # noqa: B023  (called here)
                 with Store(data_dir) as store:
                     debug = (
                         store.db.execute("SELECT * FROM engine_state").fetchall(),

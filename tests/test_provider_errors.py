@@ -96,7 +96,8 @@ def raised(make: Callable[[], ProviderAdapter], use: Callable[[ProviderAdapter],
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_refused_key_is_an_auth_error_on_every_call(sim: Simulator, provider: str) -> None:
     sim.config.require_api_key = "sk-right"
-    make = lambda: adapter(sim, provider, key="sk-wrong")
+    def make() -> Any:
+        return adapter(sim, provider, key="sk-wrong")
     for use in (lambda a: a.probe(), lambda a: a.list_recent(0.0, {"b"}), lambda a: submit(a, provider)):
         error = raised(make, use)
         assert type(error) is ProviderAuthError and error.status_code == 401
@@ -125,7 +126,8 @@ def test_a_forgotten_batch_is_not_found_for_retrieve_cancel_and_results(sim: Sim
 @pytest.mark.parametrize("status", [500, 503, 529, 408, 409, 429])
 def test_server_errors_timeouts_conflicts_and_rate_limits_are_transient(sim: Simulator, provider: str, status: int) -> None:
     """With the provider's Retry-After, which the engine's backoff honours."""
-    make = lambda: adapter(sim, provider, headers={"x-sim-fault": str(status)})
+    def make() -> Any:
+        return adapter(sim, provider, headers={"x-sim-fault": str(status)})
     for use in (lambda a: a.list_recent(0.0, {"b"}), lambda a: a.probe(), lambda a: a.retrieve("batch_x")):
         error = raised(make, use)
         assert type(error) is ProviderTransient and error.status_code == status
@@ -186,7 +188,8 @@ def test_no_connection_is_transient(provider: str) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}" + ("/v1" if provider == "openai" else "")
-    make = lambda: registry.get(provider).adapter("sk-test", url, max_retries=0, timeout=5.0)
+    def make() -> Any:
+        return registry.get(provider).adapter("sk-test", url, max_retries=0, timeout=5.0)
     error = raised(make, lambda a: a.probe())
     assert type(error) is ProviderTransient and error.status_code is None and error.source == "APIConnectionError"
 

@@ -25,19 +25,15 @@ import pytest
 
 from batchtop.cli import build_parser
 from batchtop.config import (
-    Account,
     AlertConfig,
-    BudgetLimits,
-    BufferOverride,
     Config,
     EngineConfig,
     FlushPolicy,
-    RoutingConfig,
-    Webhook,
+    declared_keys,
     load_config,
     parse_config,
+    readme_rows,
 )
-from batchtop.pricing.table import PRICE_KEYS
 from batchtop.sim import SimConfig, Simulator
 from batchtop.store import Store
 
@@ -136,21 +132,15 @@ FLUSH_KEYS = _fields(FlushPolicy)
 
 
 def accepted_keys() -> set[str]:
-    """Every key path the loader accepts, from its dataclasses (so a key added there
+    """Every key path the loader accepts, from its declarations (so a key added there
     and missing from the example fails this test)."""
-    keys = {f"engine.{k}" for k in _fields(EngineConfig)} | {f"flush.{k}" for k in FLUSH_KEYS}
-    keys |= {f"buffers.{k}" for k in _fields(BufferOverride, "values")} | {"buffers.<a flush key>"}
-    keys |= {f"accounts.{k}" for k in _fields(Account, "provider")}
-    keys |= {f"alerts.{k}" for k in _fields(AlertConfig)}
-    keys |= {"prices.batch_discount"} | {f"prices.family.{k}" for k in PRICE_KEYS}
-    keys |= {f"budget.{k}" for k in _fields(BudgetLimits)} | {f"budget.provider.{k}" for k in _fields(BudgetLimits)}
-    keys |= {f"routing.{k}" for k in _fields(RoutingConfig)}
-    keys |= {f"webhooks.{k}" for k in _fields(Webhook)}
+    keys = set(declared_keys())
     assert {k.split(".")[0] for k in keys} == _fields(Config, "path")
     return keys
 
 
 def used_keys(doc: dict[str, Any]) -> set[str]:
+    """The key paths a config document sets, spelled as `declared_keys` spells them."""
     keys: set[str] = set()
     for section, table in doc.items():
         if section == "buffers":  # any [flush] key may appear here: one stands for them all
@@ -158,17 +148,25 @@ def used_keys(doc: dict[str, Any]) -> set[str]:
         elif section == "webhooks":
             keys |= {f"webhooks.{k}" for entry in table for k in entry}
         elif section == "accounts":
-            keys |= {f"accounts.{k}" for acct in table.values() for k in acct}
+            keys |= {f"accounts.<provider>.{k}" for acct in table.values() for k in acct}
         elif section == "prices":
             for provider in table.values():
                 for name, value in provider.items():
-                    keys |= {f"prices.family.{k}" for k in value} if isinstance(value, dict) else {f"prices.{name}"}
+                    keys |= {f"prices.<provider>.<family>.{k}" for k in value} if isinstance(value, dict) else {f"prices.<provider>.{name}"}
         elif section == "budget":
             for k, v in table.items():
-                keys |= {f"budget.provider.{kk}" for kk in v} if isinstance(v, dict) else {f"budget.{k}"}
+                keys |= {f"budget.<provider>.{kk}" for kk in v} if isinstance(v, dict) else {f"budget.{k}"}
         else:
             keys |= {f"{section}.{k}" for k in table}
     return keys
+
+
+def test_readme_config_table_is_the_declared_one() -> None:
+    """The README's table of config keys is generated from the declarations in
+    batchtop.config: after adding a key, paste `python -m batchtop.config` over it."""
+    start = README.index("| Key | Default | Meaning |\n|---|---|---|\n")
+    lines = README[start:README.index("\n\n", start)].splitlines()[2:]
+    assert lines == list(readme_rows()), "regenerate it: python -m batchtop.config"
 
 
 def test_config_example_loads_as_shipped() -> None:

@@ -13,8 +13,9 @@ import http.client
 import io
 import json
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import anthropic
 import openai
@@ -859,7 +860,9 @@ def test_partial_fault_rate_is_survived_by_sdk_retries(
     assert ant(sim).messages.batches.list(extra_headers={"x-sim-fault": "200"}).data
 
 
-def test_require_api_key(make_sim: Callable[..., Simulator], oai: Callable[..., openai.OpenAI], ant: Callable[..., anthropic.Anthropic]) -> None:
+def test_require_api_key(
+    make_sim: Callable[..., Simulator], oai: Callable[..., openai.OpenAI], ant: Callable[..., anthropic.Anthropic]
+) -> None:
     sim = make_sim(require_api_key="sk-right")
 
     with pytest.raises(openai.AuthenticationError) as info:
@@ -888,7 +891,9 @@ def test_require_api_key(make_sim: Callable[..., Simulator], oai: Callable[..., 
     assert statuses[401] == 5 and set(statuses) == {200, 401}
 
 
-def test_unknown_route_gets_provider_error_shape(sim: Simulator, oai: Callable[..., openai.OpenAI], ant: Callable[..., anthropic.Anthropic]) -> None:
+def test_unknown_route_gets_provider_error_shape(
+    sim: Simulator, oai: Callable[..., openai.OpenAI], ant: Callable[..., anthropic.Anthropic]
+) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         oai(sim).get("/nothing/here", cast_to=object)
     assert info.value.body["message"].startswith("Unknown request URL")  # type: ignore[index]

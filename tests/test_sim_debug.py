@@ -33,7 +33,10 @@ def _get(base: str, path: str, key: str | None = None) -> tuple[int, Any]:
 
 def _submit(sim_base: str, key: str = "k") -> None:
     """Two OpenAI requests (one of them twice) and one Anthropic request, through the SDKs."""
-    line = '{{"custom_id":"{}","method":"POST","url":"/v1/chat/completions","body":{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"hi"}}]}}}}\n'
+    line = (
+        '{{"custom_id":"{}","method":"POST","url":"/v1/chat/completions",'
+        '"body":{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"hi"}}]}}}}\n'
+    )
     with openai.OpenAI(base_url=sim_base + "/v1", api_key=key, max_retries=5) as client:
         for content in ((line.format("o1") + line.format("o2")).encode(), line.format("o1").encode()):
             f = client.files.create(file=("in.jsonl", content), purpose="batch")

@@ -8,14 +8,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batchtop import paths
 from batchtop.display import clean
 from batchtop.errors import BatchtopError
 from batchtop.exitcodes import Exit
 from batchtop.providers import registry
+
+if TYPE_CHECKING:  # annotations only: each command imports what it runs, lazily
+    from batchtop.config import Config
+    from batchtop.engine.tick import TickReport
+    from batchtop.store.store import BufferKey
 
 
 def _say(text: str, *, err: bool = False) -> None:
@@ -222,7 +228,7 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
-def _warn_unpriced(config, counts) -> None:  # (Config, {BufferKey: int})
+def _warn_unpriced(config: Config, counts: Mapping[BufferKey, int]) -> None:
     """Enqueue takes models without a known price (an operator may add it later), but says so."""
     from batchtop.pricing.table import price_table
     from batchtop.intake.quote import unknown_price_warning
@@ -233,7 +239,7 @@ def _warn_unpriced(config, counts) -> None:  # (Config, {BufferKey: int})
         print(warning, file=sys.stderr)
 
 
-def _config(args: argparse.Namespace):  # -> Config
+def _config(args: argparse.Namespace) -> Config:
     from batchtop.config import load_config
 
     return load_config(paths.config_file(args.config), required=bool(args.config))
@@ -251,7 +257,7 @@ def _cmd_flush(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
-def _print_ingest_errors(report) -> None:  # report: TickReport
+def _print_ingest_errors(report: TickReport) -> None:
     """Batches whose results could not be read this tick (tried again later)."""
     from batchtop.display import clean
 
@@ -259,7 +265,7 @@ def _print_ingest_errors(report) -> None:  # report: TickReport
         print(f"  ingest of {clean(batch_id, limit=80)}: {clean(error, limit=300)}", file=sys.stderr)
 
 
-def _print_report(report) -> None:  # report: TickReport
+def _print_report(report: TickReport) -> None:
     done = report.summary()
     summary = done if done else ("nothing done" if report.errors else "nothing to do")
     if report.errors:

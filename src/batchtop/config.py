@@ -2,18 +2,30 @@
 
 Every key is optional; an unknown key or a wrong type is an error naming the file
 and the key, so a typo never silently falls back to a default.
+
+The settings are declared, not hand-parsed: each key is one field of a frozen
+dataclass below, made with `setting(default, parser, doc)`. That one line is the
+whole table entry: the loader reads the key's type, default and constraint from it
+(the parser refuses a bad value with the message the operator sees), the README's
+config table is generated from its doc (`python -m batchtop.config`, checked by
+tests/test_readme.py), and the test of config.example.toml asks for the key there.
+`Config` names the sections; `section(...)` says the shape of each (a table, an
+array of tables, a table per provider), so a new section is a dataclass and one line.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import re
 import stat
 import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from batchtop.errors import BatchtopError
 from batchtop.pricing.table import PriceSpecError, table_with
@@ -25,25 +37,253 @@ class ConfigError(BatchtopError):
     pass
 
 
+# -- what a setting is -------------------------------------------------------------------------
+
+
+class Invalid(ValueError):
+    """A parser's refusal: `message` is shown after the key; `at` is appended to the key
+    when the fault is inside the value (`[1]` for an array's second item)."""
+
+    def __init__(self, message: str, at: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.at = at
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a parser may need besides the value: the config file (paths in it are
+    relative to its directory)."""
+
+    path: Path | None
+
+
+Parser = Callable[[Any, Context], Any]
+"""Turns a TOML value into the setting's value, or raises Invalid."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key's declaration, kept in its dataclass field's metadata."""
+
+    parse: Parser
+    doc: str
+    """The README's meaning column."""
+    shown: str | None = None
+    """The README's default column, when it is not the default written as TOML."""
+    required: str | None = None
+    """For a key without a default: what the error says when it is missing."""
+
+
+def setting(default: Any, parse: Parser, doc: str, *, shown: str | None = None) -> Any:
+    """A dataclass field that is a config key: its default, its parser, its doc."""
+    return field(default=default, metadata={"setting": Setting(parse, doc, shown)})
+
+
+def required(parse: Parser, doc: str, *, missing: str, shown: str = "required") -> Any:
+    """A config key without a default: `missing` is the error when it is left out."""
+    return field(metadata={"setting": Setting(parse, doc, shown, required=missing)})
+
+
+def settings_of(cls: type) -> dict[str, Setting]:
+    """The declared keys of a section's dataclass, in declaration order."""
+    return {f.name: f.metadata["setting"] for f in dataclasses.fields(cls) if "setting" in f.metadata}
+
+
+# -- parsers: each refuses a bad value with the message the operator reads ---------------------
+
+
+def duration(value: Any, ctx: Context) -> float:
+    try:
+        return parse_duration(value)
+    except (ValueError, TypeError) as exc:
+        raise Invalid(str(exc)) from None
+
+
+def integer(minimum: int) -> Parser:
+    def parse(value: Any, ctx: Context) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise Invalid(f"must be an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+def boolean(value: Any, ctx: Context) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid("must be true or false")
+    return value
+
+
+def fraction(value: Any, ctx: Context) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise Invalid("must be a number from 0 to 1")
+    return float(value)
+
+
+def dollars(value: Any, ctx: Context) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise Invalid("must be a number of US dollars >= 0")
+    return Decimal(str(value))
+
+
+def text(value: Any, ctx: Context) -> str:
+    if not isinstance(value, str):
+        raise Invalid("must be a string")
+    return value
+
+
+def one_of(*choices: str, quoted: bool = False) -> Parser:
+    def parse(value: Any, ctx: Context) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise Invalid(f"must be one of {', '.join(repr(c) if quoted else c for c in choices)}")
+        return value
+
+    return parse
+
+
+def provider_name(value: Any, ctx: Context) -> str:
+    if text(value, ctx) not in PROVIDERS:
+        raise Invalid(f"must be one of {', '.join(PROVIDERS)}")
+    return str(value)
+
+
+def model_ids(value: Any, ctx: Context) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise Invalid('must be an array of model ids, e.g. ["gpt-4o-mini", "claude-haiku-4-5"]')
+    for i, model in enumerate(value):
+        if not isinstance(model, str) or not model.strip():
+            raise Invalid("must be a non-empty model id", at=f"[{i}]")
+    return tuple(dict.fromkeys(m.strip() for m in value))
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_ENV = (
+    "required: the name of the environment variable holding the signing secret (e.g. BATCHTOP_WEBHOOK_SECRET),"
+    " never the secret itself"
+)
+_HOOK_URL = "required: the receiver's http:// or https:// URL"
+
+
+def secret_env(value: Any, ctx: Context) -> str:
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise Invalid(_SECRET_ENV)
+    return value
+
+
+def http_url(value: Any, ctx: Context) -> str:
+    """An http or https URL with a host (and a valid port, and no spaces or controls)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or not value:
+        raise Invalid(_HOOK_URL)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError as exc:
+        raise Invalid(f"not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() or ord(c) < 32 for c in value):
+        raise Invalid("must be an http:// or https:// URL with a host")
+    return value
+
+
+def event_kinds(value: Any, ctx: Context) -> frozenset[str]:
+    from batchtop.store.events import KINDS
+
+    if not isinstance(value, list) or not value:
+        raise Invalid(f"must be a non-empty array of event kinds ({', '.join(KINDS)}); omit it for every kind")
+    for j, kind in enumerate(value):
+        if kind not in KINDS:
+            raise Invalid(f"unknown event kind {kind!r} (known: {', '.join(KINDS)})", at=f"[{j}]")
+    return frozenset(value)
+
+
+def schema_file(value: Any, ctx: Context) -> Path:
+    """A JSON Schema file, relative to the config file's directory, checked now so a
+    typo fails at load time rather than on the first result."""
+    if not isinstance(value, str) or not value:
+        raise Invalid("must be a path to a JSON Schema file")
+    schema_path = Path(value).expanduser()
+    if not schema_path.is_absolute() and ctx.path is not None:
+        schema_path = ctx.path.parent / schema_path
+    from batchtop.engine.output_checks import SchemaFileError, read_schema
+
+    try:
+        schema = read_schema(schema_path)
+    except SchemaFileError as exc:
+        raise Invalid(str(exc)) from None
+    except OSError as exc:
+        raise Invalid(f"cannot read {schema_path} ({exc.strerror})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid(f"{schema_path} is not JSON ({exc})") from None
+    from jsonschema import (  # lazy: only configs that use a schema pay for it
+        SchemaError,
+        validators,
+    )
+
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        raise Invalid(f"{schema_path} is not a valid JSON Schema ({exc.message})") from None
+    return schema_path.resolve()
+
+
+# -- the settings --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    poll_interval: float = setting(30.0, duration, "how often the engine ticks (`batchtop run` and the console alike), sooner when work comes due or an action asks")
+    max_attempts: int = setting(3, integer(1), "attempts per request before it is a dead letter")
+    auto_resubmit: bool = setting(True, boolean, "resubmit failed requests by itself (else wait for `batchtop resubmit`)")
+    lease_ttl: float = setting(60.0, duration, "how long an engine's hold on the data dir lasts without renewal")
+    retry_delay: float = setting(
+        0.0, duration,
+        "how long a failed request waits before its next attempt; `\"0s\"`: it goes out at the next tick after its"
+        " batch was ingested, whatever the buffer's `flush.max_age`",
+    )
+    ingest_budget: float = setting(
+        10.0, duration, "time per tick and provider spent reading result files; the rest is read on the next tick"
+    )
+    ingest_budget_bytes: int = setting(64 * 1024 * 1024, integer(1024), "bytes of result lines stored per tick and provider")
+    ingest_max_line: int = setting(
+        16 * 1024 * 1024, integer(1024), "a result line longer than this (bytes) is skipped and recorded as an anomaly"
+    )
+
+
 @dataclass(frozen=True)
 class FlushPolicy:
     """When a buffer is flushed, and how big its batches may be (capped by the provider)."""
 
-    max_requests: int = 50_000
-    max_bytes: int = 100_000_000
-    max_age: float = 3600.0
-    deadline_margin: float = 2 * 3600.0
-    min_requests: int = 1
+    max_requests: int = setting(50_000, integer(1), "flush a buffer once it holds this many requests (capped by the provider)")
+    max_bytes: int = setting(100_000_000, integer(1), "... or this many bytes of lines (capped by the provider)")
+    max_age: float = setting(3600.0, duration, "... or once its oldest request has waited this long")
+    deadline_margin: float = setting(2 * 3600.0, duration, "submit by deadline − 24 h − margin")
+    min_requests: int = setting(
+        1, integer(1), "below this many queued, age alone does not flush a buffer (a deadline or `flush` still does)"
+    )
+
+
+_OUTPUT_KINDS = ("json", "text")
+_MATCHES = "which buffers an entry applies to (later entries win)"
 
 
 @dataclass(frozen=True)
 class BufferOverride:
-    provider: str | None
-    endpoint: str | None
-    model: str | None
-    values: dict[str, Any]
-    output: str | None = None  # "json": the model's text must parse as JSON; "text": no check
-    output_schema: Path | None = None  # JSON Schema the output must satisfy (implies json)
+    """`[[buffers]]`: settings for the buffers matching all of provider / endpoint / model
+    it names; `values` holds the `[flush]` keys it sets."""
+
+    provider: str | None = setting(None, provider_name, _MATCHES, shown="all")
+    endpoint: str | None = setting(None, text, _MATCHES, shown="all")
+    model: str | None = setting(None, text, _MATCHES, shown="all")
+    values: dict[str, Any] = field(default_factory=dict)
+    output: str | None = setting(
+        None, one_of(*_OUTPUT_KINDS, quoted=True),
+        "`\"json\"`: a result whose text is not JSON is a failed attempt; `\"text\"`: no check", shown="",
+    )
+    output_schema: Path | None = setting(
+        None, schema_file, "a JSON Schema file (relative to the config file) results must satisfy", shown=""
+    )
 
     def matches(self, provider: str, endpoint: str, model: str) -> bool:
         return (
@@ -52,53 +292,41 @@ class BufferOverride:
             and (self.model is None or self.model == model)
         )
 
+    def check(self) -> None:
+        """The one constraint between keys: a schema needs JSON output."""
+        if self.output_schema is not None and self.output == "text":
+            raise Invalid("\"text\" contradicts output_schema (a schema needs JSON output)", at="output")
+
 
 @dataclass(frozen=True)
 class Account:
     """Where to find a provider's key and URL: names of env vars, never the key itself."""
 
     provider: str
-    name: str = "default"
-    api_key_env: str | None = None
-    base_url: str | None = None
-    base_url_env: str | None = None
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    poll_interval: float = 30.0
-    max_attempts: int = 3
-    auto_resubmit: bool = True
-    lease_ttl: float = 60.0
-    retry_delay: float = 0.0
-    """How long a failed request waits before it goes out again (0: the next tick after
-    its batch was ingested), whatever its buffer's flush.max_age says."""
-    ingest_budget: float = 10.0
-    """Seconds per tick and provider spent reading result files; the rest waits a tick."""
-    ingest_budget_bytes: int = 64 * 1024 * 1024
-    """Bytes of result lines stored per tick and provider."""
-    ingest_max_line: int = 16 * 1024 * 1024
-    """A result line longer than this is skipped (an anomaly), never held in memory."""
-
-
-_ENGINE_KEYS = {
-    "poll_interval", "max_attempts", "auto_resubmit", "lease_ttl", "retry_delay", "ingest_budget",
-    "ingest_budget_bytes", "ingest_max_line",
-}
+    name: str = setting("default", text, "the account's name in the status")
+    api_key_env: str | None = setting(
+        None, text, "the variable holding the key", shown="`OPENAI_API_KEY` / `ANTHROPIC_API_KEY`"
+    )
+    base_url: str | None = setting(None, text, "an endpoint, or the variable holding it", shown="the SDK's")
+    base_url_env: str | None = setting(None, text, "an endpoint, or the variable holding it", shown="the SDK's")
 
 
 @dataclass(frozen=True)
 class AlertConfig:
-    failure_rate: float = 0.05
-    window: float = 86400.0
+    failure_rate: float = setting(0.05, fraction, "alert when more than this share of attempts failed in the window")
+    window: float = setting(86400.0, duration, "the window of that failure rate")
 
 
 @dataclass(frozen=True)
 class BudgetLimits:
     """Spending caps in USD at batch price; None = no cap."""
 
-    daily_usd: Decimal | None = None
-    monthly_usd: Decimal | None = None
+    daily_usd: Decimal | None = setting(
+        None, dollars, "hold new batches that would take batch spend past this cap (UTC day / month)", shown="none"
+    )
+    monthly_usd: Decimal | None = setting(
+        None, dollars, "hold new batches that would take batch spend past this cap (UTC day / month)", shown="none"
+    )
 
 
 @dataclass(frozen=True)
@@ -119,7 +347,11 @@ class RoutingConfig:
     """`[routing]`: models worth routing work to, priced by the savings screen's what-if
     (and by `batchtop report` when no `--what-if` is given)."""
 
-    candidates: tuple[str, ...] = ()
+    candidates: tuple[str, ...] = setting(
+        (), model_ids,
+        "models to price the same usage on, in batch, for the what-if (the console's savings screen, and `report`"
+        " without `--what-if`); each is compared with the models of its own provider",
+    )
 
 
 @dataclass(frozen=True)
@@ -127,9 +359,18 @@ class Webhook:
     """`[[webhooks]]`: a receiver of the event log. The secret is never here, only the
     name of the variable that holds it, read when a delivery is signed."""
 
-    url: str
-    secret_env: str
-    events: frozenset[str] | None = None
+    url: str = required(
+        http_url, "a receiver of every event, POSTed as JSON (http or https; see [Events and webhooks](#events-and-webhooks))",
+        missing=_HOOK_URL, shown="none",
+    )
+    secret_env: str = required(
+        secret_env,
+        "the environment variable holding its signing secret; while it is unset nothing is sent to that receiver (the events wait)",
+        missing=_SECRET_ENV,
+    )
+    events: frozenset[str] | None = setting(
+        None, event_kinds, "the event kinds it receives, e.g. `[\"ended\", \"alert\"]`", shown="every kind"
+    )
     """The kinds it receives; None: every kind."""
 
     def wants(self) -> tuple[str, ...]:
@@ -138,35 +379,7 @@ class Webhook:
         return tuple(k for k in KINDS if self.events is None or k in self.events)
 
 
-@dataclass(frozen=True)
-class Config:
-    path: Path | None = None
-    engine: EngineConfig = EngineConfig()
-    flush: FlushPolicy = FlushPolicy()
-    buffers: tuple[BufferOverride, ...] = ()
-    accounts: dict[str, Account] = field(default_factory=dict)
-    alerts: AlertConfig = AlertConfig()
-    prices: dict[str, dict[str, Any]] = field(default_factory=dict)
-    budget: BudgetConfig = BudgetConfig()
-    routing: RoutingConfig = RoutingConfig()
-    webhooks: tuple[Webhook, ...] = ()
-
-    def policy_for(self, provider: str, endpoint: str, model: str) -> FlushPolicy:
-        """The flush policy of one buffer: defaults, then matching overrides, then provider caps."""
-        values: dict[str, Any] = {}
-        for override in self.buffers:
-            if override.matches(provider, endpoint, model):
-                values.update(override.values)
-        base = self.flush
-        policy = FlushPolicy(**{**base.__dict__, **values})
-        caps = CAPS[provider]
-        return FlushPolicy(
-            max_requests=min(policy.max_requests, caps.max_requests),
-            max_bytes=min(policy.max_bytes, caps.max_bytes),
-            max_age=policy.max_age,
-            deadline_margin=policy.deadline_margin,
-            min_requests=policy.min_requests,
-        )
+# -- sections: the shape of each top-level key -------------------------------------------------
 
 
 def _fail(path: Path | None, key: str, message: str) -> ConfigError:
@@ -179,252 +392,256 @@ def _check_keys(path: Path | None, prefix: str, table: dict[str, Any], allowed: 
             raise _fail(path, f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(allowed))})")
 
 
-def _int(path: Path | None, key: str, value: Any, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(path, key, f"must be an integer >= {minimum}")
-    return value
+def _table_at(ctx: Context, key: str, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise _fail(ctx.path, key, "must be a table")
+    return raw
 
 
-def _duration(path: Path | None, key: str, value: Any) -> float:
-    try:
-        return parse_duration(value)
-    except (ValueError, TypeError) as exc:
-        raise _fail(path, key, str(exc)) from None
+def _array_at(ctx: Context, key: str, raw: Any) -> list[Any]:
+    if not isinstance(raw, list):
+        raise _fail(ctx.path, key, f"must be an array of tables ([[{key}]])")
+    return raw
 
 
-def _flush_values(path: Path | None, prefix: str, table: dict[str, Any]) -> dict[str, Any]:
+def _values(cls: type, raw: dict[str, Any], ctx: Context, prefix: str) -> dict[str, Any]:
+    """The declared keys of `cls` present in `raw`, parsed in declaration order."""
     out: dict[str, Any] = {}
-    for key, value in table.items():
-        name = f"{prefix}{key}"
-        if key in ("max_requests", "max_bytes", "min_requests"):
-            out[key] = _int(path, name, value, 1)
-        elif key in ("max_age", "deadline_margin"):
-            out[key] = _duration(path, name, value)
+    for name, spec in settings_of(cls).items():
+        if name not in raw:
+            if spec.required is not None:
+                raise _fail(ctx.path, prefix + name, spec.required)
+            continue
+        try:
+            out[name] = spec.parse(raw[name], ctx)
+        except Invalid as exc:
+            raise _fail(ctx.path, prefix + name + exc.at, exc.message) from None
     return out
 
 
-_FLUSH_KEYS = {"max_requests", "max_bytes", "max_age", "deadline_margin", "min_requests"}
-_OUTPUT_KEYS = {"output", "output_schema"}
-_OUTPUT_KINDS = ("json", "text")
-_BUDGET_KEYS = {"daily_usd", "monthly_usd"}
+def _build(cls: type, raw: dict[str, Any], ctx: Context, prefix: str, spill: type | None = None, **fixed: Any) -> Any:
+    """One instance of a section's dataclass from its TOML table: unknown keys refused,
+    each declared key parsed; a class with `check()` then checks its keys together.
+    With `spill`, the keys of that class are taken too, parsed into the `values` dict
+    (a `[[buffers]]` entry's `[flush]` keys)."""
+    extra = settings_of(spill) if spill is not None else {}
+    _check_keys(ctx.path, prefix, raw, set(settings_of(cls)) | set(extra))
+    obj = cls(**_values(cls, raw, ctx, prefix), **fixed)
+    if hasattr(obj, "check"):
+        try:
+            obj.check()
+        except Invalid as exc:
+            raise _fail(ctx.path, prefix + exc.at, exc.message) from None
+    if spill is not None:
+        obj = dataclasses.replace(obj, values=_values(spill, raw, ctx, prefix))
+    return obj
 
 
-def _output_schema(path: Path | None, key: str, value: Any) -> Path:
-    """A JSON Schema file, relative to the config file's directory, checked now so a
-    typo fails at load time rather than on the first result."""
-    if not isinstance(value, str) or not value:
-        raise _fail(path, key, "must be a path to a JSON Schema file")
-    schema_path = Path(value).expanduser()
-    if not schema_path.is_absolute() and path is not None:
-        schema_path = path.parent / schema_path
-    from batchtop.engine.output_checks import SchemaFileError, read_schema
+Shape = Literal["table", "array", "per_provider", "custom"]
+Row = tuple[str, str, str]
+"""A README row: key, default, meaning."""
 
+
+@dataclass(frozen=True)
+class Section:
+    """How a top-level key is read, kept in its Config field's metadata.
+
+    shape: "table" (`[name]`, the keys of `cls`), "array" (`[[name]]`, each entry a
+    `cls`), "per_provider" (`[name.<provider>]`, each a `cls` given `provider=`) or
+    "custom" (read by the function named in `_CUSTOM`). `spill`: a class whose keys an
+    entry also takes, into its `values`. `rows` replace the README rows generated from
+    `cls`'s keys; `more` follow them."""
+
+    shape: Shape
+    cls: type | None = None
+    spill: type | None = None
+    rows: tuple[Row, ...] = ()
+    more: tuple[Row, ...] = ()
+
+
+def section(shape: Shape, cls: type | None = None, *, spill: type | None = None, default: Callable[[], Any] | None = None,
+            rows: tuple[Row, ...] = (), more: tuple[Row, ...] = ()) -> Any:
+    """A Config field that is a top-level key of the config file."""
+    meta = {"section": Section(shape, cls, spill, rows, more)}
+    if shape == "array":
+        return field(default=(), metadata=meta)
+    factory = default or (dict if shape == "per_provider" else cls)
+    assert factory is not None
+    return field(default_factory=factory, metadata=meta)
+
+
+def _load_table(name: str, sec: Section, raw: Any, ctx: Context) -> Any:
+    assert sec.cls is not None
+    if sec.shape == "table":
+        return _build(sec.cls, _table_at(ctx, name, raw), ctx, f"{name}.")
+    if sec.shape == "array":
+        return tuple(
+            _build(sec.cls, _table_at(ctx, f"{name}[{i}]", entry), ctx, f"{name}[{i}].", sec.spill)
+            for i, entry in enumerate(_array_at(ctx, name, raw))
+        )
+    out: dict[str, Any] = {}  # per_provider
+    for provider, entry in _table_at(ctx, name, raw).items():
+        if provider not in PROVIDERS:
+            raise _fail(ctx.path, f"{name}.{provider}", f"unknown provider (one of {', '.join(PROVIDERS)})")
+        out[provider] = _build(sec.cls, _table_at(ctx, f"{name}.{provider}", entry), ctx, f"{name}.{provider}.", provider=provider)
+    return out
+
+
+def _load_prices(raw: Any, ctx: Context) -> dict[str, dict[str, Any]]:
     try:
-        schema = read_schema(schema_path)
-    except SchemaFileError as exc:
-        raise _fail(path, key, str(exc)) from None
-    except OSError as exc:
-        raise _fail(path, key, f"cannot read {schema_path} ({exc.strerror})") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _fail(path, key, f"{schema_path} is not JSON ({exc})") from None
-    from jsonschema import (  # lazy: only configs that use a schema pay for it
-        SchemaError,
-        validators,
-    )
-
-    try:
-        validators.validator_for(schema).check_schema(schema)
-    except SchemaError as exc:
-        raise _fail(path, key, f"{schema_path} is not a valid JSON Schema ({exc.message})") from None
-    return schema_path.resolve()
+        table_with(raw)  # validate now; pricing.table applies it when prices are read
+    except PriceSpecError as exc:
+        raise _fail(ctx.path, f"prices.{exc.key}", exc.message) from None
+    return raw
 
 
-def _budget_limits(path: Path | None, prefix: str, table: dict[str, Any]) -> BudgetLimits:
-    values: dict[str, Decimal] = {}
-    for key in _BUDGET_KEYS & set(table):
-        value = table[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
-            raise _fail(path, prefix + key, "must be a number of US dollars >= 0")
-        values[key] = Decimal(str(value))
-    return BudgetLimits(**values)
-
-
-def _budget(path: Path | None, table: dict[str, Any]) -> BudgetConfig:
+def _load_budget(raw: dict[str, Any], ctx: Context) -> BudgetConfig:
+    """`[budget]`'s own caps, and a table of the same keys per provider."""
+    keys = set(settings_of(BudgetLimits))
     providers: dict[str, BudgetLimits] = {}
-    for key, value in table.items():
-        if key in _BUDGET_KEYS:
+    for key, value in raw.items():
+        if key in keys:
             continue
         if key not in PROVIDERS:
-            raise _fail(path, f"budget.{key}", f"unknown key (known: {', '.join(sorted(_BUDGET_KEYS | set(PROVIDERS)))})")
-        if not isinstance(value, dict):
-            raise _fail(path, f"budget.{key}", "must be a table")
-        _check_keys(path, f"budget.{key}.", value, _BUDGET_KEYS)
-        providers[key] = _budget_limits(path, f"budget.{key}.", value)
-    return BudgetConfig(total=_budget_limits(path, "budget.", table), providers=providers)
+            raise _fail(ctx.path, f"budget.{key}", f"unknown key (known: {', '.join(sorted(keys | set(PROVIDERS)))})")
+        providers[key] = _build(BudgetLimits, _table_at(ctx, f"budget.{key}", value), ctx, f"budget.{key}.")
+    total = BudgetLimits(**_values(BudgetLimits, raw, ctx, "budget."))
+    return BudgetConfig(total=total, providers=providers)
 
 
-def _routing(path: Path | None, table: dict[str, Any]) -> RoutingConfig:
-    _check_keys(path, "routing.", table, {"candidates"})
-    candidates = table.get("candidates", [])
-    if not isinstance(candidates, list):
-        raise _fail(path, "routing.candidates", 'must be an array of model ids, e.g. ["gpt-4o-mini", "claude-haiku-4-5"]')
-    for i, model in enumerate(candidates):
-        if not isinstance(model, str) or not model.strip():
-            raise _fail(path, f"routing.candidates[{i}]", "must be a non-empty model id")
-    return RoutingConfig(candidates=tuple(dict.fromkeys(m.strip() for m in candidates)))
+_CUSTOM: dict[str, Callable[[Any, Context], Any]] = {"prices": _load_prices, "budget": _load_budget}
+
+_PRICE_ROWS: tuple[Row, ...] = (
+    ("`prices.<provider>.batch_discount`", "`0.5`", "share off list price in batch"),
+    (
+        "`prices.<provider>.\"<family>\"` `input`, `output`, `cached_input`, `cache_write`, `cache_write_1h`",
+        "the shipped table",
+        "USD per million tokens (`cached_input` and `cache_write` default to `input`, `cache_write_1h` to 2 x `input`);"
+        " a model id is priced by its own entry, else by the family it is a dated snapshot of"
+        " (see [Prices and estimates](#prices-and-estimates))",
+    ),
+)
+_BUDGET_ROWS: tuple[Row, ...] = (
+    ("`budget.daily_usd` / `budget.monthly_usd`", "none",
+     "hold new batches that would take batch spend past this cap (UTC day / month)"),
+    ("`budget.<provider>.daily_usd` / `monthly_usd`", "none", "the same cap, for one provider"),
+)
 
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+@dataclass(frozen=True)
+class Config:
+    """The whole config. Each field but `path` is a top-level key of the file."""
+
+    path: Path | None = None
+    engine: EngineConfig = section("table", EngineConfig)
+    flush: FlushPolicy = section("table", FlushPolicy)
+    buffers: tuple[BufferOverride, ...] = section(
+        "array", BufferOverride, spill=FlushPolicy, more=(("`[[buffers]]` flush keys", "", "any `flush.*` key, for those buffers"),)
+    )
+    accounts: dict[str, Account] = section("per_provider", Account)
+    alerts: AlertConfig = section("table", AlertConfig)
+    prices: dict[str, dict[str, Any]] = section("custom", default=dict, rows=_PRICE_ROWS)
+    budget: BudgetConfig = section("custom", BudgetLimits, default=BudgetConfig, rows=_BUDGET_ROWS)
+    routing: RoutingConfig = section("table", RoutingConfig)
+    webhooks: tuple[Webhook, ...] = section("array", Webhook)
+
+    def policy_for(self, provider: str, endpoint: str, model: str) -> FlushPolicy:
+        """The flush policy of one buffer: defaults, then matching overrides, then provider caps."""
+        values: dict[str, Any] = {}
+        for override in self.buffers:
+            if override.matches(provider, endpoint, model):
+                values.update(override.values)
+        policy = dataclasses.replace(self.flush, **values)
+        caps = CAPS[provider]
+        return dataclasses.replace(
+            policy,
+            max_requests=min(policy.max_requests, caps.max_requests),
+            max_bytes=min(policy.max_bytes, caps.max_bytes),
+        )
 
 
-def _webhooks(path: Path | None, raw: Any) -> tuple[Webhook, ...]:
-    """Each receiver's URL (http or https, with a host), the event kinds it wants (known
-    ones, at least one) and the variable holding its signing secret (a name, required:
-    receivers only ever see signed events)."""
-    from urllib.parse import urlsplit
-
-    from batchtop.store.events import KINDS
-
-    if not isinstance(raw, list):
-        raise _fail(path, "webhooks", "must be an array of tables ([[webhooks]])")
-    hooks: list[Webhook] = []
-    for i, entry in enumerate(raw):
-        prefix = f"webhooks[{i}]."
-        if not isinstance(entry, dict):
-            raise _fail(path, f"webhooks[{i}]", "must be a table")
-        _check_keys(path, prefix, entry, {"url", "events", "secret_env"})
-        url = entry.get("url")
-        if not isinstance(url, str) or not url:
-            raise _fail(path, prefix + "url", "required: the receiver's http:// or https:// URL")
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018  (raises on a bad port)
-        except ValueError as exc:
-            raise _fail(path, prefix + "url", f"not a URL ({exc})") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
-            raise _fail(path, prefix + "url", "must be an http:// or https:// URL with a host")
-        secret_env = entry.get("secret_env")
-        if not isinstance(secret_env, str) or not _ENV_NAME.fullmatch(secret_env):
-            raise _fail(
-                path, prefix + "secret_env",
-                "required: the name of the environment variable holding the signing secret (e.g. BATCHTOP_WEBHOOK_SECRET),"
-                " never the secret itself",
-            )
-        kinds = entry.get("events")
-        if kinds is not None:
-            if not isinstance(kinds, list) or not kinds:
-                raise _fail(path, prefix + "events", f"must be a non-empty array of event kinds ({', '.join(KINDS)}); omit it for every kind")
-            for j, kind in enumerate(kinds):
-                if kind not in KINDS:
-                    raise _fail(path, f"{prefix}events[{j}]", f"unknown event kind {kind!r} (known: {', '.join(KINDS)})")
-        hooks.append(Webhook(url=url, secret_env=secret_env, events=frozenset(kinds) if kinds is not None else None))
-    return tuple(hooks)
+def sections() -> dict[str, Section]:
+    """The top-level keys of a config file and how each is read, in file order."""
+    return {f.name: f.metadata["section"] for f in dataclasses.fields(Config) if "section" in f.metadata}
 
 
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     """Build a Config from a TOML document, rejecting unknown keys and bad values."""
-    _check_keys(path, "", data, {"engine", "flush", "buffers", "accounts", "alerts", "prices", "budget", "routing", "webhooks"})
-    for section in ("engine", "flush", "accounts", "alerts", "prices", "budget", "routing"):
-        if section in data and not isinstance(data[section], dict):
-            raise _fail(path, section, "must be a table")
+    ctx = Context(path)
+    declared = sections()
+    _check_keys(path, "", data, set(declared))
+    for name, sec in declared.items():  # every table's type first, then its keys
+        if name in data and sec.shape != "array":
+            _table_at(ctx, name, data[name])
+    values = {
+        name: _CUSTOM[name](data[name], ctx) if sec.shape == "custom" else _load_table(name, sec, data[name], ctx)
+        for name, sec in declared.items()
+        if name in data
+    }
+    return Config(path=path, **values)
 
-    engine_t = data.get("engine", {})
-    _check_keys(path, "engine.", engine_t, _ENGINE_KEYS)
-    engine = EngineConfig()
-    if "poll_interval" in engine_t:
-        engine = EngineConfig(**{**engine.__dict__, "poll_interval": _duration(path, "engine.poll_interval", engine_t["poll_interval"])})
-    if "lease_ttl" in engine_t:
-        engine = EngineConfig(**{**engine.__dict__, "lease_ttl": _duration(path, "engine.lease_ttl", engine_t["lease_ttl"])})
-    if "retry_delay" in engine_t:
-        engine = EngineConfig(**{**engine.__dict__, "retry_delay": _duration(path, "engine.retry_delay", engine_t["retry_delay"])})
-    if "max_attempts" in engine_t:
-        engine = EngineConfig(**{**engine.__dict__, "max_attempts": _int(path, "engine.max_attempts", engine_t["max_attempts"], 1)})
-    if "ingest_budget" in engine_t:
-        engine = EngineConfig(**{**engine.__dict__, "ingest_budget": _duration(path, "engine.ingest_budget", engine_t["ingest_budget"])})
-    for key in ("ingest_budget_bytes", "ingest_max_line"):
-        if key in engine_t:
-            engine = EngineConfig(**{**engine.__dict__, key: _int(path, f"engine.{key}", engine_t[key], 1024)})
-    if "auto_resubmit" in engine_t:
-        if not isinstance(engine_t["auto_resubmit"], bool):
-            raise _fail(path, "engine.auto_resubmit", "must be true or false")
-        engine = EngineConfig(**{**engine.__dict__, "auto_resubmit": engine_t["auto_resubmit"]})
 
-    flush_t = data.get("flush", {})
-    _check_keys(path, "flush.", flush_t, _FLUSH_KEYS)
-    flush = FlushPolicy(**{**FlushPolicy().__dict__, **_flush_values(path, "flush.", flush_t)})
+# -- the README's config table, generated from the declarations --------------------------------
 
-    buffers: list[BufferOverride] = []
-    raw_buffers = data.get("buffers", [])
-    if not isinstance(raw_buffers, list):
-        raise _fail(path, "buffers", "must be an array of tables ([[buffers]])")
-    for i, entry in enumerate(raw_buffers):
-        prefix = f"buffers[{i}]."
-        if not isinstance(entry, dict):
-            raise _fail(path, f"buffers[{i}]", "must be a table")
-        _check_keys(path, prefix, entry, _FLUSH_KEYS | _OUTPUT_KEYS | {"provider", "endpoint", "model"})
-        for k in ("provider", "endpoint", "model"):
-            if k in entry and not isinstance(entry[k], str):
-                raise _fail(path, prefix + k, "must be a string")
-        if entry.get("provider") not in (None, *PROVIDERS):
-            raise _fail(path, prefix + "provider", f"must be one of {', '.join(PROVIDERS)}")
-        if entry.get("output") not in (None, *_OUTPUT_KINDS):
-            raise _fail(path, prefix + "output", f"must be one of {', '.join(repr(k) for k in _OUTPUT_KINDS)}")
-        schema = _output_schema(path, prefix + "output_schema", entry["output_schema"]) if "output_schema" in entry else None
-        if schema is not None and entry.get("output") == "text":
-            raise _fail(path, prefix + "output", "\"text\" contradicts output_schema (a schema needs JSON output)")
-        buffers.append(
-            BufferOverride(
-                entry.get("provider"),
-                entry.get("endpoint"),
-                entry.get("model"),
-                _flush_values(path, prefix, entry),
-                output=entry.get("output"),
-                output_schema=schema,
-            )
-        )
 
-    accounts: dict[str, Account] = {}
-    for provider, acct in data.get("accounts", {}).items():
-        prefix = f"accounts.{provider}."
-        if provider not in PROVIDERS:
-            raise _fail(path, f"accounts.{provider}", f"unknown provider (one of {', '.join(PROVIDERS)})")
-        if not isinstance(acct, dict):
-            raise _fail(path, f"accounts.{provider}", "must be a table")
-        _check_keys(path, prefix, acct, {"name", "api_key_env", "base_url", "base_url_env"})
-        for k, v in acct.items():
-            if not isinstance(v, str):
-                raise _fail(path, prefix + k, "must be a string")
-        accounts[provider] = Account(provider=provider, **acct)
+def _show_duration(seconds: float) -> str:
+    return f'"{seconds / 3600:g}h"' if seconds and seconds % 3600 == 0 else f'"{seconds:g}s"'
 
-    alerts_t = data.get("alerts", {})
-    _check_keys(path, "alerts.", alerts_t, {"failure_rate", "window"})
-    alerts = AlertConfig()
-    if "failure_rate" in alerts_t:
-        rate = alerts_t["failure_rate"]
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise _fail(path, "alerts.failure_rate", "must be a number from 0 to 1")
-        alerts = AlertConfig(failure_rate=float(rate), window=alerts.window)
-    if "window" in alerts_t:
-        alerts = AlertConfig(failure_rate=alerts.failure_rate, window=_duration(path, "alerts.window", alerts_t["window"]))
 
-    prices = data.get("prices", {})
-    try:
-        table_with(prices)  # validate now; pricing.table applies it when prices are read
-    except PriceSpecError as exc:
-        raise _fail(path, f"prices.{exc.key}", exc.message) from None
-    budget = _budget(path, data.get("budget", {}))
-    return Config(
-        path=path,
-        engine=engine,
-        flush=flush,
-        buffers=tuple(buffers),
-        accounts=accounts,
-        alerts=alerts,
-        prices=prices,
-        budget=budget,
-        routing=_routing(path, data.get("routing", {})),
-        webhooks=_webhooks(path, data.get("webhooks", [])),
-    )
+def _shown(spec: Setting, default: Any) -> str:
+    if spec.shown is not None:
+        return spec.shown
+    if spec.parse is duration:
+        literal = _show_duration(default)
+    elif isinstance(default, bool):
+        literal = "true" if default else "false"
+    elif isinstance(default, str):
+        literal = f'"{default}"'
+    elif isinstance(default, tuple):
+        literal = "[]" if not default else repr(list(default))
+    else:
+        literal = str(default)
+    return f"`{literal}`"
+
+
+def readme_rows() -> Iterator[str]:
+    """The rows of the README's config table (`| Key | Default | Meaning |`): one per key,
+    keys in a row that share their default and meaning."""
+    for name, sec in sections().items():
+        rows: list[tuple[str, str, str]] = list(sec.rows)
+        if not rows and sec.cls is not None:
+            label = {"table": "`{name}.{key}`", "array": "`[[{name}]]` `{key}`", "per_provider": "`{name}.<provider>.{key}`"}[sec.shape]
+            defaults = {f.name: f.default for f in dataclasses.fields(sec.cls)}
+            merged: list[tuple[list[str], str, str]] = []
+            for key, spec in settings_of(sec.cls).items():
+                shown = _shown(spec, defaults[key])
+                if merged and merged[-1][1:] == (shown, spec.doc):
+                    merged[-1][0].append(f"`{key}`")
+                else:
+                    merged.append(([label.format(name=name, key=key)], shown, spec.doc))
+            rows = [(" / ".join(labels), shown, doc) for labels, shown, doc in merged]
+        for label, shown, doc in [*rows, *sec.more]:
+            yield f"| {label} | {shown} | {doc} |".replace("|  |", "| |")
+
+
+def declared_keys() -> Iterator[str]:
+    """Every key path a config may hold, for the tests of config.example.toml: `<provider>`
+    stands for each provider, `<family>` for a priced model and `<a flush key>` for any."""
+    from batchtop.pricing.table import PRICE_KEYS
+
+    for name, sec in sections().items():
+        if name == "prices":
+            yield "prices.<provider>.batch_discount"
+            yield from (f"prices.<provider>.<family>.{k}" for k in PRICE_KEYS)
+        elif name == "budget":
+            yield from (f"budget.{k}" for k in settings_of(BudgetLimits))
+            yield from (f"budget.<provider>.{k}" for k in settings_of(BudgetLimits))
+        else:
+            assert sec.cls is not None
+            infix = ".<provider>." if sec.shape == "per_provider" else "."
+            yield from (f"{name}{infix}{k}" for k in settings_of(sec.cls))
+            if sec.spill is not None:  # [[buffers]]: any [flush] key, one name standing for them all
+                yield f"{name}.<a flush key>"
 
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -548,3 +765,8 @@ def write_config(path: Path, data: dict[str, Any]) -> None:
     parse_config(data, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(tomli_w.dumps(data))
+
+
+if __name__ == "__main__":  # `python -m batchtop.config`: the README's config table, to paste
+    print("| Key | Default | Meaning |\n|---|---|---|")
+    print("\n".join(readme_rows()))

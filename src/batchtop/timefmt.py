@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -77,7 +77,7 @@ def parse_time(text: str) -> float:
     except ValueError:
         raise ValueError(f"{text!r} is not an ISO 8601 time (example: 2026-11-26T09:00:00Z)") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
@@ -86,7 +86,7 @@ def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     try:
-        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (OverflowError, ValueError, OSError):
         return None  # unrepresentable (a row written before the bounds): shown as unknown, never a crash
 

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
 
 from batchtop.providers.base import ResultLine
 from batchtop.providers.streaming import BudgetSpent, IngestBudget, ResultItem
@@ -115,7 +116,7 @@ async def ingest_results(
 async def _within(task: asyncio.Future[bool], budget: IngestBudget) -> bool:
     """The task's result, or False once the budget's time is up or the stop signal
     came (the task is then cancelled: an HTTP read in progress is abandoned)."""
-    waiters: set[asyncio.Future[object]] = {task}  # type: ignore[arg-type]
+    waiters: set[asyncio.Future[Any]] = {task}
     stopper = asyncio.ensure_future(budget.stop.wait()) if budget.stop is not None else None
     if stopper is not None:
         waiters.add(stopper)

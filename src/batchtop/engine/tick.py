@@ -420,7 +420,7 @@ class Engine:
             (adapter.provider, adapter.account, *sorted(ENDED)),
         ).fetchall()
         budget = IngestBudget(engine.ingest_budget, engine.ingest_budget_bytes, self._stop)
-        for local_id, batch_id, buffer_id, retry_at in rows:
+        for local_id, batch_id, _buffer_id, retry_at in rows:
             if retry_at is not None and retry_at > self.now():
                 continue
             if budget.spent():
@@ -443,7 +443,7 @@ class Engine:
                     adapter.results(remote, ingest.position, engine.ingest_max_line),  # type: ignore[arg-type]
                     budget,
                     self.now,
-                    lambda chunk: self._invalid_outputs(local_id, chunk),
+                    lambda chunk: self._invalid_outputs(local_id, chunk),  # noqa: B023  (awaited within this iteration)
                     lambda chunk: failures.verdicts(adapter.provider, chunk),
                     max_lines=line_limit(len(ingest.attempts)),
                 )

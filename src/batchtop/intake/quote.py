@@ -144,10 +144,10 @@ def render_quote(rows: list[dict[str, Any]], out: TextIO) -> None:
         ]
         for i, r in enumerate(rows)
     ]
-    total = ["TOTAL" if complete else "TOTAL (priced models only)", "", f"{sum(r['requests'] for r in rows):,}",
+    total_line = ["TOTAL" if complete else "TOTAL (priced models only)", "", f"{sum(r['requests'] for r in rows):,}",
              f"{sum(r['input_tokens'] for r in rows):,}", f"{sum(r['output_tokens'] for r in rows):,}",
              *(column[1] or "unknown" for column in money)]
-    table = [headers, *body, total]
+    table = [headers, *body, total_line]
     widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
     numeric = set(range(2, len(headers)))
     for line in table:

@@ -357,7 +357,7 @@ def iter_parsed(
             problems.add(LineError(source, lineno, "", "nested too deeply to be a batch request"))
             continue
         result = parse_object(obj, source, lineno, text, provider)
-        if type(result) is list:
+        if isinstance(result, list):
             for error in result:
                 problems.add(error)
             continue

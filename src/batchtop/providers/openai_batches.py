@@ -163,7 +163,7 @@ class OpenAIBatches(ListingAdapter):
             with translated(creating="create"):
                 batch = await self.client.batches.create(
                     input_file_id=uploaded.id,
-                    endpoint=endpoint,  # type: ignore[arg-type]
+                    endpoint=endpoint,
                     completion_window="24h",
                     metadata={META_KEY: uid},
                 )

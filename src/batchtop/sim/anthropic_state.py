@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from .config import SimConfig
 from .lifecycle import CANCELLED, CANCELLING, EXPIRED, TERMINAL, Progress, Timing, progress
@@ -22,7 +23,7 @@ def rfc3339(t: float | None) -> str | None:
     """Anthropic timestamps are RFC 3339 strings with microseconds and ``Z``."""
     if t is None:
         return None
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def processing_status(p: Progress) -> str:

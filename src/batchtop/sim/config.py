@@ -9,8 +9,9 @@ changes later; fault and auth knobs are read on every HTTP request.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass
@@ -78,7 +79,7 @@ class SimConfig:
     max_json_body_bytes: int = 256 * 1024 * 1024
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any] | None = None, **kwargs: Any) -> "SimConfig":
+    def from_options(cls, options: Mapping[str, Any] | None = None, **kwargs: Any) -> SimConfig:
         """Build from CLI-style keyword options; ``None`` values keep the default.
 
         Unknown names raise ``TypeError`` so a typo in a flag does not pass silently.
@@ -90,7 +91,7 @@ class SimConfig:
             raise TypeError(f"unknown SimConfig option(s): {', '.join(unknown)}")
         return cls(**{k: v for k, v in merged.items() if v is not None})
 
-    def copy(self, **changes: Any) -> "SimConfig":
+    def copy(self, **changes: Any) -> SimConfig:
         """A copy with some fields replaced."""
         return dataclasses.replace(self, **changes)
 

@@ -37,7 +37,7 @@ class Timing:
     window_s: float
 
     @classmethod
-    def from_config(cls, cfg: SimConfig) -> "Timing":
+    def from_config(cls, cfg: SimConfig) -> Timing:
         return cls(cfg.validate_s, cfg.per_request_s, cfg.finalize_s, cfg.cancel_s, cfg.window_s)
 
 

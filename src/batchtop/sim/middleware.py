@@ -7,7 +7,8 @@ import logging
 import math
 import random
 import threading
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from .errors import json_ok, new_request_id
 from .http_helpers import int_query, read_json, stream_bytes
@@ -67,6 +67,8 @@ async def create_file(request: web.Request) -> web.Response:
     size, limit = 0, sim.config.max_upload_bytes
     reader = await request.multipart()
     async for part in reader:
+        if not isinstance(part, BodyPartReader):
+            raise StateError(400, "Nested multipart bodies are not supported.")
         if part.name == "file":
             filename = part.filename or "upload"
             while chunk := await part.read_chunk(1 << 20):

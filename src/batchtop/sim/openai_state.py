@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import itertools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .config import SimConfig
 from .lifecycle import CANCELLED, EXPIRED, FAILED, Progress, Timing, progress

@@ -73,7 +73,7 @@ class Simulator:
         app.add_routes(debug_routes.routes)
         return app
 
-    async def start_async(self, port: int = 0) -> "Simulator":
+    async def start_async(self, port: int = 0) -> Simulator:
         """Start listening inside the running loop; returns once the socket is bound."""
         if self._runner is not None:
             raise RuntimeError("simulator already started")
@@ -94,7 +94,7 @@ class Simulator:
             runner, self._runner = self._runner, None
             await runner.cleanup()
 
-    def start(self, port: int = 0) -> "Simulator":
+    def start(self, port: int = 0) -> Simulator:
         """Serve from a daemon thread with its own event loop; returns once listening."""
         if self._thread is not None:
             raise RuntimeError("simulator already started")
@@ -138,7 +138,7 @@ class Simulator:
         thread.join(timeout=30)
         self._thread = self._loop = None
 
-    def __enter__(self) -> "Simulator":
+    def __enter__(self) -> Simulator:
         if self._thread is None:
             self.start()
         return self
@@ -146,7 +146,7 @@ class Simulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    async def __aenter__(self) -> "Simulator":
+    async def __aenter__(self) -> Simulator:
         if self._runner is None:
             await self.start_async()
         return self

@@ -65,7 +65,7 @@ def resubmit(store: Store, provider_batch_id: str, now: float) -> int:
             (batch_id,),
         ).fetchall()
         added: dict[int, list[int]] = {}
-        for rid, buffer_id, size, state in rows:
+        for _rid, buffer_id, size, state in rows:
             entry = added.setdefault(buffer_id, [0, 0])
             if state != "queued":
                 entry[0] += 1

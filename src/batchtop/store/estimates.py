@@ -22,6 +22,6 @@ COLUMNS = "e.requests, e.bytes, e.input_tokens, e.capped_output_tokens, e.uncapp
 """The sums, for a query that joins `buffer_estimates e` (all NULL without a row)."""
 
 
-def add(db: sqlite3.Connection, rows: Iterable[tuple[int, int, int, int, int, int]]) -> None:
+def add(db: sqlite3.Connection, rows: Iterable[tuple[int, ...]]) -> None:
     """Add (buffer_id, requests, bytes, input tokens, capped output tokens, uncapped outputs)."""
     db.executemany(ADD, rows)

@@ -200,7 +200,8 @@ def after(
 ) -> list[Event]:
     """Events with an id above `last_id` (and at or after `since`), oldest first, at most
     `limit`: a reader pages through by passing the last id it got."""
-    where, args = ["id > ?"], [last_id]
+    where: list[str] = ["id > ?"]
+    args: list[object] = [last_id]
     if since is not None:
         where.append("at >= ?")
         args.append(since)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,17 @@ class ConsoleAction:
 ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("flush", "f", "flush", "Flush", "Flush the selected buffer now: the engine submits it as a batch", on="buffers"),
     ConsoleAction("flush-all", "F", "flush_all", "Flush all", "Flush every buffer that has queued requests"),
-    ConsoleAction("resubmit", "r", "resubmit", "Resubmit", "Resubmit the selected batch's failed, expired and cancelled requests", on="batches"),
+    ConsoleAction(
+        "resubmit", "r", "resubmit", "Resubmit", "Resubmit the selected batch's failed, expired and cancelled requests", on="batches"
+    ),
     ConsoleAction("cancel", "c", "cancel", "Cancel", "Cancel the selected batch at the provider (asks first)", on="batches"),
-    ConsoleAction("inspect", "enter", "inspect", "Inspect", "Inspect the selected batch (errors, attempts) or buffer (queued requests)", show=False),
-    ConsoleAction("filter", "slash", "filter", "Search", "Search every batch in the store and filter the tables (provider, model, id, status)", display_key="/"),
+    ConsoleAction(
+        "inspect", "enter", "inspect", "Inspect", "Inspect the selected batch (errors, attempts) or buffer (queued requests)", show=False
+    ),
+    ConsoleAction(
+        "filter", "slash", "filter", "Search", "Search every batch in the store and filter the tables (provider, model, id, status)",
+        display_key="/",
+    ),
     ConsoleAction(
         "savings", "dollar_sign", "savings", "Savings",
         "Savings over time: spend per day as a chart, per model, first-pass break-even, what-if routing",
@@ -52,7 +59,7 @@ NAVIGATION: tuple[tuple[str, str], ...] = (
 """Keys the tables and the screen handle themselves, for the help screen."""
 
 
-def bindings() -> list[Binding]:
+def bindings() -> list[BindingType]:
     """The main screen's bindings, one per action."""
     return [
         Binding(a.key, a.action, a.label, show=a.show, key_display=a.display_key, id=f"batchtop.{a.id}")

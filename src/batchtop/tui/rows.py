@@ -203,7 +203,8 @@ class BatchRowMemo:
 
     def rows(self, doc: Mapping[str, Any], now: float, id_width: int | None) -> tuple[list[Row], dict[str, Signature]]:
         """`batch_rows(doc, now, id_width)` and their signatures."""
-        last, memo = self._last, {}
+        last = self._last
+        memo: dict[str, tuple[object, Row, Signature]] = {}
         out: list[Row] = []
         for b in _batch_order(doc):
             times = _batch_times(b, now)

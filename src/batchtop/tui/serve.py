@@ -198,7 +198,7 @@ class ConsoleServer(Server):
             status=401, text="batchtop serve: this console needs its token: open /?token=TOKEN once\n"
         )
 
-    async def handle_index(self, request: web.Request) -> web.Response:  # type: ignore[override]
+    async def handle_index(self, request: web.Request) -> web.Response:  # type: ignore[override, unused-ignore]  # textual-serve releases differ
         """The page, with its websocket and static URLs on the address the browser used
         (textual-serve builds them from the bind address: 0.0.0.0 would not work)."""
         scheme = _scheme(request)
@@ -235,7 +235,7 @@ class ConsoleServer(Server):
                 continue
             try:
                 await asyncio.wait_for(process.wait(), timeout=SHUTDOWN_GRACE)
-            except (asyncio.TimeoutError, ProcessLookupError):
+            except (TimeoutError, ProcessLookupError):
                 pass
             transport = getattr(process, "_transport", None)
             if transport is not None:

@@ -166,9 +166,9 @@ class LiveTable(DataTable[Cell]):
         wanted = {key: known.get(key) or signature(cells) for key, cells in rows}
         shown = self._shown
         changed = False
-        for key in [k for k in self.rows if k.value not in wanted]:
-            self.remove_row(key)
-            shown.pop(key.value, None)
+        for gone in [k for k in self.rows if k.value not in wanted]:
+            self.remove_row(gone)
+            shown.pop(gone.value or "", None)
         for key, cells in rows:
             sig = wanted[key]
             old = shown.get(key)
