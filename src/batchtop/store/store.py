@@ -21,6 +21,7 @@ from batchtop.errors import EnqueueError, LineError
 from batchtop.pricing.estimate import enqueue_figures
 from batchtop.store import estimates
 from batchtop.store.db import connect, rollback
+from batchtop.store.lifecycle import Lifecycle
 from batchtop.intake.validation import ParsedRequest
 
 _DUP_CHUNK = 500
@@ -83,7 +84,9 @@ class Fence(Protocol):
         """Inside a write transaction: raise if this writer may no longer write."""
 
 
-class Store:
+class Store(Lifecycle):
+    """The data dir's database; the engine's typed calls come from `Lifecycle`."""
+
     def __init__(self, data_dir: Path, *, create: bool = True) -> None:
         self.data_dir = data_dir
         self.db: sqlite3.Connection = connect(data_dir, create=create)
