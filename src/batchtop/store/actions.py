@@ -74,10 +74,8 @@ def resubmit(store: Store, provider_batch_id: str, now: float) -> int:
         db.executemany(
             "UPDATE requests SET state = 'queued' WHERE id = ? AND state != 'queued'", [(r[0],) for r in rows]
         )
-        db.executemany(
-            "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ?, flush_requested_at = ?,"
-            " retry_at = NULL WHERE id = ?",
-            [(n, size, now, b) for b, (n, size) in added.items()],
+        db.executemany(  # queued / queued_bytes rose with the requests' state (a trigger)
+            "UPDATE buffers SET flush_requested_at = ?, retry_at = NULL WHERE id = ?", [(now, b) for b in added]
         )
         events.record_resubmitted(db, provider_batch_id, sum(n for n, _ in added.values()), now)
     return len(rows)

@@ -237,10 +237,9 @@ class BatchIngest:
         # a retry does not wait out its buffer's max_age again: the buffer is due once
         # the retry delay has passed (an earlier flush request stands)
         due = now + self.settle.retry_delay
-        db.executemany(
-            "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ?,"
-            " flush_requested_at = min(coalesce(flush_requested_at, ?), ?) WHERE id = ?",
-            [(n, size, due, due, b) for b, (n, size) in requeue.items()],
+        db.executemany(  # queued / queued_bytes rose with the requests' state (a trigger)
+            "UPDATE buffers SET flush_requested_at = min(coalesce(flush_requested_at, ?), ?) WHERE id = ?",
+            [(due, due, b) for b in requeue],
         )
 
     def finish(self, now: float, *, batch_error: str | None = None) -> None:

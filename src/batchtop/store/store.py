@@ -199,11 +199,9 @@ class Store(Lifecycle):
                         writer.put(data)
             finally:
                 writer.close()
-            self.db.executemany(
-                "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ? WHERE id = ?",
-                [(n, size, buffer_id) for buffer_id, (n, size, *_) in added.items()],
-            )
-            estimates.add(self.db, [(buffer_id, *sums) for buffer_id, sums in added.items()])
+            # buffers.queued / queued_bytes follow by trigger (schema._queue_counters_by_trigger)
+            estimates.add(self.db, [(buffer_id, n, size, inp, capped, uncapped)
+                                    for buffer_id, (n, size, inp, capped, uncapped) in added.items()])
             self.db.execute("COMMIT")
         except BaseException as exc:
             rollback(self.db)
