@@ -28,6 +28,7 @@ from batchtop.providers.base import (
     retry_after,
 )
 from batchtop.providers.failures import is_quota
+from batchtop.states import Outcome
 from batchtop.providers.streaming import (
     DEFAULT_MAX_LINE,
     START,
@@ -37,7 +38,7 @@ from batchtop.providers.streaming import (
 )
 
 PAGE = 1000  # the largest page messages.batches.list takes
-_OUTCOMES = {"canceled": "cancelled", "expired": "expired"}
+_OUTCOMES = {"canceled": Outcome.CANCELLED, "expired": Outcome.EXPIRED}  # Anthropic result type -> ours
 
 
 def _status(b: Any) -> str:

@@ -22,6 +22,7 @@ from batchtop.providers.base import (
     retry_after,
 )
 from batchtop.providers.failures import is_quota
+from batchtop.states import Outcome
 from batchtop.providers.streaming import (
     DEFAULT_MAX_LINE,
     START,
@@ -33,7 +34,7 @@ from batchtop.providers.streaming import (
 META_KEY = "batchtop_submission"
 PAGE = 100  # the largest page batches.list takes
 _REFUSAL_CODES = {"token_limit_exceeded", "batch_limit_exceeded", "too_many_requests", "rate_limit_exceeded"}
-_ABORTS = {"batch_expired": "expired", "batch_cancelled": "cancelled"}
+_ABORTS: dict[str, str] = {"batch_expired": Outcome.EXPIRED, "batch_cancelled": Outcome.CANCELLED}  # error code -> ours
 
 
 def _quota(exc: openai.APIStatusError) -> bool:
