@@ -1,7 +1,9 @@
 """The `Store`: the only object that writes the database.
 
 Methods here are small transactions the engine, the Python API and the CLI share;
-read-side queries for the views live in `batchtop.store.status_queries`.
+the engine's queries and state changes (what to poll, cancel, ingest; a provider's
+state; a batch as the provider reports it) come from `batchtop.store.lifecycle`,
+mixed in; read-side queries for the views live in `batchtop.store.status_queries`.
 """
 
 from __future__ import annotations
