@@ -309,9 +309,8 @@ class Engine:
         return True
 
     async def _cancels(self, adapter: ProviderAdapter, report: TickReport) -> None:
-        for local_id, batch_id in (
-            (t.local_id, t.batch_id) for t in self.store.batches_to_cancel(adapter.provider, adapter.account)
-        ):
+        for target in self.store.batches_to_cancel(adapter.provider, adapter.account):
+            local_id, batch_id = target.local_id, target.batch_id
             try:
                 try:
                     remote = await adapter.cancel(batch_id)
@@ -368,9 +367,9 @@ class Engine:
         once when its files hold more lines than it has requests: it never stops the
         other batches, nor the flush after it."""
         engine = self.config.engine
-        targets = self.store.batches_to_ingest(adapter.provider, adapter.account)
         budget = IngestBudget(engine.ingest_budget, engine.ingest_budget_bytes, self._stop)
-        for local_id, batch_id, retry_at in ((t.local_id, t.batch_id, t.ingest_retry_at) for t in targets):
+        for target in self.store.batches_to_ingest(adapter.provider, adapter.account):
+            local_id, batch_id, retry_at = target.local_id, target.batch_id, target.ingest_retry_at
             if retry_at is not None and retry_at > self.now():
                 continue
             if budget.spent():
