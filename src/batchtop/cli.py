@@ -343,17 +343,13 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
     data_dir = _data_dir(args)
     with Store(data_dir) as store:
-        row = store.db.execute(
-            "SELECT provider, model, status, total, succeeded, failed FROM batches WHERE provider_batch_id = ?",
-            (args.batch_id,),
-        ).fetchone()
-        if row is None:
+        batch = store.batch_summary(args.batch_id)
+        if batch is None:
             raise BatchtopError(f"no batch {args.batch_id!r} in this data dir")
-        provider, model, status, total, ok, failed = row
         if not args.yes:
             sys.stderr.write(
-                clean(f"cancel {args.batch_id} ({provider} {model}, {status}, {ok} succeeded / {failed} failed"
-                      f" / {total})? [y/N] ")
+                clean(f"cancel {args.batch_id} ({batch.provider} {batch.model}, {batch.status}, {batch.succeeded}"
+                      f" succeeded / {batch.failed} failed / {batch.total})? [y/N] ")
             )
             sys.stderr.flush()
             answer = sys.stdin.readline().strip().lower()

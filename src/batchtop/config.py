@@ -233,7 +233,9 @@ def schema_file(value: Any, ctx: Context) -> Path:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    poll_interval: float = setting(30.0, duration, "how often the engine ticks (`batchtop run` and the console alike), sooner when work comes due or an action asks")
+    poll_interval: float = setting(
+        30.0, duration, "how often the engine ticks (`batchtop run` and the console alike), sooner when work comes due or an action asks"
+    )
     max_attempts: int = setting(3, integer(1), "attempts per request before it is a dead letter")
     auto_resubmit: bool = setting(True, boolean, "resubmit failed requests by itself (else wait for `batchtop resubmit`)")
     lease_ttl: float = setting(60.0, duration, "how long an engine's hold on the data dir lasts without renewal")

@@ -18,7 +18,6 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from batchtop.config import Config, FlushPolicy
 from batchtop.display import clean
@@ -27,10 +26,6 @@ from batchtop.pricing.budget import budget_hold_reason
 from batchtop.pricing.inflight import estimate_batch_cost
 from batchtop.providers import failures
 from batchtop.providers.base import (
-    CANCELLING,
-    ENDED,
-    FAILED,
-    SUCCEEDED,
     ProviderAdapter,
     RemoteBatch,
     ResultLine,
@@ -51,10 +46,12 @@ from batchtop.providers.clients import (
     redact,
 )
 from batchtop.providers.streaming import IngestBudget
+from batchtop.states import BatchStatus, Outcome
 from batchtop.engine.result_ingest import ResultFileTooLong, ingest_results, line_limit
 from batchtop.store import Store, alerts, events, holds, lease, submissions
 from batchtop.store import status_queries
 from batchtop.store.ingest import QUARANTINE_AFTER, BatchIngest, Settle
+from batchtop.store.lifecycle import ProviderState
 from batchtop.timefmt import iso
 from batchtop.integrations.webhooks import Deliveries
 from batchtop.integrations.webhooks import key as webhook_key
@@ -140,26 +137,6 @@ class Engine:
                 await adapter.close()
         self._adapters.clear()
 
-    def _set_state(self, key: str, value: dict[str, Any]) -> None:
-        with self.store.transaction() as db:
-            db.execute(
-                "INSERT INTO engine_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, json.dumps(value)),
-            )
-
-    def _provider_state(self, provider: str) -> dict[str, Any]:
-        row = self.store.db.execute("SELECT value FROM engine_state WHERE key = ?", (f"provider:{provider}",)).fetchone()
-        return json.loads(row[0]) if row else {}
-
-    def _active_providers(self) -> list[str]:
-        return [
-            r[0]
-            for r in self.store.db.execute(
-                "SELECT provider FROM buffers WHERE queued > 0 UNION SELECT provider FROM batches WHERE ingested_at IS NULL"
-                " ORDER BY 1"
-            )
-        ]
-
     # -- one pass ------------------------------------------------------------------
     async def tick(self) -> TickReport:
         """One pass over every provider with work; raises EngineBusy if another
@@ -168,13 +145,13 @@ class Engine:
         if self._webhooks is not None:
             self._webhooks.register(self.store.db)  # a new receiver gets this pass's events on
         report = TickReport()
-        providers = self._active_providers()
+        providers = self.store.active_providers()
         # concurrently: a slow provider does not delay the other. Store transactions never
         # span an await, so the two passes interleave safely on the one connection. The
         # lease is renewed meanwhile, however long an upload takes.
         async with self.lease.renewing():
             await asyncio.gather(*(self._provider_pass(provider, report) for provider in providers))
-        self._set_state("tick", {"at": self.now()})
+        self.store.set_ticked(self.now())
         events.prune(self.store.db, self.now(), (webhook_key(h.url) for h in self.config.webhooks))  # hourly
         if self._webhooks is not None:  # in its own thread: a slow receiver never holds up the engine
             self._webhooks.kick()
@@ -189,13 +166,7 @@ class Engine:
         """Carry out the requested cancels and nothing else (`batchtop cancel`)."""
         self.lease.acquire()
         report = TickReport()
-        providers = [
-            r[0]
-            for r in self.store.db.execute(
-                "SELECT DISTINCT provider FROM batches WHERE cancel_requested_at IS NOT NULL AND ingested_at IS NULL"
-            )
-        ]
-        for provider in providers:
+        for provider in self.store.cancel_requested_providers():
             try:
                 async with self.lease.renewing():
                     await self._cancels(self._adapter(provider), report)
@@ -206,20 +177,20 @@ class Engine:
         return report
 
     async def _provider_pass(self, provider: str, report: TickReport) -> None:
-        state = self._provider_state(provider)
+        state = self.store.provider_state(provider)
         now = self.now()
-        if state.get("retry_at") and state["retry_at"] > now:
+        if state.retry_at and state.retry_at > now:
             return
         try:
             adapter = self._adapter(provider)
         except NotConfigured as exc:
             holds.hold_provider(self.store, provider, str(exc), None, queued_only=True)
-            self._set_state(f"provider:{provider}", {"status": f"not configured: {exc}", "error": str(exc)})
+            self.store.set_provider_state(provider, ProviderState(status=f"not configured: {exc}", error=str(exc)))
             report.errors[provider] = str(exc)
             return
         holds.release(self.store, provider, (NO_KEY,))  # the key is there now
         try:
-            if state.get("auth_failed"):  # the key was refused: ask once, cheaply, before uploading anything
+            if state.auth_failed:  # the key was refused: ask once, cheaply, before uploading anything
                 await adapter.probe()
             await self._reconcile(adapter, report)
             await self._cancels(adapter, report)
@@ -237,41 +208,37 @@ class Engine:
             message = redact(f"{error_name(exc)}: {exc}")
             # one figure everywhere: the status line, its RETRY AT and stderr say the same
             waiting = f"backing off {delay:.0f}s (until {iso(retry_at)}) after {error_name(exc)}"
-            self._set_state(
-                f"provider:{provider}",
-                {
-                    "status": waiting,
-                    "error": message[:500],
-                    "retry_at": retry_at,
-                    "polled_at": state.get("polled_at"),
-                    "failures": self._failures[provider],
-                },
+            self.store.set_provider_state(
+                provider,
+                ProviderState(
+                    status=waiting,
+                    error=message[:500],
+                    retry_at=retry_at,
+                    polled_at=state.polled_at,
+                    failures=self._failures[provider],
+                ),
             )
             report.errors[provider] = f"{message[:500]}; {waiting}"
             return
         self._failures.pop(provider, None)
         holds.release(self.store, provider, (NO_KEY, AUTH_HELD))
         status = "ok"
-        (foreign,) = self.store.db.execute(
-            "SELECT count(*) FROM batches WHERE provider = ? AND account != ? AND ingested_at IS NULL"
-            " AND provider_batch_id IS NOT NULL",
-            (provider, adapter.account),
-        ).fetchone()
+        foreign = self.store.other_account_batches(provider, adapter.account)
         if foreign:
             status = f"ok; {foreign} batch(es) of another account are not polled with account {adapter.account!r}"
-        self._set_state(f"provider:{provider}", {"status": status, "polled_at": self.now()})
+        self.store.set_provider_state(provider, ProviderState(status=status, polled_at=self.now()))
 
-    def _auth_failed(self, provider: str, exc: ProviderAuthError, state: dict[str, Any], report: TickReport) -> None:
+    def _auth_failed(self, provider: str, exc: ProviderAuthError, state: ProviderState, report: TickReport) -> None:
         """A refused key is an error on the provider's line and in the exit status. No
         backoff: the next tick asks again with one cheap call, so a fixed key is taken
         at once, and nothing is uploaded while it is refused."""
         env = key_env(self.config, provider)
         message = redact(f"{AUTH_HELD} (401): {exc.message}; check {env}")[:500]
         holds.hold_provider(self.store, provider, message, None, queued_only=True)
-        self._set_state(
-            f"provider:{provider}",
-            {"status": "auth error (401): key refused", "error": message, "auth_failed": True,
-             "polled_at": state.get("polled_at")},
+        self.store.set_provider_state(
+            provider,
+            ProviderState(status="auth error (401): key refused", error=message, auth_failed=True,
+                          polled_at=state.polled_at),
         )
         report.errors[provider] = message
 
@@ -345,13 +312,8 @@ class Engine:
         return True
 
     async def _cancels(self, adapter: ProviderAdapter, report: TickReport) -> None:
-        rows = self.store.db.execute(
-            "SELECT id, provider_batch_id FROM batches WHERE provider = ? AND account = ?"
-            " AND cancel_requested_at IS NOT NULL"
-            " AND provider_batch_id IS NOT NULL AND ingested_at IS NULL AND status NOT IN (?, ?, ?, ?, ?)",
-            (adapter.provider, adapter.account, CANCELLING, *sorted(ENDED)),
-        ).fetchall()
-        for local_id, batch_id in rows:
+        for target in self.store.batches_to_cancel(adapter.provider, adapter.account):
+            local_id, batch_id = target.local_id, target.batch_id
             try:
                 remote = await adapter.cancel(batch_id)  # one that ended meanwhile comes back as it is
             except ProviderNotFound as exc:
@@ -363,15 +325,11 @@ class Engine:
     async def _poll(self, adapter: ProviderAdapter, report: TickReport) -> dict[str, RemoteBatch]:
         """List newest first until every batch in flight was seen (or the listing
         passed the oldest): ceil(N/page)+1 list calls, not one retrieve per batch."""
-        rows = self.store.db.execute(
-            "SELECT id, provider_batch_id, provider_created_at FROM batches WHERE provider = ? AND account = ?"
-            " AND provider_batch_id IS NOT NULL AND ingested_at IS NULL AND status NOT IN (?, ?, ?, ?)",
-            (adapter.provider, adapter.account, *sorted(ENDED)),
-        ).fetchall()
-        if not rows:
+        targets = self.store.batches_to_poll(adapter.provider, adapter.account)
+        if not targets:
             return {}
-        wanted = {r[1]: r[0] for r in rows}
-        oldest = min((r[2] for r in rows if r[2] is not None), default=self.now())
+        wanted = {t.batch_id: t.local_id for t in targets}
+        oldest = min((t.provider_created_at for t in targets if t.provider_created_at is not None), default=self.now())
         seen, calls = await adapter.list_recent(oldest, set(wanted))
         report.list_calls[adapter.provider] = calls
         for batch_id in sorted(set(wanted) - set(seen)):  # not in the listing (should not happen): ask directly
@@ -395,17 +353,7 @@ class Engine:
         report.lost_reasons[exc.batch_id] = reason
 
     def _update(self, local_id: int, remote: RemoteBatch, *, cancelled: bool = False) -> None:
-        now = self.now()
-        with self.store.transaction() as db:
-            events.record_polled(db, local_id, remote.status, remote.succeeded, remote.failed, now, cancelled=cancelled)
-            db.execute(
-                "UPDATE batches SET status = ?, succeeded = ?, failed = ?, provider_created_at = ?, expires_at = ?,"
-                " ended_at = ?, output_file_id = ?, error_file_id = ?, last_error = ?, polled_at = ? WHERE id = ?",
-                (
-                    remote.status, remote.succeeded, remote.failed, remote.created_at, remote.expires_at,
-                    remote.ended_at, remote.output_file_id, remote.error_file_id, remote.error, now, local_id,
-                ),
-            )
+        self.store.update_from_remote(local_id, remote, self.now(), cancelled=cancelled)
 
     async def _ingest(self, adapter: ProviderAdapter, remotes: dict[str, RemoteBatch], report: TickReport) -> None:
         """Ended batches' results, within one budget of time and bytes for the pass.
@@ -414,13 +362,9 @@ class Engine:
         once when its files hold more lines than it has requests: it never stops the
         other batches, nor the flush after it."""
         engine = self.config.engine
-        rows = self.store.db.execute(
-            "SELECT id, provider_batch_id, buffer_id, ingest_retry_at FROM batches WHERE provider = ? AND account = ?"
-            " AND provider_batch_id IS NOT NULL AND ingested_at IS NULL AND status IN (?, ?, ?, ?) ORDER BY id",
-            (adapter.provider, adapter.account, *sorted(ENDED)),
-        ).fetchall()
         budget = IngestBudget(engine.ingest_budget, engine.ingest_budget_bytes, self._stop)
-        for local_id, batch_id, _buffer_id, retry_at in rows:
+        for target in self.store.batches_to_ingest(adapter.provider, adapter.account):
+            local_id, batch_id, retry_at = target.local_id, target.batch_id, target.ingest_retry_at
             if retry_at is not None and retry_at > self.now():
                 continue
             if budget.spent():
@@ -466,7 +410,7 @@ class Engine:
                 else:
                     self._ingest_failed(ingest, batch_id, "no result line came within the ingest budget", report)
                 continue
-            ingest.finish(self.now(), batch_error=remote.error if remote.status == FAILED else None)
+            ingest.finish(self.now(), batch_error=remote.error if remote.status == BatchStatus.FAILED else None)
             report.ingested.append(batch_id)
             if ingest.quota_error is not None:
                 self._hold_for_quota(adapter.provider, ingest.quota_error, report)
@@ -504,14 +448,13 @@ class Engine:
     def _invalid_outputs(self, local_id: int, chunk: list[ResultLine]) -> dict[str, str]:
         """custom_id -> why its output is invalid, where the buffer asks for validation:
         such an attempt failed (its tokens count as resubmission cost) and is retried."""
-        provider, endpoint, model = self.store.db.execute(
-            "SELECT provider, endpoint, model FROM batches WHERE id = ?", (local_id,)
-        ).fetchone()
+        route = self.store.batch_route(local_id)
+        provider, endpoint, model = route.provider, route.endpoint, route.model
         if output_rule(self.config, provider, endpoint, model) is None:
             return {}
         invalid = {}
         for line in chunk:
-            if line.outcome == SUCCEEDED and line.response:
+            if line.outcome == Outcome.SUCCEEDED and line.response:
                 problem = validate_output(self.config, provider, endpoint, model, json.loads(line.response))
                 if problem:
                     invalid[line.custom_id] = problem
@@ -537,8 +480,7 @@ class Engine:
                 continue
             due = buf.flush_due_at
             if due is not None and due <= now and (reason := self._budget_hold(buf, policy)):
-                with self.store.transaction() as db:
-                    db.execute("UPDATE buffers SET held_reason = ? WHERE id = ?", (reason, buf.id))
+                self.store.hold_buffer(buf.id, reason)
                 continue
             while due is not None and due <= now:
                 intent = submissions.plan(self.store, buf.id, policy, adapter.account, now)
@@ -567,11 +509,7 @@ class Engine:
             self._ingest_unfinished = False
             return True
         now = self.now()
-        if self.store.db.execute(
-            "SELECT 1 FROM batches WHERE cancel_requested_at IS NOT NULL AND ingested_at IS NULL"
-            " AND provider_batch_id IS NOT NULL AND status NOT IN (?, ?, ?, ?, ?) LIMIT 1",
-            (CANCELLING, *sorted(ENDED)),
-        ).fetchone():
+        if self.store.cancel_due():
             return True
         return any(
             (at := status_queries.ready_at(b)) is not None and at <= now for b in status_queries.buffers(self.store.db, self.config)

@@ -32,6 +32,7 @@ from batchtop.providers.errors import (
     classify_status,
     retry_after_seconds,
 )
+from batchtop.states import Outcome
 from batchtop.providers.streaming import (
     DEFAULT_MAX_LINE,
     START,
@@ -41,7 +42,7 @@ from batchtop.providers.streaming import (
 )
 
 PAGE = 1000  # the largest page messages.batches.list takes
-_OUTCOMES = {"canceled": "cancelled", "expired": "expired"}
+_OUTCOMES = {"canceled": Outcome.CANCELLED, "expired": Outcome.EXPIRED}  # Anthropic result type -> ours
 
 
 def _error_type(body: object) -> str | None:

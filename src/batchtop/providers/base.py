@@ -19,27 +19,28 @@ import orjson
 
 from batchtop.providers.streaming import DEFAULT_MAX_LINE, START, Position, ResultItem
 from batchtop.redaction import redact
+from batchtop.states import ENDED as ENDED  # re-exported: the adapters and views import it from here
+from batchtop.states import RUNNING as RUNNING
+from batchtop.states import BatchStatus, Outcome
 
-# Normalized batch statuses (shared/cli.md).
-SUBMITTING = "submitting"
-VALIDATING = "validating"
-IN_PROGRESS = "in_progress"
-FINALIZING = "finalizing"
-CANCELLING = "cancelling"
-COMPLETED = "completed"
-FAILED = "failed"
-EXPIRED = "expired"
-CANCELLED = "cancelled"
-UNKNOWN = "unknown"
-
-ENDED = frozenset({COMPLETED, FAILED, EXPIRED, CANCELLED})
-RUNNING = frozenset({VALIDATING, IN_PROGRESS, FINALIZING, CANCELLING})
+# Normalized batch statuses (shared/cli.md) and attempt outcomes: aliases of the
+# members of `batchtop.states`, the one definition every layer shares.
+SUBMITTING = BatchStatus.SUBMITTING
+VALIDATING = BatchStatus.VALIDATING
+IN_PROGRESS = BatchStatus.IN_PROGRESS
+FINALIZING = BatchStatus.FINALIZING
+CANCELLING = BatchStatus.CANCELLING
+COMPLETED = BatchStatus.COMPLETED
+FAILED = BatchStatus.FAILED
+EXPIRED = BatchStatus.EXPIRED
+CANCELLED = BatchStatus.CANCELLED
+UNKNOWN = BatchStatus.UNKNOWN
 
 # Attempt outcomes.
-SUCCEEDED = "succeeded"
-ERRORED = "errored"
-MISSING = "missing"
-INVALID_OUTPUT = "invalid_output"
+SUCCEEDED = Outcome.SUCCEEDED
+ERRORED = Outcome.ERRORED
+MISSING = Outcome.MISSING
+INVALID_OUTPUT = Outcome.INVALID_OUTPUT
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from batchtop.providers.errors import (
     classify_status,
     retry_after_seconds,
 )
+from batchtop.states import Outcome
 from batchtop.providers.streaming import (
     DEFAULT_MAX_LINE,
     START,
@@ -39,7 +40,7 @@ from batchtop.providers.streaming import (
 META_KEY = "batchtop_submission"
 PAGE = 100  # the largest page batches.list takes
 _REFUSAL_CODES = {"token_limit_exceeded", "batch_limit_exceeded", "too_many_requests", "rate_limit_exceeded"}
-_ABORTS = {"batch_expired": "expired", "batch_cancelled": "cancelled"}
+_ABORTS: dict[str, str] = {"batch_expired": Outcome.EXPIRED, "batch_cancelled": Outcome.CANCELLED}  # error code -> ours
 
 
 def translate(exc: openai.APIError | httpx2.HTTPError, *, creating: str | None = None, batch_id: str | None = None) -> ProviderError:

@@ -8,8 +8,9 @@ next tick, so an action is never lost when the process that asked goes away.
 from __future__ import annotations
 
 from batchtop.errors import BatchtopError
-from batchtop.providers.base import ENDED
+from batchtop.states import ENDED, RequestState
 from batchtop.store import events
+from batchtop.store.lifecycle import clear_provider_backoff
 from batchtop.store.store import Store
 
 
@@ -36,7 +37,7 @@ def request_flush(store: Store, buffer_id: int | None, now: float) -> int:
         (n,) = db.execute(f"SELECT coalesce(sum(queued), 0) FROM buffers WHERE {where}", args).fetchone()
         db.execute(f"UPDATE buffers SET flush_requested_at = ?, retry_at = NULL WHERE {where}", (now, *args))
         # the operator's word overrides a provider backoff too: the next tick tries now
-        db.execute("UPDATE engine_state SET value = json_remove(value, '$.retry_at') WHERE key LIKE 'provider:%'")
+        clear_provider_backoff(db)
     return int(n)
 
 
@@ -67,16 +68,14 @@ def resubmit(store: Store, provider_batch_id: str, now: float) -> int:
         added: dict[int, list[int]] = {}
         for _rid, buffer_id, size, state in rows:
             entry = added.setdefault(buffer_id, [0, 0])
-            if state != "queued":
+            if state != RequestState.QUEUED:
                 entry[0] += 1
                 entry[1] += size
         db.executemany(
             "UPDATE requests SET state = 'queued' WHERE id = ? AND state != 'queued'", [(r[0],) for r in rows]
         )
-        db.executemany(
-            "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ?, flush_requested_at = ?,"
-            " retry_at = NULL WHERE id = ?",
-            [(n, size, now, b) for b, (n, size) in added.items()],
+        db.executemany(  # queued / queued_bytes rose with the requests' state (a trigger)
+            "UPDATE buffers SET flush_requested_at = ?, retry_at = NULL WHERE id = ?", [(now, b) for b in added]
         )
         events.record_resubmitted(db, provider_batch_id, sum(n for n, _ in added.values()), now)
     return len(rows)

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from batchtop.states import ENDED as BATCH_ENDED
+from batchtop.states import BatchStatus
 from batchtop.timefmt import iso
 
 SUBMITTED = "submitted"
@@ -29,8 +31,8 @@ ALERT = "alert"
 CANCELLED = "cancelled"
 KINDS = (SUBMITTED, ENDED, INGESTED, RESUBMITTED, DEAD_LETTER, ALERT, CANCELLED)
 
-_ENDED_STATUSES = ("completed", "failed", "expired", "cancelled")
-"""`providers.base.ENDED`, spelled out: the store does not import the providers."""
+_ENDED_STATUSES = tuple(sorted(BATCH_ENDED))
+"""`batchtop.states.ENDED` as SQL parameters, in a fixed order."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def record_lost(db: sqlite3.Connection, local_id: int, reason: str, now: float) 
     """The provider no longer knows the batch: it ended (failed), and an alert says so."""
     _record_batch(
         db, ENDED, local_id, now, "json_object('total', total, 'succeeded', succeeded, 'failed', failed)",
-        status="failed", lost=True,
+        status=BatchStatus.FAILED, lost=True,
     )
     _record_batch(db, ALERT, local_id, now, "json_object()", alert="lost_batch", message=reason)
 

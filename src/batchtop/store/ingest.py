@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from batchtop.providers.base import ERRORED, MISSING, SUCCEEDED, ResultLine
 from batchtop.providers.failures import PERMANENT, QUOTA, RETRY
 from batchtop.providers.streaming import Position
+from batchtop.states import Outcome, RequestState
 from batchtop.store import events, report_queries
 from batchtop.store.store import Store
 
@@ -41,7 +42,7 @@ ROLLUP_ADD = (
 """Adds (provider, model, first attempt?, succeeded?, attempts, input, cache reads, cache
 writes, output, 1-hour cache writes) to the rollup."""
 
-_FAILED_STATE = {"expired": "expired", "cancelled": "cancelled"}
+_FAILED_STATE: dict[str, RequestState] = {Outcome.EXPIRED: RequestState.EXPIRED, Outcome.CANCELLED: RequestState.CANCELLED}
 
 
 @dataclass(slots=True)
@@ -123,7 +124,7 @@ class BatchIngest:
             closing[p.attempt_id] = p
             outcome, error = r.outcome, r.error
             if outcome == SUCCEEDED and r.custom_id in invalid:
-                outcome, error = "invalid_output", f"invalid_output: {invalid[r.custom_id]}"
+                outcome, error = Outcome.INVALID_OUTPUT, f"invalid_output: {invalid[r.custom_id]}"
             updates.append(
                 (outcome, now, r.response, error, r.input_tokens, r.cached_input_tokens,
                  r.cache_creation_input_tokens, r.output_tokens, r.cache_creation_1h_input_tokens, p.attempt_id)
@@ -232,22 +233,21 @@ class BatchIngest:
             else:
                 db.execute(
                     "UPDATE requests SET state = ?, last_error = ? WHERE id = ?",
-                    (_FAILED_STATE.get(outcome, "failed"), error, p.request_id),
+                    (_FAILED_STATE.get(outcome, RequestState.FAILED), error, p.request_id),
                 )
         # a retry does not wait out its buffer's max_age again: the buffer is due once
         # the retry delay has passed (an earlier flush request stands)
         due = now + self.settle.retry_delay
-        db.executemany(
-            "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ?,"
-            " flush_requested_at = min(coalesce(flush_requested_at, ?), ?) WHERE id = ?",
-            [(n, size, due, due, b) for b, (n, size) in requeue.items()],
+        db.executemany(  # queued / queued_bytes rose with the requests' state (a trigger)
+            "UPDATE buffers SET flush_requested_at = min(coalesce(flush_requested_at, ?), ?) WHERE id = ?",
+            [(due, due, b) for b in requeue],
         )
 
     def finish(self, now: float, *, batch_error: str | None = None) -> None:
         """Every submitted custom_id without a result is a failed attempt (`missing`,
         or the batch's own error when it failed whole); then the batch is done."""
         leftovers = [
-            ResultLine(cid, "errored" if batch_error else MISSING, None, batch_error or "missing: no result line came back")
+            ResultLine(cid, ERRORED if batch_error else MISSING, None, batch_error or "missing: no result line came back")
             for cid, p in self.attempts.items()
             if p.open
         ]

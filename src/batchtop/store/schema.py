@@ -8,8 +8,9 @@ The model carries the whole life of a request:
   queued -> submitting -> in_flight -> succeeded | failed | cancelled | expired,
   then queued again for a new attempt, or `dead` after max_attempts.
 - `buffers`: one per provider x endpoint x model; requests wait there to be flushed.
-  `queued` / `queued_bytes` are kept exact by the store in the same transactions that
-  change request states, so the views never count a million rows.
+  `queued` / `queued_bytes` are kept exact by triggers on `requests` (migration
+  `_queue_counters_by_trigger`), in the statement that changes a request's state, so
+  the views never count a million rows and no code path can forget them.
 - `batches`: one per submission. The row exists (status `submitting`, a local
   `submission_uid`) before any provider call, so a crash can be reconciled.
 - `attempts`: one row per submission of a request into a batch, numbered 1..n, with
@@ -427,6 +428,35 @@ def _events_and_webhook_deliveries(db: sqlite3.Connection) -> None:
     )
 
 
+def _queue_counters_by_trigger(db: sqlite3.Connection) -> None:
+    """`buffers.queued` / `queued_bytes` kept by triggers on `requests`, whoever writes.
+
+    They were adjusted by hand next to every change of a request's state (enqueue,
+    plan, undo, settle, resubmit: five UPDATEs in four modules), and a new path that
+    forgot would make a buffer's line and its flush decision wrong for good. A request
+    counts where it is `queued`: entering that state adds its bytes to its buffer,
+    leaving it takes them away, in the same statement and so the same transaction.
+    The counters are recomputed once here, so a store that had drifted starts exact.
+    """
+    db.execute(
+        "UPDATE buffers SET queued = coalesce((SELECT count(*) FROM requests r WHERE r.buffer_id = buffers.id"
+        " AND r.state = 'queued'), 0), queued_bytes = coalesce((SELECT sum(r.bytes) FROM requests r"
+        " WHERE r.buffer_id = buffers.id AND r.state = 'queued'), 0)"
+    )
+    add = "UPDATE buffers SET queued = queued + 1, queued_bytes = queued_bytes + new.bytes WHERE id = new.buffer_id"
+    take = "UPDATE buffers SET queued = queued - 1, queued_bytes = queued_bytes - old.bytes WHERE id = old.buffer_id"
+    same = "new.buffer_id = old.buffer_id AND new.bytes = old.bytes"
+    for name, event, when, body in (
+        ("enqueued", "INSERT", "new.state = 'queued'", add),
+        ("deleted", "DELETE", "old.state = 'queued'", take),
+        ("taken", "UPDATE OF state, buffer_id, bytes",
+         f"old.state = 'queued' AND NOT (new.state = 'queued' AND {same})", take),
+        ("requeued", "UPDATE OF state, buffer_id, bytes",
+         f"new.state = 'queued' AND NOT (old.state = 'queued' AND {same})", add),
+    ):
+        db.execute(f"CREATE TRIGGER requests_queue_{name} AFTER {event} ON requests WHEN {when} BEGIN {body}; END")
+
+
 MIGRATIONS: list[Migration] = [
     _v1_initial,
     _v2_engine,
@@ -436,5 +466,6 @@ MIGRATIONS: list[Migration] = [
     _v6_status_bounded,
     _v7_bounded_ingest_and_lease_fencing,
     _events_and_webhook_deliveries,
+    _queue_counters_by_trigger,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,7 +1,9 @@
 """The `Store`: the only object that writes the database.
 
 Methods here are small transactions the engine, the Python API and the CLI share;
-read-side queries for the views live in `batchtop.store.status_queries`.
+the engine's queries and state changes (what to poll, cancel, ingest; a provider's
+state; a batch as the provider reports it) come from `batchtop.store.lifecycle`,
+mixed in; read-side queries for the views live in `batchtop.store.status_queries`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from batchtop.errors import EnqueueError, LineError
 from batchtop.pricing.estimate import enqueue_figures
 from batchtop.store import estimates
 from batchtop.store.db import connect, rollback
+from batchtop.store.lifecycle import Lifecycle
 from batchtop.intake.validation import ParsedRequest
 
 _DUP_CHUNK = 500
@@ -83,7 +86,9 @@ class Fence(Protocol):
         """Inside a write transaction: raise if this writer may no longer write."""
 
 
-class Store:
+class Store(Lifecycle):
+    """The data dir's database; the engine's typed calls come from `Lifecycle`."""
+
     def __init__(self, data_dir: Path, *, create: bool = True) -> None:
         self.data_dir = data_dir
         self.db: sqlite3.Connection = connect(data_dir, create=create)
@@ -196,11 +201,9 @@ class Store:
                         writer.put(data)
             finally:
                 writer.close()
-            self.db.executemany(
-                "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ? WHERE id = ?",
-                [(n, size, buffer_id) for buffer_id, (n, size, *_) in added.items()],
-            )
-            estimates.add(self.db, [(buffer_id, *sums) for buffer_id, sums in added.items()])
+            # buffers.queued / queued_bytes follow by trigger (schema._queue_counters_by_trigger)
+            estimates.add(self.db, [(buffer_id, n, size, inp, capped, uncapped)
+                                    for buffer_id, (n, size, inp, capped, uncapped) in added.items()])
             self.db.execute("COMMIT")
         except BaseException as exc:
             rollback(self.db)

@@ -79,10 +79,10 @@ def plan(store: Store, buffer_id: int, policy: FlushPolicy, account: str, now: f
             " WHERE buffer_id = ? AND state = 'queued' AND id <= ?",
             (buffer_id, last_id),
         )
-        db.execute(
-            "UPDATE buffers SET queued = queued - ?, queued_bytes = queued_bytes - ?,"
-            " flush_requested_at = CASE WHEN queued - ? <= 0 THEN NULL ELSE flush_requested_at END WHERE id = ?",
-            (taken, size, taken, buffer_id),
+        db.execute(  # queued / queued_bytes fell with the requests' state (a trigger)
+            "UPDATE buffers SET flush_requested_at = CASE WHEN queued <= 0 THEN NULL ELSE flush_requested_at END"
+            " WHERE id = ?",
+            (buffer_id,),
         )
         return Intent(batch_id, uid, provider, account, buffer_id, endpoint, model, taken, size, now)
 
@@ -187,10 +187,8 @@ def undo(store: Store, intent_id: int, reason: str, retry_at: float | None, now:
             " WHERE id = ?",
             (f"not submitted: {reason}", now, now, intent_id),
         )
-        db.execute(
-            "UPDATE buffers SET queued = queued + ?, queued_bytes = queued_bytes + ?, held_reason = ?, retry_at = ?"
-            " WHERE id = ?",
-            (total, size, reason, retry_at, buffer_id),
+        db.execute(  # queued / queued_bytes rose with the requests' state (a trigger)
+            "UPDATE buffers SET held_reason = ?, retry_at = ? WHERE id = ?", (reason, retry_at, buffer_id)
         )
 
 

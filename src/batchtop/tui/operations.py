@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from batchtop.states import RequestState
 from batchtop.store import Store, actions
 from batchtop.store.retries import Fates, failure_fates
 
@@ -35,7 +36,11 @@ def resubmit(data_dir: Path, batch_id: str, now: float) -> str:
     return f"{batch_id}: {_requests(n)} queued again for a new attempt"
 
 
-_ORDER = ("succeeded", "queued", "submitted", "failed", "expired", "cancelled", "dead")
+_ORDER: tuple[str, ...] = (
+    RequestState.SUCCEEDED, RequestState.QUEUED, RequestState.SUBMITTING, RequestState.IN_FLIGHT,
+    RequestState.FAILED, RequestState.EXPIRED, RequestState.CANCELLED, RequestState.DEAD,
+)
+"""How a resubmit names what became of retried requests: done first, dead last."""
 
 
 def nothing_to_resubmit(fates: Fates) -> str:

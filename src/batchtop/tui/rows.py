@@ -16,6 +16,7 @@ from rich.text import Text
 
 from batchtop.display import cell, clean, money_decimals, usd_amount, usd_text
 from batchtop.providers import registry
+from batchtop.states import BatchStatus
 from batchtop.timefmt import human_duration, parse_time
 
 Cell = str | Text
@@ -29,17 +30,17 @@ BUFFER_COLUMNS = ("model", "queued", "flush due", "held", "deadline", "oldest", 
 BATCH_COLUMNS = ("batch", "status", "progress", "window left", "age", "model", "provider")
 SAVINGS_COLUMNS = ("model", "saved $", "batch $", "real-time $", "saved %", "1st pass", "provider")
 
-STATUS_STYLE = {
-    "submitting": "yellow",
-    "validating": "cyan",
-    "in_progress": "cyan",
-    "finalizing": "cyan",
-    "cancelling": "yellow",
-    "completed": "green",
-    "failed": "bold red",
-    "expired": "red",
-    "cancelled": "yellow",
-    "unknown": "bold magenta",
+STATUS_STYLE: dict[str, str] = {
+    BatchStatus.SUBMITTING: "yellow",
+    BatchStatus.VALIDATING: "cyan",
+    BatchStatus.IN_PROGRESS: "cyan",
+    BatchStatus.FINALIZING: "cyan",
+    BatchStatus.CANCELLING: "yellow",
+    BatchStatus.COMPLETED: "green",
+    BatchStatus.FAILED: "bold red",
+    BatchStatus.EXPIRED: "red",
+    BatchStatus.CANCELLED: "yellow",
+    BatchStatus.UNKNOWN: "bold magenta",
 }
 BAR_WIDTH = 10
 WIDE = 150
@@ -140,7 +141,7 @@ def batch_progress(b: Mapping[str, Any], width: int = BAR_WIDTH) -> Text:
     unfinished = int(b.get("unfinished") or 0)
     errored = max(0, b["failed"] - unfinished)
     bar = progress_bar(b["succeeded"], errored, b["total"], width)
-    if b["status"] in ("cancelled", "expired"):
+    if b["status"] in (BatchStatus.CANCELLED, BatchStatus.EXPIRED):
         left = unfinished if b.get("ingested") else max(0, b["total"] - b["succeeded"] - b["failed"])
         if left:
             bar.append(f" ⊘{left:,} {b['status']}", style="yellow")
@@ -175,7 +176,7 @@ def _batch_times(b: Mapping[str, Any], now: float) -> tuple[str, str]:
 def _batch_row(b: Mapping[str, Any], times: tuple[str, str], id_width: int | None) -> Row:
     status = cell(b["status"], STATUS_STYLE.get(b["status"], ""))
     ended = not in_flight(b)
-    if b.get("cancel_requested") and not ended and b["status"] != "cancelling":
+    if b.get("cancel_requested") and not ended and b["status"] != BatchStatus.CANCELLING:
         status.append(" ⊘cancel", style="yellow")
     left, age = times
     bar = batch_progress(b)
@@ -477,7 +478,7 @@ def problems(doc: Mapping[str, Any], now: float, error: str | None = None) -> Te
     if doc.get("anomalies"):
         line("!", "yellow", f"{_plural(doc['anomalies'], 'anomaly', 'anomalies')} recorded at ingest")
     for b in doc["batches"]:
-        if b.get("error") and b["status"] in ("failed", "unknown"):
+        if b.get("error") and b["status"] in (BatchStatus.FAILED, BatchStatus.UNKNOWN):
             line("✗", "red", f"{b['id']}: {clip(clean(b['error']), 160)}")
     if not lines:
         text.append("✓ ", style="green")

@@ -18,6 +18,7 @@ from batchtop import paths
 from batchtop.config import Config
 from batchtop.display import clean, money_column, usd_amount
 from batchtop.exitcodes import Exit
+from batchtop.states import BatchStatus
 
 _BOLD, _RED, _YELLOW, _RESET = "\x1b[1m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
 
@@ -189,7 +190,7 @@ def render_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> Non
     t.heading(f"DEAD LETTERS  {doc['dead_letters']}")
     if doc["dead_letters"]:
         t.line("  requests that used up their attempts: batchtop dead-letters")
-    unknown = [b for b in batches if b["status"] == "unknown"]
+    unknown = [b for b in batches if b["status"] == BatchStatus.UNKNOWN]
     t.heading(f"UNKNOWN SUBMISSIONS  {doc['unknown_submissions']}")
     for b in unknown:
         candidates = ", ".join(b.get("candidates") or []) or "none"

@@ -18,13 +18,14 @@ from textual.worker import get_current_worker
 from batchtop.views import detail as inspect
 from batchtop.display import cell, clean
 from batchtop.errors import BatchtopError
+from batchtop.states import Outcome
 from batchtop.store import Store
 from batchtop.timefmt import human_duration, iso
 from batchtop.tui.rows import STATUS_STYLE, clip, progress_bar, size
 
 Kind = Literal["batch", "buffer"]
 
-OUTCOME_STYLE = {"succeeded": "green", "cancelled": "yellow", "expired": "yellow"}
+OUTCOME_STYLE: dict[str, str] = {Outcome.SUCCEEDED: "green", Outcome.CANCELLED: "yellow", Outcome.EXPIRED: "yellow"}
 """Requests a cancelled or expired batch never ran are not failures: not red."""
 
 
