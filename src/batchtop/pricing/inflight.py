@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from batchtop.pricing.money import usd
 from batchtop.pricing.table import PriceTable, Tokens, price_table
 from batchtop.pricing.usage import DEFAULT_OUTPUT_TOKENS, mean_outputs
-from batchtop.store.estimates import COLUMNS
+from batchtop.store import pricing_queries
+from batchtop.store.pricing_queries import EstimateSums
 
 if TYPE_CHECKING:
     from batchtop.config import Config
@@ -36,23 +37,6 @@ OLD_STORE_BASIS = (
     "; requests enqueued before this estimate was kept at enqueue: input ~ bytes/4 of the line, "
     f"output = the observed mean, else {DEFAULT_OUTPUT_TOKENS}"
 )
-
-# A batch whose status is `failed` was rejected whole by the provider (validation) and is billed nothing.
-_IN_FLIGHT = (
-    f"SELECT b.provider, b.model, sum(b.total), sum(b.bytes), {COLUMNS} FROM batches b"
-    " LEFT JOIN buffer_estimates e ON e.buffer_id = b.buffer_id"
-    " WHERE b.ingested_at IS NULL AND b.status != 'failed' {where} GROUP BY b.buffer_id"
-)
-_QUEUED = (
-    f"SELECT b.provider, b.model, b.queued, b.queued_bytes, {COLUMNS} FROM buffers b"
-    " LEFT JOIN buffer_estimates e ON e.buffer_id = b.id WHERE b.queued > 0 {where}"
-)
-_ENQUEUED = (
-    "SELECT sum(e.requests), sum(e.bytes), sum(e.input_tokens), sum(e.capped_output_tokens),"
-    " sum(e.uncapped_outputs) FROM buffers b JOIN buffer_estimates e ON e.buffer_id = b.id"
-    " WHERE b.provider = ? AND b.model = ?"
-)
-
 
 @dataclass(frozen=True)
 class WorkEstimate:
@@ -69,15 +53,7 @@ class WorkEstimate:
     """Some of it was estimated from bytes: enqueued before `buffer_estimates` existed."""
 
 
-@dataclass(frozen=True)
-class _Sums:
-    """A buffer's `buffer_estimates` row: per-request estimates summed at enqueue."""
-
-    requests: int
-    bytes: int
-    input_tokens: int
-    capped_output_tokens: int
-    uncapped_outputs: int
+_Sums = EstimateSums
 
 
 def input_tokens_from_bytes(size: int) -> int:
@@ -86,10 +62,6 @@ def input_tokens_from_bytes(size: int) -> int:
 
 def _ceil(value: Decimal) -> int:
     return int(value.to_integral_value(ROUND_CEILING))
-
-
-def _sums(row: tuple[Any, ...]) -> _Sums | None:
-    return _Sums(*(int(v) for v in row)) if row[0] else None
 
 
 def scaled_tokens(sums: _Sums | None, requests: int, size: int, mean: Decimal | None) -> Tokens:
@@ -108,20 +80,20 @@ def estimate_work(
 ) -> list[WorkEstimate]:
     """Per-model estimates of batches not yet ingested, and (if `queued`) of queued requests."""
     means = mean_outputs(db)
-    where, args = ("AND b.provider = ?", (provider,)) if provider is not None else ("", ())
-    sources = [("in_flight", _IN_FLIGHT)] + ([("queued", _QUEUED)] if queued else [])
+    sources = [("in_flight", pricing_queries.in_flight_rows(db, provider))]
+    if queued:
+        sources.append(("queued", pricing_queries.queued_rows(db, provider)))
     merged: dict[tuple[str, str, str], list[int]] = {}
-    for stage, sql in sources:
-        for prov, model, requests, size, *row in db.execute(sql.format(where=where), args):
-            if (requests or 0) <= 0:
+    for stage, rows in sources:
+        for r in rows:
+            if r.requests <= 0:
                 continue
-            sums = _sums(tuple(row))
-            tokens = scaled_tokens(sums, int(requests), int(size or 0), means.get((prov, model)))
-            entry = merged.setdefault((stage, prov, model), [0, 0, 0, 0])
-            entry[0] += int(requests)
+            tokens = scaled_tokens(r.sums, r.requests, r.bytes, means.get((r.provider, r.model)))
+            entry = merged.setdefault((stage, r.provider, r.model), [0, 0, 0, 0])
+            entry[0] += r.requests
             entry[1] += tokens.input
             entry[2] += tokens.output
-            entry[3] |= sums is None
+            entry[3] |= r.sums is None
     out: list[WorkEstimate] = []
     for (stage, prov, model), (requests, inp, output, from_bytes) in merged.items():
         price = table.price(prov, model)
@@ -137,7 +109,7 @@ def estimate_batch_cost(
     price = price_table(config).price(provider, model)
     if price is None:
         return None
-    sums = _sums(tuple(db.execute(_ENQUEUED, (provider, model)).fetchone()))
+    sums = pricing_queries.enqueued_sums(db, provider, model)
     tokens = scaled_tokens(sums, requests, size_bytes, mean_outputs(db).get((provider, model)))
     return price.batch_cost(tokens)
 

@@ -43,103 +43,52 @@ def _buffers(db: sqlite3.Connection, config: Config) -> list[dict[str, Any]]:
     ]
 
 
-_BATCH_COLS = (
-    "id, submission_uid, provider_batch_id, provider, account, endpoint, model, status, total, succeeded, failed,"
-    " created_at, provider_created_at, expires_at, ended_at, ingested_at, cancel_requested_at, last_error, candidates"
-)
-
-
-def _batch(row: tuple) -> dict[str, Any]:
-    (local, uid, pid, provider, account, endpoint, model, status, total, ok, failed, created, pcreated, expires, ended,
-     ingested, cancel, error, candidates) = row
+def _batch(b: status_queries.BatchRow) -> dict[str, Any]:
     return {
-        "id": pid or f"local-{local}",
-        "provider": provider,
-        "model": model,
-        "status": status,
-        "total": total,
-        "succeeded": ok,
-        "failed": failed,
-        "created_at": iso(pcreated or created),
-        "ended_at": iso(ended) if status in ENDED else None,
-        "expires_at": iso(expires),
-        "endpoint": endpoint,
-        "account": account,
-        "submission": uid,
-        "ingested": ingested is not None,
-        "cancel_requested": cancel is not None,
-        "error": error,
-        "candidates": json.loads(candidates) if status == UNKNOWN and candidates else [],
+        "id": b.provider_batch_id or f"local-{b.local_id}",
+        "provider": b.provider,
+        "model": b.model,
+        "status": b.status,
+        "total": b.total,
+        "succeeded": b.succeeded,
+        "failed": b.failed,
+        "created_at": iso(b.provider_created_at or b.created_at),
+        "ended_at": iso(b.ended_at) if b.status in ENDED else None,
+        "expires_at": iso(b.expires_at),
+        "endpoint": b.endpoint,
+        "account": b.account,
+        "submission": b.submission_uid,
+        "ingested": b.ingested_at is not None,
+        "cancel_requested": b.cancel_requested_at is not None,
+        "error": b.last_error,
+        "candidates": json.loads(b.candidates) if b.status == UNKNOWN and b.candidates else [],
+        "unfinished": b.unfinished,
     }
 
 
 def _batches(db: sqlite3.Connection) -> list[dict[str, Any]]:
-    live = db.execute(
-        f"SELECT {_BATCH_COLS} FROM batches WHERE ingested_at IS NULL ORDER BY created_at DESC, id DESC"
-    ).fetchall()
-    ended = db.execute(  # walks batches_ingested from its newest end: as cheap at 10,000 ended as at 10
-        f"SELECT {_BATCH_COLS} FROM batches WHERE ingested_at IS NOT NULL AND total > 0"
-        " ORDER BY ingested_at DESC, id DESC LIMIT ?",
-        (RECENT_ENDED,),
-    ).fetchall()
-    batches = [_batch(r) for r in live + ended]
-    _unfinished(db, batches, [r[0] for r in live + ended])
-    return batches
-
-
-def _unfinished(db: sqlite3.Connection, batches: list[dict[str, Any]], local_ids: list[int]) -> None:
-    """`unfinished`: attempts a cancelled or expired batch never ran (outcome cancelled
-    or expired), so views can show them apart from real failures. Only such batches are
-    counted, over the index of their non-succeeded attempts."""
-    for doc, local in zip(batches, local_ids):
-        doc["unfinished"] = 0
-        if doc["status"] in ("cancelled", "expired") and doc["ingested"]:
-            (n,) = db.execute(
-                "SELECT count(*) FROM attempts WHERE batch_id = ? AND outcome IN ('cancelled', 'expired')", (local,)
-            ).fetchone()
-            doc["unfinished"] = int(n)
+    return [_batch(b) for b in status_queries.status_batches(db, RECENT_ENDED)]
 
 
 def batches_by_id(db: sqlite3.Connection, local_ids: list[int]) -> list[dict[str, Any]]:
     """The document's batch entries for these batches (a search's hits), in that order."""
-    if not local_ids:
-        return []
-    marks = ", ".join("?" * len(local_ids))
-    found = {r[0]: r for r in db.execute(f"SELECT {_BATCH_COLS} FROM batches WHERE id IN ({marks})", local_ids)}
-    rows = [found[i] for i in local_ids if i in found]
-    batches = [_batch(r) for r in rows]
-    _unfinished(db, batches, [r[0] for r in rows])
-    return batches
+    return [_batch(b) for b in status_queries.batches_by_id(db, local_ids)]
 
 
 def batch_counts(db: sqlite3.Connection) -> dict[str, int]:
     """How many batches the store holds in flight and ended (the console's titles)."""
-    # in flight: the batches_open partial index holds only those; ended: a counter the
-    # schema's triggers keep, so neither grows with the store's history
-    (live,) = db.execute("SELECT count(*) FROM batches INDEXED BY batches_open WHERE ingested_at IS NULL").fetchone()
-    row = db.execute("SELECT value FROM counters WHERE name = 'ended_batches'").fetchone()
-    return {"in_flight": int(live), "ended": int(row[0]) if row else 0}
+    totals = status_queries.batch_totals(db)
+    return {"in_flight": totals.in_flight, "ended": totals.ended}
 
 
 def failure_rate(db: sqlite3.Connection, config: Config, now: float) -> tuple[int, int]:
     """(failed, ended) attempts within the alert window, from the hourly counts."""
-    since = int((now - config.alerts.window) // 3600)
-    failed, total = db.execute(
-        "SELECT coalesce(sum(failed), 0), coalesce(sum(attempts), 0) FROM outcome_hourly WHERE hour > ?", (since,)
-    ).fetchone()
-    return int(failed), int(total)
+    return status_queries.failure_counts(db, now - config.alerts.window)
 
 
 def quarantined(db: sqlite3.Connection, config: Config, now: float) -> list[tuple[str, str]]:
     """(provider batch id, reason) of batches quarantined at ingest within the alert window."""
-    return [
-        (str(pid), str(error or ""))
-        for pid, error in db.execute(
-            "SELECT provider_batch_id, last_error FROM batches WHERE quarantined_at IS NOT NULL AND quarantined_at > ?"
-            " ORDER BY quarantined_at DESC",
-            (now - config.alerts.window,),
-        )
-    ]
+    return status_queries.quarantined_since(db, now - config.alerts.window)
 
 
 def _alerts(
@@ -174,16 +123,10 @@ def _alerts(
 
 
 def _providers(db: sqlite3.Connection) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in db.execute("SELECT key, value FROM engine_state WHERE key LIKE 'provider:%'"):
-        state = json.loads(value)
-        out[key.split(":", 1)[1]] = {
-            "status": state.get("status"),
-            "polled_at": iso(state.get("polled_at")),
-            "retry_at": iso(state.get("retry_at")),
-            "error": state.get("error"),
-        }
-    return out
+    return {
+        name: {"status": p.status, "polled_at": iso(p.polled_at), "retry_at": iso(p.retry_at), "error": p.error}
+        for name, p in status_queries.provider_lines(db).items()
+    }
 
 
 def collect(db: sqlite3.Connection, config: Config, now: float) -> dict[str, Any]:
@@ -191,11 +134,7 @@ def collect(db: sqlite3.Connection, config: Config, now: float) -> dict[str, Any
     from batchtop.pricing.inflight import in_flight_estimate
     from batchtop.pricing.savings import savings
 
-    (dead,) = db.execute("SELECT count(*) FROM requests WHERE state = 'dead'").fetchone()
-    # The status is a literal so that the partial index batches_unknown applies (a bound
-    # parameter cannot prove the index's WHERE); it is our constant, not input.
-    (unknown,) = db.execute(f"SELECT count(*) FROM batches WHERE status = '{UNKNOWN}'").fetchone()
-    (anomalies,) = db.execute("SELECT value FROM counters WHERE name = 'anomalies'").fetchone()  # kept by triggers
+    counts = status_queries.problem_counts(db)
     estimate = in_flight_estimate(db, config)
     providers = _providers(db)
     polls = [p["polled_at"] for p in providers.values() if p["polled_at"]]
@@ -209,9 +148,9 @@ def collect(db: sqlite3.Connection, config: Config, now: float) -> dict[str, Any
         "in_flight_estimate_usd": estimate.get("in_flight_usd"),
         "queued_estimate_usd": estimate.get("queued_usd"),
         "in_flight_estimate": estimate,
-        "dead_letters": int(dead),
-        "unknown_submissions": int(unknown),
-        "anomalies": int(anomalies),
+        "dead_letters": counts.dead_letters,
+        "unknown_submissions": counts.unknown_submissions,
+        "anomalies": counts.anomalies,
         "failure_rate": {"failed": failed, "attempts": ended, "rate": failed / ended if ended else None},
         "providers": providers,
         "last_poll_at": max(polls) if polls else None,
