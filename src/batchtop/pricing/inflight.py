@@ -14,7 +14,7 @@ All of it at batch prices and the plain input price (no cache discount assumed).
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -120,14 +120,67 @@ def sum_known(items: list[WorkEstimate]) -> tuple[Decimal, bool]:
     return total, all(i.cost is not None for i in items)
 
 
-def in_flight_estimate(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
-    """`{"usd", "queued_usd", "in_flight_usd", "total_usd", "complete", "estimate": true, "by_model", "basis"}`.
+@dataclass(frozen=True)
+class ModelEstimate:
+    """One `in_flight_estimate.by_model` entry: one model's work at one stage."""
+
+    stage: str  # "queued" | "in_flight"
+    provider: str
+    model: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    usd: float | None
+    price_known: bool
+
+
+@dataclass(frozen=True)
+class InFlightEstimate:
+    """What queued and in-flight work will cost at batch prices, an estimate.
 
     `usd` and `in_flight_usd` (for `in_flight_estimate_usd`) are what is in flight:
     submitted, not yet ingested; `queued_usd` (for `queued_estimate_usd`) what waits in
-    buffers. Each sums the priced models and is null when work is there but none of it
+    buffers. Each sums the priced models and is None when work is there but none of it
     has a price; `complete` is false when some model has no price.
     """
+
+    usd: float | None
+    in_flight_usd: float | None
+    queued_usd: float | None
+    total_usd: float | None
+    complete: bool
+    by_model: tuple[ModelEstimate, ...] = ()
+    basis: str | None = None
+    """How the figures were made; None only for a data dir without a store."""
+    estimate: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"usd", "in_flight_usd", "queued_usd", "total_usd", "complete", "estimate": true, "by_model", "basis"}`."""
+        doc: dict[str, Any] = {
+            "usd": self.usd,
+            "in_flight_usd": self.in_flight_usd,
+            "queued_usd": self.queued_usd,
+            "total_usd": self.total_usd,
+            "complete": self.complete,
+            "estimate": self.estimate,
+            "by_model": [asdict(m) for m in self.by_model],
+        }
+        if self.basis is not None:
+            doc["basis"] = self.basis
+        return doc
+
+
+NO_WORK = InFlightEstimate(usd=0.0, in_flight_usd=0.0, queued_usd=0.0, total_usd=0.0, complete=True)
+"""The estimate of a data dir without a store."""
+
+
+def in_flight_estimate(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
+    """`in_flight_cost(db, config)` as its JSON object (see `InFlightEstimate`)."""
+    return in_flight_cost(db, config).to_json()
+
+
+def in_flight_cost(db: sqlite3.Connection, config: Config) -> InFlightEstimate:
+    """The estimate of everything queued or in flight, per model and summed per stage."""
     items = estimate_work(db, price_table(config))
 
     def stage_sum(stage: str | None) -> float | None:
@@ -136,25 +189,16 @@ def in_flight_estimate(db: sqlite3.Connection, config: Config) -> dict[str, Any]
         return usd(total) if complete or any(i.cost is not None for i in chosen) else None
 
     flying = stage_sum("in_flight")
-    return {
-        "usd": flying,
-        "in_flight_usd": flying,
-        "queued_usd": stage_sum("queued"),
-        "total_usd": stage_sum(None),
-        "complete": all(i.cost is not None for i in items),
-        "estimate": True,
-        "by_model": [
-            {
-                "stage": i.stage,
-                "provider": i.provider,
-                "model": i.model,
-                "requests": i.requests,
-                "input_tokens": i.input_tokens,
-                "output_tokens": i.output_tokens,
-                "usd": usd(i.cost),
-                "price_known": i.cost is not None,
-            }
+    return InFlightEstimate(
+        usd=flying,
+        in_flight_usd=flying,
+        queued_usd=stage_sum("queued"),
+        total_usd=stage_sum(None),
+        complete=all(i.cost is not None for i in items),
+        by_model=tuple(
+            ModelEstimate(i.stage, i.provider, i.model, i.requests, i.input_tokens, i.output_tokens, usd(i.cost),
+                          i.cost is not None)
             for i in items
-        ],
-        "basis": BASIS + (OLD_STORE_BASIS if any(i.from_bytes for i in items) else ""),
-    }
+        ),
+        basis=BASIS + (OLD_STORE_BASIS if any(i.from_bytes for i in items) else ""),
+    )

@@ -6,6 +6,7 @@ from textual.message import Message
 
 from batchtop.tui.engine_runner import TickResult
 from batchtop.tui.snapshot import Snapshot
+from batchtop.views.status_model import BatchStatus
 
 
 class StatusRefreshed(Message):
@@ -38,7 +39,7 @@ class ActionDone(Message):
 class SearchDone(Message):
     """The batches in the whole store that match a search."""
 
-    def __init__(self, needle: str, batches: list) -> None:
+    def __init__(self, needle: str, batches: list[BatchStatus]) -> None:
         super().__init__()
         self.needle = needle
         self.batches = batches
