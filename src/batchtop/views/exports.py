@@ -258,12 +258,11 @@ def write_dead_letters_text(db: sqlite3.Connection | None, out: TextIO) -> Writt
         return f"{body}  {cells[-1]}".rstrip() + "\n"
 
     count = 0
-    for item in dead_letters(db):
+    for d in export_queries.dead_letters(db) if db is not None else ():
         if not count:
             out.write(row(list(_TEXT_COLUMNS)))
-        error = " ".join(clean(item["last_error"] or "-").split())
-        out.write(row([item["custom_id"], item["provider"], item["model"], str(item["attempts"]),
-                       item["last_batch_id"] or "-", error]))
+        error = " ".join(clean(d.last_error or "-").split())
+        out.write(row([d.custom_id, d.provider, d.model, str(d.attempts), d.last_batch_id or "-", error]))
         count += 1
     out.write(f"{count} dead letter{'s' if count != 1 else ''}\n" if count else "no dead letters\n")
     return Written(count)
