@@ -127,10 +127,6 @@ def buffer_rows(doc: Status, now: float) -> list[Row]:
     return rows
 
 
-def in_flight(b: BatchStatus) -> bool:
-    return b.in_flight
-
-
 def batch_progress(b: BatchStatus, width: int = BAR_WIDTH) -> Text:
     """The bar, with a cancelled or expired batch's never-run requests shown as such,
     not as failures."""
