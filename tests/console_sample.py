@@ -17,7 +17,7 @@ from batchtop.engine.tick import Engine
 from batchtop.providers.base import ProviderAdapter
 from batchtop.providers.clients import fixed_factory
 from batchtop.sim import ManualClock, SimConfig, Simulator
-from batchtop.store import Store, actions, lease
+from batchtop.store import Store, actions, lease, status_queries
 from batchtop.timefmt import parse_time
 from batchtop.intake.validation import parse_lines
 
@@ -91,7 +91,7 @@ def build(data_dir: Path) -> Sample:
         _enqueue(store, [_anthropic(f"review-{i:04d}" if i != 13 else "review-0013-failalways",
                                     "claude-sonnet-4-20250514", i) for i in range(1, 121)], clock.now())
         flush_all()
-        first = {p: pid for pid, p in store.db.execute("SELECT provider_batch_id, provider FROM batches")}
+        first = {p: pid for pid, p in status_queries.submitted_batches(store.db)}
         clock.advance(300)
         tick()  # ingest: failures go back to their buffers
         # 2. two rounds of resubmission: the always-failing lines become dead letters
@@ -104,9 +104,7 @@ def build(data_dir: Path) -> Sample:
         clock.advance(600)
         _enqueue(store, [_openai(f"digest-{i:03d}", "o4-mini", i) for i in range(1, 61)], clock.now())
         flush_all()
-        (expiring,) = store.db.execute(
-            "SELECT provider_batch_id FROM batches WHERE model = 'o4-mini'"
-        ).fetchone()
+        expiring = status_queries.submitted_batches(store.db, model="o4-mini")[0][0]
         clock.advance(25)
         sim.expire(expiring)
         tick()
@@ -116,9 +114,7 @@ def build(data_dir: Path) -> Sample:
         _enqueue(store, [_openai(f"catalog-{i:05d}", "gpt-4.1-mini", i) for i in range(1, 1201)], clock.now())
         _enqueue(store, [_anthropic(f"email-{i:04d}", "claude-haiku-4-5", i) for i in range(1, 301)], clock.now())
         flush_all()
-        running = store.db.execute(
-            "SELECT provider_batch_id FROM batches WHERE model = 'gpt-4.1-mini'"
-        ).fetchone()[0]
+        running = status_queries.submitted_batches(store.db, model="gpt-4.1-mini")[0][0]
         clock.advance(2400)
         # 5. queued, not flushed yet: one with a deadline
         _enqueue(store, [_openai(f"invoice-{i:03d}", "gpt-4o", i) for i in range(1, 37)], clock.now(),

@@ -35,7 +35,6 @@ PENDING_STORE = (
 PENDING_CONTRACTS = {
     "sqlite-only-in-store": PENDING_STORE + " and nothing outside store/ imports sqlite3 (not even for annotations)",
 }
-PENDING_SQL = {"cli", "engine", "pricing", "views"}
 """The areas that still hold SQL today (cli.py, engine/, pricing/, views/)."""
 
 
@@ -139,14 +138,26 @@ AREAS = sorted({_area(p) for p in _sources("store", "sim")})
 
 @pytest.mark.parametrize(
     "area",
-    [
-        pytest.param(a, marks=pytest.mark.xfail(strict=True, reason=PENDING_STORE)) if a in PENDING_SQL else a
-        for a in AREAS
-    ],
+    AREAS,
 )
 def test_sql_only_in_the_store(area: str) -> None:
     found = [s for p in _sources("store", "sim") if _area(p) == area for s in sql_statements(p)]
     assert not found, "SQL outside src/batchtop/store/ (add a store method instead):\n" + "\n".join(found)
+
+
+_CALLS = {"execute", "executemany", "executescript"}
+
+
+@pytest.mark.parametrize("area", AREAS)
+def test_no_statement_is_run_outside_the_store(area: str) -> None:
+    """Not even a statement built elsewhere: no `execute` call outside store/ (and sim/)."""
+    found = [
+        f"{p.relative_to(ROOT)}:{node.lineno}: .{node.func.attr}()"
+        for p in _sources("store", "sim") if _area(p) == area
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _CALLS
+    ]
+    assert not found, "a statement run outside src/batchtop/store/:\n" + "\n".join(found)
 
 
 def test_the_sql_finder_finds_the_stores_sql() -> None:

@@ -35,7 +35,7 @@ def bt(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> subproc
 
 
 def provider_status(store: Store, engine: Engine, provider: str) -> dict:
-    return status.collect(store.db, engine.config, engine.now())["providers"][provider]
+    return status.collect(store.db, engine.config, engine.now()).to_json()["providers"][provider]
 
 
 def test_a_wrong_key_is_an_auth_error_not_a_refusal(sim: Simulator, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,7 +52,7 @@ def test_a_lost_batch_is_marked_and_the_provider_goes_on(sim: Simulator, data_di
         assert report.lost == [lost_id]
         assert not report.errors, "one lost batch is not the provider's failure"
         assert len(report.submitted) == 1, "a new buffer still gets submitted in the same tick"
-        line = status.collect(store.db, engine.config, engine.now())["providers"][provider]
+        line = status.collect(store.db, engine.config, engine.now()).to_json()["providers"][provider]
         assert line["status"] == "ok" and line["retry_at"] is None
         row = store.db.execute(
             "SELECT status, last_error, lost_at, ingested_at FROM batches WHERE provider_batch_id = ?", (lost_id,)
@@ -69,7 +69,7 @@ def test_a_lost_batch_is_marked_and_the_provider_goes_on(sim: Simulator, data_di
         ).fetchone()[0] in ("validating", "in_progress")
         sim.clear_log()
         assert not tick(engine).lost and not [r for r in sim.request_log if lost_id in r.path]
-        doc = status.collect(store.db, engine.config, engine.now())
+        doc = status.collect(store.db, engine.config, engine.now()).to_json()
         (alert,) = [a for a in doc["alerts"] if a["kind"] == "lost_batch"]
         assert lost_id in alert["message"] and "resubmit" in alert["message"]
         (batch,) = [b for b in doc["batches"] if b["id"] == lost_id]
@@ -79,7 +79,7 @@ def test_a_lost_batch_is_marked_and_the_provider_goes_on(sim: Simulator, data_di
         sim.config.per_request_s = 0.0
         (again,) = tick(engine).submitted
         assert sorted(sim.batch(again)["custom_ids"]) == ["lost0", "lost1", "lost2"]
-        doc = status.collect(store.db, engine.config, engine.now())
+        doc = status.collect(store.db, engine.config, engine.now()).to_json()
         assert not [a for a in doc["alerts"] if a["kind"] == "lost_batch"]
         close(engine)
 

@@ -178,7 +178,7 @@ def test_out_of_quota_holds_the_provider_and_alerts_without_burning_attempts(
         before = len(sim.batches())
         tick(engine)
         assert len(sim.batches()) == before
-        doc = status.collect(store.db, engine.config, engine.now())
+        doc = status.collect(store.db, engine.config, engine.now()).to_json()
         quota = [a for a in doc["alerts"] if a["kind"] == "quota"]
         assert sorted(a["provider"] for a in quota) == ["anthropic", "openai"]
         # the account is topped up and the operator flushes: the requests go out, the alert clears
@@ -186,7 +186,7 @@ def test_out_of_quota_holds_the_provider_and_alerts_without_burning_attempts(
         actions.request_flush(store, None, engine.now())
         settle_all(engine, store)
         assert states(store) == {"succeeded": 5}
-        doc = status.collect(store.db, engine.config, engine.now())
+        doc = status.collect(store.db, engine.config, engine.now()).to_json()
         assert not [a for a in doc["alerts"] if a["kind"] == "quota"]
         assert store.db.execute("SELECT count(*) FROM buffers WHERE held_reason IS NOT NULL").fetchone() == (0,)
         close(engine)
@@ -208,12 +208,12 @@ def test_a_create_refused_for_quota_holds_the_provider_with_an_alert(sim: Simula
         held, retry_at = store.db.execute("SELECT held_reason, retry_at FROM buffers").fetchone()
         assert "quota or credit" in held and retry_at - engine.now() > 600
         assert store.db.execute("SELECT max(attempts) FROM requests").fetchone() == (0,)
-        doc = status.collect(store.db, engine.config, engine.now())
+        doc = status.collect(store.db, engine.config, engine.now()).to_json()
         assert [a["provider"] for a in doc["alerts"] if a["kind"] == "quota"] == [provider]
         sim.config.create_error = None
         actions.request_flush(store, None, engine.now())
         settle_all(engine, store)
         assert states(store) == {"succeeded": 3}
-        doc = status.collect(store.db, engine.config, engine.now())
+        doc = status.collect(store.db, engine.config, engine.now()).to_json()
         assert not [a for a in doc["alerts"] if a["kind"] == "quota"]
         close(engine)

@@ -48,7 +48,7 @@ def _backoffs(store: Store) -> list[str]:
 
 def _shown_in_status(store: Store, engine: Engine) -> bool:
     """The status document (what --once and the console render) shows the backoff too."""
-    doc = collect(store.db, engine.config, engine.now())
+    doc = collect(store.db, engine.config, engine.now()).to_json()
     providers = doc["providers"].values()
     return any((p["status"] or "").startswith("backing off") for p in providers) or any(
         b["held_reason"] for b in doc["buffers"] if b["queued"]

@@ -112,7 +112,7 @@ def test_a_result_file_that_never_ends_is_cut_off_and_the_batch_quarantined(
             assert n <= ANOMALIES_PER_BATCH + 1, f"{n} anomaly rows for one batch"
             assert _anomalies(store).get("anomalies_capped") == 1
             # the alert says so, in the status document every view renders
-            doc = collect(store.db, engine.config, engine.now())
+            doc = collect(store.db, engine.config, engine.now()).to_json()
             alerts = [a for a in doc["alerts"] if a["kind"] == "ingest_quarantined"]
             assert alerts and report.quarantined[0] in alerts[0]["message"], doc["alerts"]
             batch = next(b for b in doc["batches"] if b["id"] == report.quarantined[0])

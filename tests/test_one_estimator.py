@@ -49,7 +49,7 @@ def test_quote_queued_and_in_flight_say_the_same(sim: Simulator, data_dir: Path,
     (quoted,) = quote([path], Config())
     with Store(data_dir) as store:
         enqueue_files(store, [path])
-        queued = status.collect(store.db, Config(), time.time())
+        queued = status.collect(store.db, Config(), time.time()).to_json()
         assert queued["queued_estimate_usd"] == quoted["batch_usd"]
         assert queued["in_flight_estimate_usd"] == 0.0  # nothing is in flight yet
         assert usd(estimate_batch_cost(store.db, Config(), "openai", "gpt-4o-mini", 20,
@@ -57,7 +57,7 @@ def test_quote_queued_and_in_flight_say_the_same(sim: Simulator, data_dir: Path,
         engine = Engine(store, config())
         report = tick(engine)
         assert len(report.submitted) == 1
-        flying = status.collect(store.db, Config(), time.time())
+        flying = status.collect(store.db, Config(), time.time()).to_json()
         close(engine)
     assert flying["in_flight_estimate_usd"] == quoted["batch_usd"]
     assert flying["queued_estimate_usd"] == 0.0
@@ -114,7 +114,7 @@ def test_uncapped_outputs_follow_the_observed_mean(tmp_path: Path, n: int) -> No
         path = _write(tmp_path / "in.jsonl", lines)
         (quoted,) = quote([path], Config(), db=store.db)
         enqueue_files(store, [path])
-        doc = status.collect(store.db, Config(), time.time())
+        doc = status.collect(store.db, Config(), time.time()).to_json()
     (entry,) = doc["in_flight_estimate"]["by_model"]
     assert entry["output_tokens"] == quoted["output_tokens"] == 4 * 50 * n
     assert doc["queued_estimate_usd"] == quoted["batch_usd"]

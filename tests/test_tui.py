@@ -349,9 +349,11 @@ def test_rows_format_from_the_document_only() -> None:
     bar = rows.progress_bar(6, 2, 10)
     assert bar.plain == "██████▒▒░░ 8/10 ✗2"
     now = parse_time("2026-11-25T10:00:00Z")
-    assert rows.countdown("2026-11-25T10:04:00Z", now) == "in 4m"
-    assert rows.countdown("2026-11-25T09:00:00Z", now) == "now"
-    assert rows.ago("2026-11-25T08:30:00Z", now) == "1h30m"
+    assert rows.countdown(parse_time("2026-11-25T10:04:00Z"), now) == "in 4m"
+    assert rows.countdown(parse_time("2026-11-25T09:00:00Z"), now) == "now"
+    assert rows.ago(parse_time("2026-11-25T08:30:00Z"), now) == "1h30m"
+    assert rows.ago(now - 59.6, now) == "1m"  # counted from the second the JSON shows, as before
+    assert rows.ago(None, now) == rows.countdown(None, now) == "-"
     assert rows.size(53_100) == "53.1\u00a0kB"  # a no-break space: the unit never wraps away
     assert rows.matches(("k", ("openai", "gpt-4o")), "OPENAI 4o")
     assert error_code("server_error: boom", "errored") == "server_error"

@@ -40,6 +40,7 @@ from batchtop.tui.messages import ActionDone
 from batchtop.tui.screens.confirm import ConfirmScreen
 from batchtop.tui.screens.help import HelpScreen
 from batchtop.tui.widgets.live_table import LiveTable
+from batchtop.views.status_model import Alert, BatchCounts, BatchStatus, ModelSavings, Savings, SavingsTotal, Status
 
 AUTO = Config(engine=EngineConfig(auto_resubmit=True, max_attempts=3))
 NOW = parse_time("2026-11-25T10:00:00Z")
@@ -98,20 +99,22 @@ async def test_home_end_g_G_page_keys_move_the_selection() -> None:
         assert t.cursor_row == 0
 
 
-def _batch(i: str, status: str, ended: bool, **kw: object) -> dict:
-    return {
-        "id": i, "provider": "openai", "model": "gpt-4o-mini", "status": status, "total": 10, "succeeded": 10 if ended else 2,
-        "failed": 0, "created_at": "2026-11-25T09:00:00Z", "ended_at": "2026-11-25T09:30:00Z" if ended else None,
-        "expires_at": "2026-11-26T09:00:00Z", "ingested": ended, "cancel_requested": False, **kw,
-    }
+def _batch(i: str, status: str, ended: bool, cancel_requested: bool = False) -> BatchStatus:
+    return BatchStatus(
+        id=i, provider="openai", model="gpt-4o-mini", status=status, total=10, succeeded=10 if ended else 2,
+        failed=0, created_at=parse_time("2026-11-25T09:00:00Z"),
+        ended_at=parse_time("2026-11-25T09:30:00Z") if ended else None,
+        expires_at=parse_time("2026-11-26T09:00:00Z"), ingested=ended, cancel_requested=cancel_requested,
+    )
 
 
 def test_in_flight_batches_list_first_and_the_title_counts_the_store() -> None:
-    doc = {
-        "batches": [_batch("b_done", "completed", True), _batch("b_live", "in_progress", False)],
-        "batch_counts": {"in_flight": 1, "ended": 412},
-    }
-    assert [k for k, _ in rows.batch_rows(doc, NOW)] == ["b_live", "b_done"]
+    doc = Status(
+        NOW,
+        batches=(_batch("b_done", "completed", True), _batch("b_live", "in_progress", False)),
+        batch_counts=BatchCounts(in_flight=1, ended=412),
+    )
+    assert [k for k, _ in rows.batch_rows(doc.batches, NOW)] == ["b_live", "b_done"]
     assert rows.batches_title(doc, 2, 2) == "1 in flight · 1 of 412 ended"
     assert rows.batches_title(doc, 1, 2) == "1 match · 1 in flight · 1 of 412 ended"
 
@@ -224,14 +227,18 @@ def _money(text: str) -> Decimal:
 
 
 def test_savings_rows_and_header_add_up_as_displayed() -> None:
-    def m(model: str, batch: float, realtime: float) -> dict:
-        return {"provider": "openai", "model": model, "batch_cost_usd": batch, "realtime_cost_usd": realtime,
-                "saved_usd": realtime - batch, "saved_pct": 50.0, "first_pass_success_rate": 0.9, "price_known": True}
+    def m(model: str, batch: float, realtime: float) -> ModelSavings:
+        return ModelSavings(
+            provider="openai", model=model, family=None, requests_succeeded=10, attempts=10, input_tokens=0,
+            cached_input_tokens=0, cache_creation_input_tokens=0, cache_creation_1h_input_tokens=0, output_tokens=0,
+            batch_cost_usd=batch, realtime_cost_usd=realtime, resubmission_cost_usd=0.0, saved_usd=realtime - batch,
+            saved_pct=50.0, first_pass_success_rate=0.9, break_even_first_pass_rate=0.5, price_known=True, warning=None,
+        )
 
-    models = [m("a", 0.089514, 0.179027), m("b", 0.114724, 0.229449), m("c", 0.009368, 0.018736), m("d", 0.019274, 0.038548)]
-    total = {"batch_cost_usd": 0.23288, "realtime_cost_usd": 0.46576, "saved_usd": 0.23288, "saved_pct": 50.0,
-             "first_pass_success_rate": 0.84, "complete": True}
-    doc = {"savings": {"by_model": models, "total": total}, "buffers": [], "batches": [], "dead_letters": 0, "alerts": []}
+    models = (m("a", 0.089514, 0.179027), m("b", 0.114724, 0.229449), m("c", 0.009368, 0.018736), m("d", 0.019274, 0.038548))
+    total = SavingsTotal(batch_cost_usd=0.23288, realtime_cost_usd=0.46576, saved_usd=0.23288, saved_pct=50.0,
+                         resubmission_cost_usd=0.0, requests_succeeded=40, first_pass_success_rate=0.84, complete=True)
+    doc = Status(NOW, savings=Savings(models, total))
     table_rows = [[str(c) for c in cells] for _, cells in rows.savings_rows(doc)]
     *body, last = table_rows
     saved, batch, realtime = (rows.SAVINGS_COLUMNS.index(c) for c in ("saved $", "batch $", "real-time $"))
@@ -272,9 +279,9 @@ async def test_cancel_dialog_says_what_becomes_of_unfinished_requests(
 
 
 def test_cancel_marker_only_while_the_batch_runs() -> None:
-    doc = {"batches": [_batch("b1", "completed", True, cancel_requested=True),
-                       _batch("b2", "in_progress", False, cancel_requested=True)]}
-    cells = {k: str(c[rows.BATCH_COLUMNS.index("status")]) for k, c in rows.batch_rows(doc, NOW)}
+    batches = [_batch("b1", "completed", True, cancel_requested=True),
+               _batch("b2", "in_progress", False, cancel_requested=True)]
+    cells = {k: str(c[rows.BATCH_COLUMNS.index("status")]) for k, c in rows.batch_rows(batches, NOW)}
     assert cells == {"b1": "completed", "b2": "in_progress ⊘cancel"}
 
 
@@ -322,14 +329,15 @@ async def test_an_empty_data_dir_shows_how_to_start_and_no_key(data_dir: Path) -
 
 
 def test_no_parenthesised_plurals_in_the_console() -> None:
-    doc = {
-        "buffers": [], "batches": [], "alerts": [
-            {"kind": "dead_letters", "message": "1 request(s) used up their attempts"},
-            {"kind": "unknown_submissions", "message": "1 submission(s) could not be matched"},
-        ],
-        "dead_letters": 1, "unknown_submissions": 1, "anomalies": 1, "providers": {},
-        "savings": {"by_model": [], "total": {"saved_usd": None}},
-    }
+    doc = Status(
+        NOW,
+        alerts=(
+            Alert("dead_letters", "1 request(s) used up their attempts"),
+            Alert("unknown_submissions", "1 submission(s) could not be matched"),
+        ),
+        dead_letters=1, unknown_submissions=1, anomalies=1,
+        savings=Savings((), SavingsTotal(None, None, None, None, None, 0, None, True)),
+    )
     shown = rows.header_lines(doc, NOW, rows.Text("engine off")).plain + rows.problems(doc, NOW).plain
     assert "(s)" not in shown and "1 dead letter " in shown and "1 anomaly " in shown
 

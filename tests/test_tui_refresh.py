@@ -5,6 +5,7 @@ alone is still the very object an earlier refresh put there."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from batchtop.timefmt import parse_time
 from batchtop.tui import rows, snapshot
 from batchtop.tui.snapshot import Snapshot
 from batchtop.tui.widgets.live_table import LiveTable
+from batchtop.views.status_model import BatchCounts, BatchStatus, Status
 
 NOW = parse_time("2026-11-25T10:00:00Z")
 WIDE_SIZE = (160, 48)
@@ -71,16 +73,17 @@ async def test_a_cell_whose_style_alone_changed_is_updated() -> None:
         assert t.get_cell("r1", "n").style == "red"
 
 
-def _doc(n: int, succeeded_of: dict[int, int] | None = None) -> dict:
+def _doc(n: int, succeeded_of: dict[int, int] | None = None) -> Status:
     succeeded_of = succeeded_of or {}
-    doc = status.empty(NOW)
-    doc["batches"] = [{
-        "id": f"batch_{i:032d}", "provider": "openai", "model": "gpt-4o-mini", "status": "in_progress", "total": 100,
-        "succeeded": succeeded_of.get(i, 10), "failed": 0, "created_at": "2026-11-25T09:00:00Z", "ended_at": None,
-        "expires_at": "2026-11-26T09:00:00Z", "ingested": False, "cancel_requested": False,
-    } for i in range(n)]
-    doc["batch_counts"] = {"in_flight": n, "ended": 0}
-    return doc
+    batches = tuple(
+        BatchStatus(
+            id=f"batch_{i:032d}", provider="openai", model="gpt-4o-mini", status="in_progress", total=100,
+            succeeded=succeeded_of.get(i, 10), failed=0, created_at=parse_time("2026-11-25T09:00:00Z"),
+            expires_at=parse_time("2026-11-26T09:00:00Z"),
+        )
+        for i in range(n)
+    )
+    return replace(status.empty(NOW), batches=batches, batch_counts=BatchCounts(in_flight=n))
 
 
 @pytest.mark.anyio
@@ -118,13 +121,15 @@ def test_the_worker_formats_again_only_the_batches_that_read_differently() -> No
     or whose age reads differently a minute later, is formatted again; and what the
     memo gives always equals formatting from scratch."""
     memo = rows.BatchRowMemo()
-    first, _ = memo.rows(_doc(20), NOW, None)
-    again, signatures = memo.rows(_doc(20, {3: 50}), NOW, None)
+    first, _ = memo.rows(_doc(20).batches, NOW, None)
+    again, signatures = memo.rows(_doc(20, {3: 50}).batches, NOW, None)
     reused = [a is b for a, b in zip(first, again, strict=True)]
     assert reused == [i != 3 for i in range(20)]
-    assert signatures == rows.signatures(rows.batch_rows(_doc(20, {3: 50}), NOW))
-    later, _ = memo.rows(_doc(20, {3: 50}), NOW + 60, None)
+    assert signatures == rows.signatures(rows.batch_rows(_doc(20, {3: 50}).batches, NOW))
+    later, _ = memo.rows(_doc(20, {3: 50}).batches, NOW + 60, None)
     assert not any(a is b for a, b in zip(again, later, strict=True))  # every age moved from 1h to 1h1m
-    assert [rows.signature(c) for _, c in later] == [rows.signature(c) for _, c in rows.batch_rows(_doc(20, {3: 50}), NOW + 60)]
-    narrow, _ = memo.rows(_doc(20, {3: 50}), NOW + 60, rows.ID_WIDTH)
+    assert [rows.signature(c) for _, c in later] == [
+        rows.signature(c) for _, c in rows.batch_rows(_doc(20, {3: 50}).batches, NOW + 60)
+    ]
+    narrow, _ = memo.rows(_doc(20, {3: 50}).batches, NOW + 60, rows.ID_WIDTH)
     assert str(narrow[0][1][0]) == rows.middle(f"batch_{0:032d}", rows.ID_WIDTH)

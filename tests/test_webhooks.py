@@ -135,7 +135,7 @@ def tick_until(engine: Engine, done: Callable[[], bool], seconds: float = 20.0, 
 
 
 def alerts_of(store: Store, engine: Engine) -> dict[str, str]:
-    doc = status.collect(store.db, engine.config, time.time())
+    doc = status.collect(store.db, engine.config, time.time()).to_json()
     return {a["kind"]: a["message"] for a in doc["alerts"] if a["kind"].startswith("webhook")}
 
 

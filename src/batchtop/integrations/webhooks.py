@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from batchtop import __version__
 from batchtop.config import Webhook
 from batchtop.store import events
+from batchtop.store.alerts import Alert
 from batchtop.timefmt import iso
 
 log = logging.getLogger("batchtop.integrations.webhooks")
@@ -303,10 +304,10 @@ class _Worker:
                 return
 
 
-def status_alerts(db: Any, hooks: Sequence[Webhook], now: float) -> list[dict[str, Any]]:
+def status_alerts(db: Any, hooks: Sequence[Webhook], now: float) -> list[Alert]:
     """The status's alerts for receivers that fail or refused events lately."""
     by_key = {key(h.url): h for h in hooks}
-    out: list[dict[str, Any]] = []
+    out: list[Alert] = []
     for state in events.receivers(db, by_key):
         hook = by_key[state.webhook]
         failing = state.failures > 0 and (
@@ -317,17 +318,17 @@ def status_alerts(db: Any, hooks: Sequence[Webhook], now: float) -> list[dict[st
             waiting = f"{pending}{'+' if pending >= 10_000 else ''} event{'s' if pending != 1 else ''} wait"
             when = f", next try {iso(state.next_at)}" if state.next_at and state.next_at > now else ""
             tries = f"{state.failures} tries failed in a row" if state.last_status != 0 else "refused"
-            out.append({
-                "kind": "webhook_failing",
-                "webhook": state.label,
-                "message": f"webhook {state.label}: {tries} (last: {state.last_error} at {iso(state.last_error_at)});"
+            out.append(Alert(
+                "webhook_failing",
+                f"webhook {state.label}: {tries} (last: {state.last_error} at {iso(state.last_error_at)});"
                 f" {waiting}{when}",
-            })
+                webhook=state.label,
+            ))
         if state.rejected_at is not None and now - state.rejected_at < REJECTED_ALERT_FOR:
-            out.append({
-                "kind": "webhook_rejected",
-                "webhook": state.label,
-                "message": f"webhook {state.label}: {state.rejected} event{'s' if state.rejected != 1 else ''}"
+            out.append(Alert(
+                "webhook_rejected",
+                f"webhook {state.label}: {state.rejected} event{'s' if state.rejected != 1 else ''}"
                 f" given up (the receiver refused them); last at {iso(state.rejected_at)}: {state.rejected_error}",
-            })
+                webhook=state.label,
+            ))
     return out

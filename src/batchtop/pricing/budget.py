@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from batchtop.pricing.inflight import estimate_work, sum_known
 from batchtop.pricing.money import fmt_usd
 from batchtop.pricing.table import PriceTable, Tokens, price_table
+from batchtop.store import pricing_queries
 
 if TYPE_CHECKING:
     from batchtop.config import BudgetLimits, Config
@@ -27,15 +28,6 @@ LIFETIME_MARGIN = 7 * 86400.0
 to batches created at most this long before it, so only those batches are read."""
 
 DAY = 86400
-
-_BATCHES = "SELECT id, submission_uid, provider, model, ingested_at FROM batches WHERE created_at >= ?"
-# One batch's ended attempts (attempts_batch index), summed per Unix day number: days start at UTC midnight.
-_BATCH_DAYS = (
-    "SELECT CAST(ended_at / 86400 AS INTEGER) AS day, sum(input_tokens), sum(cached_input_tokens),"
-    " sum(cache_creation_input_tokens), sum(output_tokens), sum(cache_creation_1h_input_tokens)"
-    " FROM attempts WHERE batch_id = ? AND ended_at IS NOT NULL GROUP BY day"
-)
-
 
 @dataclass(frozen=True)
 class _BatchSpend:
@@ -47,11 +39,6 @@ class _BatchSpend:
 _cache: dict[str, dict[tuple[int, str], _BatchSpend]] = {}
 """Per database file: the daily token sums of ingested batches, which never change
 again, so a process re-checking its budget reads the attempts of new batches only."""
-
-
-def _db_key(db: sqlite3.Connection) -> str:
-    file = db.execute("PRAGMA database_list").fetchone()[2]
-    return str(file) if file else f"memory:{id(db)}"
 
 
 def period_starts(now: float) -> tuple[float, float]:
@@ -70,25 +57,27 @@ def spent(
     """
     day, month = period_starts(now)
     today_n, month_n = int(day) // DAY, int(month) // DAY
-    key = _db_key(db)
+    key = pricing_queries.database_key(db)
     known = _cache.get(key, {})
     keep: dict[tuple[int, str], _BatchSpend] = {}
     sums: dict[tuple[str, str, bool], Tokens] = {}
-    for batch_id, uid, prov, model, ingested in db.execute(_BATCHES, (month - LIFETIME_MARGIN,)).fetchall():
-        entry = known.get((batch_id, uid))
+    for batch in pricing_queries.batches_created_since(db, month - LIFETIME_MARGIN):
+        prov = batch.provider
+        entry = known.get((batch.id, batch.submission_uid))
         if entry is None:
             days = tuple(
-                (n, Tokens(inp or 0, cached or 0, write or 0, out or 0, write_1h or 0))
-                for n, inp, cached, write, out, write_1h in db.execute(_BATCH_DAYS, (batch_id,))
+                (d.day, Tokens(d.input_tokens, d.cached_input_tokens, d.cache_creation_input_tokens, d.output_tokens,
+                               d.cache_creation_1h_input_tokens))
+                for d in pricing_queries.batch_days(db, batch.id)
             )
-            entry = _BatchSpend(prov, model, days)
-        if ingested is not None:
-            keep[(batch_id, uid)] = entry
+            entry = _BatchSpend(prov, batch.model, days)
+        if batch.ingested_at is not None:
+            keep[(batch.id, batch.submission_uid)] = entry
         if provider is not None and prov != provider:
             continue
         for n, tokens in entry.days:
             if n >= month_n:
-                k = (prov, model, n >= today_n)
+                k = (prov, batch.model, n >= today_n)
                 sums[k] = sums.get(k, Tokens()) + tokens
     _cache[key] = keep
     today = this_month = Decimal(0)

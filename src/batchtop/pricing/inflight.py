@@ -14,14 +14,15 @@ All of it at batch prices and the plain input price (no cache discount assumed).
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
 from batchtop.pricing.money import usd
 from batchtop.pricing.table import PriceTable, Tokens, price_table
 from batchtop.pricing.usage import DEFAULT_OUTPUT_TOKENS, mean_outputs
-from batchtop.store.estimates import COLUMNS
+from batchtop.store import pricing_queries
+from batchtop.store.pricing_queries import EstimateSums
 
 if TYPE_CHECKING:
     from batchtop.config import Config
@@ -36,23 +37,6 @@ OLD_STORE_BASIS = (
     "; requests enqueued before this estimate was kept at enqueue: input ~ bytes/4 of the line, "
     f"output = the observed mean, else {DEFAULT_OUTPUT_TOKENS}"
 )
-
-# A batch whose status is `failed` was rejected whole by the provider (validation) and is billed nothing.
-_IN_FLIGHT = (
-    f"SELECT b.provider, b.model, sum(b.total), sum(b.bytes), {COLUMNS} FROM batches b"
-    " LEFT JOIN buffer_estimates e ON e.buffer_id = b.buffer_id"
-    " WHERE b.ingested_at IS NULL AND b.status != 'failed' {where} GROUP BY b.buffer_id"
-)
-_QUEUED = (
-    f"SELECT b.provider, b.model, b.queued, b.queued_bytes, {COLUMNS} FROM buffers b"
-    " LEFT JOIN buffer_estimates e ON e.buffer_id = b.id WHERE b.queued > 0 {where}"
-)
-_ENQUEUED = (
-    "SELECT sum(e.requests), sum(e.bytes), sum(e.input_tokens), sum(e.capped_output_tokens),"
-    " sum(e.uncapped_outputs) FROM buffers b JOIN buffer_estimates e ON e.buffer_id = b.id"
-    " WHERE b.provider = ? AND b.model = ?"
-)
-
 
 @dataclass(frozen=True)
 class WorkEstimate:
@@ -69,15 +53,7 @@ class WorkEstimate:
     """Some of it was estimated from bytes: enqueued before `buffer_estimates` existed."""
 
 
-@dataclass(frozen=True)
-class _Sums:
-    """A buffer's `buffer_estimates` row: per-request estimates summed at enqueue."""
-
-    requests: int
-    bytes: int
-    input_tokens: int
-    capped_output_tokens: int
-    uncapped_outputs: int
+_Sums = EstimateSums
 
 
 def input_tokens_from_bytes(size: int) -> int:
@@ -86,10 +62,6 @@ def input_tokens_from_bytes(size: int) -> int:
 
 def _ceil(value: Decimal) -> int:
     return int(value.to_integral_value(ROUND_CEILING))
-
-
-def _sums(row: tuple[Any, ...]) -> _Sums | None:
-    return _Sums(*(int(v) for v in row)) if row[0] else None
 
 
 def scaled_tokens(sums: _Sums | None, requests: int, size: int, mean: Decimal | None) -> Tokens:
@@ -108,20 +80,20 @@ def estimate_work(
 ) -> list[WorkEstimate]:
     """Per-model estimates of batches not yet ingested, and (if `queued`) of queued requests."""
     means = mean_outputs(db)
-    where, args = ("AND b.provider = ?", (provider,)) if provider is not None else ("", ())
-    sources = [("in_flight", _IN_FLIGHT)] + ([("queued", _QUEUED)] if queued else [])
+    sources = [("in_flight", pricing_queries.in_flight_rows(db, provider))]
+    if queued:
+        sources.append(("queued", pricing_queries.queued_rows(db, provider)))
     merged: dict[tuple[str, str, str], list[int]] = {}
-    for stage, sql in sources:
-        for prov, model, requests, size, *row in db.execute(sql.format(where=where), args):
-            if (requests or 0) <= 0:
+    for stage, rows in sources:
+        for r in rows:
+            if r.requests <= 0:
                 continue
-            sums = _sums(tuple(row))
-            tokens = scaled_tokens(sums, int(requests), int(size or 0), means.get((prov, model)))
-            entry = merged.setdefault((stage, prov, model), [0, 0, 0, 0])
-            entry[0] += int(requests)
+            tokens = scaled_tokens(r.sums, r.requests, r.bytes, means.get((r.provider, r.model)))
+            entry = merged.setdefault((stage, r.provider, r.model), [0, 0, 0, 0])
+            entry[0] += r.requests
             entry[1] += tokens.input
             entry[2] += tokens.output
-            entry[3] |= sums is None
+            entry[3] |= r.sums is None
     out: list[WorkEstimate] = []
     for (stage, prov, model), (requests, inp, output, from_bytes) in merged.items():
         price = table.price(prov, model)
@@ -137,7 +109,7 @@ def estimate_batch_cost(
     price = price_table(config).price(provider, model)
     if price is None:
         return None
-    sums = _sums(tuple(db.execute(_ENQUEUED, (provider, model)).fetchone()))
+    sums = pricing_queries.enqueued_sums(db, provider, model)
     tokens = scaled_tokens(sums, requests, size_bytes, mean_outputs(db).get((provider, model)))
     return price.batch_cost(tokens)
 
@@ -148,14 +120,67 @@ def sum_known(items: list[WorkEstimate]) -> tuple[Decimal, bool]:
     return total, all(i.cost is not None for i in items)
 
 
-def in_flight_estimate(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
-    """`{"usd", "queued_usd", "in_flight_usd", "total_usd", "complete", "estimate": true, "by_model", "basis"}`.
+@dataclass(frozen=True)
+class ModelEstimate:
+    """One `in_flight_estimate.by_model` entry: one model's work at one stage."""
+
+    stage: str  # "queued" | "in_flight"
+    provider: str
+    model: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    usd: float | None
+    price_known: bool
+
+
+@dataclass(frozen=True)
+class InFlightEstimate:
+    """What queued and in-flight work will cost at batch prices, an estimate.
 
     `usd` and `in_flight_usd` (for `in_flight_estimate_usd`) are what is in flight:
     submitted, not yet ingested; `queued_usd` (for `queued_estimate_usd`) what waits in
-    buffers. Each sums the priced models and is null when work is there but none of it
+    buffers. Each sums the priced models and is None when work is there but none of it
     has a price; `complete` is false when some model has no price.
     """
+
+    usd: float | None
+    in_flight_usd: float | None
+    queued_usd: float | None
+    total_usd: float | None
+    complete: bool
+    by_model: tuple[ModelEstimate, ...] = ()
+    basis: str | None = None
+    """How the figures were made; None only for a data dir without a store."""
+    estimate: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"usd", "in_flight_usd", "queued_usd", "total_usd", "complete", "estimate": true, "by_model", "basis"}`."""
+        doc: dict[str, Any] = {
+            "usd": self.usd,
+            "in_flight_usd": self.in_flight_usd,
+            "queued_usd": self.queued_usd,
+            "total_usd": self.total_usd,
+            "complete": self.complete,
+            "estimate": self.estimate,
+            "by_model": [asdict(m) for m in self.by_model],
+        }
+        if self.basis is not None:
+            doc["basis"] = self.basis
+        return doc
+
+
+NO_WORK = InFlightEstimate(usd=0.0, in_flight_usd=0.0, queued_usd=0.0, total_usd=0.0, complete=True)
+"""The estimate of a data dir without a store."""
+
+
+def in_flight_estimate(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
+    """`in_flight_cost(db, config)` as its JSON object (see `InFlightEstimate`)."""
+    return in_flight_cost(db, config).to_json()
+
+
+def in_flight_cost(db: sqlite3.Connection, config: Config) -> InFlightEstimate:
+    """The estimate of everything queued or in flight, per model and summed per stage."""
     items = estimate_work(db, price_table(config))
 
     def stage_sum(stage: str | None) -> float | None:
@@ -164,25 +189,16 @@ def in_flight_estimate(db: sqlite3.Connection, config: Config) -> dict[str, Any]
         return usd(total) if complete or any(i.cost is not None for i in chosen) else None
 
     flying = stage_sum("in_flight")
-    return {
-        "usd": flying,
-        "in_flight_usd": flying,
-        "queued_usd": stage_sum("queued"),
-        "total_usd": stage_sum(None),
-        "complete": all(i.cost is not None for i in items),
-        "estimate": True,
-        "by_model": [
-            {
-                "stage": i.stage,
-                "provider": i.provider,
-                "model": i.model,
-                "requests": i.requests,
-                "input_tokens": i.input_tokens,
-                "output_tokens": i.output_tokens,
-                "usd": usd(i.cost),
-                "price_known": i.cost is not None,
-            }
+    return InFlightEstimate(
+        usd=flying,
+        in_flight_usd=flying,
+        queued_usd=stage_sum("queued"),
+        total_usd=stage_sum(None),
+        complete=all(i.cost is not None for i in items),
+        by_model=tuple(
+            ModelEstimate(i.stage, i.provider, i.model, i.requests, i.input_tokens, i.output_tokens, usd(i.cost),
+                          i.cost is not None)
             for i in items
-        ],
-        "basis": BASIS + (OLD_STORE_BASIS if any(i.from_bytes for i in items) else ""),
-    }
+        ),
+        basis=BASIS + (OLD_STORE_BASIS if any(i.from_bytes for i in items) else ""),
+    )

@@ -9,6 +9,7 @@ the discount.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,76 @@ from batchtop.pricing.usage import ModelUsage, read_usage
 if TYPE_CHECKING:
     from batchtop.config import Config
 
-__all__ = ["break_even_first_pass_rate", "in_flight_estimate", "model_savings", "savings"]
+__all__ = [
+    "ModelSavings", "Savings", "SavingsTotal", "break_even_first_pass_rate", "in_flight_estimate", "model_savings",
+    "savings", "savings_summary",
+]
+
+
+@dataclass(frozen=True)
+class ModelSavings:
+    """One `savings.by_model` entry of cli.md: money in US dollars (float, rounded as
+    `money.usd` rounds), None when the model has no known price."""
+
+    provider: str
+    model: str
+    family: str | None
+    requests_succeeded: int
+    attempts: int
+    input_tokens: int
+    cached_input_tokens: int
+    cache_creation_input_tokens: int
+    cache_creation_1h_input_tokens: int
+    output_tokens: int
+    batch_cost_usd: float | None
+    realtime_cost_usd: float | None
+    resubmission_cost_usd: float | None
+    saved_usd: float | None
+    saved_pct: float | None
+    first_pass_success_rate: float | None
+    break_even_first_pass_rate: float | None
+    price_known: bool
+    warning: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as cli.md spells it: the fields, in their order."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SavingsTotal:
+    """`savings.total`: sums over the priced models (money None when none is priced)."""
+
+    batch_cost_usd: float | None
+    realtime_cost_usd: float | None
+    saved_usd: float | None
+    saved_pct: float | None
+    resubmission_cost_usd: float | None
+    requests_succeeded: int
+    first_pass_success_rate: float | None
+    complete: bool
+    """False when some model has no known price (it is left out of the money)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Savings:
+    by_model: tuple[ModelSavings, ...]
+    total: SavingsTotal
+    prices_as_of: str | None = None
+    """The price table's date; None only in the document of a data dir without a store."""
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"by_model": [m.to_json() for m in self.by_model], "total": self.total.to_json()}
+        if self.prices_as_of is not None:
+            doc["prices_as_of"] = self.prices_as_of
+        return doc
+
+
+NO_SAVINGS = Savings((), SavingsTotal(0.0, 0.0, 0.0, None, 0.0, 0, None, True))
+"""The savings of a data dir without a store."""
 
 
 def break_even_first_pass_rate(discount: Decimal, failed_cost_ratio: Decimal) -> Decimal:
@@ -77,7 +147,7 @@ def _warning(
     return None, threshold
 
 
-def _model_row(usage: ModelUsage, price: ModelPrice | None, default_discount: Decimal) -> tuple[dict[str, Any], dict[str, Decimal] | None]:
+def _model_row(usage: ModelUsage, price: ModelPrice | None, default_discount: Decimal) -> tuple[ModelSavings, dict[str, Decimal] | None]:
     """One `by_model` entry, and its exact money (None when the price is unknown)."""
     tokens = usage.tokens
     money: dict[str, Decimal] | None = None
@@ -90,38 +160,43 @@ def _model_row(usage: ModelUsage, price: ModelPrice | None, default_discount: De
     discount = price.batch_discount if price is not None else default_discount
     warning, threshold = _warning(usage, price, discount, batch, realtime)
     saved = realtime - batch if realtime is not None and batch is not None else None
-    row: dict[str, Any] = {
-        "provider": usage.provider,
-        "model": usage.model,
-        "family": price.family if price is not None else None,
-        "requests_succeeded": usage.succeeded,
-        "attempts": usage.attempts,
-        "input_tokens": tokens.input,
-        "cached_input_tokens": tokens.cached_input,
-        "cache_creation_input_tokens": tokens.cache_write,
-        "cache_creation_1h_input_tokens": tokens.cache_write_1h,
-        "output_tokens": tokens.output,
-        "batch_cost_usd": usd(batch),
-        "realtime_cost_usd": usd(realtime),
-        "resubmission_cost_usd": usd(resub),
-        "saved_usd": usd(saved),
-        "saved_pct": ratio(saved, realtime, 100) if saved is not None and realtime is not None else None,
-        "first_pass_success_rate": ratio(usage.first_succeeded, usage.first_attempts),
-        "break_even_first_pass_rate": ratio(threshold, 1) if threshold is not None else None,
-        "price_known": price is not None,
-        "warning": warning,
-    }
+    row = ModelSavings(
+        provider=usage.provider,
+        model=usage.model,
+        family=price.family if price is not None else None,
+        requests_succeeded=usage.succeeded,
+        attempts=usage.attempts,
+        input_tokens=tokens.input,
+        cached_input_tokens=tokens.cached_input,
+        cache_creation_input_tokens=tokens.cache_write,
+        cache_creation_1h_input_tokens=tokens.cache_write_1h,
+        output_tokens=tokens.output,
+        batch_cost_usd=usd(batch),
+        realtime_cost_usd=usd(realtime),
+        resubmission_cost_usd=usd(resub),
+        saved_usd=usd(saved),
+        saved_pct=ratio(saved, realtime, 100) if saved is not None and realtime is not None else None,
+        first_pass_success_rate=ratio(usage.first_succeeded, usage.first_attempts),
+        break_even_first_pass_rate=ratio(threshold, 1) if threshold is not None else None,
+        price_known=price is not None,
+        warning=warning,
+    )
     return row, money
 
 
 def savings(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
-    """`{"by_model": [...], "total": {...}}` as in cli.md, plus `prices_as_of`.
+    """`{"by_model": [...], "total": {...}}` as in cli.md, plus `prices_as_of`."""
+    return savings_summary(db, config).to_json()
+
+
+def savings_summary(db: sqlite3.Connection, config: Config) -> Savings:
+    """Every model's savings and their total, as the status document holds them.
 
     Totals sum the priced models only; `complete` is false when some model has no
     price (and the money totals are null when none has one but there is usage).
     """
     table = price_table(config)
-    rows: list[dict[str, Any]] = []
+    rows: list[ModelSavings] = []
     batch = realtime = resub = Decimal(0)
     complete = True
     priced = 0
@@ -144,17 +219,17 @@ def savings(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
         resub += money["resub"]
     known = complete or priced > 0
     saved = realtime - batch
-    total = {
-        "batch_cost_usd": usd(batch) if known else None,
-        "realtime_cost_usd": usd(realtime) if known else None,
-        "saved_usd": usd(saved) if known else None,
-        "saved_pct": ratio(saved, realtime, 100) if known else None,
-        "resubmission_cost_usd": usd(resub) if known else None,
-        "requests_succeeded": succeeded,
-        "first_pass_success_rate": ratio(first_succeeded, first_attempts),
-        "complete": complete,
-    }
-    return {"by_model": rows, "total": total, "prices_as_of": table.as_of}
+    total = SavingsTotal(
+        batch_cost_usd=usd(batch) if known else None,
+        realtime_cost_usd=usd(realtime) if known else None,
+        saved_usd=usd(saved) if known else None,
+        saved_pct=ratio(saved, realtime, 100) if known else None,
+        resubmission_cost_usd=usd(resub) if known else None,
+        requests_succeeded=succeeded,
+        first_pass_success_rate=ratio(first_succeeded, first_attempts),
+        complete=complete,
+    )
+    return Savings(tuple(rows), total, table.as_of)
 
 
 def model_savings(usage: ModelUsage, table: PriceTable) -> tuple[dict[str, Any], dict[str, Decimal] | None]:
@@ -164,4 +239,5 @@ def model_savings(usage: ModelUsage, table: PriceTable) -> tuple[dict[str, Any],
     price = table.price(usage.provider, usage.model)
     provider_table = table.providers.get(usage.provider)
     default_discount = provider_table.batch_discount if provider_table is not None else Decimal("0.5")
-    return _model_row(usage, price, default_discount)
+    row, money = _model_row(usage, price, default_discount)
+    return row.to_json(), money

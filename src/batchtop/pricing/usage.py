@@ -45,25 +45,26 @@ class ModelUsage:
 
 def read_usage(db: sqlite3.Connection) -> list[ModelUsage]:
     """Every model's usage, ordered by provider then model."""
+    # imported here: the store imports this module (enqueue's estimate) while it loads
+    from batchtop.store import pricing_queries
+
     models: dict[tuple[str, str], ModelUsage] = {}
-    for provider, model, first, ok, attempts, inp, cached, write, out, write_1h in db.execute(
-        "SELECT provider, model, first_attempt, succeeded, attempts, input_tokens, cached_input_tokens,"
-        " cache_creation_input_tokens, output_tokens, cache_creation_1h_input_tokens FROM usage_rollup"
-    ):
-        usage = models.get((provider, model))
+    for row in pricing_queries.usage_rows(db):
+        usage = models.get((row.provider, row.model))
         if usage is None:
-            usage = models[(provider, model)] = ModelUsage(provider, model)
-        tokens = Tokens(inp, cached, write, out, write_1h)
-        usage.attempts += attempts
-        if ok:
-            usage.succeeded += attempts
+            usage = models[(row.provider, row.model)] = ModelUsage(row.provider, row.model)
+        tokens = Tokens(row.input_tokens, row.cached_input_tokens, row.cache_creation_input_tokens,
+                        row.output_tokens, row.cache_creation_1h_input_tokens)
+        usage.attempts += row.attempts
+        if row.succeeded:
+            usage.succeeded += row.attempts
             usage.ok_tokens += tokens
         else:
             usage.failed_tokens += tokens
-        if first:
-            usage.first_attempts += attempts
-            if ok:
-                usage.first_succeeded += attempts
+        if row.first_attempt:
+            usage.first_attempts += row.attempts
+            if row.succeeded:
+                usage.first_succeeded += row.attempts
     return [models[k] for k in sorted(models)]
 
 

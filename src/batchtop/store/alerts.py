@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 from batchtop.store import events
@@ -20,6 +21,27 @@ QUOTA = "quota"
 LOST_BATCH = "lost_batch"
 MAX_LISTED = 10
 """Lost batches named one by one; more are counted in one more alert."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert of the status document: its kind, the sentence shown, and what it is
+    about where that is one provider, one batch or one webhook receiver."""
+
+    kind: str
+    message: str
+    provider: str | None = None
+    batch_id: str | None = None
+    webhook: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """`{kind, [provider], [batch_id], [webhook], message}`: what it is about only when known."""
+        doc: dict[str, Any] = {"kind": self.kind}
+        for name in ("provider", "batch_id", "webhook"):
+            if (value := getattr(self, name)) is not None:
+                doc[name] = value
+        doc["message"] = self.message
+        return doc
 
 
 def _key(kind: str, scope: str) -> str:
@@ -49,7 +71,7 @@ def clear_alert(store: Store, kind: str, provider: str) -> None:
         db.execute("DELETE FROM engine_state WHERE key = ?", (key,))
 
 
-def _lost(db: sqlite3.Connection) -> list[dict[str, Any]]:
+def _lost(db: sqlite3.Connection) -> list[Alert]:
     rows = db.execute(
         "SELECT b.provider_batch_id, b.provider, b.model, count(r.id) FROM batches b"
         " JOIN attempts a ON a.batch_id = b.id JOIN requests r ON r.id = a.request_id"
@@ -57,25 +79,25 @@ def _lost(db: sqlite3.Connection) -> list[dict[str, Any]]:
         " GROUP BY b.id ORDER BY b.lost_at, b.id"
     ).fetchall()
     alerts = [
-        {
-            "kind": LOST_BATCH,
-            "provider": provider,
-            "batch_id": batch_id,
-            "message": f"batch {batch_id} ({provider} {model}) was lost at the provider (404):"
+        Alert(
+            LOST_BATCH,
+            f"batch {batch_id} ({provider} {model}) was lost at the provider (404):"
             f" {n} request{'s' if n != 1 else ''} wait for `batchtop resubmit {batch_id}`",
-        }
+            provider=provider,
+            batch_id=batch_id,
+        )
         for batch_id, provider, model, n in rows[:MAX_LISTED]
     ]
     if len(rows) > MAX_LISTED:
-        alerts.append({"kind": LOST_BATCH, "message": f"... and {len(rows) - MAX_LISTED} more lost batches"})
+        alerts.append(Alert(LOST_BATCH, f"... and {len(rows) - MAX_LISTED} more lost batches"))
     return alerts
 
 
-def engine_alerts(db: sqlite3.Connection) -> list[dict[str, Any]]:
-    """The engine's alerts, as the status document lists them ({kind, message, ...})."""
+def engine_alerts(db: sqlite3.Connection) -> list[Alert]:
+    """The engine's alerts, as the status document lists them."""
     raised = [
         json.loads(value)
         for (value,) in db.execute("SELECT value FROM engine_state WHERE key LIKE 'alert:%' ORDER BY key")
     ]
-    alerts = [{"kind": a["kind"], "provider": a.get("provider"), "message": a["message"]} for a in raised]
+    alerts = [Alert(a["kind"], a["message"], provider=a.get("provider")) for a in raised]
     return alerts + _lost(db)

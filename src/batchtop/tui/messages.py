@@ -8,6 +8,7 @@ from textual.message import Message
 
 from batchtop.engine.driver import TickOutcome
 from batchtop.tui.snapshot import Snapshot
+from batchtop.views.status_model import BatchStatus
 
 
 class StatusRefreshed(Message):
@@ -50,7 +51,7 @@ class ActionDone(Message):
 class SearchDone(Message):
     """The batches in the whole store that match a search."""
 
-    def __init__(self, needle: str, batches: list) -> None:
+    def __init__(self, needle: str, batches: list[BatchStatus]) -> None:
         super().__init__()
         self.needle = needle
         self.batches = batches

@@ -1,8 +1,9 @@
 """The status document as table rows and header lines: formatting only.
 
 Pure functions of (document, now), so they are tested without an App and the
-screens stay thin. Every number comes from the document; nothing is computed
-here beyond ages, countdowns and text.
+screens stay thin. Every number comes from the document (`views.status_model.Status`,
+read by attribute; its times are unix seconds); nothing is computed here beyond ages,
+countdowns and text.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
 
 from rich.text import Text
 
 from batchtop.display import cell, clean, money_decimals, usd_amount, usd_text
 from batchtop.providers import registry
-from batchtop.states import BatchStatus
-from batchtop.timefmt import human_duration, parse_time
+from batchtop.states import BatchStatus as State
+from batchtop.timefmt import human_duration, iso
+from batchtop.views.status_model import BatchStatus, ProviderStatus, Status, whole_second
 
 Cell = str | Text
 Row = tuple[str, tuple[Cell, ...]]
@@ -31,16 +32,16 @@ BATCH_COLUMNS = ("batch", "status", "progress", "window left", "age", "model", "
 SAVINGS_COLUMNS = ("model", "saved $", "batch $", "real-time $", "saved %", "1st pass", "provider")
 
 STATUS_STYLE: dict[str, str] = {
-    BatchStatus.SUBMITTING: "yellow",
-    BatchStatus.VALIDATING: "cyan",
-    BatchStatus.IN_PROGRESS: "cyan",
-    BatchStatus.FINALIZING: "cyan",
-    BatchStatus.CANCELLING: "yellow",
-    BatchStatus.COMPLETED: "green",
-    BatchStatus.FAILED: "bold red",
-    BatchStatus.EXPIRED: "red",
-    BatchStatus.CANCELLED: "yellow",
-    BatchStatus.UNKNOWN: "bold magenta",
+    State.SUBMITTING: "yellow",
+    State.VALIDATING: "cyan",
+    State.IN_PROGRESS: "cyan",
+    State.FINALIZING: "cyan",
+    State.CANCELLING: "yellow",
+    State.COMPLETED: "green",
+    State.FAILED: "bold red",
+    State.EXPIRED: "red",
+    State.CANCELLED: "yellow",
+    State.UNKNOWN: "bold magenta",
 }
 BAR_WIDTH = 10
 WIDE = 150
@@ -54,18 +55,15 @@ def id_width(columns: int) -> int | None:
     return None if columns >= WIDE else ID_WIDTH
 
 
-def _ts(value: str | None) -> float | None:
-    return parse_time(value) if value else None
-
-
-def ago(value: str | None, now: float) -> str:
-    t = _ts(value)
+def ago(value: float | None, now: float) -> str:
+    """How long ago `value` (unix seconds) was, from the second the JSON shows."""
+    t = whole_second(value)
     return "-" if t is None else human_duration(max(0.0, now - t))
 
 
-def countdown(value: str | None, now: float) -> str:
+def countdown(value: float | None, now: float) -> str:
     """"in 4m", or "now" once passed."""
-    t = _ts(value)
+    t = whole_second(value)
     if t is None:
         return "-"
     return "now" if t - now < 1 else f"in {human_duration(t - now)}"
@@ -110,41 +108,37 @@ def _plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else (many or word + 's')}"
 
 
-def buffer_rows(doc: Mapping[str, Any], now: float) -> list[Row]:
+def buffer_rows(doc: Status, now: float) -> list[Row]:
     rows: list[Row] = []
-    for b in doc["buffers"]:
-        due: Cell = Text("requested", style="bold yellow") if b.get("flush_requested") else Text(countdown(b["flush_due_at"], now))
-        held = b.get("held_reason")
+    for b in doc.buffers:
+        due: Cell = Text("requested", style="bold yellow") if b.flush_requested else Text(countdown(b.flush_due_at, now))
+        held = b.held_reason
         rows.append((
-            b["name"],
+            b.name,
             (
-                cell(b["model"], limit=40),
-                Text(f"{b['queued']:,}", justify="right"),
+                cell(b.model, limit=40),
+                Text(f"{b.queued:,}", justify="right"),
                 due,
                 cell(held, "yellow", limit=48) if held else Text(""),
-                Text(countdown(b["earliest_deadline"], now)),
-                Text(ago(b["oldest_enqueued_at"], now)),
-                Text(size(b["bytes"]), justify="right"),
-                cell(b["provider"]),
+                Text(countdown(b.earliest_deadline, now)),
+                Text(ago(b.oldest_enqueued_at, now)),
+                Text(size(b.bytes), justify="right"),
+                cell(b.provider),
             ),
         ))
     return rows
 
 
-def in_flight(b: Mapping[str, Any]) -> bool:
-    return b.get("ended_at") is None
-
-
-def batch_progress(b: Mapping[str, Any], width: int = BAR_WIDTH) -> Text:
+def batch_progress(b: BatchStatus, width: int = BAR_WIDTH) -> Text:
     """The bar, with a cancelled or expired batch's never-run requests shown as such,
     not as failures."""
-    unfinished = int(b.get("unfinished") or 0)
-    errored = max(0, b["failed"] - unfinished)
-    bar = progress_bar(b["succeeded"], errored, b["total"], width)
-    if b["status"] in (BatchStatus.CANCELLED, BatchStatus.EXPIRED):
-        left = unfinished if b.get("ingested") else max(0, b["total"] - b["succeeded"] - b["failed"])
+    unfinished = b.unfinished
+    errored = max(0, b.failed - unfinished)
+    bar = progress_bar(b.succeeded, errored, b.total, width)
+    if b.status in (State.CANCELLED, State.EXPIRED):
+        left = unfinished if b.ingested else max(0, b.total - b.succeeded - b.failed)
         if left:
-            bar.append(f" ⊘{left:,} {b['status']}", style="yellow")
+            bar.append(f" ⊘{left:,} {b.status}", style="yellow")
     return bar
 
 
@@ -157,36 +151,36 @@ def middle(text: str, width: int | None) -> str:
     return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
-def batch_rows(doc: Mapping[str, Any], now: float, id_width: int | None = None) -> list[Row]:
-    """In-flight batches first (the document's order), then the most recent ended;
-    ids cut in the middle to `id_width` on a narrow terminal (inspect shows them whole)."""
-    return [_batch_row(b, _batch_times(b, now), id_width) for b in _batch_order(doc)]
+def batch_rows(batches: Iterable[BatchStatus], now: float, id_width: int | None = None) -> list[Row]:
+    """In-flight batches first (in the order given), then the ended; ids cut in the
+    middle to `id_width` on a narrow terminal (inspect shows them whole)."""
+    return [_batch_row(b, _batch_times(b, now), id_width) for b in _batch_order(batches)]
 
 
-def _batch_order(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return sorted(doc["batches"], key=lambda b: not in_flight(b))  # stable: keeps the document's order within each
+def _batch_order(batches: Iterable[BatchStatus]) -> list[BatchStatus]:
+    return sorted(batches, key=lambda b: not b.in_flight)  # stable: keeps the document's order within each
 
 
-def _batch_times(b: Mapping[str, Any], now: float) -> tuple[str, str]:
+def _batch_times(b: BatchStatus, now: float) -> tuple[str, str]:
     """(window left, age): all of a batch's row that depends on the clock."""
-    left = "-" if not in_flight(b) else countdown(b.get("expires_at"), now).removeprefix("in ")
-    return left, ago(b["created_at"], now)
+    left = "-" if not b.in_flight else countdown(b.expires_at, now).removeprefix("in ")
+    return left, ago(b.created_at, now)
 
 
-def _batch_row(b: Mapping[str, Any], times: tuple[str, str], id_width: int | None) -> Row:
-    status = cell(b["status"], STATUS_STYLE.get(b["status"], ""))
-    ended = not in_flight(b)
-    if b.get("cancel_requested") and not ended and b["status"] != BatchStatus.CANCELLING:
+def _batch_row(b: BatchStatus, times: tuple[str, str], id_width: int | None) -> Row:
+    status = cell(b.status, STATUS_STYLE.get(b.status, ""))
+    ended = not b.in_flight
+    if b.cancel_requested and not ended and b.status != State.CANCELLING:
         status.append(" ⊘cancel", style="yellow")
     left, age = times
     bar = batch_progress(b)
-    spec = registry.find(b["provider"])
-    if spec is not None and not spec.reports_counts_while_running and not ended and not b["succeeded"] + b["failed"]:
+    spec = registry.find(b.provider)
+    if spec is not None and not spec.reports_counts_while_running and not ended and not b.succeeded + b.failed:
         bar.append(" counted at end", style="dim")  # Anthropic reports counts only once a batch ends
     return (
-        b["id"],
-        (Text(middle(b["id"], id_width or 40)), status, bar, Text(left), Text(age),
-         cell(b["model"], limit=24 if id_width else 40), cell(b["provider"])),
+        b.id,
+        (Text(middle(b.id, id_width or 40)), status, bar, Text(left), Text(age),
+         cell(b.model, limit=24 if id_width else 40), cell(b.provider)),
     )
 
 
@@ -202,15 +196,17 @@ class BatchRowMemo:
     def __init__(self) -> None:
         self._last: dict[str, tuple[object, Row, Signature]] = {}
 
-    def rows(self, doc: Mapping[str, Any], now: float, id_width: int | None) -> tuple[list[Row], dict[str, Signature]]:
-        """`batch_rows(doc, now, id_width)` and their signatures."""
+    def rows(
+        self, batches: Iterable[BatchStatus], now: float, id_width: int | None
+    ) -> tuple[list[Row], dict[str, Signature]]:
+        """`batch_rows(batches, now, id_width)` and their signatures."""
         last = self._last
         memo: dict[str, tuple[object, Row, Signature]] = {}
         out: list[Row] = []
-        for b in _batch_order(doc):
+        for b in _batch_order(batches):
             times = _batch_times(b, now)
-            key = (id_width, times, tuple(b.items()))  # compared with ==, never hashed: values may be lists
-            hit = last.get(b["id"])
+            key = (id_width, times, b)  # the batch's fields compared with ==
+            hit = last.get(b.id)
             if hit is not None and hit[0] == key:
                 row, sig = hit[1], hit[2]
             else:
@@ -222,13 +218,12 @@ class BatchRowMemo:
         return out, {key: sig for key, (_, _, sig) in memo.items()}
 
 
-def batches_title(doc: Mapping[str, Any], shown: int, listed: int) -> str:
+def batches_title(doc: Status, shown: int, listed: int) -> str:
     """`8 in flight · 50 of 412 ended` (the store's counts), after how many rows match
     the search when there is one."""
-    counts = doc.get("batch_counts") or {}
-    live = sum(1 for b in doc["batches"] if in_flight(b))
+    live = len(doc.live_batches)
     ended_listed = listed - live
-    ended_all = max(int(counts.get("ended", ended_listed)), ended_listed)
+    ended_all = max(doc.batch_counts.ended, ended_listed)
     title = f"{live:,} in flight · {ended_listed:,} of {ended_all:,} ended" if ended_all > ended_listed else (
         f"{live:,} in flight · {ended_all:,} ended"
     )
@@ -251,13 +246,16 @@ def _adds_up(parts: Sequence[float | None], whole: float | None, decimals: int) 
     return sum(shown, Decimal(0)) == ws and not (w != 0 and ws == 0)
 
 
-def savings_decimals(doc: Mapping[str, Any]) -> int:
+def savings_decimals(doc: Status) -> int:
     """One precision for the savings table and the header's total, at which the batch
     and the saved columns each add up to their totals (`display.money_decimals`' rule
     over both columns at once)."""
-    by_model, t = doc["savings"]["by_model"], doc["savings"]["total"]
-    known = [m for m in by_model if m.get("price_known")]
-    columns = [([m[k] for m in known], t.get(k)) for k in ("batch_cost_usd", "saved_usd")]
+    by_model, t = doc.savings.by_model, doc.savings.total
+    known = [m for m in by_model if m.price_known]
+    columns = [
+        ([m.batch_cost_usd for m in known], t.batch_cost_usd),
+        ([m.saved_usd for m in known], t.saved_usd),
+    ]
     base = max(money_decimals(values, total) for values, total in columns)
     for decimals in range(base, _DEC_RANGE.stop):
         if all(_adds_up(v, w, decimals) for v, w in columns):
@@ -280,11 +278,11 @@ def savings_money(batch: float | None, saved: float | None, decimals: int) -> tu
     return usd_text(b, decimals), usd_text(realtime, decimals), usd_text(s, decimals)
 
 
-def savings_rows(doc: Mapping[str, Any]) -> list[Row]:
+def savings_rows(doc: Status) -> list[Row]:
     """One row per model and a total; unpriced models show `?`, never $0 (their warning
     is in the problems panel)."""
     rows: list[Row] = []
-    savings = doc["savings"]
+    savings = doc.savings
     decimals = savings_decimals(doc)
 
     def money(known: bool, batch: float | None, saved: float | None, style: str) -> tuple[Text, Text, Text]:
@@ -292,28 +290,28 @@ def savings_rows(doc: Mapping[str, Any]) -> list[Row]:
         b, r, s = savings_money(batch if known else None, saved if known else None, decimals)
         return Text(s, style=style, justify="right"), Text(b, justify="right"), Text(r, justify="right")
 
-    for m in savings["by_model"]:
-        known = bool(m.get("price_known"))
+    for m in savings.by_model:
+        known = m.price_known
         rows.append((
-            f"{m['provider']}:{m['model']}",
+            f"{m.provider}:{m.model}",
             (
-                cell(m["model"], limit=32),
-                *money(known, m["batch_cost_usd"], m["saved_usd"], "green" if (m["saved_usd"] or 0) > 0 else ""),
-                Text(pct(m["saved_pct"]), justify="right"),
-                Text(pct(m["first_pass_success_rate"], 100), justify="right"),
-                cell(m["provider"]),
+                cell(m.model, limit=32),
+                *money(known, m.batch_cost_usd, m.saved_usd, "green" if (m.saved_usd or 0) > 0 else ""),
+                Text(pct(m.saved_pct), justify="right"),
+                Text(pct(m.first_pass_success_rate, 100), justify="right"),
+                cell(m.provider),
             ),
         ))
     if rows:
-        t = savings["total"]
-        known = t.get("batch_cost_usd") is not None
+        t = savings.total
+        known = t.batch_cost_usd is not None
         rows.append((
             "total",
             (
-                Text("total" if t.get("complete", True) else "total (priced models)", style="bold"),
-                *money(known, t.get("batch_cost_usd"), t.get("saved_usd"), "bold green"),
-                Text(pct(t.get("saved_pct")), justify="right"),
-                Text(pct(t.get("first_pass_success_rate"), 100), justify="right"),
+                Text("total" if t.complete else "total (priced models)", style="bold"),
+                *money(known, t.batch_cost_usd, t.saved_usd, "bold green"),
+                Text(pct(t.saved_pct), justify="right"),
+                Text(pct(t.first_pass_success_rate, 100), justify="right"),
                 Text(""),
             ),
         ))
@@ -349,11 +347,11 @@ def signatures(rows: Iterable[Row]) -> dict[str, Signature]:
     return {key: signature(cells) for key, cells in rows}
 
 
-def tables(doc: Mapping[str, Any], now: float, width: int | None, memo: BatchRowMemo | None = None) -> Tables:
+def tables(doc: Status, now: float, width: int | None, memo: BatchRowMemo | None = None) -> Tables:
     """Every table's rows of `doc` at `now`, batch ids cut to `width`, signed; the
     batch rows reused from `memo` where they read the same."""
     buffers, savings = buffer_rows(doc, now), savings_rows(doc)
-    batches, batch_signatures = (memo or BatchRowMemo()).rows(doc, now, width)
+    batches, batch_signatures = (memo or BatchRowMemo()).rows(doc.batches, now, width)
     signed = {"buffers": signatures(buffers), "batches": batch_signatures, "savings": signatures(savings)}
     return Tables(width, buffers, batches, savings, signed)
 
@@ -373,19 +371,19 @@ def only(rows: Iterable[Row], needle: str) -> list[Row]:
 PROVIDER_NAMES = ("anthropic", "openai")
 
 
-def provider_status(name: str, p: Mapping[str, Any] | None, missing_key: str | None) -> tuple[str, str]:
+def provider_status(name: str, p: ProviderStatus | None, missing_key: str | None) -> tuple[str, str]:
     """(text, style) for one provider on the header: "no key" whenever this process has
     none (whatever an older poll said), then the engine's last word."""
     if missing_key is not None:
         return f"no key (set {missing_key})", "bold yellow"
-    status = (p or {}).get("status")
+    status = p.status if p is not None else None
     if not status:
         return "not polled yet", "dim"
     return clean(status, limit=50), "green" if status == "ok" else "bold red"
 
 
 def header_lines(
-    doc: Mapping[str, Any],
+    doc: Status,
     now: float,
     engine: Text,
     where: str = "",
@@ -400,41 +398,41 @@ def header_lines(
         text.append(f" {clean(where, limit=60)}", style="dim")
     text.append("  ·  ")
     text.append_text(engine)
-    poll = doc.get("last_poll_at")
+    poll = iso(doc.last_poll_at)
     text.append("\nlast provider poll ")
     if poll:
-        text.append(f"{ago(poll, now)} ago", style="bold")
+        text.append(f"{ago(doc.last_poll_at, now)} ago", style="bold")
         text.append(f" ({poll[11:19]}Z)", style="dim")
     else:
         text.append("never", style="dim")
-    providers = doc.get("providers", {})
+    providers = doc.providers
     for name in sorted(set(PROVIDER_NAMES) | set(providers)):
         body, style = provider_status(name, providers.get(name), missing_keys.get(name))
         text.append(f"  ·  {clean(name)} ")
         text.append(body, style=style)
     text.append("\n")
-    buffers: Sequence[Mapping[str, Any]] = doc["buffers"]
-    queued = sum(b["queued"] for b in buffers)
-    live = [b for b in doc["batches"] if in_flight(b)]
-    dead, alerts = doc["dead_letters"], len(doc["alerts"])
+    buffers = doc.buffers
+    queued = sum(b.queued for b in buffers)
+    live = doc.live_batches
+    dead, alerts = doc.dead_letters, len(doc.alerts)
     parts: list[Text] = []
     parts.append(Text.assemble((f"queued {queued:,}", "bold"), f" in {_plural(len(buffers), 'buffer')}"))
     parts.append(Text.assemble(
         (f"{_plural(len(live), 'batch', 'batches')} in flight", "bold"),
-        f" ({_plural(sum(b['total'] for b in live), 'request')})",
+        f" ({_plural(sum(b.total for b in live), 'request')})",
     ))
     parts.append(Text(_plural(dead, "dead letter"), style="bold red" if dead else "dim"))
     parts.append(Text(_plural(alerts, "alert"), style="bold red" if alerts else "dim"))
-    total = doc["savings"]["total"]
-    if total.get("saved_usd") is not None:
-        _, realtime, saved = savings_money(total.get("batch_cost_usd"), total["saved_usd"], savings_decimals(doc))
-        parts.append(Text.assemble((f"saved {saved}", "bold green"), f" of {realtime} ({pct(total.get('saved_pct'))})"))
+    total = doc.savings.total
+    if total.saved_usd is not None:
+        _, realtime, saved = savings_money(total.batch_cost_usd, total.saved_usd, savings_decimals(doc))
+        parts.append(Text.assemble((f"saved {saved}", "bold green"), f" of {realtime} ({pct(total.saved_pct)})"))
     else:
         parts.append(Text("saved: unknown (no prices)", style="yellow"))
-    estimate = doc.get("in_flight_estimate") or {}
-    for label, key in (("queued", "queued_usd"), ("in flight", "in_flight_usd")):
-        if estimate.get(key):
-            parts.append(Text(f"{label} ≈{usd_amount(estimate[key])}"))
+    estimate = doc.in_flight_estimate
+    for label, amount in (("queued", estimate.queued_usd), ("in flight", estimate.in_flight_usd)):
+        if amount:
+            parts.append(Text(f"{label} ≈{usd_amount(amount)}"))
     text.append_text(Text("  ·  ").join(parts))
     return text
 
@@ -443,7 +441,7 @@ OWN_LINES = ("dead_letters", "unknown_submissions")
 """Alerts the problems panel words itself (with the console's own hints)."""
 
 
-def problems(doc: Mapping[str, Any], now: float, error: str | None = None) -> Text:
+def problems(doc: Status, now: float, error: str | None = None) -> Text:
     """The errors panel: store errors, alerts, provider errors, failed batches. Every
     message may carry provider text: cleaned, appended as plain text."""
     text = Text()
@@ -459,27 +457,27 @@ def problems(doc: Mapping[str, Any], now: float, error: str | None = None) -> Te
 
     if error:
         line("✗", "bold red", f"store: {error}")
-    for alert in doc["alerts"]:
-        if alert.get("kind") not in OWN_LINES:
-            line("▲", "bold red", alert["message"])
-    if doc["dead_letters"]:
-        line("▲", "bold red", f"{_plural(doc['dead_letters'], 'dead letter')} (used up their attempts):"
+    for alert in doc.alerts:
+        if alert.kind not in OWN_LINES:
+            line("▲", "bold red", alert.message)
+    if doc.dead_letters:
+        line("▲", "bold red", f"{_plural(doc.dead_letters, 'dead letter')} (used up their attempts):"
              " `batchtop dead-letters` lists them; r on their batch resubmits")
-    if doc["unknown_submissions"]:
-        line("?", "magenta", f"{_plural(doc['unknown_submissions'], 'unknown submission')}"
+    if doc.unknown_submissions:
+        line("?", "magenta", f"{_plural(doc.unknown_submissions, 'unknown submission')}"
              " (not matched at the provider): inspect the batch for its candidates")
-    for name, p in sorted(doc.get("providers", {}).items()):
-        if p.get("error"):
-            retry = f" (retry {countdown(p.get('retry_at'), now)})" if p.get("retry_at") else ""
-            line("!", "yellow", f"{name}: {clip(clean(p['error']), 200)}{retry}")
-    for m in doc["savings"]["by_model"]:
-        if m.get("warning") or not m.get("price_known"):
-            line("$", "yellow", f"{m['provider']}/{m['model']}: {m.get('warning') or 'no price known for this model'}")
-    if doc.get("anomalies"):
-        line("!", "yellow", f"{_plural(doc['anomalies'], 'anomaly', 'anomalies')} recorded at ingest")
-    for b in doc["batches"]:
-        if b.get("error") and b["status"] in (BatchStatus.FAILED, BatchStatus.UNKNOWN):
-            line("✗", "red", f"{b['id']}: {clip(clean(b['error']), 160)}")
+    for name, p in sorted(doc.providers.items()):
+        if p.error:
+            retry = f" (retry {countdown(p.retry_at, now)})" if iso(p.retry_at) else ""
+            line("!", "yellow", f"{name}: {clip(clean(p.error), 200)}{retry}")
+    for m in doc.savings.by_model:
+        if m.warning or not m.price_known:
+            line("$", "yellow", f"{m.provider}/{m.model}: {m.warning or 'no price known for this model'}")
+    if doc.anomalies:
+        line("!", "yellow", f"{_plural(doc.anomalies, 'anomaly', 'anomalies')} recorded at ingest")
+    for b in doc.batches:
+        if b.error and b.status in (State.FAILED, State.UNKNOWN):
+            line("✗", "red", f"{b.id}: {clip(clean(b.error), 160)}")
     if not lines:
         text.append("✓ ", style="green")
         text.append("no alerts, no dead letters, providers ok", style="dim")

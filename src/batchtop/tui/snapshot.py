@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 from batchtop.views import status
 from batchtop.config import Config
@@ -24,12 +23,13 @@ from batchtop.providers import registry
 from batchtop.store import Store, lease
 from batchtop.store.search import matching_batches
 from batchtop.tui.rows import BatchRowMemo, Tables, tables
+from batchtop.views.status_model import BatchStatus, Status
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    doc: Mapping[str, Any]
-    """The status document (`batchtop.views.status.collect`), read-only."""
+    doc: Status
+    """The status document (`batchtop.views.status.collect`), immutable."""
     now: float
     """The clock reading the document was built for: ages and countdowns use it."""
     other_engine: str | None = None
@@ -51,10 +51,6 @@ def formatted(snap: Snapshot, id_width: int | None, memo: BatchRowMemo | None = 
     return replace(snap, tables=tables(snap.doc, snap.now, id_width, memo))
 
 
-def _frozen(doc: dict[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(doc)
-
-
 def other_holder(store: Store, now: float) -> str | None:
     """The lease holder, unless it is this process."""
     h = lease.holder(store, now)
@@ -73,22 +69,22 @@ def load(data_dir: Path, config: Config, now: float) -> Snapshot:
     """The status at `now`; never raises for a missing or unreadable store."""
     keys = missing_keys(config)
     if not (data_dir / DB_NAME).exists():
-        return Snapshot(_frozen(status.empty(now)), now, missing_keys=keys, first_run=True)
+        return Snapshot(status.empty(now), now, missing_keys=keys, first_run=True)
     try:
         with Store(data_dir, create=False) as store:
             doc = status.collect(store.db, config, now)
-            return Snapshot(_frozen(doc), now, other_holder(store, now), missing_keys=keys)
+            return Snapshot(doc, now, other_holder(store, now), missing_keys=keys)
     except (BatchtopError, OSError) as exc:
-        return Snapshot(_frozen(status.empty(now)), now, error=str(exc), missing_keys=keys)
+        return Snapshot(status.empty(now), now, error=str(exc), missing_keys=keys)
     except Exception as exc:  # noqa: BLE001 sqlite3 errors (locked past the busy timeout, I/O): shown, retried next refresh
-        return Snapshot(_frozen(status.empty(now)), now, error=f"{type(exc).__name__}: {exc}", missing_keys=keys)
+        return Snapshot(status.empty(now), now, error=f"{type(exc).__name__}: {exc}", missing_keys=keys)
 
 
-def search(data_dir: Path, needle: str) -> list[Mapping[str, Any]]:
+def search(data_dir: Path, needle: str) -> list[BatchStatus]:
     """Every batch in the store matching `needle` (the `/` search), as document entries;
     [] when there is no store yet."""
     if not needle.strip() or not (data_dir / DB_NAME).exists():
         return []
     with Store(data_dir, create=False) as store:
         ids = matching_batches(store.db, needle)
-        return [MappingProxyType(b) for b in status.batches_by_id(store.db, ids)]
+        return status.batches_by_id(store.db, ids)

@@ -1,9 +1,8 @@
-"""Read-side queries behind the console's inspect screen: one batch or one buffer.
+"""What the console's inspect screen shows of one batch or one buffer.
 
-Plain sqlite3 on a store connection, no Textual, so the console stays a thin view
-and the same detail can be printed by a CLI command later. Each query is bounded
-(`limit`) and uses the store's indexes, so inspecting a 50,000-line batch reads
-its failures, not its successes.
+Built from the store's bounded reads (`batchtop.store.detail_queries`), no Textual and
+no SQL here, so the console stays a thin view and the same detail can be printed by a
+CLI command later. Inspecting a 50,000-line batch reads its failures, not its successes.
 """
 
 from __future__ import annotations
@@ -12,6 +11,11 @@ import sqlite3
 from dataclasses import dataclass
 
 from batchtop.errors import BatchtopError
+from batchtop.store import detail_queries
+from batchtop.store.detail_queries import AttemptLine, QueuedRow
+
+__all__ = ["AttemptRow", "BatchDetail", "BufferDetail", "ErrorGroup", "ErrorSample", "QueuedRow", "batch_detail",
+           "buffer_detail", "error_code"]
 
 LIMIT = 500
 """Rows listed at most; the counts above a list always cover everything."""
@@ -37,14 +41,8 @@ class ErrorGroup:
     samples: tuple[ErrorSample, ...]
 
 
-@dataclass(frozen=True)
-class AttemptRow:
-    custom_id: str
-    number: int
-    outcome: str | None
-    """None while the batch has not been ingested."""
-    error: str | None
-    request_state: str
+AttemptRow = AttemptLine
+"""One attempt of a batch (`store.detail_queries.AttemptLine`)."""
 
 
 @dataclass(frozen=True)
@@ -70,16 +68,6 @@ class BatchDetail:
 
 
 @dataclass(frozen=True)
-class QueuedRow:
-    custom_id: str
-    enqueued_at: float
-    deadline: float | None
-    bytes: int
-    attempts: int
-    last_error: str | None
-
-
-@dataclass(frozen=True)
 class BufferDetail:
     name: str
     provider: str
@@ -101,89 +89,51 @@ def error_code(error: str | None, outcome: str | None) -> str:
     return outcome or "unknown"
 
 
-def _batch_row(db: sqlite3.Connection, batch_id: str) -> tuple:
-    cols = (
-        "id, provider_batch_id, provider, model, endpoint, status, total, succeeded, failed,"
-        " coalesce(provider_created_at, created_at), expires_at, ended_at, ingested_at, last_error"
-    )
-    if batch_id.startswith("local-") and batch_id[6:].isdigit():
-        row = db.execute(f"SELECT {cols} FROM batches WHERE id = ?", (int(batch_id[6:]),)).fetchone()
-    else:
-        row = db.execute(f"SELECT {cols} FROM batches WHERE provider_batch_id = ?", (batch_id,)).fetchone()
-    if row is None:
-        raise BatchtopError(f"no batch {batch_id!r} in this data dir")
-    return row
-
-
 def batch_detail(db: sqlite3.Connection, batch_id: str, *, limit: int = LIMIT, samples: int = SAMPLES) -> BatchDetail:
     """One batch (provider id, or `local-N` before it has one): its failures grouped
     by code with sample lines, its attempts, and counts per outcome."""
-    (local, pid, provider, model, endpoint, status, total, ok, failed, created, expires, ended, ingested,
-     error) = _batch_row(db, batch_id)
-    outcomes = {
-        (outcome or "pending"): n
-        for outcome, n in db.execute(
-            "SELECT outcome, count(*) FROM attempts WHERE batch_id = ? GROUP BY outcome ORDER BY outcome", (local,)
-        )
-    }
-    groups: dict[str, list] = {}
+    b = detail_queries.batch_record(db, batch_id)
+    if b is None:
+        raise BatchtopError(f"no batch {batch_id!r} in this data dir")
+    outcomes = {(outcome or "pending"): n for outcome, n in detail_queries.outcome_counts(db, b.local_id).items()}
+    groups: dict[str, tuple[list[int], list[ErrorSample]]] = {}
     failures: list[AttemptRow] = []
-    for cid, number, outcome, err, state, line in db.execute(
-        "SELECT r.custom_id, a.number, a.outcome, a.error, r.state, r.line FROM attempts a"
-        " JOIN requests r ON r.id = a.request_id WHERE a.batch_id = ? AND a.outcome IS NOT NULL"
-        " AND a.outcome != 'succeeded' ORDER BY a.id",
-        (local,),
-    ):
-        group = groups.setdefault(error_code(err, outcome), [0, []])
-        group[0] += 1
-        if len(group[1]) < samples:
-            group[1].append(ErrorSample(cid, err or outcome, line))
+    for f in detail_queries.failed_attempts(db, b.local_id):
+        count, kept = groups.setdefault(error_code(f.error, f.outcome), ([0], []))
+        count[0] += 1
+        if len(kept) < samples:
+            kept.append(ErrorSample(f.custom_id, f.error or f.outcome or "", f.line))
         if len(failures) < limit:
-            failures.append(AttemptRow(cid, number, outcome, err, state))
-    rest = db.execute(
-        "SELECT r.custom_id, a.number, a.outcome, a.error, r.state FROM attempts a JOIN requests r ON r.id = a.request_id"
-        " WHERE a.batch_id = ? AND (a.outcome IS NULL OR a.outcome = 'succeeded') ORDER BY a.id LIMIT ?",
-        (local, max(0, limit - len(failures))),
-    ).fetchall()
+            failures.append(AttemptRow(f.custom_id, f.number, f.outcome, f.error, f.request_state))
+    rest = detail_queries.other_attempts(db, b.local_id, limit - len(failures))
     errors = tuple(
-        ErrorGroup(code, n, tuple(s)) for code, (n, s) in sorted(groups.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        ErrorGroup(code, n[0], tuple(s))
+        for code, (n, s) in sorted(groups.items(), key=lambda kv: (-kv[1][0][0], kv[0]))
     )
     return BatchDetail(
-        id=pid or f"local-{local}",
-        provider=provider,
-        model=model,
-        endpoint=endpoint,
-        status=status,
-        total=total,
-        succeeded=ok,
-        failed=failed,
-        created_at=created,
-        expires_at=expires,
-        ended_at=ended,
-        ingested=ingested is not None,
-        error=error,
+        id=b.provider_batch_id or f"local-{b.local_id}",
+        provider=b.provider,
+        model=b.model,
+        endpoint=b.endpoint,
+        status=b.status,
+        total=b.total,
+        succeeded=b.succeeded,
+        failed=b.failed,
+        created_at=b.created_at,
+        expires_at=b.expires_at,
+        ended_at=b.ended_at,
+        ingested=b.ingested_at is not None,
+        error=b.last_error,
         outcomes=outcomes,
         errors=errors,
-        attempts=tuple(failures) + tuple(AttemptRow(*r) for r in rest),
+        attempts=tuple(failures) + tuple(rest),
     )
 
 
 def buffer_detail(db: sqlite3.Connection, name: str, *, limit: int = LIMIT) -> BufferDetail:
     """One buffer by `provider:endpoint:model`: its queued requests, oldest first."""
-    row = db.execute(
-        "SELECT id, provider, endpoint, model, queued, queued_bytes, held_reason FROM buffers"
-        " WHERE provider || ':' || endpoint || ':' || model = ?",
-        (name,),
-    ).fetchone()
-    if row is None:
+    b = detail_queries.buffer_record(db, name)
+    if b is None:
         raise BatchtopError(f"no buffer named {name!r}")
-    buffer_id, provider, endpoint, model, queued, size, held = row
-    requests = tuple(
-        QueuedRow(*r)
-        for r in db.execute(
-            "SELECT custom_id, enqueued_at, deadline, bytes, attempts, last_error FROM requests"
-            " WHERE buffer_id = ? AND state = 'queued' ORDER BY id LIMIT ?",
-            (buffer_id, limit),
-        )
-    )
-    return BufferDetail(name, provider, endpoint, model, queued, size, held, requests)
+    requests = detail_queries.queued_requests(db, b.id, limit)
+    return BufferDetail(name, b.provider, b.endpoint, b.model, b.queued, b.bytes, b.held_reason, requests)

@@ -25,26 +25,7 @@ from typing import Any, BinaryIO, TextIO
 
 from batchtop.display import clean
 from batchtop.errors import BatchtopError
-
-_FETCH = 1000
-
-# The latest successful attempt of each request: the highest-numbered one (the
-# UNIQUE (request_id, number) index makes the inner max a seek). Both orders follow an
-# index, so nothing is sorted: request order over the store (a custom_id enqueued again
-# after it succeeded comes out last for its newest run), attempt order within a batch.
-_RESULTS = (
-    "SELECT a.response FROM attempts a WHERE a.outcome = 'succeeded' AND a.response IS NOT NULL{where}"
-    " AND a.number = (SELECT max(b.number) FROM attempts b WHERE b.request_id = a.request_id"
-    " AND b.outcome = 'succeeded') ORDER BY {order}"
-)
-
-_DEAD = (
-    "SELECT r.custom_id, r.provider, f.model, f.endpoint, r.attempts, r.last_error, r.enqueued_at,"
-    " b.provider_batch_id, a.ended_at FROM requests r JOIN buffers f ON f.id = r.buffer_id"
-    " LEFT JOIN attempts a ON a.request_id = r.id AND a.number = r.attempts"
-    " LEFT JOIN batches b ON b.id = a.batch_id WHERE r.state = 'dead' ORDER BY r.id"
-)
-
+from batchtop.store import export_queries
 
 @contextmanager
 def existing_db(data_dir: Path) -> Iterator[sqlite3.Connection | None]:
@@ -192,14 +173,13 @@ class Written:
 
 def _batch_filter(db: sqlite3.Connection, batch_id: str) -> tuple[int, str | None]:
     """(local id, note) of a provider batch id; BatchtopError when there is no such batch."""
-    row = db.execute(
-        "SELECT id, status, ingested_at FROM batches WHERE provider_batch_id = ?", (batch_id,)
-    ).fetchone()
-    if row is None:
+    batch = export_queries.export_batch(db, batch_id)
+    if batch is None:
         raise BatchtopError(f"no batch {batch_id!r} in this data dir")
-    local, status, ingested = row
-    note = None if ingested is not None else f"batch {batch_id} is {status}: only the results stored so far are written"
-    return local, note
+    note = None
+    if batch.ingested_at is None:
+        note = f"batch {batch_id} is {batch.status}: only the results stored so far are written"
+    return batch.local_id, note
 
 
 def write_results(db: sqlite3.Connection | None, out: BinaryIO, batch_id: str | None = None) -> Written:
@@ -209,17 +189,12 @@ def write_results(db: sqlite3.Connection | None, out: BinaryIO, batch_id: str | 
         if batch_id is not None:
             raise BatchtopError(f"no batch {batch_id!r} in this data dir (it has no database yet)")
         return Written(0)
-    if batch_id is None:
-        cursor = db.execute(_RESULTS.format(where="", order="a.request_id"))
-        note = None
-    else:
-        local, note = _batch_filter(db, batch_id)
-        cursor = db.execute(_RESULTS.format(where=" AND a.batch_id = ?", order="a.id"), (local,))
+    local, note = _batch_filter(db, batch_id) if batch_id is not None else (None, None)
     count = 0
-    while rows := cursor.fetchmany(_FETCH):
-        for (response,) in rows:
+    for responses in export_queries.results_stream(db, local):
+        for response in responses:
             out.write(response.rstrip("\r\n").encode("utf-8") + b"\n")
-        count += len(rows)
+        count += len(responses)
     return Written(count, note)
 
 
@@ -229,20 +204,18 @@ def dead_letters(db: sqlite3.Connection | None) -> Iterator[dict[str, Any]]:
         return
     from batchtop.timefmt import iso
 
-    cursor = db.execute(_DEAD)
-    while rows := cursor.fetchmany(_FETCH):
-        for cid, provider, model, endpoint, attempts, error, enqueued, batch, ended in rows:
-            yield {
-                "custom_id": cid,
-                "provider": provider,
-                "model": model,
-                "endpoint": endpoint,
-                "attempts": attempts,
-                "last_error": error,
-                "last_batch_id": batch,
-                "failed_at": iso(ended),
-                "enqueued_at": iso(enqueued),
-            }
+    for d in export_queries.dead_letters(db):
+        yield {
+            "custom_id": d.custom_id,
+            "provider": d.provider,
+            "model": d.model,
+            "endpoint": d.endpoint,
+            "attempts": d.attempts,
+            "last_error": d.last_error,
+            "last_batch_id": d.last_batch_id,
+            "failed_at": iso(d.failed_at),
+            "enqueued_at": iso(d.enqueued_at),
+        }
 
 
 # json.dumps escapes C0 controls but leaves DEL, C1 controls (\x9b is CSI to some
@@ -274,12 +247,7 @@ def write_dead_letters_text(db: sqlite3.Connection | None, out: TextIO) -> Writt
     still stream instead of being held to measure them."""
     widths = [len(c) for c in _TEXT_COLUMNS[:-1]]
     if db is not None:
-        found = db.execute(
-            "SELECT max(length(r.custom_id)), max(length(r.provider)), max(length(f.model)),"
-            " max(length(r.attempts)), max(length(b.provider_batch_id)) FROM requests r"
-            " JOIN buffers f ON f.id = r.buffer_id LEFT JOIN attempts a ON a.request_id = r.id"
-            " AND a.number = r.attempts LEFT JOIN batches b ON b.id = a.batch_id WHERE r.state = 'dead'"
-        ).fetchone()
+        found = export_queries.dead_letter_widths(db)
         widths = [max(w, n or 0) for w, n in zip(widths, found)]
 
     def row(cells: list[str]) -> str:
@@ -290,12 +258,11 @@ def write_dead_letters_text(db: sqlite3.Connection | None, out: TextIO) -> Writt
         return f"{body}  {cells[-1]}".rstrip() + "\n"
 
     count = 0
-    for item in dead_letters(db):
+    for d in export_queries.dead_letters(db) if db is not None else ():
         if not count:
             out.write(row(list(_TEXT_COLUMNS)))
-        error = " ".join(clean(item["last_error"] or "-").split())
-        out.write(row([item["custom_id"], item["provider"], item["model"], str(item["attempts"]),
-                       item["last_batch_id"] or "-", error]))
+        error = " ".join(clean(d.last_error or "-").split())
+        out.write(row([d.custom_id, d.provider, d.model, str(d.attempts), d.last_batch_id or "-", error]))
         count += 1
     out.write(f"{count} dead letter{'s' if count != 1 else ''}\n" if count else "no dead letters\n")
     return Written(count)

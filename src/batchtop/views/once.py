@@ -12,18 +12,22 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from batchtop import paths
 from batchtop.config import Config
-from batchtop.display import clean, money_column, usd_amount
+from batchtop.display import clean, money_column
 from batchtop.exitcodes import Exit
-from batchtop.states import BatchStatus
+from batchtop.states import BatchStatus as State
+from batchtop.timefmt import iso
+
+if TYPE_CHECKING:
+    from batchtop.views.status_model import BatchStatus, Status
 
 _BOLD, _RED, _YELLOW, _RESET = "\x1b[1m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
 
 
-def read_status(data_dir: Path, config: Config, now: float) -> dict[str, Any]:
+def read_status(data_dir: Path, config: Config, now: float) -> Status:
     """The status document; a data dir without a database is shown empty and left untouched."""
     from batchtop.views import status
 
@@ -60,9 +64,9 @@ def _pct(rate: float | None, scale: float = 100.0) -> str:
     return f"{rate * scale:.1f}%" if rate is not None else "-"
 
 
-def _progress(batch: dict[str, Any]) -> str:
-    done = batch["succeeded"] + batch["failed"]
-    total = batch["total"]
+def _progress(batch: BatchStatus) -> str:
+    done = batch.succeeded + batch.failed
+    total = batch.total
     return f"{done}/{total} {done / total:.0%}" if total else f"{done}/{total}"
 
 
@@ -98,20 +102,25 @@ class _Text:
             self.line("  " + fmt(r).rstrip())
 
 
-def render_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> None:
+def _at(ts: float | None) -> str:
+    """A time as the JSON shows it, "-" when there is none."""
+    return iso(ts) or "-"
+
+
+def render_text(doc: Status, out: TextIO, *, color: bool = False) -> None:
     """The status for a log or a terminal: every figure of the JSON, as tables."""
     t = _Text(out, color)
-    t.line(f"batchtop status at {doc['generated_at']}", _BOLD)
+    t.line(f"batchtop status at {iso(doc.generated_at)}", _BOLD)
 
-    buffers = doc["buffers"]
-    t.heading(f"BUFFERS  queued: {sum(b['queued'] for b in buffers)}")
+    buffers = doc.buffers
+    t.heading(f"BUFFERS  queued: {sum(b.queued for b in buffers)}")
     if buffers:
         t.table(
             ["PROVIDER", "ENDPOINT", "MODEL", "QUEUED", "BYTES", "OLDEST", "FLUSH DUE", "DEADLINE", "HELD"],
             [
-                [b["provider"], b["endpoint"], b["model"], str(b["queued"]), f"{b['bytes']:,}",
-                 b["oldest_enqueued_at"] or "-", b["flush_due_at"] or "-", b["earliest_deadline"] or "-",
-                 b.get("held_reason") or "-"]
+                [b.provider, b.endpoint, b.model, str(b.queued), f"{b.bytes:,}",
+                 _at(b.oldest_enqueued_at), _at(b.flush_due_at), _at(b.earliest_deadline),
+                 b.held_reason or "-"]
                 for b in buffers
             ],
             right=frozenset({3, 4}),
@@ -119,14 +128,14 @@ def render_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> Non
     else:
         t.line("  (no queued requests)")
 
-    batches = doc["batches"]
+    batches = doc.batches
     t.heading(f"BATCHES  listed: {len(batches)}")
     if batches:
         t.table(
             ["ID", "PROVIDER", "MODEL", "STATUS", "PROGRESS", "SUCCEEDED", "FAILED", "CREATED", "ENDED"],
             [
-                [b["id"], b["provider"], b["model"], b["status"], _progress(b), str(b["succeeded"]),
-                 str(b["failed"]), b["created_at"] or "-", b["ended_at"] or "-"]
+                [b.id, b.provider, b.model, b.status, _progress(b), str(b.succeeded),
+                 str(b.failed), _at(b.created_at), _at(b.ended_at)]
                 for b in batches
             ],
             right=frozenset({4, 5, 6}),
@@ -134,13 +143,12 @@ def render_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> Non
     else:
         t.line("  (no batches)")
 
-    savings = doc["savings"]
-    models = savings["by_model"]
-    total = savings["total"]
+    models = doc.savings.by_model
+    total = doc.savings.total
     # One precision per money column, at which its rows visibly add up to the total
     # below it; a model without a price is "unknown" and left out of both.
     columns = {
-        key: money_column([m[key] for m in models], total.get(key), unknown="unknown")
+        key: money_column([getattr(m, key) for m in models], getattr(total, key), unknown="unknown")
         for key in ("batch_cost_usd", "realtime_cost_usd", "resubmission_cost_usd", "saved_usd")
     }
     t.heading("SAVINGS BY MODEL")
@@ -148,72 +156,68 @@ def render_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> Non
         t.table(
             ["PROVIDER", "MODEL", "SUCCEEDED", "BATCH", "REALTIME", "RESUBMISSIONS", "SAVED", "SAVED%", "FIRST-PASS"],
             [
-                [m["provider"], m["model"], str(m["requests_succeeded"]),
+                [m.provider, m.model, str(m.requests_succeeded),
                  *(columns[key][0][i] for key in columns),
-                 _pct(m["saved_pct"], 1), _pct(m["first_pass_success_rate"])]
+                 _pct(m.saved_pct, 1), _pct(m.first_pass_success_rate)]
                 for i, m in enumerate(models)
             ],
             right=frozenset(range(2, 9)),
         )
         for m in models:
-            if not m["price_known"]:
-                t.line(f"  warning: {m['provider']}:{m['model']}: no known price; add it under [prices] in the config",
+            if not m.price_known:
+                t.line(f"  warning: {m.provider}:{m.model}: no known price; add it under [prices] in the config",
                        _YELLOW)
-            if m.get("warning"):
-                t.line(f"  warning: {m['provider']}:{m['model']}: {m['warning']}", _YELLOW)
+            if m.warning:
+                t.line(f"  warning: {m.provider}:{m.model}: {m.warning}", _YELLOW)
     else:
         t.line("  (no results yet)")
-    incomplete = "" if total["complete"] else "  (incomplete: models without a known price are left out)"
+    incomplete = "" if total.complete else "  (incomplete: models without a known price are left out)"
     resubmitted = columns["resubmission_cost_usd"][1]
     t.line(
         f"TOTAL  batch {columns['batch_cost_usd'][1]}  realtime {columns['realtime_cost_usd'][1]}"
-        f"  saved {columns['saved_usd'][1]} ({_pct(total['saved_pct'], 1)})"
-        + (f"  resubmissions {resubmitted}" if total.get("resubmission_cost_usd") else "")
+        f"  saved {columns['saved_usd'][1]} ({_pct(total.saved_pct, 1)})"
+        + (f"  resubmissions {resubmitted}" if total.resubmission_cost_usd else "")
         + incomplete,
         _BOLD,
     )
 
-    estimate = doc.get("in_flight_estimate") or {}
-    parts = ""
-    if "queued_usd" in estimate:
-        (queued, submitted), whole = money_column(
-            [estimate["queued_usd"], estimate["in_flight_usd"]], doc["in_flight_estimate_usd"], unknown="unknown"
-        )
-        parts = f"  (queued {queued}, submitted {submitted})"
-    else:
-        whole = usd_amount(doc["in_flight_estimate_usd"])
-    partial = "" if estimate.get("complete", True) else "  (incomplete: models without a known price are left out)"
+    estimate = doc.in_flight_estimate
+    (queued, submitted), whole = money_column(
+        [estimate.queued_usd, estimate.in_flight_usd], estimate.in_flight_usd, unknown="unknown"
+    )
+    parts = f"  (queued {queued}, submitted {submitted})"
+    partial = "" if estimate.complete else "  (incomplete: models without a known price are left out)"
     t.line(f"IN FLIGHT (estimate)  {whole}{parts}{partial}")
-    if estimate.get("basis"):
-        t.line(f"  {estimate['basis']}")
+    if estimate.basis:
+        t.line(f"  {estimate.basis}")
 
-    t.heading(f"DEAD LETTERS  {doc['dead_letters']}")
-    if doc["dead_letters"]:
+    t.heading(f"DEAD LETTERS  {doc.dead_letters}")
+    if doc.dead_letters:
         t.line("  requests that used up their attempts: batchtop dead-letters")
-    unknown = [b for b in batches if b["status"] == BatchStatus.UNKNOWN]
-    t.heading(f"UNKNOWN SUBMISSIONS  {doc['unknown_submissions']}")
+    unknown = [b for b in batches if b.status == State.UNKNOWN]
+    t.heading(f"UNKNOWN SUBMISSIONS  {doc.unknown_submissions}")
     for b in unknown:
-        candidates = ", ".join(b.get("candidates") or []) or "none"
-        t.line(f"  {b['id']} {b['provider']} {b['model']} ({b['total']} requests): could be {candidates};"
-               f" batchtop adopt {b['id']} BATCH_ID, or batchtop resubmit {b['id']}")
-    if doc.get("anomalies"):
-        t.line(f"  anomalies recorded: {doc['anomalies']}")
+        candidates = ", ".join(b.candidates) or "none"
+        t.line(f"  {b.id} {b.provider} {b.model} ({b.total} requests): could be {candidates};"
+               f" batchtop adopt {b.id} BATCH_ID, or batchtop resubmit {b.id}")
+    if doc.anomalies:
+        t.line(f"  anomalies recorded: {doc.anomalies}")
 
-    alerts = doc["alerts"]
+    alerts = doc.alerts
     t.heading(f"ALERTS  {len(alerts)}")
     for a in alerts:
-        t.line(f"  ALERT {a['kind']}: {a['message']}", _RED)
-    rate = doc.get("failure_rate") or {}
-    if rate.get("attempts"):
-        t.line(f"  failure rate over the alert window: {rate['failed']} of {rate['attempts']} attempts"
-               f" ({_pct(rate['rate'])})")
+        t.line(f"  ALERT {a.kind}: {a.message}", _RED)
+    rate = doc.failure_rate
+    if rate.attempts:
+        t.line(f"  failure rate over the alert window: {rate.failed} of {rate.attempts} attempts"
+               f" ({_pct(rate.rate)})")
 
-    providers = doc.get("providers") or {}
-    t.heading(f"PROVIDERS  last poll: {doc.get('last_poll_at') or 'never'}")
+    providers = doc.providers
+    t.heading(f"PROVIDERS  last poll: {iso(doc.last_poll_at) or 'never'}")
     if providers:
         t.table(
             ["PROVIDER", "STATUS", "LAST POLL", "RETRY AT", "ERROR"],
-            [[name, p["status"] or "-", p["polled_at"] or "-", p["retry_at"] or "-", p["error"] or "-"]
+            [[name, p.status or "-", _at(p.polled_at), _at(p.retry_at), p.error or "-"]
              for name, p in sorted(providers.items())],
         )
     else:
@@ -244,7 +248,7 @@ def run_once(
         refresh(data_dir, config, err)
     doc = read_status(data_dir, config, time.time())
     if as_json:
-        json.dump(doc, out, indent=2)
+        json.dump(doc.to_json(), out, indent=2)
         out.write("\n")
     elif prometheus:
         from batchtop.views.prometheus import exposition
@@ -252,8 +256,8 @@ def run_once(
         out.write(exposition(doc))
     else:
         render_text(doc, out, color=_use_color(out))
-    if fail_on_alert and doc["alerts"]:
-        for a in doc["alerts"]:
-            err.write(clean(f"batchtop: alert: {a['kind']}: {a['message']}") + "\n")
+    if fail_on_alert and doc.alerts:
+        for a in doc.alerts:
+            err.write(clean(f"batchtop: alert: {a.kind}: {a.message}") + "\n")
         return Exit.ALERT
     return Exit.OK

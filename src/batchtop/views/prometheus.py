@@ -23,11 +23,10 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from batchtop.display import clean
 from batchtop.store.alerts import LOST_BATCH, QUOTA
-from batchtop.timefmt import parse_time
+from batchtop.views.status_model import Status, whole_second
 
 PREFIX = "batchtop_"
 LABEL_LIMIT = 200
@@ -100,7 +99,7 @@ def render(families: Iterable[Family]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def families(doc: Mapping[str, Any]) -> list[Family]:
+def families(doc: Status) -> list[Family]:
     """The metric families of one status document."""
     queued = Family("queued_requests", "gauge", "Requests queued in buffers, not yet submitted.")
     queued_bytes = Family("queued_bytes", "gauge", "Bytes of the requests queued in buffers.")
@@ -130,44 +129,44 @@ def families(doc: Mapping[str, Any]) -> list[Family]:
     # Every (provider, model) the store knows of gets its gauges, at 0 when idle, so a
     # graph shows a drop to zero rather than a gap.
     known: set[tuple[str, str]] = set()
-    for b in doc["buffers"]:
-        known.add((b["provider"], b["model"]))
-        queued.add(b["queued"], provider=b["provider"], model=b["model"])
-        queued_bytes.add(b["bytes"], provider=b["provider"], model=b["model"])
-    for b in doc["batches"]:
-        known.add((b["provider"], b["model"]))
-        if not b.get("ingested"):
-            in_flight.add(1, provider=b["provider"], model=b["model"])
-    for m in doc["savings"]["by_model"]:
-        labels = {"provider": m["provider"], "model": m["model"]}
-        known.add((m["provider"], m["model"]))
-        succeeded = int(m["requests_succeeded"])
+    for b in doc.buffers:
+        known.add((b.provider, b.model))
+        queued.add(b.queued, provider=b.provider, model=b.model)
+        queued_bytes.add(b.bytes, provider=b.provider, model=b.model)
+    for batch in doc.batches:
+        known.add((batch.provider, batch.model))
+        if not batch.ingested:
+            in_flight.add(1, provider=batch.provider, model=batch.model)
+    for m in doc.savings.by_model:
+        labels = {"provider": m.provider, "model": m.model}
+        known.add((m.provider, m.model))
+        succeeded = int(m.requests_succeeded)
         requests.add(succeeded, outcome="succeeded", **labels)
-        requests.add(max(0, int(m.get("attempts", succeeded)) - succeeded), outcome="failed", **labels)
-        if m["price_known"]:
-            cost.add(m["batch_cost_usd"], kind="batch", **labels)
-            cost.add(m["realtime_cost_usd"], kind="realtime_equivalent", **labels)
+        requests.add(max(0, int(m.attempts) - succeeded), outcome="failed", **labels)
+        if m.price_known:
+            cost.add(m.batch_cost_usd, kind="batch", **labels)
+            cost.add(m.realtime_cost_usd, kind="realtime_equivalent", **labels)
     for provider, model in known:
         for family in (queued, queued_bytes, in_flight):
             family.set_default(0, provider=provider, model=model)
-    for e in (doc.get("in_flight_estimate") or {}).get("by_model") or []:
-        if e.get("price_known") and e.get("usd") is not None:
-            estimate.add(e["usd"], provider=e["provider"], model=e["model"], stage=e["stage"])
+    for e in doc.in_flight_estimate.by_model:
+        if e.price_known and e.usd is not None:
+            estimate.add(e.usd, provider=e.provider, model=e.model, stage=e.stage)
 
-    dead.add(doc["dead_letters"])
-    unknown.add(doc["unknown_submissions"])
+    dead.add(doc.dead_letters)
+    unknown.add(doc.unknown_submissions)
     raised: dict[str, int] = defaultdict(int)
-    for a in doc["alerts"]:
-        raised[a["kind"]] += 1
+    for a in doc.alerts:
+        raised[a.kind] += 1
     for kind in (*ALERT_KINDS, *raised):
         alerts.set_default(raised.get(kind, 0), kind=kind)
-    for name, p in (doc.get("providers") or {}).items():
-        if p.get("polled_at"):
-            provider_poll.add(parse_time(p["polled_at"]), provider=name)
-    generated.add(parse_time(doc["generated_at"]))
+    # times to the second, as the JSON shows them: the two outputs read the same
+    for name, p in doc.providers.items():
+        provider_poll.add(whole_second(p.polled_at), provider=name)
+    generated.add(whole_second(doc.generated_at))
     return [queued, queued_bytes, in_flight, requests, cost, estimate, dead, unknown, alerts, provider_poll, generated]
 
 
-def exposition(doc: Mapping[str, Any]) -> str:
+def exposition(doc: Status) -> str:
     """The status document as Prometheus text exposition."""
     return render(families(doc))

@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from batchtop.display import clean
+from batchtop.views.status_model import BatchStatus
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -49,13 +50,13 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(answer)
 
 
-def cancel_prompt(batch: dict, *, auto_resubmit: bool) -> tuple[Text, Text]:
+def cancel_prompt(batch: BatchStatus, *, auto_resubmit: bool) -> tuple[Text, Text]:
     """Title and body naming the batch and its counts, and saying what really becomes
     of the requests not done: with `engine.auto_resubmit` they are queued again by
     themselves; without it they wait for `r`."""
-    total, ok, failed = batch["total"], batch["succeeded"], batch["failed"]
+    total, ok, failed = batch.total, batch.succeeded, batch.failed
     pending = max(0, total - ok - failed)
-    title = Text(f"Cancel batch {clean(batch['id'], limit=60)}?")
+    title = Text(f"Cancel batch {clean(batch.id, limit=60)}?")
     if auto_resubmit:
         fate = (
             f"Results already done are kept. The {pending:,} not done end as cancelled and are\n"
@@ -67,7 +68,7 @@ def cancel_prompt(batch: dict, *, auto_resubmit: bool) -> tuple[Text, Text]:
             "so (engine.auto_resubmit is off): r on this batch resubmits them."
         )
     body = Text(
-        f"{clean(batch['provider'])} · {clean(batch['model'], limit=40)} · {clean(batch['status'])}\n\n"
+        f"{clean(batch.provider)} · {clean(batch.model, limit=40)} · {clean(batch.status)}\n\n"
         f"{ok:,} of {total:,} succeeded, {failed:,} failed, {pending:,} not done yet.\n"
         f"{fate}\nThe provider may take a while to stop."
     )

@@ -10,14 +10,13 @@ table shows its cursor at full strength, the footer names the row a key will act
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import ActiveBinding
+from textual.binding import ActiveBinding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
@@ -30,6 +29,7 @@ from batchtop.tui.screens.help import HelpScreen
 from batchtop.tui.screens.inspect import InspectScreen
 from batchtop.tui.snapshot import Snapshot
 from batchtop.tui.widgets.live_table import LiveTable
+from batchtop.views.status_model import BatchStatus, Status
 
 if TYPE_CHECKING:
     from batchtop.tui.app import BatchtopApp
@@ -56,14 +56,14 @@ def short(key: str, width: int = 16) -> str:
 
 
 class MainScreen(Screen[None]):
-    BINDINGS = bindings()
+    BINDINGS: ClassVar[list[BindingType]] = list(bindings())
 
     def __init__(self) -> None:
         super().__init__()
         self._snapshot: Snapshot | None = None
         self._engine = Text()
         self._filter = ""
-        self._found: list[Mapping[str, Any]] = []
+        self._found: list[BatchStatus] = []
         """Batches anywhere in the store matching the search (`/`)."""
         self._shown: dict[str, object] = {}
         """What the header, the problems panel and the tables' titles last showed."""
@@ -151,7 +151,7 @@ class MainScreen(Screen[None]):
         tables = self._tables(snap)
         with self.app.batch_update():
             self._draw_header()
-            empty = not doc["buffers"] and not doc["batches"] and not doc["savings"]["by_model"] and not snap.error
+            empty = not doc.buffers and not doc.batches and not doc.savings.by_model and not snap.error
             self.query_one("#welcome").display = empty
             self._fill("buffers", "Buffers", tables)
             self._fill_batches(doc, now, tables)
@@ -167,7 +167,7 @@ class MainScreen(Screen[None]):
         count = f"{len(shown)} of {len(all_rows)}" if self._filter else f"{len(all_rows)}"
         self._title(table, f"{title} ({count})")
 
-    def _fill_batches(self, doc: Mapping[str, Any], now: float, tables: rows.Tables) -> None:
+    def _fill_batches(self, doc: Status, now: float, tables: rows.Tables) -> None:
         """In flight first, then the recent ended; a search adds its hits from the
         whole store (older ended batches the document does not list)."""
         table = self.query_one("#batches", LiveTable)
@@ -176,15 +176,15 @@ class MainScreen(Screen[None]):
         extra: list[rows.Row] = []
         if self._filter and self._found:
             have = {k for k, _ in listed}
-            older = [b for b in self._found if b["id"] not in have]
-            extra = rows.batch_rows({"batches": older}, now, tables.id_width)
+            older = [b for b in self._found if b.id not in have]
+            extra = rows.batch_rows(older, now, tables.id_width)
         table.sync(shown + extra, tables.signatures["batches"])
         title = rows.batches_title(doc, len(shown), len(listed))
         if self._filter:
             title += f" · {len(extra):,} more found in the store" if extra else " · none more in the store"
         self._title(table, f"Batches ({title})")
 
-    def found(self, needle: str, batches: list[Mapping[str, Any]]) -> None:
+    def found(self, needle: str, batches: list[BatchStatus]) -> None:
         """A store search came back: show it if it is still the current search."""
         if needle == self._filter:
             self._found = batches
@@ -236,11 +236,11 @@ class MainScreen(Screen[None]):
         self.refresh_bindings()
 
     # -- selection -------------------------------------------------------------------
-    def _batch(self, batch_id: str) -> dict[str, Any] | None:
+    def _batch(self, batch_id: str) -> BatchStatus | None:
         if self._snapshot is None:
             return None
-        pool = [*self._snapshot.doc["batches"], *self._found]
-        return next((dict(b) for b in pool if b["id"] == batch_id), None)
+        pool = [*self._snapshot.doc.batches, *self._found]
+        return next((b for b in pool if b.id == batch_id), None)
 
     def _selected(self, table_id: str) -> str | None:
         """The focused table's selected row, if it is `table_id`."""
@@ -273,8 +273,8 @@ class MainScreen(Screen[None]):
         batch = self._batch(batch_id) if batch_id else None
         if batch_id is None or batch is None:
             return
-        if batch["status"] in ENDED:
-            self.console.tell(f"{batch_id} has already ended ({batch['status']})", severity="warning")
+        if batch.status in ENDED:
+            self.console.tell(f"{batch_id} has already ended ({batch.status})", severity="warning")
             return
         title, body = cancel_prompt(batch, auto_resubmit=self.console.config.engine.auto_resubmit)
 
