@@ -22,13 +22,17 @@ import orjson
 from batchtop.pricing.images import ImageTokens, image_tokens
 from batchtop.pricing.table import shipped_table
 from batchtop.pricing.usage import DEFAULT_OUTPUT_TOKENS
-from batchtop.providers.limits import ANTHROPIC, ANTHROPIC_ENDPOINT, OPENAI
+from batchtop.providers.limits import ANTHROPIC, ANTHROPIC_ENDPOINT, GEMINI, GEMINI_ENDPOINT, OPENAI
 
 CHARS_PER_TOKEN = 4
 # What the model reads, across the endpoints: chat/messages, responses, embeddings, completions.
 INPUT_FIELDS = ("system", "instructions", "messages", "input", "prompt", "tools")
 OUTPUT_CAPS = ("max_completion_tokens", "max_output_tokens", "max_tokens")
 NO_OUTPUT_ENDPOINTS = frozenset({"/v1/embeddings", "/v1/moderations"})
+# Gemini's GenerateContentRequest, in either spelling the API takes
+GEMINI_INPUT_FIELDS = ("contents", "systemInstruction", "system_instruction", "tools")
+GEMINI_CONFIG_FIELDS = ("generationConfig", "generation_config")
+GEMINI_OUTPUT_CAPS = ("maxOutputTokens", "max_output_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +46,21 @@ class RequestEstimate:
 
 
 def request_body(provider: str, line: dict[str, Any]) -> dict[str, Any]:
-    """The part of a native line the provider bills for: OpenAI `body`, Anthropic `params`."""
-    body = line.get("params" if provider == ANTHROPIC else "body")
+    """The part of a native line the provider bills for: OpenAI `body`, Anthropic
+    `params`, Gemini `request`."""
+    body = line.get({ANTHROPIC: "params", GEMINI: "request"}.get(provider, "body"))
     return body if isinstance(body, dict) else {}
+
+
+def _gemini_fields(body: dict[str, Any]) -> tuple[dict[str, Any], int | None, int]:
+    """A GenerateContentRequest as the estimator reads others: what the model reads
+    under the common names, and its output cap and candidate count from the
+    generation config."""
+    read = {k: body[k] for k in GEMINI_INPUT_FIELDS if body.get(k) is not None}
+    config: Any = next((body[k] for k in GEMINI_CONFIG_FIELDS if isinstance(body.get(k), dict)), {})
+    cap = next((config[k] for k in GEMINI_OUTPUT_CAPS if k in config), None)
+    n = config.get("candidateCount", config.get("candidate_count"))
+    return read, cap if isinstance(cap, int) and not isinstance(cap, bool) else None, n if isinstance(n, int) else 1
 
 
 def _chars(value: Any) -> int:
@@ -82,8 +98,15 @@ def estimate_request(
     `scan_images=False` skips the walk for image parts, for a caller that knows the
     line has none (every image part's type names "image").
     """
-    provider = provider or (ANTHROPIC if endpoint == ANTHROPIC_ENDPOINT else OPENAI)
-    fields = [body[k] for k in INPUT_FIELDS if body.get(k) is not None]
+    provider = provider or (
+        ANTHROPIC if endpoint == ANTHROPIC_ENDPOINT else GEMINI if endpoint == GEMINI_ENDPOINT else OPENAI
+    )
+    if provider == GEMINI:
+        read, cap, candidates = _gemini_fields(body)
+        body = {**read, "n": candidates, **({"max_tokens": cap} if cap is not None else {})}
+        fields = list(read.values())
+    else:
+        fields = [body[k] for k in INPUT_FIELDS if body.get(k) is not None]
     chars = sum(_chars(v) for v in fields)
     structured = [v for v in fields if isinstance(v, (dict, list))] if scan_images else []  # where image parts can be
     family = _family(provider, body) if structured else None
