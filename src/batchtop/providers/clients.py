@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from batchtop.config import Account, Config
 from batchtop.providers.base import ProviderAdapter
-from batchtop.providers.limits import ANTHROPIC, OPENAI
+from batchtop.providers.limits import ANTHROPIC, GEMINI, OPENAI
 from batchtop.redaction import (
     redact,
     remember_environment,
@@ -30,8 +30,10 @@ TIMEOUT = 120.0
 """Seconds per provider call: the SDKs' 600 s default would let a hung provider
 freeze its pass for ten minutes before the backoff takes over."""
 
-_DEFAULT_KEY_ENV = {OPENAI: "OPENAI_API_KEY", ANTHROPIC: "ANTHROPIC_API_KEY"}
-_DEFAULT_URL_ENV = {OPENAI: "OPENAI_BASE_URL", ANTHROPIC: "ANTHROPIC_BASE_URL"}
+_DEFAULT_KEY_ENV = {OPENAI: "OPENAI_API_KEY", ANTHROPIC: "ANTHROPIC_API_KEY", GEMINI: "GEMINI_API_KEY"}
+_FALLBACK_KEY_ENV = {GEMINI: "GOOGLE_API_KEY"}
+"""Read when the default is unset, as google-genai itself reads GOOGLE_API_KEY."""
+_DEFAULT_URL_ENV = {OPENAI: "OPENAI_BASE_URL", ANTHROPIC: "ANTHROPIC_BASE_URL", GEMINI: "GOOGLE_GEMINI_BASE_URL"}
 
 
 class LogFilter(logging.Filter):
@@ -59,7 +61,7 @@ class LogFilter(logging.Filter):
         return True
 
 
-HTTP_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "anthropic")
+HTTP_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "anthropic", "google_genai", "aiohttp")
 """The SDKs' and their HTTP client's loggers: at INFO httpx logs every request's URL.
 Set to WARNING so their INFO is not even formatted; LogFilter catches any other name."""
 
@@ -95,7 +97,11 @@ def _base_url(account: Account) -> str | None:
 
 def key_env(config: Config, provider: str) -> str:
     """The name of the variable the provider's key is read from (never its value)."""
-    return account_for(config, provider).api_key_env or _DEFAULT_KEY_ENV[provider]
+    account = account_for(config, provider)
+    if account.api_key_env:
+        return account.api_key_env
+    default, fallback = _DEFAULT_KEY_ENV[provider], _FALLBACK_KEY_ENV.get(provider)
+    return fallback if fallback and not os.environ.get(default) and os.environ.get(fallback) else default
 
 
 NO_KEY = "no API key"
@@ -104,10 +110,10 @@ NO_KEY = "no API key"
 
 def build_adapter(config: Config, provider: str) -> ProviderAdapter:
     account = account_for(config, provider)
-    key_env = account.api_key_env or _DEFAULT_KEY_ENV[provider]
-    api_key = os.environ.get(key_env)
+    name = key_env(config, provider)
+    api_key = os.environ.get(name)
     if not api_key:
-        raise NotConfigured(f"{NO_KEY}: set {key_env}")
+        raise NotConfigured(f"{NO_KEY}: set {name}")
     base_url = _base_url(account)
     remember_environment()
     remember_secret(api_key)
@@ -122,6 +128,16 @@ def sdk_adapter(
     first use: `--once --no-refresh` never pays for it). `max_retries=None` keeps the
     SDK's own retry policy."""
     retries = {} if max_retries is None else {"max_retries": max_retries}
+    if provider == GEMINI:
+        from google import genai
+        from google.genai import types
+
+        from batchtop.providers.gemini_batches import GeminiBatches
+
+        # google-genai retries nothing unless told (HttpRetryOptions); its timeout is in ms
+        attempts = {} if not max_retries else {"retry_options": types.HttpRetryOptions(attempts=max_retries + 1)}
+        options = types.HttpOptions(base_url=base_url, timeout=int(TIMEOUT * 1000), **attempts)
+        return GeminiBatches(genai.Client(vertexai=False, api_key=api_key, http_options=options), account)
     if provider == OPENAI:
         import openai
 
