@@ -15,7 +15,7 @@ from batchtop import paths
 from batchtop.display import clean
 from batchtop.errors import BatchtopError
 from batchtop.exitcodes import Exit
-from batchtop.providers.limits import PROVIDERS
+from batchtop.providers import registry
 
 
 def _say(text: str, *, err: bool = False) -> None:
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--deadline", metavar="ISO", help="results needed by this time, e.g. 2026-11-27T09:00:00Z (default: no deadline)"
     )
     p.add_argument(
-        "--provider", choices=list(PROVIDERS),
+        "--provider", choices=registry.names(),
         help="force the provider (default: told from each line's shape)",
     )
     p.add_argument("--model", metavar="MODEL", help="the model of Gemini lines that do not name theirs")
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("quote", "what batch input files would cost, batch vs real time, before enqueueing")
     p.add_argument("files", nargs="+", metavar="FILE", help="JSONL files of OpenAI, Anthropic or Gemini batch lines; - reads stdin")
     p.add_argument(
-        "--provider", choices=list(PROVIDERS),
+        "--provider", choices=registry.names(),
         help="force the provider (default: told from each line's shape)",
     )
     p.add_argument("--model", metavar="MODEL", help="the model of Gemini lines that do not name theirs")

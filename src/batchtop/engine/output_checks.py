@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batchtop.providers.limits import ANTHROPIC
+from batchtop.providers import registry
 
 if TYPE_CHECKING:
     from batchtop.config import Config
@@ -72,70 +72,13 @@ def output_rule(config: Config, provider: str, endpoint: str, model: str) -> Out
     return rule
 
 
-def _unwrap(body: dict[str, Any]) -> dict[str, Any]:
-    """Accept a whole result line too: OpenAI {"response": {"body": ...}}, Anthropic {"result": {"message": ...}}."""
-    response = body.get("response")
-    if isinstance(response, dict) and isinstance(response.get("body"), dict):
-        body = response["body"]
-    result = body.get("result")
-    if isinstance(result, dict):
-        body = result
-    if body.get("type") == "succeeded" and isinstance(body.get("message"), dict):
-        body = body["message"]
-    return body
-
-
 def output_text(provider: str, endpoint: str, body: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(the model's text, or None if there is none; a reason when there is none).
+    """(the model's text, or None if there is none; a reason when there is none), as
+    the provider's spec reads its response shape (`ProviderSpec.result_text`).
 
     Endpoints without a text output (embeddings, ...) give (None, None): nothing to check.
     """
-    body = _unwrap(body)
-    if provider == ANTHROPIC:
-        blocks = body.get("content")
-        if not isinstance(blocks, list):
-            return None, "no content in the response"
-        texts = [b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)]
-        return ("".join(texts), None) if texts else (None, "no text block in the response")
-    if endpoint in ("/v1/chat/completions", "/v1/completions"):
-        choices = body.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            return None, "no choices in the response"
-        choice = choices[0]
-        if endpoint == "/v1/completions":
-            text = choice.get("text")
-            return (text, None) if isinstance(text, str) else (None, "no text in the response")
-        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-        content = message.get("content")
-        if isinstance(content, str):
-            return content, None
-        refused = message.get("refusal")
-        return None, f"the model refused: {refused}" if isinstance(refused, str) else "no message content in the response"
-    if endpoint == "/v1/responses":
-        texts: list[str] = []
-        refusal: str | None = None
-        for item in body.get("output") or []:
-            if not isinstance(item, dict) or item.get("type") != "message":
-                continue
-            for part in item.get("content") or []:
-                if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str):
-                    texts.append(part["text"])
-                elif isinstance(part, dict) and part.get("type") == "refusal":
-                    refusal = str(part.get("refusal", ""))
-        if texts:
-            return "".join(texts), None
-        return None, f"the model refused: {refusal}" if refusal is not None else "no output_text in the response"
-    return None, None
-
-
-def _truncated(provider: str, body: dict[str, Any]) -> bool:
-    body = _unwrap(body)
-    if provider == ANTHROPIC:
-        return body.get("stop_reason") == "max_tokens"
-    if body.get("status") == "incomplete":
-        return True
-    choices = body.get("choices")
-    return bool(isinstance(choices, list) and choices and isinstance(choices[0], dict) and choices[0].get("finish_reason") == "length")
+    return registry.get(provider).result_text(endpoint, body)
 
 
 @lru_cache(maxsize=64)
@@ -190,6 +133,6 @@ def validate_output(
     if text is None:
         return f"no JSON output: {missing}" if missing else None
     problem = check_text(rule, text.strip())
-    if problem is not None and _truncated(provider, response_body):
+    if problem is not None and registry.get(provider).truncated(response_body):
         problem += " (the output was cut short at the token limit)"
     return problem

@@ -31,13 +31,17 @@ from batchtop.providers.base import (
     ENDED,
     FAILED,
     SUCCEEDED,
-    Lost,
     ProviderAdapter,
-    Refused,
     RemoteBatch,
     ResultLine,
-    is_auth_error,
-    retry_after,
+)
+from batchtop.providers.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderNotFound,
+    ProviderQuota,
+    ProviderRefused,
+    error_name,
 )
 from batchtop.providers.clients import (
     NO_KEY,
@@ -197,7 +201,7 @@ class Engine:
             except lease.LeaseLost:
                 raise
             except Exception as exc:
-                report.errors[provider] = redact(f"{type(exc).__name__}: {exc}")
+                report.errors[provider] = redact(f"{error_name(exc)}: {exc}")
         return report
 
     async def _provider_pass(self, provider: str, report: TickReport) -> None:
@@ -223,15 +227,15 @@ class Engine:
             await self._flush(adapter, report)
         except lease.LeaseLost:
             raise  # another engine holds the data dir now: this one stops, whatever the provider did
+        except ProviderAuthError as exc:
+            self._auth_failed(provider, exc, state, report)
+            return
         except Exception as exc:  # a provider's failure must not stop the others
-            if is_auth_error(exc):
-                self._auth_failed(provider, exc, state, report)
-                return
             delay = self._backoff(provider, exc)
             retry_at = self.now() + delay
-            message = redact(f"{type(exc).__name__}: {exc}")
+            message = redact(f"{error_name(exc)}: {exc}")
             # one figure everywhere: the status line, its RETRY AT and stderr say the same
-            waiting = f"backing off {delay:.0f}s (until {iso(retry_at)}) after {type(exc).__name__}"
+            waiting = f"backing off {delay:.0f}s (until {iso(retry_at)}) after {error_name(exc)}"
             self._set_state(
                 f"provider:{provider}",
                 {
@@ -256,12 +260,12 @@ class Engine:
             status = f"ok; {foreign} batch(es) of another account are not polled with account {adapter.account!r}"
         self._set_state(f"provider:{provider}", {"status": status, "polled_at": self.now()})
 
-    def _auth_failed(self, provider: str, exc: BaseException, state: dict[str, Any], report: TickReport) -> None:
+    def _auth_failed(self, provider: str, exc: ProviderAuthError, state: dict[str, Any], report: TickReport) -> None:
         """A refused key is an error on the provider's line and in the exit status. No
         backoff: the next tick asks again with one cheap call, so a fixed key is taken
         at once, and nothing is uploaded while it is refused."""
         env = key_env(self.config, provider)
-        message = redact(f"{AUTH_HELD} (401): {getattr(exc, 'message', None) or exc}; check {env}")[:500]
+        message = redact(f"{AUTH_HELD} (401): {exc.message}; check {env}")[:500]
         holds.hold_provider(self.store, provider, message, None, queued_only=True)
         self._set_state(
             f"provider:{provider}",
@@ -285,7 +289,7 @@ class Engine:
         the provider's Retry-After."""
         n = self._failures[provider] = self._failures.get(provider, 0) + 1
         delay = min(MAX_BACKOFF, 2.0 ** min(n, 10)) * (0.5 + random.random() / 2)
-        wait = retry_after(exc)
+        wait = exc.retry_after if isinstance(exc, ProviderError) else None
         return float(math.ceil(max(delay, wait or 0.0)))
 
 
@@ -313,13 +317,13 @@ class Engine:
         lines = submissions.lines(self.store, intent.id)
         try:
             remote = await adapter.submit(intent.uid, intent.endpoint, lines)
-        except Refused as exc:
-            if exc.quota:  # no batch of this provider can be taken now: hold them all, say so
-                reason = redact(f"{QUOTA_HELD}: {exc.reason}")
-                submissions.undo(self.store, intent.id, reason, self.now() + QUOTA_HOLD, self.now())
-                report.refused.append(exc.reason)
-                self._hold_for_quota(adapter.provider, exc.reason, report)
-                return False
+        except ProviderQuota as exc:  # no batch of this provider can be taken now: hold them all, say so
+            reason = redact(f"{QUOTA_HELD}: {exc.reason}")
+            submissions.undo(self.store, intent.id, reason, self.now() + QUOTA_HOLD, self.now())
+            report.refused.append(exc.reason)
+            self._hold_for_quota(adapter.provider, exc.reason, report)
+            return False
+        except ProviderRefused as exc:
             n = self._failures.get(f"refused:{intent.buffer_id}", 0) + 1
             self._failures[f"refused:{intent.buffer_id}"] = n
             if exc.retry_after is not None:  # the provider said when: no longer, no shorter than a second
@@ -329,9 +333,7 @@ class Engine:
             submissions.undo(self.store, intent.id, redact(f"provider refused: {exc.reason}"), self.now() + wait, self.now())
             report.refused.append(exc.reason)
             return False
-        except Exception as exc:
-            if not is_auth_error(exc):
-                raise
+        except ProviderAuthError:
             # a refused key created nothing: the requests go back, no attempt used, and
             # the pass reports the provider's auth error
             submissions.undo(self.store, intent.id, redact(f"{AUTH_HELD} (401)"), None, self.now())
@@ -350,16 +352,8 @@ class Engine:
         ).fetchall()
         for local_id, batch_id in rows:
             try:
-                try:
-                    remote = await adapter.cancel(batch_id)
-                except Lost:
-                    raise
-                except Exception as exc:
-                    if getattr(exc, "status_code", None) in (400, 409):
-                        remote = await adapter.retrieve(batch_id)  # it ended meanwhile
-                    else:
-                        raise
-            except Lost as exc:
+                remote = await adapter.cancel(batch_id)  # one that ended meanwhile comes back as it is
+            except ProviderNotFound as exc:
                 self._lose(local_id, exc, report)
                 continue
             self._update(local_id, remote, cancelled=True)
@@ -382,13 +376,13 @@ class Engine:
         for batch_id in sorted(set(wanted) - set(seen)):  # not in the listing (should not happen): ask directly
             try:
                 seen[batch_id] = await adapter.retrieve(batch_id)
-            except Lost as exc:
+            except ProviderNotFound as exc:
                 self._lose(wanted[batch_id], exc, report)
         for batch_id, remote in seen.items():
             self._update(wanted[batch_id], remote)
         return seen
 
-    def _lose(self, local_id: int, exc: Lost, report: TickReport) -> None:
+    def _lose(self, local_id: int, exc: ProviderNotFound, report: TickReport) -> None:
         """One batch the provider no longer knows: marked lost, its requests left for
         the operator; the rest of the provider's pass goes on."""
         reason = redact(
@@ -433,7 +427,7 @@ class Engine:
                 return
             try:
                 remote = remotes.get(batch_id) or await adapter.retrieve(batch_id)
-            except Lost as exc:
+            except ProviderNotFound as exc:
                 self._lose(local_id, exc, report)
                 continue
             if remote.refused:
@@ -452,7 +446,7 @@ class Engine:
                     lambda chunk: failures.verdicts(adapter.provider, chunk),
                     max_lines=line_limit(len(ingest.attempts)),
                 )
-            except Lost as exc:  # what was ingested stays; the rest waits for the operator
+            except ProviderNotFound as exc:  # what was ingested stays; the rest waits for the operator
                 self._lose(local_id, exc, report)
                 continue
             except ResultFileTooLong as exc:
@@ -461,7 +455,7 @@ class Engine:
             except (lease.LeaseLost, sqlite3.OperationalError):
                 raise  # not this batch's fault
             except Exception as exc:  # noqa: BLE001 - the download failed, or the provider sent what we cannot store
-                self._ingest_failed(ingest, batch_id, redact(f"{type(exc).__name__}: {exc}"), report)
+                self._ingest_failed(ingest, batch_id, redact(f"{error_name(exc)}: {exc}"), report)
                 continue
             if not run.complete:
                 if budget.stopped():

@@ -8,6 +8,9 @@ Input: the characters of what the model reads (messages, system, input, ...) / 4
 images excepted: those count by their own dimensions (`pricing.images`).
 Output: the request's own cap (max_tokens and kin) when it has one, which makes the
 figure an upper bound; else the model's observed mean per success; else a default.
+
+Which fields of a line are which is the provider's (`ProviderSpec.request_body`,
+`prompt_parts`, `output_cap`, `outputs`); this module only does the arithmetic.
 """
 
 from __future__ import annotations
@@ -22,17 +25,10 @@ import orjson
 from batchtop.pricing.images import ImageTokens, image_tokens
 from batchtop.pricing.table import shipped_table
 from batchtop.pricing.usage import DEFAULT_OUTPUT_TOKENS
-from batchtop.providers.limits import ANTHROPIC, ANTHROPIC_ENDPOINT, GEMINI, GEMINI_ENDPOINT, OPENAI
+from batchtop.providers import registry
 
 CHARS_PER_TOKEN = 4
-# What the model reads, across the endpoints: chat/messages, responses, embeddings, completions.
-INPUT_FIELDS = ("system", "instructions", "messages", "input", "prompt", "tools")
-OUTPUT_CAPS = ("max_completion_tokens", "max_output_tokens", "max_tokens")
 NO_OUTPUT_ENDPOINTS = frozenset({"/v1/embeddings", "/v1/moderations"})
-# Gemini's GenerateContentRequest, in either spelling the API takes
-GEMINI_INPUT_FIELDS = ("contents", "systemInstruction", "system_instruction", "tools")
-GEMINI_CONFIG_FIELDS = ("generationConfig", "generation_config")
-GEMINI_OUTPUT_CAPS = ("maxOutputTokens", "max_output_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,21 +42,8 @@ class RequestEstimate:
 
 
 def request_body(provider: str, line: dict[str, Any]) -> dict[str, Any]:
-    """The part of a native line the provider bills for: OpenAI `body`, Anthropic
-    `params`, Gemini `request`."""
-    body = line.get({ANTHROPIC: "params", GEMINI: "request"}.get(provider, "body"))
-    return body if isinstance(body, dict) else {}
-
-
-def _gemini_fields(body: dict[str, Any]) -> tuple[dict[str, Any], int | None, int]:
-    """A GenerateContentRequest as the estimator reads others: what the model reads
-    under the common names, and its output cap and candidate count from the
-    generation config."""
-    read = {k: body[k] for k in GEMINI_INPUT_FIELDS if body.get(k) is not None}
-    config: Any = next((body[k] for k in GEMINI_CONFIG_FIELDS if isinstance(body.get(k), dict)), {})
-    cap = next((config[k] for k in GEMINI_OUTPUT_CAPS if k in config), None)
-    n = config.get("candidateCount", config.get("candidate_count"))
-    return read, cap if isinstance(cap, int) and not isinstance(cap, bool) else None, n if isinstance(n, int) else 1
+    """The part of a native line the provider bills for: OpenAI `body`, Anthropic `params`."""
+    return registry.get(provider).request_body(line)
 
 
 def _chars(value: Any) -> int:
@@ -98,15 +81,9 @@ def estimate_request(
     `scan_images=False` skips the walk for image parts, for a caller that knows the
     line has none (every image part's type names "image").
     """
-    provider = provider or (
-        ANTHROPIC if endpoint == ANTHROPIC_ENDPOINT else GEMINI if endpoint == GEMINI_ENDPOINT else OPENAI
-    )
-    if provider == GEMINI:
-        read, cap, candidates = _gemini_fields(body)
-        body = {**read, "n": candidates, **({"max_tokens": cap} if cap is not None else {})}
-        fields = list(read.values())
-    else:
-        fields = [body[k] for k in INPUT_FIELDS if body.get(k) is not None]
+    spec = registry.get(provider) if provider else registry.for_endpoint(endpoint)
+    provider = spec.name
+    fields = spec.prompt_parts(body)
     chars = sum(_chars(v) for v in fields)
     structured = [v for v in fields if isinstance(v, (dict, list))] if scan_images else []  # where image parts can be
     family = _family(provider, body) if structured else None
@@ -114,12 +91,10 @@ def estimate_request(
     input_tokens = _ceil_div(max(chars - images.chars, 0), CHARS_PER_TOKEN) + images.tokens
     if endpoint in NO_OUTPUT_ENDPOINTS:
         return RequestEstimate(input_tokens, 0, "none", images, 0)
-    choices = body.get("n")
-    n = choices if isinstance(choices, int) and not isinstance(choices, bool) and choices > 1 else 1
-    for key in OUTPUT_CAPS:
-        cap = body.get(key)
-        if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
-            return RequestEstimate(input_tokens, cap * n, "cap", images, n)
+    n = spec.outputs(body)
+    cap = spec.output_cap(body)
+    if cap is not None:
+        return RequestEstimate(input_tokens, cap * n, "cap", images, n)
     if observed_output is not None:
         return RequestEstimate(input_tokens, _ceil_div(observed_output * n, 1), "observed", images, n)
     return RequestEstimate(input_tokens, DEFAULT_OUTPUT_TOKENS * n, "default", images, n)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 import anthropic
+import httpx2  # the HTTP client both SDKs are built on: a streamed download raises its errors as is
 
 from batchtop.providers.base import (
     CANCELLED,
@@ -19,15 +21,17 @@ from batchtop.providers.base import (
     SKEW,
     SUCCEEDED,
     ListingAdapter,
-    Lost,
-    Refused,
     RemoteBatch,
     ResultLine,
-    is_refusal,
     load_line,
-    retry_after,
 )
-from batchtop.providers.failures import is_quota
+from batchtop.providers.errors import (
+    ProviderError,
+    ProviderNotFound,
+    ProviderTransient,
+    classify_status,
+    retry_after_seconds,
+)
 from batchtop.providers.streaming import (
     DEFAULT_MAX_LINE,
     START,
@@ -38,6 +42,41 @@ from batchtop.providers.streaming import (
 
 PAGE = 1000  # the largest page messages.batches.list takes
 _OUTCOMES = {"canceled": "cancelled", "expired": "expired"}
+
+
+def _error_type(body: object) -> str | None:
+    """The `error.type` of an error answer's body (`billing_error`, `overloaded_error`, ...)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def translate(exc: anthropic.APIError | httpx2.HTTPError, *, creating: str | None = None, batch_id: str | None = None) -> ProviderError:
+    """The typed error for an exception of the Anthropic SDK (or of its HTTP client, which
+    a streamed download raises as is): the one place this SDK's errors are read.
+
+    An error answer goes by its status, its body's `error.type` and its message (a
+    too-low credit balance is a 400 whose message says so) and Retry-After headers
+    (`errors.classify_status`; `creating` and `batch_id` as there); anything else (a
+    timeout, a broken connection, an answer the SDK could not read) is transient.
+    """
+    source = type(exc).__name__
+    if isinstance(exc, anthropic.APIStatusError):
+        return classify_status(
+            exc.status_code, exc.message, kind=_error_type(exc.body),
+            retry_after=retry_after_seconds(exc.response.headers),
+            creating=creating, batch_id=batch_id, source=source,
+        )
+    return ProviderTransient(str(exc) or source, source=source)
+
+
+@contextmanager
+def translated(*, creating: str | None = None, batch_id: str | None = None) -> Iterator[None]:
+    """Raise the SDK's (and httpx's) exceptions inside as `providers.errors` (`translate`)."""
+    try:
+        yield
+    except (anthropic.APIError, httpx2.HTTPError) as exc:
+        raise translate(exc, creating=creating, batch_id=batch_id) from exc
 
 
 def _status(b: Any) -> str:
@@ -111,10 +150,12 @@ def parse_result_line(raw: str) -> ResultLine:
         )
     if kind in _OUTCOMES:
         return ResultLine(cid, _OUTCOMES[kind], raw, f"{kind}: the request did not run", kind)
-    outer = result.get("error") if isinstance(result.get("error"), dict) else {}
+    error = result.get("error")
+    outer: dict[str, Any] = error if isinstance(error, dict) else {}
     # nested as documented ({"type": "error", "error": {...}}), or flat as some lines come
     # ({"type": "overloaded_error", "message": "Overloaded"}): both keep their message
-    inner = outer.get("error") if isinstance(outer.get("error"), dict) else outer
+    nested = outer.get("error")
+    inner: dict[str, Any] = nested if isinstance(nested, dict) else outer
     code = inner.get("type") if isinstance(inner.get("type"), str) and inner.get("type") != "error" else "error"
     message = inner.get("message") if isinstance(inner.get("message"), str) else ""
     return ResultLine(cid, ERRORED, raw, f"{code}: {message}", code, error_type=code if code != "error" else None)
@@ -135,44 +176,45 @@ class AnthropicBatches(ListingAdapter):
     def _remote(item: Any) -> RemoteBatch:
         return _remote(item)
 
+    def _translated(self, *, creating: str | None = None, batch_id: str | None = None) -> Any:
+        return translated(creating=creating, batch_id=batch_id)
+
     async def submit(self, uid: str, endpoint: str, lines: list[bytes]) -> RemoteBatch:
+        """One create call with every request inline (`uid` is not kept: no metadata)."""
         requests = [json.loads(line) for line in lines]
-        try:
+        with translated(creating="create"):
             batch = await self.client.messages.batches.create(requests=requests)
-        except anthropic.APIStatusError as exc:
-            if is_refusal(exc.status_code):
-                quota = is_quota(None, getattr(exc, "type", None), exc.message)
-                raise Refused(f"create refused: {exc.status_code} {exc.message}", retry_after(exc), quota=quota) from exc
-            raise
         return _remote(batch)
 
     async def find_submission(self, uid: str, created_at: float, total: int, owned: set[str]) -> list[RemoteBatch]:
         """No metadata here: the batches created in the intent's window with the same
         request count that no other submission owns."""
         found: list[RemoteBatch] = []
-        async for items in self._pages():
-            for b in items:
-                created = b.created_at.timestamp()
-                if created >= created_at - SKEW and b.id not in owned and _total(b) == total:
-                    found.append(_remote(b))
-            if not items or items[-1].created_at.timestamp() < created_at - SKEW:
-                break
+        with translated():
+            async for items in self._pages():
+                for b in items:
+                    created = b.created_at.timestamp()
+                    if created >= created_at - SKEW and b.id not in owned and _total(b) == total:
+                        found.append(_remote(b))
+                if not items or items[-1].created_at.timestamp() < created_at - SKEW:
+                    break
         return found
 
     async def probe(self) -> None:
-        await self.client.messages.batches.list(limit=1)
+        with translated():
+            await self.client.messages.batches.list(limit=1)
 
     async def retrieve(self, batch_id: str) -> RemoteBatch:
-        try:
+        with translated(batch_id=batch_id):
             return _remote(await self.client.messages.batches.retrieve(batch_id))
-        except anthropic.NotFoundError as exc:
-            raise Lost(batch_id, f"404 {exc.message}") from exc
 
     async def cancel(self, batch_id: str) -> RemoteBatch:
-        try:
-            return _remote(await self.client.messages.batches.cancel(batch_id))
-        except anthropic.NotFoundError as exc:
-            raise Lost(batch_id, f"404 {exc.message}") from exc
+        with translated(batch_id=batch_id):
+            try:
+                return _remote(await self.client.messages.batches.cancel(batch_id))
+            except (anthropic.BadRequestError, anthropic.ConflictError):
+                pass  # it ended meanwhile: as it is now
+        return await self.retrieve(batch_id)
 
     def results(
         self, batch: RemoteBatch, start: Position = START, max_line: int = DEFAULT_MAX_LINE
@@ -181,13 +223,16 @@ class AnthropicBatches(ListingAdapter):
         (`providers.streaming`) so each is stored verbatim."""
         return result_items([(0, partial(self._result_bytes, batch.id))], parse_result_line, start, max_line)
 
-    async def _result_bytes(self, batch_id: str) -> AsyncIterator[bytes]:
-        try:
-            decoder = await self.client.messages.batches.results(batch_id)
-        except anthropic.NotFoundError as exc:
-            raise Lost(batch_id, f"404 for its results ({exc.message})") from exc
-        try:
-            async for chunk in decoder.http_response.aiter_bytes():
-                yield chunk
-        finally:
-            await decoder.close()
+    async def _result_bytes(self, batch_id: str) -> AsyncGenerator[bytes, None]:
+        with translated():
+            try:
+                decoder = await self.client.messages.batches.results(batch_id)
+            except anthropic.NotFoundError as exc:
+                raise ProviderNotFound(
+                    batch_id, f"404 for its results ({exc.message})", source=type(exc).__name__
+                ) from exc
+            try:
+                async for chunk in decoder.http_response.aiter_bytes():
+                    yield chunk
+            finally:
+                await decoder.close()

@@ -4,8 +4,9 @@ engine loop's logging.
 Keys are read from environment variables (the SDKs' own, or the one an account
 names) and handed to the SDK client; they are never stored or printed: each one is
 remembered by `batchtop.redaction`, which blanks it in every error we store, print or
-log. The SDKs are imported here, lazily, so commands that make no provider call stay
-fast.
+log. Which SDK client a provider gets, and from which variables, is its spec's
+(`providers.registry`); the SDKs are imported there, lazily, so commands that make no
+provider call stay fast.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import os
 from collections.abc import Callable
 
 from batchtop.config import Account, Config
+from batchtop.providers import registry
 from batchtop.providers.base import ProviderAdapter
-from batchtop.providers.limits import ANTHROPIC, GEMINI, OPENAI
+from batchtop.providers.spec import TIMEOUT
 from batchtop.redaction import (
     redact,
     remember_environment,
@@ -24,16 +26,7 @@ from batchtop.redaction import (
     remember_url,
 )
 
-__all__ = ["NotConfigured", "account_for", "build_adapter", "configure_logging", "redact"]
-
-TIMEOUT = 120.0
-"""Seconds per provider call: the SDKs' 600 s default would let a hung provider
-freeze its pass for ten minutes before the backoff takes over."""
-
-_DEFAULT_KEY_ENV = {OPENAI: "OPENAI_API_KEY", ANTHROPIC: "ANTHROPIC_API_KEY", GEMINI: "GEMINI_API_KEY"}
-_FALLBACK_KEY_ENV = {GEMINI: "GOOGLE_API_KEY"}
-"""Read when the default is unset, as google-genai itself reads GOOGLE_API_KEY."""
-_DEFAULT_URL_ENV = {OPENAI: "OPENAI_BASE_URL", ANTHROPIC: "ANTHROPIC_BASE_URL", GEMINI: "GOOGLE_GEMINI_BASE_URL"}
+__all__ = ["TIMEOUT", "NotConfigured", "account_for", "build_adapter", "configure_logging", "redact"]
 
 
 class LogFilter(logging.Filter):
@@ -61,9 +54,14 @@ class LogFilter(logging.Filter):
         return True
 
 
-HTTP_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "anthropic", "google_genai", "aiohttp")
-"""The SDKs' and their HTTP client's loggers: at INFO httpx logs every request's URL.
-Set to WARNING so their INFO is not even formatted; LogFilter catches any other name."""
+HTTP_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
+"""The SDKs' HTTP client's loggers: at INFO httpx logs every request's URL. Set to
+WARNING with each provider's SDK loggers, so their INFO is not even formatted;
+LogFilter catches any other name."""
+
+
+def _quiet_loggers() -> tuple[str, ...]:
+    return HTTP_LOGGERS + tuple(name for spec in registry.specs() for name in spec.sdk_loggers)
 
 
 def configure_logging(*, verbose: bool = False) -> None:
@@ -75,7 +73,7 @@ def configure_logging(*, verbose: bool = False) -> None:
         for old in [f for f in handler.filters if isinstance(f, LogFilter)]:
             handler.removeFilter(old)
         handler.addFilter(LogFilter(verbose=verbose))
-    for name in HTTP_LOGGERS:
+    for name in _quiet_loggers():
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
@@ -84,12 +82,13 @@ class NotConfigured(Exception):
 
 
 def account_for(config: Config, provider: str) -> Account:
+    """The provider's config account, or the default one (the SDK's own variables)."""
     return config.accounts.get(provider) or Account(provider=provider)
 
 
 def _base_url(account: Account) -> str | None:
     """The account's base URL: its own, else the variable it names; None leaves the
-    SDK to its default (and to OPENAI_BASE_URL / ANTHROPIC_BASE_URL)."""
+    SDK to its default (and to its spec's `base_url_env`, OPENAI_BASE_URL say)."""
     if account.base_url:
         return account.base_url
     return os.environ.get(account.base_url_env) if account.base_url_env else None
@@ -97,11 +96,7 @@ def _base_url(account: Account) -> str | None:
 
 def key_env(config: Config, provider: str) -> str:
     """The name of the variable the provider's key is read from (never its value)."""
-    account = account_for(config, provider)
-    if account.api_key_env:
-        return account.api_key_env
-    default, fallback = _DEFAULT_KEY_ENV[provider], _FALLBACK_KEY_ENV.get(provider)
-    return fallback if fallback and not os.environ.get(default) and os.environ.get(fallback) else default
+    return account_for(config, provider).api_key_env or registry.get(provider).key_env
 
 
 NO_KEY = "no API key"
@@ -109,16 +104,20 @@ NO_KEY = "no API key"
 
 
 def build_adapter(config: Config, provider: str) -> ProviderAdapter:
+    """The provider's adapter for the engine, with the key and base URL of its config
+    account (else its SDK's variables). Raises NotConfigured when the key is not set,
+    UnknownProvider for a name no spec has."""
+    spec = registry.get(provider)
     account = account_for(config, provider)
-    name = key_env(config, provider)
-    api_key = os.environ.get(name)
+    env = account.api_key_env or spec.key_env
+    api_key = os.environ.get(env)
     if not api_key:
-        raise NotConfigured(f"{NO_KEY}: set {name}")
+        raise NotConfigured(f"{NO_KEY}: set {env}")
     base_url = _base_url(account)
     remember_environment()
     remember_secret(api_key)
-    remember_url(base_url or os.environ.get(_DEFAULT_URL_ENV[provider]))
-    return sdk_adapter(provider, api_key, base_url, account=account.name)
+    remember_url(base_url or os.environ.get(spec.base_url_env))
+    return spec.adapter(api_key, base_url, account=account.name, timeout=TIMEOUT)
 
 
 def sdk_adapter(
@@ -127,28 +126,7 @@ def sdk_adapter(
     """The provider's adapter over its official SDK's async client (imported here, on
     first use: `--once --no-refresh` never pays for it). `max_retries=None` keeps the
     SDK's own retry policy."""
-    retries = {} if max_retries is None else {"max_retries": max_retries}
-    if provider == GEMINI:
-        from google import genai
-        from google.genai import types
-
-        from batchtop.providers.gemini_batches import GeminiBatches
-
-        # google-genai retries nothing unless told (HttpRetryOptions); its timeout is in ms
-        attempts = {} if not max_retries else {"retry_options": types.HttpRetryOptions(attempts=max_retries + 1)}
-        options = types.HttpOptions(base_url=base_url, timeout=int(TIMEOUT * 1000), **attempts)
-        return GeminiBatches(genai.Client(vertexai=False, api_key=api_key, http_options=options), account)
-    if provider == OPENAI:
-        import openai
-
-        from batchtop.providers.openai_batches import OpenAIBatches
-
-        return OpenAIBatches(openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=TIMEOUT, **retries), account)
-    import anthropic
-
-    from batchtop.providers.anthropic_batches import AnthropicBatches
-
-    return AnthropicBatches(anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=TIMEOUT, **retries), account)
+    return registry.get(provider).adapter(api_key, base_url, account=account, timeout=TIMEOUT, max_retries=max_retries)
 
 
 def fixed_factory(base_urls: dict[str, str], api_key: str) -> Callable[[Config, str], ProviderAdapter]:

@@ -17,29 +17,15 @@ only judges the parsed fields), behind `classify`, the one function the engine c
 from __future__ import annotations
 
 from batchtop.providers.base import ERRORED, ResultLine
+from batchtop.providers.errors import is_quota
 from batchtop.providers.limits import ANTHROPIC, OPENAI
 
 RETRY = "retry"
 PERMANENT = "permanent"
 QUOTA = "quota"
 
-_QUOTA_CODES = frozenset({
-    "insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "billing_error", "quota_exceeded",
-})
-_QUOTA_PHRASES = ("credit balance is too low", "exceeded your current quota")
-"""Anthropic reports a low credit balance as a 400 `invalid_request_error`: its message
-is the only sign that paying, not rewriting, fixes it."""
-
 _OPENAI_PERMANENT_STATUS = frozenset({400, 403, 404, 413, 422})
 _ANTHROPIC_PERMANENT = frozenset({"invalid_request_error", "not_found_error", "request_too_large", "permission_error"})
-
-
-def is_quota(code: str | None, kind: str | None, message: str | None) -> bool:
-    """Out of quota or credit, whichever field says it (also used on a refused create)."""
-    if (code or "") in _QUOTA_CODES or (kind or "") in _QUOTA_CODES:
-        return True
-    text = (message or "").lower()
-    return any(phrase in text for phrase in _QUOTA_PHRASES)
 
 
 def _openai(line: ResultLine) -> str:

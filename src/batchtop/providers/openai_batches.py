@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
+import httpx2  # the HTTP client both SDKs are built on: a streamed download raises its errors as is
 import openai
 
 from batchtop.providers.base import (
@@ -13,15 +15,19 @@ from batchtop.providers.base import (
     SKEW,
     SUCCEEDED,
     ListingAdapter,
-    Lost,
-    Refused,
     RemoteBatch,
     ResultLine,
-    is_refusal,
     load_line,
-    retry_after,
 )
-from batchtop.providers.failures import is_quota
+from batchtop.providers.errors import (
+    ProviderError,
+    ProviderNotFound,
+    ProviderQuota,
+    ProviderRefused,
+    ProviderTransient,
+    classify_status,
+    retry_after_seconds,
+)
 from batchtop.providers.streaming import (
     DEFAULT_MAX_LINE,
     START,
@@ -36,8 +42,31 @@ _REFUSAL_CODES = {"token_limit_exceeded", "batch_limit_exceeded", "too_many_requ
 _ABORTS = {"batch_expired": "expired", "batch_cancelled": "cancelled"}
 
 
-def _quota(exc: openai.APIStatusError) -> bool:
-    return is_quota(getattr(exc, "code", None), getattr(exc, "type", None), exc.message)
+def translate(exc: openai.APIError | httpx2.HTTPError, *, creating: str | None = None, batch_id: str | None = None) -> ProviderError:
+    """The typed error for an exception of the OpenAI SDK (or of its HTTP client, which
+    a streamed download raises as is): the one place this SDK's errors are read.
+
+    An error answer goes by its status, `code`, `type` and Retry-After headers
+    (`errors.classify_status`; `creating` and `batch_id` as there); anything else (a
+    timeout, a broken connection, an answer the SDK could not read) is transient.
+    """
+    source = type(exc).__name__
+    if isinstance(exc, openai.APIStatusError):
+        return classify_status(
+            exc.status_code, exc.message, code=exc.code, kind=exc.type,
+            retry_after=retry_after_seconds(exc.response.headers),
+            creating=creating, batch_id=batch_id, source=source,
+        )
+    return ProviderTransient(str(exc) or source, source=source)
+
+
+@contextmanager
+def translated(*, creating: str | None = None, batch_id: str | None = None) -> Iterator[None]:
+    """Raise the SDK's (and httpx's) exceptions inside as `providers.errors` (`translate`)."""
+    try:
+        yield
+    except (openai.APIError, httpx2.HTTPError) as exc:
+        raise translate(exc, creating=creating, batch_id=batch_id) from exc
 
 
 def upload_name(uid: str) -> str:
@@ -121,29 +150,26 @@ class OpenAIBatches(ListingAdapter):
     def _remote(item: Any) -> RemoteBatch:
         return _remote(item)
 
+    def _translated(self, *, creating: str | None = None, batch_id: str | None = None) -> Any:
+        return translated(creating=creating, batch_id=batch_id)
+
     async def submit(self, uid: str, endpoint: str, lines: list[bytes]) -> RemoteBatch:
+        """Upload the lines as one file, then create the batch over it, our `uid` in its
+        metadata. A refused create deletes the upload it leaves behind."""
         data = b"".join(lines)
-        try:
+        with translated(creating="upload"):
             uploaded = await self.client.files.create(file=(upload_name(uid), data), purpose="batch")
-        except openai.APIStatusError as exc:
-            if is_refusal(exc.status_code):
-                raise Refused(
-                    f"upload refused: {exc.status_code} {exc.message}", retry_after(exc), quota=_quota(exc)
-                ) from exc
-            raise
         try:
-            batch = await self.client.batches.create(
-                input_file_id=uploaded.id,
-                endpoint=endpoint,  # type: ignore[arg-type]
-                completion_window="24h",
-                metadata={META_KEY: uid},
-            )
-        except openai.APIStatusError as exc:
-            if is_refusal(exc.status_code):
+            with translated(creating="create"):
+                batch = await self.client.batches.create(
+                    input_file_id=uploaded.id,
+                    endpoint=endpoint,  # type: ignore[arg-type]
+                    completion_window="24h",
+                    metadata={META_KEY: uid},
+                )
+        except (ProviderRefused, ProviderQuota):  # nothing was created: no upload left behind
+            with translated():
                 await self._delete_file(uploaded.id)
-                raise Refused(
-                    f"create refused: {exc.status_code} {exc.message}", retry_after(exc), quota=_quota(exc)
-                ) from exc
             raise
         return _remote(batch)
 
@@ -157,35 +183,37 @@ class OpenAIBatches(ListingAdapter):
         """Batches carrying our submission id in metadata; an upload left without
         a batch (killed between upload and create) is deleted."""
         found: list[RemoteBatch] = []
-        async for items in self._pages():
-            for b in items:
-                if (b.metadata or {}).get(META_KEY) == uid:
-                    found.append(_remote(b))
-            if not items or items[-1].created_at < created_at - SKEW:
-                break
-        if not found:
-            files = await self.client.files.list(purpose="batch", order="desc", limit=1000)
-            for f in files.data:
-                if f.filename == upload_name(uid):
-                    await self._delete_file(f.id)
-                if f.created_at < created_at - SKEW:
+        with translated():
+            async for items in self._pages():
+                for b in items:
+                    if (b.metadata or {}).get(META_KEY) == uid:
+                        found.append(_remote(b))
+                if not items or items[-1].created_at < created_at - SKEW:
                     break
+            if not found:
+                files = await self.client.files.list(purpose="batch", order="desc", limit=1000)
+                for f in files.data:
+                    if f.filename == upload_name(uid):
+                        await self._delete_file(f.id)
+                    if f.created_at < created_at - SKEW:
+                        break
         return found
 
     async def probe(self) -> None:
-        await self.client.batches.list(limit=1)
+        with translated():
+            await self.client.batches.list(limit=1)
 
     async def retrieve(self, batch_id: str) -> RemoteBatch:
-        try:
+        with translated(batch_id=batch_id):
             return _remote(await self.client.batches.retrieve(batch_id))
-        except openai.NotFoundError as exc:
-            raise Lost(batch_id, f"404 {exc.message}") from exc
 
     async def cancel(self, batch_id: str) -> RemoteBatch:
-        try:
-            return _remote(await self.client.batches.cancel(batch_id))
-        except openai.NotFoundError as exc:
-            raise Lost(batch_id, f"404 {exc.message}") from exc
+        with translated(batch_id=batch_id):
+            try:
+                return _remote(await self.client.batches.cancel(batch_id))
+            except (openai.BadRequestError, openai.ConflictError):
+                pass  # it ended meanwhile: as it is now
+        return await self.retrieve(batch_id)
 
     def results(
         self, batch: RemoteBatch, start: Position = START, max_line: int = DEFAULT_MAX_LINE
@@ -199,10 +227,13 @@ class OpenAIBatches(ListingAdapter):
         ]
         return result_items(files, parse_result_line, start, max_line)
 
-    async def _file_bytes(self, batch_id: str, file_id: str) -> AsyncIterator[bytes]:
-        try:
-            async with self.client.files.with_streaming_response.content(file_id) as response:
-                async for chunk in response.iter_bytes():
-                    yield chunk
-        except openai.NotFoundError as exc:  # deleted, or expired: what it held is gone
-            raise Lost(batch_id, f"404 for its result file {file_id} ({exc.message})") from exc
+    async def _file_bytes(self, batch_id: str, file_id: str) -> AsyncGenerator[bytes, None]:
+        with translated():
+            try:
+                async with self.client.files.with_streaming_response.content(file_id) as response:
+                    async for chunk in response.iter_bytes():
+                        yield chunk
+            except openai.NotFoundError as exc:  # deleted, or expired: what it held is gone
+                raise ProviderNotFound(
+                    batch_id, f"404 for its result file {file_id} ({exc.message})", source=type(exc).__name__
+                ) from exc

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from batchtop.providers.base import ResultLine
+if TYPE_CHECKING:  # base imports this module for the adapter contract's defaults
+    from batchtop.providers.base import ResultLine
 
 DEFAULT_MAX_LINE = 16 * 1024 * 1024
 """Bytes: a long completion is a few hundred kilobytes of JSON; 16 MiB leaves room."""
@@ -85,7 +87,7 @@ class ResultItem:
 
 async def bounded_lines(
     chunks: AsyncIterator[bytes], *, max_line: int, skip: int = 0
-) -> AsyncIterator[tuple[bytes | None, int]]:
+) -> AsyncGenerator[tuple[bytes | None, int], None]:
     """(line without its newline, or None when over `max_line`; offset after it),
     for the bytes after the first `skip`. Memory stays within max_line + a chunk."""
     buf = bytearray()
@@ -139,7 +141,7 @@ def _excerpt(raw: bytes) -> str:
 
 
 async def result_items(
-    files: list[tuple[int, Callable[[], AsyncIterator[bytes]]]],
+    files: Sequence[tuple[int, Callable[[], AsyncGenerator[bytes, None]]]],
     parse: Callable[[str], ResultLine],
     start: Position,
     max_line: int,

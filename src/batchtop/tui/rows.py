@@ -15,6 +15,7 @@ from typing import Any
 from rich.text import Text
 
 from batchtop.display import cell, clean, money_decimals, usd_amount, usd_text
+from batchtop.providers import registry
 from batchtop.timefmt import human_duration, parse_time
 
 Cell = str | Text
@@ -178,7 +179,8 @@ def _batch_row(b: Mapping[str, Any], times: tuple[str, str], id_width: int | Non
         status.append(" ⊘cancel", style="yellow")
     left, age = times
     bar = batch_progress(b)
-    if b["provider"] == "anthropic" and not ended and not b["succeeded"] + b["failed"]:
+    spec = registry.find(b["provider"])
+    if spec is not None and not spec.reports_counts_while_running and not ended and not b["succeeded"] + b["failed"]:
         bar.append(" counted at end", style="dim")  # Anthropic reports counts only once a batch ends
     return (
         b["id"],
