@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from batchtop.providers.base import ERRORED, ResultLine
 from batchtop.providers.errors import is_quota
-from batchtop.providers.limits import ANTHROPIC, OPENAI
+from batchtop.providers.limits import ANTHROPIC, GEMINI, OPENAI
 
 RETRY = "retry"
 PERMANENT = "permanent"
@@ -45,7 +45,18 @@ def _anthropic(line: ResultLine) -> str:
     return RETRY  # rate_limit_error, api_error, overloaded_error, timeout_error, ...
 
 
-_BY_PROVIDER = {OPENAI: _openai, ANTHROPIC: _anthropic}
+def _gemini(line: ResultLine) -> str:
+    """A Gemini line's error is a google.rpc.Status: INVALID_ARGUMENT, NOT_FOUND,
+    PERMISSION_DENIED (status_code 400/404/403) cannot succeed as written;
+    RESOURCE_EXHAUSTED is a rate limit unless its message says the quota is spent."""
+    if is_quota(line.error_code, line.error_type, line.error):
+        return QUOTA
+    if line.status_code is not None and line.status_code in _OPENAI_PERMANENT_STATUS:
+        return PERMANENT
+    return RETRY
+
+
+_BY_PROVIDER = {OPENAI: _openai, ANTHROPIC: _anthropic, GEMINI: _gemini}
 
 
 def classify(provider: str, line: ResultLine) -> str:

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
 from typing import Any, cast
 
+import aiohttp
 import orjson
 from google import genai
 from google.genai import errors as genai_errors
@@ -42,15 +44,19 @@ from batchtop.providers.base import (
     SUCCEEDED,
     UNKNOWN,
     VALIDATING,
-    Lost,
-    Refused,
+    ProviderAdapter,
     RemoteBatch,
     ResultLine,
-    is_refusal,
     load_line,
-    retry_after,
 )
-from batchtop.providers.failures import is_quota
+from batchtop.providers.errors import (
+    ProviderError,
+    ProviderNotFound,
+    ProviderRefused,
+    ProviderTransient,
+    classify_status,
+    retry_after_seconds,
+)
 from batchtop.providers.limits import GEMINI, GEMINI_INLINE_MAX_BYTES
 from batchtop.providers.streaming import (
     DEFAULT_MAX_LINE,
@@ -90,9 +96,43 @@ _CONFIG_FIELDS = frozenset({
 })
 _GENERATION_CONFIG = ("generationConfig", "generation_config")
 # google.rpc.Code names a request can fail with, and the HTTP status each stands for
-_RPC_STATUS = {
-    3: 400, 5: 404, 7: 403, 8: 429, 9: 400, 11: 400, 13: 500, 14: 503, 4: 504, 1: 499, 2: 500, 16: 401,
+_RPC = {
+    1: ("CANCELLED", 499), 2: ("UNKNOWN", 500), 3: ("INVALID_ARGUMENT", 400), 4: ("DEADLINE_EXCEEDED", 504),
+    5: ("NOT_FOUND", 404), 7: ("PERMISSION_DENIED", 403), 8: ("RESOURCE_EXHAUSTED", 429),
+    9: ("FAILED_PRECONDITION", 400), 11: ("OUT_OF_RANGE", 400), 13: ("INTERNAL", 500), 14: ("UNAVAILABLE", 503),
+    16: ("UNAUTHENTICATED", 401),
 }
+
+
+_TRANSPORT = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+"""What the SDK's HTTP client (aiohttp, when installed, as here) raises as is."""
+
+
+def translate(exc: BaseException, *, creating: str | None = None, batch_id: str | None = None) -> ProviderError:
+    """The typed error for an exception of google-genai (or of its HTTP client): the
+    one place this SDK's errors are read. An error answer goes by its HTTP status
+    (`APIError.code`), its message and Retry-After headers (`errors.classify_status`);
+    anything else (a timeout, a broken connection) is transient."""
+    source = type(exc).__name__
+    if isinstance(exc, genai_errors.APIError) and isinstance(exc.code, int):
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+        message = " ".join(str(p) for p in (exc.status, exc.message) if p) or source
+        return classify_status(
+            exc.code, message, kind=exc.status if isinstance(exc.status, str) else None,
+            retry_after=retry_after_seconds(headers), creating=creating, batch_id=batch_id, source=source,
+        )
+    return ProviderTransient(str(exc) or source, source=source)
+
+
+@contextmanager
+def translated(*, creating: str | None = None, batch_id: str | None = None) -> Iterator[None]:
+    """Raise the SDK's (and its HTTP client's) exceptions inside as `providers.errors`."""
+    try:
+        yield
+    except ProviderError:
+        raise
+    except (genai_errors.APIError, *_TRANSPORT) as exc:
+        raise translate(exc, creating=creating, batch_id=batch_id) from exc
 
 
 def display_name(uid: str) -> str:
@@ -176,10 +216,12 @@ def parse_result_line(raw: str) -> ResultLine:
     response = obj.get("response")
     if isinstance(error, dict) and error:
         code = error.get("code")
+        code = code if isinstance(code, int) and not isinstance(code, bool) else None
         status_name = error.get("status") if isinstance(error.get("status"), str) else None
         message = error.get("message") if isinstance(error.get("message"), str) else ""
-        # a google.rpc.Code (3) in the output file, an HTTP status (400) where the API echoes one
-        http = (_RPC_STATUS.get(code) if code < 100 else code) if isinstance(code, int) and not isinstance(code, bool) else None
+        # a google.rpc.Code (3) in the output file, an HTTP status (400) where one is echoed
+        rpc_name, http = _RPC.get(code, (None, None)) if code is not None and code < 100 else (None, code)
+        status_name = status_name or rpc_name
         label = status_name or (f"code_{code}" if code is not None else "error")
         return ResultLine(key, ERRORED, raw, f"{label}: {message}", label, status_code=http, error_type=status_name)
     if not isinstance(response, dict):
@@ -240,15 +282,7 @@ class _QueueSink:
         await self.queue.put(bytes(chunk))
 
 
-def _api_error_text(exc: genai_errors.APIError) -> str:
-    return f"{exc.code} {exc.status or ''} {exc.message or ''}".replace("  ", " ").strip()
-
-
-def _quota(exc: genai_errors.APIError) -> bool:
-    return is_quota(None, None, exc.message)
-
-
-class GeminiBatches:
+class GeminiBatches(ProviderAdapter):
     """The provider adapter for Gemini Batch Mode (Gemini Developer API)."""
 
     provider = GEMINI
@@ -262,6 +296,7 @@ class GeminiBatches:
     # -- listing ------------------------------------------------------------------
 
     async def _pages(self) -> AsyncIterator[list[types.BatchJob]]:
+        """The listing's pages (`batches.list` pages by `pageToken`); untranslated."""
         pager = await self.client.aio.batches.list(config=types.ListBatchJobsConfig(page_size=PAGE))
         self.list_calls += 1
         while True:
@@ -282,17 +317,19 @@ class GeminiBatches:
         seen: dict[str, RemoteBatch] = {}
         before = self.list_calls
         missing = set(wanted)
-        async for items in self._pages():
-            for job in items:
-                if job.name in missing:
-                    seen[job.name] = _remote(job)
-                    missing.discard(job.name)
-            if not missing or not items or self._past(items, oldest):
-                break
+        with translated():
+            async for items in self._pages():
+                for job in items:
+                    if job.name in missing:
+                        seen[job.name] = _remote(job)
+                        missing.discard(job.name)
+                if not missing or not items or self._past(items, oldest):
+                    break
         return seen, self.list_calls - before
 
     async def probe(self) -> None:
-        await self.client.aio.batches.list(config=types.ListBatchJobsConfig(page_size=1))
+        with translated():
+            await self.client.aio.batches.list(config=types.ListBatchJobsConfig(page_size=1))
 
     # -- create -------------------------------------------------------------------
 
@@ -310,94 +347,89 @@ class GeminiBatches:
                 inline = cast(list[types.InlinedRequest], converted)
         if inline is not None:
             try:
-                return _remote(await self._create(model, inline, config))
-            except ValueError:  # the SDK refused to build the body (a config field the API lacks)
+                with translated(creating="create"):
+                    job = await self.client.aio.batches.create(model=model, src=cast(Any, inline), config=config)
+                return _remote(job)
+            except ValueError:  # the SDK would not build the body (a config field this API lacks): as a file
                 pass
         name = await self._upload(uid, objs)
         try:
-            return _remote(await self._create(model, name, config))
-        except Refused:
+            with translated(creating="create"):
+                job = await self.client.aio.batches.create(model=model, src=name, config=config)
+        except ProviderError as exc:
+            if isinstance(exc, ProviderTransient):
+                raise  # the batch may exist: find_submission settles it, and keeps the file
             await self._delete_file(name)
             raise
-
-    async def _create(self, model: str, src: Any, config: types.CreateBatchJobConfig) -> types.BatchJob:
-        try:
-            return await self.client.aio.batches.create(model=model, src=src, config=config)
-        except genai_errors.APIError as exc:
-            if exc.code is not None and is_refusal(exc.code):
-                raise Refused(f"create refused: {_api_error_text(exc)}", retry_after(exc), quota=_quota(exc)) from exc
-            raise
+        return _remote(job)
 
     async def _upload(self, uid: str, objs: list[dict[str, Any]]) -> str:
+        """The requests as a JSONL file, in Batch Mode's own line shape, uploaded by the
+        SDK's resumable protocol."""
         data = b"".join(orjson.dumps({KEY: o[KEY], "request": o["request"]}) + b"\n" for o in objs)
-        try:
+        with translated(creating="upload"):
             uploaded = await self.client.aio.files.upload(
                 file=io.BytesIO(data),
                 config=types.UploadFileConfig(display_name=display_name(uid), mime_type="jsonl"),
             )
-        except genai_errors.APIError as exc:
-            if exc.code is not None and is_refusal(exc.code):
-                raise Refused(f"upload refused: {_api_error_text(exc)}", retry_after(exc), quota=_quota(exc)) from exc
-            raise
         if not uploaded.name:
-            raise RuntimeError("the upload answered without a file name")
+            raise ProviderTransient("the upload answered without a file name", source="GeminiBatches")
         return uploaded.name
 
     async def _delete_file(self, name: str) -> None:
         try:
-            await self.client.aio.files.delete(name=name)
-        except genai_errors.ClientError as exc:
-            if exc.code != 404:
-                raise
+            with translated(batch_id=name):
+                await self.client.aio.files.delete(name=name)
+        except ProviderNotFound:
+            pass
 
     async def find_submission(self, uid: str, created_at: float, total: int, owned: set[str]) -> list[RemoteBatch]:
         """Batches whose display name carries our submission id; an upload left
         without a batch (killed between upload and create) is deleted."""
         found: list[RemoteBatch] = []
         wanted = display_name(uid)
-        async for items in self._pages():
-            found += [_remote(b) for b in items if b.display_name == wanted and b.name not in owned]
-            if not items or self._past(items, created_at):
-                break
-        if not found:
+        with translated():
+            async for items in self._pages():
+                found += [_remote(b) for b in items if b.display_name == wanted and b.name not in owned]
+                if not items or self._past(items, created_at):
+                    break
+            if found:
+                return found
+            orphans: list[str] = []
             pager = await self.client.aio.files.list(config=types.ListFilesConfig(page_size=100))
             async for f in pager:
                 if f.display_name == wanted and f.name:
-                    await self._delete_file(f.name)
+                    orphans.append(f.name)
                 if (_ts(f.create_time) or created_at) < created_at - SKEW:
                     break
+        for name in orphans:
+            await self._delete_file(name)
         return found
 
     # -- one batch ----------------------------------------------------------------
 
-    async def _get(self, batch_id: str) -> types.BatchJob:
-        try:
-            return await self.client.aio.batches.get(name=batch_id)
-        except genai_errors.ClientError as exc:
-            if exc.code == 404:
-                raise Lost(batch_id, f"404 {exc.message or ''}".strip()) from exc
-            raise
-
     async def retrieve(self, batch_id: str) -> RemoteBatch:
-        return _remote(await self._get(batch_id))
+        with translated(batch_id=batch_id):
+            return _remote(await self.client.aio.batches.get(name=batch_id))
 
     async def cancel(self, batch_id: str) -> RemoteBatch:
         try:
-            await self.client.aio.batches.cancel(name=batch_id)
-        except genai_errors.ClientError as exc:
-            if exc.code == 404:
-                raise Lost(batch_id, f"404 {exc.message or ''}".strip()) from exc
-            raise
+            with translated(batch_id=batch_id):
+                await self.client.aio.batches.cancel(name=batch_id)
+        except ProviderRefused as exc:
+            if exc.status_code not in (400, 409):
+                raise  # 400/409: it ended meanwhile, and is returned as it is now
         return await self.retrieve(batch_id)
 
     async def delete(self, batch_id: str) -> None:
-        """Delete an ended batch at the provider (its results go with it)."""
-        try:
+        """Delete an ended batch at the provider (its results go with it).
+
+        Raises:
+            ProviderNotFound: the provider does not know the batch.
+            ProviderRefused: it has not ended.
+        """
+        with translated(batch_id=batch_id):
             await self.client.aio.batches.delete(name=batch_id)
-        except genai_errors.ClientError as exc:
-            if exc.code == 404:
-                raise Lost(batch_id, f"404 {exc.message or ''}".strip()) from exc
-            raise
 
     # -- results ------------------------------------------------------------------
 
@@ -413,8 +445,9 @@ class GeminiBatches:
         )
         return result_items([(0, opener)], parse_result_line, start, max_line)
 
-    async def _inline_bytes(self, batch_id: str) -> AsyncIterator[bytes]:
-        job = await self._get(batch_id)
+    async def _inline_bytes(self, batch_id: str) -> AsyncGenerator[bytes, None]:
+        with translated(batch_id=batch_id):
+            job = await self.client.aio.batches.get(name=batch_id)
         dest = job.dest
         if dest is not None and dest.file_name:  # listed before its output was known
             async for chunk in self._file_bytes(batch_id, dest.file_name):
@@ -423,7 +456,7 @@ class GeminiBatches:
         for item in (dest.inlined_responses if dest is not None else None) or []:
             yield _inline_line(item)
 
-    async def _file_bytes(self, batch_id: str, file_name: str) -> AsyncIterator[bytes]:
+    async def _file_bytes(self, batch_id: str, file_name: str) -> AsyncGenerator[bytes, None]:
         """The file's bytes as the SDK downloads them, never more than a few chunks
         ahead of the reader; the download stops when the reader does."""
         queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=DOWNLOAD_QUEUE)
@@ -440,11 +473,12 @@ class GeminiBatches:
                 while not queue.empty():
                     yield queue.get_nowait()
                 try:
-                    task.result()
-                except genai_errors.ClientError as exc:
-                    if exc.code == 404:  # deleted, or expired: what it held is gone
-                        raise Lost(batch_id, f"404 for its result file {file_name} ({exc.message or ''})") from exc
-                    raise
+                    with translated(batch_id=batch_id):
+                        task.result()
+                except ProviderNotFound as exc:  # deleted, or expired: what it held is gone
+                    raise ProviderNotFound(
+                        batch_id, f"404 for its result file {file_name} ({exc.detail})", source=exc.source
+                    ) from exc
                 return
         finally:
             if not task.done():
