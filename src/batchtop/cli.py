@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--provider", choices=registry.names(),
         help="force the provider (default: told from each line's shape)",
     )
-    p.add_argument("--model", metavar="MODEL", help="the model of Gemini lines that do not name theirs")
+    p.add_argument("--model", metavar="MODEL", help="the model of Gemini lines that do not name theirs (default: each line names its own)")
 
     p = command("flush", "mark buffers for flushing now; the next tick submits them",
                 "Without it a buffer is flushed by its policy: age, size or a deadline (see the config).")
@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--provider", choices=registry.names(),
         help="force the provider (default: told from each line's shape)",
     )
-    p.add_argument("--model", metavar="MODEL", help="the model of Gemini lines that do not name theirs")
+    p.add_argument("--model", metavar="MODEL", help="the model of Gemini lines that do not name theirs (default: each line names its own)")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="a JSON array, one object per model")
 
     p = command("report", "the cost report over a period: batch vs real time, per model and day, projections, what-if")
