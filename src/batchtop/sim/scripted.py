@@ -107,6 +107,8 @@ def create_refusal(provider: str, kind: str) -> tuple[int, str, str | None]:
     script = KINDS.get(kind)
     if script is None:
         raise ValueError(f"unknown scripted error {kind!r} (known: {', '.join(sorted(KINDS))})")
+    if provider == "gemini":  # Google's front end answers with the HTTP status and its own text
+        return script.status, script.openai_error["message"], None
     if provider == "anthropic":
         error = script.anthropic_result["error"]
         inner = error.get("error", error)
