@@ -164,12 +164,15 @@ def _remote(job: types.BatchJob) -> RemoteBatch:
     dest = job.dest
     name = job.display_name or ""
     error = job.error.message if job.error is not None and job.error.message else None
+    # the only counts the SDK lets through: an ended inline batch's responses
+    inline = (dest.inlined_responses if dest is not None else None) or []
+    failed = sum(1 for r in inline if r.error is not None or r.response is None)
     return RemoteBatch(
         id=job.name or "",
         status=status,
-        total=0,
-        succeeded=0,
-        failed=0,
+        total=len(inline),
+        succeeded=len(inline) - failed,
+        failed=failed,
         created_at=created,
         ended_at=ended,
         output_file_id=dest.file_name if dest is not None else None,
