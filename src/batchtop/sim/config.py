@@ -61,6 +61,9 @@ class SimConfig:
     as an account out of quota or credit is. Read on every request."""
     thoughts_share: float = 0.0
     """Gemini: share of a success's output tokens reported as thoughts (thoughtsTokenCount)."""
+    gemini_window_s: float = 48 * 3600.0
+    """Gemini: a batch still pending or running this long after it was created expires
+    (Batch Mode's 48 hours, as its docs state it; not checked against the live API)."""
     stalled_batches: int = 0
     """Gemini: the next this many batches stay PENDING until cancelled or their window
     ends, as jobs reported stuck for over a day do. Read when a batch is created."""

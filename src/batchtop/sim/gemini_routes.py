@@ -106,8 +106,12 @@ async def upload(request: web.Request) -> web.Response:
         body = await read_json(request)
         meta = (body or {}).get("file") if isinstance(body, dict) else None
         meta = meta if isinstance(meta, dict) else {}
-        mime = request.headers.get("X-Goog-Upload-Header-Content-Type") or meta.get("mimeType") or "application/octet-stream"
-        new_id = sim.state.gemini_start_upload(meta.get("displayName"), mime, size)
+        # google-genai sends the File as it dumps it, in snake_case; proto JSON takes both
+        mime = (
+            request.headers.get("X-Goog-Upload-Header-Content-Type")
+            or meta.get("mimeType") or meta.get("mime_type") or "application/octet-stream"
+        )
+        new_id = sim.state.gemini_start_upload(meta.get("displayName", meta.get("display_name")), mime, size)
         url = f"{origin(request)}{request.path}?upload_id={new_id}&upload_protocol=resumable"
         return web.Response(status=200, headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"})
     if "upload" not in command:

@@ -178,10 +178,11 @@ class GeminiBatch:
     timing: Timing = field(init=False)
 
     def __post_init__(self) -> None:
-        timing = Timing.from_config(self.cfg)
-        if self.stalled:  # never leaves PENDING: only a cancel or the window ends it
-            timing = Timing(STALLED, timing.per_request_s, timing.finalize_s, timing.cancel_s, timing.window_s)
-        self.timing = timing
+        t = Timing.from_config(self.cfg)
+        # never leaves PENDING when stalled: only a cancel or the window ends it
+        self.timing = Timing(
+            STALLED if self.stalled else t.validate_s, t.per_request_s, t.finalize_s, t.cancel_s, self.cfg.gemini_window_s
+        )
 
     @property
     def name(self) -> str:
