@@ -259,3 +259,29 @@ def test_reconcile_finds_the_batch_by_display_name_and_deletes_an_orphan_upload(
             await adapter.close()
 
     asyncio.run(scenario())
+
+
+def test_an_inline_image_counts_by_its_size_not_its_base64() -> None:
+    import base64
+    import struct
+    import zlib
+
+    from batchtop.pricing.estimate import estimate_request
+
+    def png(width: int, height: int) -> str:
+        rows = b"".join(b"\x00" + b"\x00" * width * 3 for _ in range(height))
+
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+        header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+        data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+        return base64.b64encode(data).decode()
+
+    def estimate(width: int, height: int) -> int:
+        part = {"inlineData": {"mimeType": "image/png", "data": png(width, height)}}
+        body = {"contents": [{"parts": [part]}]}
+        return estimate_request("generateContent", body, provider="gemini").images.tokens
+
+    assert estimate(300, 200) == 258  # one small image
+    assert estimate(1000, 800) == 258 * 2 * 2  # four 768 px tiles
