@@ -20,7 +20,7 @@ from batchtop.config import Config
 from batchtop.errors import BatchtopError
 from batchtop.paths import DB_NAME
 from batchtop.providers.clients import key_env
-from batchtop.providers.limits import ANTHROPIC, OPENAI
+from batchtop.providers import registry
 from batchtop.store import Store, lease
 from batchtop.store.search import matching_batches
 from batchtop.tui.rows import BatchRowMemo, Tables, tables
@@ -65,7 +65,7 @@ def other_holder(store: Store, now: float) -> str | None:
 
 def missing_keys(config: Config) -> Mapping[str, str]:
     """Providers whose API key this process does not have (the variable's name only)."""
-    wanted = {p: key_env(config, p) for p in (OPENAI, ANTHROPIC)}
+    wanted = {p: key_env(config, p) for p in registry.names()}
     return MappingProxyType({p: env for p, env in wanted.items() if not os.environ.get(env)})
 
 
