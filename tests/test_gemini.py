@@ -285,3 +285,14 @@ def test_an_inline_image_counts_by_its_size_not_its_base64() -> None:
 
     assert estimate(300, 200) == 258  # one small image
     assert estimate(1000, 800) == 258 * 2 * 2  # four 768 px tiles
+
+
+def test_google_keys_are_redacted_by_shape_and_by_place() -> None:
+    from batchtop.redaction import redact
+
+    key = "AIza" + "SyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW"
+    assert len(key) == 39
+    assert key not in redact(f"400 API key not valid: {key}")
+    assert "hunter22" not in redact("request headers {'x-goog-api-key': 'hunter22'}")
+    assert "hunter22" not in redact("GET https://generativelanguage.googleapis.com/v1/batches?key=hunter22&pageSize=1")
+    assert redact("the key field of a batch line") == "the key field of a batch line"
