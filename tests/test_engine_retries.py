@@ -192,11 +192,12 @@ def test_out_of_quota_holds_the_provider_and_alerts_without_burning_attempts(
         close(engine)
 
 
+@pytest.mark.parametrize("kind", ["insufficient_quota", "billing"])  # billing: Anthropic's is a 402
 @pytest.mark.parametrize("lines", [openai_lines, anthropic_lines, gemini_lines], ids=["openai", "anthropic", "gemini"])
-def test_a_create_refused_for_quota_holds_the_provider_with_an_alert(sim: Simulator, data_dir: Path, lines) -> None:
+def test_a_create_refused_for_quota_holds_the_provider_with_an_alert(sim: Simulator, data_dir: Path, lines, kind: str) -> None:
     from batchtop.views import status
 
-    sim.config.create_error = "insufficient_quota"
+    sim.config.create_error = kind
     enqueue(data_dir, lines(3))
     with Store(data_dir) as store:
         engine = Engine(store, config())

@@ -84,7 +84,7 @@ def output_text(provider: str, endpoint: str, body: dict[str, Any]) -> tuple[str
 @lru_cache(maxsize=64)
 def _validator(path: Path, mtime_ns: int) -> Any:
     """A compiled validator per schema file version (jsonschema imported only when used)."""
-    from jsonschema import validators
+    from jsonschema import validators  # type: ignore[import-untyped]
 
     schema = read_schema(path)
     cls = validators.validator_for(schema)
@@ -105,7 +105,7 @@ def check_text(rule: OutputRule, text: str) -> str | None:
         return f"output is not valid JSON ({exc})"
     if rule.schema_path is None:
         return None
-    from jsonschema.exceptions import best_match
+    from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
 
     try:
         validator = _validator(rule.schema_path, rule.schema_path.stat().st_mtime_ns)

@@ -11,7 +11,11 @@ from batchtop.providers.limits import ANTHROPIC, ANTHROPIC_ENDPOINT
 from batchtop.providers.spec import TIMEOUT, ProviderSpec
 
 if TYPE_CHECKING:
-    from batchtop.providers.base import ProviderAdapter
+    from batchtop.providers.base import ProviderAdapter, ResultLine
+
+_PERMANENT = frozenset({"invalid_request_error", "not_found_error", "request_too_large", "permission_error"})
+"""Error types another attempt cannot change; rate_limit_error, api_error,
+overloaded_error, timeout_error and the rest are worth another try."""
 
 
 def _unwrap(body: dict[str, Any]) -> dict[str, Any]:
@@ -67,6 +71,9 @@ class AnthropicSpec(ProviderSpec):
             return None, "no content in the response"
         texts = [b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)]
         return ("".join(texts), None) if texts else (None, "no text block in the response")
+
+    def permanent_failure(self, line: ResultLine) -> bool:
+        return line.error_type in _PERMANENT
 
     def truncated(self, body: dict[str, Any]) -> bool:
         return bool(_unwrap(body).get("stop_reason") == "max_tokens")

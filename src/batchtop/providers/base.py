@@ -9,9 +9,9 @@ an SDK type and the statuses are the normalized ones of the CLI contract.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 

@@ -9,7 +9,7 @@ The categories are the engine's decisions:
 
 - `ProviderAuthError` (401): the key was refused. The provider's work is held, and the
   next pass asks once, cheaply (`probe`), before anything is uploaded again.
-- `ProviderQuota` (`insufficient_quota`, billing errors, a too-low credit balance):
+- `ProviderQuota` (402, `insufficient_quota`, billing errors, a too-low credit balance):
   the account cannot pay. Every buffer of the provider is held for a while and an
   alert is raised; sending more would fail the same way.
 - `ProviderNotFound` (404 for a batch or its result file): the provider no longer
@@ -117,9 +117,11 @@ class ProviderAuthError(ProviderError):
 _QUOTA_CODES = frozenset({
     "insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "billing_error", "quota_exceeded",
 })
-_QUOTA_PHRASES = ("credit balance is too low", "exceeded your current quota")
+_QUOTA_PHRASES = ("credit balance is too low", "exceeded your current quota", "requires billing to be enabled")
 """Anthropic reports a low credit balance as a 400 `invalid_request_error`: its message
-is the only sign that paying, not rewriting, fixes it."""
+is the only sign that paying, not rewriting, fixes it. Google says both in prose too:
+a 429 RESOURCE_EXHAUSTED "You exceeded your current quota" (a rate limit has other
+text) and a 403 "This API method requires billing to be enabled"."""
 
 
 def is_quota(code: str | None, kind: str | None, message: str | None) -> bool:
@@ -186,7 +188,7 @@ def classify_status(
         return make(ProviderAuthError, message)
     refusal = 400 <= status < 500 and status not in (408, 409)
     said = f"{creating} refused: {status_text}" if creating else status_text
-    if refusal and is_quota(code, kind, message):
+    if refusal and (status == 402 or is_quota(code, kind, message)):  # 402 Payment Required: billing
         return make(ProviderQuota, said)
     if creating and refusal:
         return make(ProviderRefused, said)

@@ -13,12 +13,17 @@ from batchtop.providers.limits import GEMINI, GEMINI_ENDPOINT
 from batchtop.providers.spec import TIMEOUT, ProviderSpec
 
 if TYPE_CHECKING:
-    from batchtop.providers.base import ProviderAdapter
+    from batchtop.providers.base import ProviderAdapter, ResultLine
 
 KEY_ENV = "GEMINI_API_KEY"
 FALLBACK_KEY_ENV = "GOOGLE_API_KEY"
 """google-genai reads either; we do too, GEMINI_API_KEY first."""
 _GENERATION_CONFIG = ("generationConfig", "generation_config")
+_PERMANENT_STATUS = frozenset({400, 403, 404, 413, 422})
+"""The HTTP statuses of INVALID_ARGUMENT, FAILED_PRECONDITION, PERMISSION_DENIED and
+NOT_FOUND (`gemini_batches` maps a line's google.rpc code to them): the request as
+written cannot succeed. RESOURCE_EXHAUSTED (429) is a rate limit unless its message
+says the quota is spent, which `errors.is_quota` reads for every provider."""
 
 
 def _unwrap(body: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +115,9 @@ class GeminiSpec(ProviderSpec):
             return "".join(texts), None
         reason = candidate.get("finishReason")
         return None, f"no text part in the response (finishReason {reason})" if reason else "no text part in the response"
+
+    def permanent_failure(self, line: ResultLine) -> bool:
+        return line.status_code is not None and line.status_code in _PERMANENT_STATUS
 
     def truncated(self, body: dict[str, Any]) -> bool:
         candidate = _first_candidate(body)

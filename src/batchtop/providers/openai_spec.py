@@ -11,7 +11,11 @@ from batchtop.providers.limits import OPENAI, OPENAI_ENDPOINTS
 from batchtop.providers.spec import TIMEOUT, ProviderSpec
 
 if TYPE_CHECKING:
-    from batchtop.providers.base import ProviderAdapter
+    from batchtop.providers.base import ProviderAdapter, ResultLine
+
+_PERMANENT_STATUS = frozenset({400, 403, 404, 413, 422})
+"""A request's own HTTP status that another attempt cannot change; 429, 5xx and
+request_timeout lines, and error lines we do not know, are worth another try."""
 
 
 def _unwrap(body: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +102,9 @@ class OpenAISpec(ProviderSpec):
         if endpoint == "/v1/responses":
             return _responses_text(body)
         return None, None  # embeddings, moderations, images: no text to check
+
+    def permanent_failure(self, line: ResultLine) -> bool:
+        return line.status_code is not None and line.status_code in _PERMANENT_STATUS
 
     def truncated(self, body: dict[str, Any]) -> bool:
         body = _unwrap(body)

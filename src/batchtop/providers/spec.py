@@ -11,7 +11,8 @@ provider's spec, so the rest of batchtop asks the spec (found in
   `output_cap`, `outputs`);
 - the shape of its results: where a success's text is and whether it was cut short
   (`result_text`, `truncated`);
-- how its batches report progress (`reports_counts_while_running`).
+- how its batches report progress (`reports_counts_while_running`);
+- which of its failed result lines no retry can fix (`permanent_failure`).
 
 A spec module never imports its SDK at import time: listing the providers (the CLI's
 choices, the status document) stays fast.
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from batchtop.providers.limits import CAPS, BatchCaps
 
 if TYPE_CHECKING:
-    from batchtop.providers.base import ProviderAdapter
+    from batchtop.providers.base import ProviderAdapter, ResultLine
 
 TIMEOUT = 120.0
 """Seconds per provider call: the SDKs' 600 s default would let a hung provider
@@ -119,6 +120,13 @@ class ProviderSpec(ABC):
             response", "the model refused: ..."); or (None, None) for an endpoint with
             no text output (embeddings), where there is nothing to check.
         """
+
+    @abstractmethod
+    def permanent_failure(self, line: ResultLine) -> bool:
+        """Whether a failed request's line (outcome errored, not out of quota) says the
+        provider rejected the request itself (a bad request, an unknown model, too
+        large), so it becomes a dead letter at once instead of being retried
+        (`providers.failures`)."""
 
     @abstractmethod
     def truncated(self, body: dict[str, Any]) -> bool:
