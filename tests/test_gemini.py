@@ -13,7 +13,15 @@ import pytest
 from batchtop.engine.tick import Engine
 from batchtop.pricing.table import Tokens, shipped_table
 from batchtop.providers import gemini_batches
-from batchtop.providers.base import CANCELLED, COMPLETED, EXPIRED, FAILED, IN_PROGRESS, UNKNOWN, VALIDATING
+from batchtop.providers.base import (
+    CANCELLED,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    IN_PROGRESS,
+    UNKNOWN,
+    VALIDATING,
+)
 from batchtop.providers.errors import ProviderNotFound
 from batchtop.sim import Simulator
 from batchtop.store import Store, actions
@@ -89,8 +97,8 @@ def test_gemini_prices_seed_flash_tiered_pro_and_unknown_models() -> None:
     pro = table.price("gemini", "gemini-2.5-pro")
     assert pro is not None
     short, long = Tokens(input=200_000, output=1_000), Tokens(input=200_001, output=1_000)
-    assert pro.request_list_cost(short) == (200_000 * Decimal("1.25") + 1_000 * Decimal("10")) / 1_000_000
-    assert pro.request_list_cost(long) == (200_001 * Decimal("2.50") + 1_000 * Decimal("15")) / 1_000_000
+    assert pro.request_list_cost(short) == (200_000 * Decimal("1.25") + 1_000 * Decimal(10)) / 1_000_000
+    assert pro.request_list_cost(long) == (200_001 * Decimal("2.50") + 1_000 * Decimal(15)) / 1_000_000
     assert pro.request_batch_cost(long) == pro.request_list_cost(long) / 2
 
 

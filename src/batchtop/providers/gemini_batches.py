@@ -18,6 +18,7 @@ files.py, _transformers.py, types.py; google-genai 3.6):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -486,10 +487,9 @@ class GeminiBatches(ProviderAdapter):
         finally:
             if not task.done():
                 task.cancel()
-                try:
+                # the reader stopped: why the download then ended no longer matters
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - the reader stopped; why the download ended no longer matters
-                    pass
 
     async def close(self) -> None:
         await self.client.aio.aclose()

@@ -13,9 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from .anthropic_state import AnthropicBatch, processing_status
-from .gemini_state import GeminiBatch, GeminiFile, Upload, parse_inline_requests, parse_input_file
 from .clock import Clock
 from .config import SimConfig
+from .gemini_state import (
+    GeminiBatch,
+    GeminiFile,
+    Upload,
+    parse_inline_requests,
+    parse_input_file,
+)
 from .ids import IdMaker
 from .lifecycle import FAILED, RUNNING, TERMINAL, Progress
 from .openai_state import DEFAULT_FILE_TTL_S, FileRecord, OpenAIBatch
