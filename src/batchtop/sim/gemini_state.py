@@ -286,10 +286,11 @@ def generate_content_response(cfg: SimConfig, batch_id: str, request: SimRequest
         meta["thoughtsTokenCount"] = thoughts
     if usage.cached:
         meta["cachedContentTokenCount"] = usage.cached
+    text = f"Simulated reply {short_hash(request.custom_id, size=4)} to {request.custom_id}."
     return {
         "candidates": [
             {
-                "content": {"parts": [{"text": f"Simulated reply {short_hash(request.custom_id, size=4)} to {request.custom_id}."}], "role": "model"},
+                "content": {"parts": [{"text": text}], "role": "model"},
                 "finishReason": "MAX_TOKENS" if usage.capped else "STOP",
                 "index": 0,
             }
