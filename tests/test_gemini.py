@@ -304,3 +304,18 @@ def test_google_keys_are_redacted_by_shape_and_by_place() -> None:
     assert "hunter22" not in redact("request headers {'x-goog-api-key': 'hunter22'}")
     assert "hunter22" not in redact("GET https://generativelanguage.googleapis.com/v1/batches?key=hunter22&pageSize=1")
     assert redact("the key field of a batch line") == "the key field of a batch line"
+
+
+def test_a_request_the_inline_type_cannot_carry_goes_as_a_file_once(sim: Simulator, data_dir: Path) -> None:
+    """`audioTimestamp` is a GenerateContentConfig field google-genai refuses for the
+    Gemini API (it raises before sending): the batch goes as a file, and only once."""
+    lines = gemini_lines(3)
+    lines[1]["request"]["generationConfig"] = {"maxOutputTokens": 50, "audioTimestamp": True}
+    enqueue(data_dir, lines)
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        drive(engine, all_settled(store))
+        jobs = sim.batches("gemini")
+        assert jobs and not any(j["inline"] for j in jobs) and set(sim.submissions.values()) == {1}
+        assert sum(j["n"] for j in jobs) == 3
+        close(engine)

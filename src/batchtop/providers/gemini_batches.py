@@ -349,13 +349,10 @@ class GeminiBatches(ProviderAdapter):
             converted = [_inline_request(o) for o in objs]
             if all(r is not None for r in converted):
                 inline = cast(list[types.InlinedRequest], converted)
-        if inline is not None:
-            try:
-                with translated(creating="create"):
-                    job = await self.client.aio.batches.create(model=model, src=cast(Any, inline), config=config)
-                return _remote(job)
-            except ValueError:  # the SDK would not build the body (a config field this API lacks): as a file
-                pass
+        if inline is not None and self._buildable(model, inline, config):
+            with translated(creating="create"):
+                job = await self.client.aio.batches.create(model=model, src=cast(Any, inline), config=config)
+            return _remote(job)
         name = await self._upload(uid, objs)
         try:
             with translated(creating="create"):
@@ -366,6 +363,24 @@ class GeminiBatches(ProviderAdapter):
             await self._delete_file(name)
             raise
         return _remote(job)
+
+    def _buildable(self, model: str, inline: list[types.InlinedRequest], config: types.CreateBatchJobConfig) -> bool:
+        """Whether the SDK builds the inline create's body (it refuses config fields the
+        Gemini API lacks, such as `labels`). Asked before the call, never by catching its
+        ValueError: the SDK raises one for an answer it cannot read too, after the batch
+        was created, and sending the requests again as a file would submit them twice.
+        Uses the SDK's own converter; should it move, every batch goes as a file."""
+        try:
+            from google.genai import batches as sdk_batches
+            from google.genai import _transformers
+
+            params = types._CreateBatchJobParameters(
+                model=model, src=_transformers.t_batch_job_source(self.client._api_client, cast(Any, inline)), config=config
+            )
+            sdk_batches._CreateBatchJobParameters_to_mldev(self.client._api_client, params)
+        except Exception:  # noqa: BLE001 - any refusal to build means: send it as a file
+            return False
+        return True
 
     async def _upload(self, uid: str, objs: list[dict[str, Any]]) -> str:
         """The requests as a JSONL file, in Batch Mode's own line shape, uploaded by the
