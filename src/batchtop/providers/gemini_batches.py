@@ -371,8 +371,8 @@ class GeminiBatches(ProviderAdapter):
         was created, and sending the requests again as a file would submit them twice.
         Uses the SDK's own converter; should it move, every batch goes as a file."""
         try:
-            from google.genai import batches as sdk_batches
             from google.genai import _transformers
+            from google.genai import batches as sdk_batches
 
             params = types._CreateBatchJobParameters(
                 model=model, src=_transformers.t_batch_job_source(self.client._api_client, cast(Any, inline)), config=config
