@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-env", metavar="VAR",
                    help="require the token held in $VAR (at least 16 characters): open /?token=TOKEN once")
 
-    p = command("sim", "run the provider simulator (OpenAI Files + Batches, Anthropic Message Batches) on 127.0.0.1")
+    p = command("sim", "run the provider simulator (OpenAI Files + Batches, Anthropic Message Batches, Gemini Batch Mode) on 127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="port to listen on (0 picks a free one)")
     p.add_argument("--failure-rate", type=float, default=0.0, help="share of request attempts that error")
     p.add_argument("--first-try-failure-rate", type=float, default=0.0, help="share of requests that fail their first try only")
