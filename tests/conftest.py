@@ -25,7 +25,11 @@ def no_discovered_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
     monkeypatch.setenv("BATCHTOP_CONFIG", str(home / "absent-config.toml"))
     monkeypatch.setenv("BATCHTOP_DATA_DIR", str(home / "default-data"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+    for var in (
+        "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+        "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_API_VERSION",
+        "GOOGLE_GENAI_USE_VERTEXAI",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 

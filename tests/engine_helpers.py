@@ -21,6 +21,8 @@ def point_sdks_at(sim: Simulator, monkeypatch: pytest.MonkeyPatch, key: str = "s
     monkeypatch.setenv("ANTHROPIC_API_KEY", key)
     monkeypatch.setenv("OPENAI_BASE_URL", sim.openai_base_url)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", sim.anthropic_base_url)
+    monkeypatch.setenv("GEMINI_API_KEY", key)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", sim.gemini_base_url)
 
 
 @pytest.fixture
@@ -56,6 +58,21 @@ def anthropic_lines(n: int, prefix: str = "a", model: str = "claude-sonnet-4-202
         {
             "custom_id": f"{prefix}{i}",
             "params": {"model": model, "max_tokens": 50, "messages": [{"role": "user", "content": f"question {i}"}]},
+        }
+        for i in range(n)
+    ]
+
+
+def gemini_lines(n: int, prefix: str = "g", model: str = "gemini-2.0-flash") -> list[dict]:
+    """Gemini Batch Mode lines: the key, the GenerateContentRequest, the model beside them."""
+    return [
+        {
+            "key": f"{prefix}{i}",
+            "request": {
+                "contents": [{"role": "user", "parts": [{"text": f"question {i}"}]}],
+                "generationConfig": {"maxOutputTokens": 50},
+            },
+            "model": model,
         }
         for i in range(n)
     ]

@@ -24,6 +24,7 @@ from engine_helpers import (  # noqa: F401  (sim is a fixture)
     config,
     drive,
     enqueue,
+    gemini_lines,
     openai_lines,
     sim,
     states,
@@ -244,7 +245,7 @@ def _intent(store: Store, engine: Engine) -> submissions.Intent:
     return intent
 
 
-@pytest.mark.parametrize("lines", [openai_lines, anthropic_lines], ids=["openai", "anthropic"])
+@pytest.mark.parametrize("lines", [openai_lines, anthropic_lines, gemini_lines], ids=["openai", "anthropic", "gemini"])
 def test_crash_before_the_provider_call_submits_once(sim: Simulator, data_dir: Path, lines) -> None:
     enqueue(data_dir, lines(7))
     with Store(data_dir) as store:
@@ -257,7 +258,7 @@ def test_crash_before_the_provider_call_submits_once(sim: Simulator, data_dir: P
         close(engine)
 
 
-@pytest.mark.parametrize("lines", [openai_lines, anthropic_lines], ids=["openai", "anthropic"])
+@pytest.mark.parametrize("lines", [openai_lines, anthropic_lines, gemini_lines], ids=["openai", "anthropic", "gemini"])
 def test_crash_after_create_adopts_instead_of_resubmitting(sim: Simulator, data_dir: Path, lines) -> None:
     enqueue(data_dir, lines(7))
     with Store(data_dir) as store:

@@ -19,6 +19,7 @@ from engine_helpers import (  # noqa: F401
     close,
     config,
     enqueue,
+    gemini_lines,
     openai_lines,
     sim,
     states,
@@ -35,7 +36,7 @@ def bt(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_batchtop("--data-dir", str(data_dir), *args, env=dict(os.environ))
 
 
-@pytest.mark.parametrize("lines", [openai_lines, anthropic_lines], ids=["openai", "anthropic"])
+@pytest.mark.parametrize("lines", [openai_lines, anthropic_lines, gemini_lines], ids=["openai", "anthropic", "gemini"])
 def test_a_lost_batch_is_marked_and_the_provider_goes_on(sim: Simulator, data_dir: Path, lines) -> None:
     sim.config.per_request_s = 1000.0  # both batches stay in flight
     enqueue(data_dir, lines(3, prefix="lost"))
@@ -44,7 +45,7 @@ def test_a_lost_batch_is_marked_and_the_provider_goes_on(sim: Simulator, data_di
         (lost_id,) = tick(engine).submitted
         enqueue(data_dir, lines(2, prefix="kept"))
         (kept_id,) = tick(engine).submitted
-        provider = "openai" if lost_id.startswith("batch_") else "anthropic"
+        (provider,) = store.db.execute("SELECT provider FROM batches WHERE provider_batch_id = ?", (lost_id,)).fetchone()
         sim.forget(lost_id)
         enqueue(data_dir, lines(2, prefix="new"))
         sim.clear_log()

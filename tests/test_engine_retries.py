@@ -13,7 +13,7 @@ from batchtop.engine.tick import Engine
 from batchtop.sim import Simulator
 from batchtop.store import Store, actions
 
-from engine_helpers import anthropic_lines, close, config, enqueue, openai_lines, sim, states, tick  # noqa: F401 (sim is a fixture)
+from engine_helpers import anthropic_lines, gemini_lines, close, config, enqueue, openai_lines, sim, states, tick  # noqa: F401 (sim is a fixture)
 
 
 def second_attempts(store: Store) -> int:
@@ -193,7 +193,7 @@ def test_out_of_quota_holds_the_provider_and_alerts_without_burning_attempts(
 
 
 @pytest.mark.parametrize("kind", ["insufficient_quota", "billing"])  # billing: Anthropic's is a 402
-@pytest.mark.parametrize("lines", [openai_lines, anthropic_lines], ids=["openai", "anthropic"])
+@pytest.mark.parametrize("lines", [openai_lines, anthropic_lines, gemini_lines], ids=["openai", "anthropic", "gemini"])
 def test_a_create_refused_for_quota_holds_the_provider_with_an_alert(sim: Simulator, data_dir: Path, lines, kind: str) -> None:
     from batchtop.views import status
 
@@ -203,7 +203,7 @@ def test_a_create_refused_for_quota_holds_the_provider_with_an_alert(sim: Simula
         engine = Engine(store, config())
         report = tick(engine)
         assert report.refused and not report.submitted
-        provider = "openai" if lines is openai_lines else "anthropic"
+        provider = {openai_lines: "openai", anthropic_lines: "anthropic", gemini_lines: "gemini"}[lines]
         assert report.quota == [provider]
         held, retry_at = store.db.execute("SELECT held_reason, retry_at FROM buffers").fetchone()
         assert "quota or credit" in held and retry_at - engine.now() > 600

@@ -17,7 +17,7 @@ import pytest
 from batchtop.sim import Simulator
 from batchtop.store import Store
 
-from engine_helpers import anthropic_lines, enqueue, openai_lines, sim  # noqa: F401
+from engine_helpers import anthropic_lines, enqueue, gemini_lines, openai_lines, sim  # noqa: F401
 
 KILLS = 20
 SEED = 20261125
@@ -73,14 +73,15 @@ def _settled(data_dir: Path) -> bool:
 def test_kill_engine_at_random_moments(sim: Simulator, data_dir: Path, tmp_path: Path) -> None:
     sim.config.per_request_s = 0.002
     sim.config.first_try_failure_rate = 0.1
-    enqueue(data_dir, openai_lines(1000) + anthropic_lines(1000))
+    enqueue(data_dir, openai_lines(1000) + anthropic_lines(1000) + gemini_lines(300))
     config = tmp_path / "config.toml"
     config.write_text(CONFIG)
     rng = random.Random(SEED)
     killed_while_busy = 0
     for round_ in range(KILLS):
         # work keeps arriving between restarts, as it does in real use
-        enqueue(data_dir, openai_lines(150, prefix=f"o{round_}-") + anthropic_lines(150, prefix=f"a{round_}_"))
+        enqueue(data_dir, openai_lines(150, prefix=f"o{round_}-") + anthropic_lines(150, prefix=f"a{round_}_")
+                + gemini_lines(50, prefix=f"g{round_}-"))
         calls = len(sim.request_log)
         proc = _engine(data_dir, config)
         try:
@@ -111,7 +112,8 @@ def test_kill_engine_at_random_moments(sim: Simulator, data_dir: Path, tmp_path:
 
     with Store(data_dir) as store:
         rows = store.db.execute("SELECT provider, custom_id, state, attempts FROM requests").fetchall()
-        assert len(rows) == 2000 + KILLS * 300
+        assert len(rows) == 2300 + KILLS * 350
+        assert {r[0] for r in rows} == {"openai", "anthropic", "gemini"}
         assert {r[2] for r in rows} == {"succeeded"}
         submitted = sim.submissions
         over = [(p, c, n, submitted[(p, c)]) for p, c, _, n in rows if submitted[(p, c)] > n]

@@ -16,7 +16,7 @@ def test_shipped_table_is_dated_and_sourced() -> None:
     table = shipped_table()
     assert re.fullmatch(r"\d{4}-\d\d-\d\d", table.as_of) and table.as_of >= "2025-12-01"
     assert "openai" in table.source.lower() and "anthropic" in table.source.lower()
-    assert {"openai", "anthropic", "google"} <= set(table.providers)
+    assert {"openai", "anthropic", "gemini"} <= set(table.providers)
     for provider in table.providers.values():
         assert provider.batch_discount == Decimal("0.5")
         for price in provider.families.values():
@@ -35,7 +35,7 @@ def test_shipped_table_is_dated_and_sourced() -> None:
         ("anthropic", "claude-3-5-haiku", "0.80", "0.08", "1.00", "4"),
         ("anthropic", "claude-opus-4", "15", "1.50", "18.75", "75"),
         ("anthropic", "claude-3-7-sonnet", "3", "0.30", "3.75", "15"),
-        ("google", "gemini-2.0-flash", "0.10", None, None, "0.40"),
+        ("gemini", "gemini-2.0-flash", "0.10", None, None, "0.40"),
     ],
 )
 def test_shipped_prices(provider: str, family: str, inp: str, cached: str | None, write: str | None, out: str) -> None:
@@ -73,8 +73,8 @@ def test_shipped_prices(provider: str, family: str, inp: str, cached: str | None
         ("anthropic", "claude-opus-4-5-20251101", "claude-opus-4-5"),
         ("anthropic", "claude-opus-4-1-20250805", "claude-opus-4-1"),
         ("anthropic", "claude-3-5-sonnet-latest", "claude-3-5-sonnet"),
-        ("google", "gemini-2.0-flash-001", "gemini-2.0-flash-001"),
-        ("google", "gemini-2.5-flash", "gemini-2.5-flash"),
+        ("gemini", "gemini-2.0-flash-001", "gemini-2.0-flash-001"),
+        ("gemini", "gemini-2.5-flash", "gemini-2.5-flash"),
         ("openai", "gpt-5-2025-08-07", "gpt-5"),
         ("openai", "gpt-5-mini-2025-08-07", "gpt-5-mini"),
         ("openai", "gpt-4", "gpt-4"),
@@ -97,7 +97,7 @@ def test_shipped_prices(provider: str, family: str, inp: str, cached: str | None
         ("anthropic", "claude-opus-4-6", None),
         ("anthropic", "claude-sonnet-4-7-20260101", None),
         ("anthropic", "claude-sonnet-4-20250514-v2", None),
-        ("google", "gemini-2.5-flash-preview", None),
+        ("gemini", "gemini-2.5-flash-preview", None),
         ("openai", "gpt-4omni", None),
         ("openai", "o1x", None),
         ("openai", "ft:gpt-4o-mini-2024-07-18:acme::abc", None),
@@ -166,8 +166,8 @@ def test_every_current_family_is_listed_with_its_own_price() -> None:
         ("anthropic", "claude-opus-4-5"): ("5.00", "25.00"),
         ("openai", "gpt-4.1-mini"): ("0.40", "1.60"),
         ("openai", "gpt-5"): ("1.25", "10.00"),
-        ("google", "gemini-2.0-flash"): ("0.10", "0.40"),
-        ("google", "gemini-2.5-flash"): ("0.30", "2.50"),
+        ("gemini", "gemini-2.0-flash"): ("0.10", "0.40"),
+        ("gemini", "gemini-2.5-flash"): ("0.30", "2.50"),
     }
     for (provider, family), (inp, out) in families.items():
         price = shipped_table().providers[provider].families[family]

@@ -21,18 +21,18 @@ from batchtop.providers.spec import ProviderSpec
 
 def test_the_registry_lists_the_providers_the_config_and_validation_know() -> None:
     """`limits.PROVIDERS` (config, intake) and the registry must name the same providers."""
-    assert registry.names() == PROVIDERS == ("openai", "anthropic")
+    assert registry.names() == PROVIDERS == ("openai", "anthropic", "gemini")
     assert [s.name for s in registry.specs()] == list(registry.names())
     with pytest.raises(KeyError) as info:
         registry.get("nope")
-    assert "unknown provider 'nope' (one of openai, anthropic)" in str(info.value)
+    assert "unknown provider 'nope' (one of openai, anthropic, gemini)" in str(info.value)
     assert registry.find("nope") is None
 
 
 def test_the_cli_offers_the_registered_providers() -> None:
     for command in ("enqueue", "quote"):
         r = run_batchtop(command, "--help")
-        assert "--provider {openai,anthropic}" in " ".join(r.stdout.split()), r.stdout
+        assert "--provider {openai,anthropic,gemini}" in " ".join(r.stdout.split()), r.stdout
 
 
 @pytest.mark.parametrize("name", registry.names())
@@ -54,7 +54,7 @@ def test_importing_the_engine_the_registry_or_the_cli_imports_no_sdk() -> None:
     """The SDKs are the adapters' alone, imported when an adapter is built."""
     code = (
         "import sys, batchtop.cli, batchtop.engine.tick, batchtop.providers.registry, batchtop.providers.failures;"
-        "print(sorted(m for m in ('openai', 'anthropic', 'httpx2') if m in sys.modules))"
+        "print(sorted(m for m in ('openai', 'anthropic', 'httpx2', 'google.genai') if m in sys.modules))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"

@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator
 
 import anthropic
+from google import genai
+from google.genai import types as genai_types
 import openai
 import pytest
 
@@ -35,7 +37,7 @@ class SimProcess:
         self.urls = self._read_urls()
 
     def _read_urls(self) -> dict[str, str]:
-        """Read ``NAME=url`` lines from stdout (on a thread, so a hang cannot block) until both are known."""
+        """Read ``NAME=url`` lines from stdout (on a thread, so a hang cannot block) until all three are known."""
         lines: queue.Queue[str] = queue.Queue()
 
         def pump() -> None:
@@ -47,7 +49,7 @@ class SimProcess:
         threading.Thread(target=pump, daemon=True).start()
         urls: dict[str, str] = {}
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while len(urls) < 2:
+        while len(urls) < 3:
             try:
                 line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
@@ -92,6 +94,7 @@ def test_sim_on_a_given_port_serves_the_sdks_and_exits_cleanly_on_sigterm(spawn:
     assert sim.urls == {
         "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
         "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "GEMINI_BASE_URL": f"http://127.0.0.1:{port}/gemini",
     }
     client = openai.OpenAI(
         base_url=sim.urls["OPENAI_BASE_URL"], api_key="test-key", max_retries=0, _strict_response_validation=True
@@ -106,6 +109,12 @@ def test_sim_on_a_given_port_serves_the_sdks_and_exits_cleanly_on_sigterm(spawn:
     )
     with aclient:
         assert aclient.messages.batches.list().data == []
+    gclient = genai.Client(api_key="test-key", http_options=genai_types.HttpOptions(base_url=sim.urls["GEMINI_BASE_URL"]))
+    with gclient:
+        job = gclient.batches.create(
+            model="gemini-2.0-flash", src=[{"contents": [{"parts": [{"text": "hi"}]}], "metadata": {"key": "g"}}]
+        )
+        assert gclient.batches.get(name=job.name).state == genai_types.JobState.JOB_STATE_SUCCEEDED
 
     code, err = sim.stop(signal.SIGTERM)
     assert code == 0, err

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("enqueue", "validate and enqueue native batch lines, all or nothing",
                 "A file with any bad line is rejected whole, each problem named by file, line and field.")
-    p.add_argument("files", nargs="+", metavar="FILE", help="JSONL files of OpenAI or Anthropic batch lines; - reads stdin")
+    p.add_argument("files", nargs="+", metavar="FILE", help="JSONL files of OpenAI, Anthropic or Gemini batch lines; - reads stdin")
     when = p.add_mutually_exclusive_group()
     when.add_argument("--sla", metavar="DURATION", help="results needed within this long, e.g. 36h (default: no deadline)")
     when.add_argument(
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--provider", choices=registry.names(),
         help="force the provider (default: told from each line's shape)",
     )
+    p.add_argument("--model", metavar="MODEL", help="the model of Gemini lines that do not name theirs (default: each line names its own)")
 
     p = command("flush", "mark buffers for flushing now; the next tick submits them",
                 "Without it a buffer is flushed by its policy: age, size or a deadline (see the config).")
@@ -149,11 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="a JSON array of objects")
 
     p = command("quote", "what batch input files would cost, batch vs real time, before enqueueing")
-    p.add_argument("files", nargs="+", metavar="FILE", help="JSONL files of OpenAI or Anthropic batch lines; - reads stdin")
+    p.add_argument("files", nargs="+", metavar="FILE", help="JSONL files of OpenAI, Anthropic or Gemini batch lines; - reads stdin")
     p.add_argument(
         "--provider", choices=registry.names(),
         help="force the provider (default: told from each line's shape)",
     )
+    p.add_argument("--model", metavar="MODEL", help="the model of Gemini lines that do not name theirs (default: each line names its own)")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="a JSON array, one object per model")
 
     p = command("report", "the cost report over a period: batch vs real time, per model and day, projections, what-if")
@@ -186,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-env", metavar="VAR",
                    help="require the token held in $VAR (at least 16 characters): open /?token=TOKEN once")
 
-    p = command("sim", "run the provider simulator (OpenAI Files + Batches, Anthropic Message Batches) on 127.0.0.1")
+    p = command("sim", "run the provider simulator (OpenAI Files + Batches, Anthropic Message Batches, Gemini Batch Mode) on 127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="port to listen on (0 picks a free one)")
     p.add_argument("--failure-rate", type=float, default=0.0, help="share of request attempts that error")
     p.add_argument("--first-try-failure-rate", type=float, default=0.0, help="share of requests that fail their first try only")
@@ -216,7 +218,7 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
         raise BatchtopError(f"{'--sla' if args.sla else '--deadline'}: {exc}") from None
     config = _config(args)  # for its [prices]: a model without a known price is warned about
     with Store(_data_dir(args)) as store:
-        counts = enqueue_files(store, args.files, provider=args.provider, deadline=deadline)
+        counts = enqueue_files(store, args.files, provider=args.provider, deadline=deadline, model=args.model)
     _warn_unpriced(config, counts)
     total = sum(counts.values())
     if not total:
@@ -493,7 +495,7 @@ def _cmd_quote(args: argparse.Namespace) -> int:
 
     config = _config(args)
     with existing_db(_data_dir(args)) as db:  # lends observed mean outputs, if there is history
-        rows = quote(args.files, config, args.provider, db=db)
+        rows = quote(args.files, config, args.provider, db=db, model=args.model)
     warning = quote_warning(rows)
     if warning:
         print(warning, file=sys.stderr)

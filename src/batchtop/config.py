@@ -307,7 +307,8 @@ class Account:
     provider: str
     name: str = setting("default", text, "the account's name in the status")
     api_key_env: str | None = setting(
-        None, text, "the variable holding the key", shown="`OPENAI_API_KEY` / `ANTHROPIC_API_KEY`"
+        None, text, "the variable holding the key",
+        shown="`OPENAI_API_KEY` / `ANTHROPIC_API_KEY` / `GEMINI_API_KEY` (else `GOOGLE_API_KEY`)",
     )
     base_url: str | None = setting(None, text, "an endpoint, or the variable holding it", shown="the SDK's")
     base_url_env: str | None = setting(None, text, "an endpoint, or the variable holding it", shown="the SDK's")

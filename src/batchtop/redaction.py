@@ -3,7 +3,7 @@
 It knows the exact keys in use (every key handed to an SDK client is remembered here,
 whatever variable held it and whatever its shape) and also catches credentials by
 their place (`Bearer ...`, `x-api-key: ...`, the userinfo of a URL) and by the shape
-of OpenAI and Anthropic keys. Provider error text is where keys turn up: a 401 from a
+of OpenAI, Anthropic and Google keys. Provider error text is where keys turn up: a 401 from a
 proxy can quote the Authorization header it got.
 """
 
@@ -13,8 +13,14 @@ import os
 import re
 
 _KEYISH = re.compile(r"\bsk-[A-Za-z0-9_\-*…]{4,}")
+_GOOGLE_KEY = re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b")
+"""Google API keys (GEMINI_API_KEY / GOOGLE_API_KEY): AIza and 35 more characters."""
+_KEY_PARAM = re.compile(r"([?&]key=)[^&\s'\"]+")
+"""Google APIs also take the key as `?key=` in a URL."""
 # credentials by their place rather than their shape: `Bearer <token>`, `x-api-key: <key>`
-_QUOTED = re.compile(r"(?i)(\bbearer\s+|\bbasic\s+|\bx-api-key['\"]?\s*[:=]\s*['\"]?)([^\s'\",;)}\]]{4,})")
+_QUOTED = re.compile(
+    r"(?i)(\bbearer\s+|\bbasic\s+|\bx-(?:goog-)?api-key['\"]?\s*[:=]\s*['\"]?)([^\s'\",;)}\]]{4,})"
+)
 # the userinfo of a URL: scheme://user:password@host
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@'\"]+@")
 _MIN_SECRET = 4
@@ -87,8 +93,12 @@ def redact(text: str) -> str:
     if "://" in text:
         text = _USERINFO.sub(r"\1[redacted]@", text)
     lowered = text.lower()
-    if "bearer" in lowered or "basic" in lowered or "x-api-key" in lowered:
+    if "bearer" in lowered or "basic" in lowered or "x-api-key" in lowered or "x-goog-api-key" in lowered:
         text = _QUOTED.sub(r"\1[redacted]", text)
     if "sk-" in text:
         text = _KEYISH.sub("[redacted]", text)
+    if "AIza" in text:
+        text = _GOOGLE_KEY.sub("[redacted]", text)
+    if "key=" in text:
+        text = _KEY_PARAM.sub(r"\1[redacted]", text)
     return text

@@ -75,16 +75,18 @@ class Client:
         sla: str | float | None = None,
         deadline: str | float | None = None,
         provider: str | None = None,
+        model: str | None = None,
     ) -> str:
-        """Enqueue one native batch line (a dict or its JSON text); returns its custom_id."""
+        """Enqueue one native batch line (a dict or its JSON text); returns its custom_id
+        (a Gemini line's key). `model` is a Gemini line's model when it names none."""
         now = time.time()
         when = _api_deadline(sla, deadline, now)
         if isinstance(request, str):
-            parsed = parse_lines([(self.SOURCE, 1, request)], provider)
+            parsed = parse_lines([(self.SOURCE, 1, request)], provider, model)
             if not parsed:
                 raise EnqueueError([LineError(self.SOURCE, 1, "", "empty request")])
         else:
-            result = parse_object(dict(request), self.SOURCE, 1, None, provider)
+            result = parse_object(dict(request), self.SOURCE, 1, None, provider, model)
             if isinstance(result, list):
                 raise EnqueueError(result)
             parsed = [result]
@@ -98,6 +100,7 @@ class Client:
         sla: str | float | None = None,
         deadline: str | float | None = None,
         provider: str | None = None,
+        model: str | None = None,
     ) -> list[str]:
         """Enqueue many lines in one transaction: all of them, or none and an EnqueueError."""
         now = time.time()
@@ -106,6 +109,6 @@ class Client:
             (self.SOURCE, i, r if isinstance(r, str) else json.dumps(r, ensure_ascii=False, separators=(",", ":")))
             for i, r in enumerate(requests, 1)
         )
-        parsed = parse_lines(lines, provider)
+        parsed = parse_lines(lines, provider, model)
         self._store.enqueue(parsed, deadline=when, now=now)
         return [p.custom_id for p in parsed]

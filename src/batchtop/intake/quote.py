@@ -45,6 +45,9 @@ class _Group:
     image_tokens: int = 0
     images_measured: int = 0
     images_assumed: int = 0
+    tiered_batch: Decimal = Decimal(0)
+    tiered_realtime: Decimal = Decimal(0)
+    """Costs summed request by request, for a model priced by prompt-length tier."""
 
 
 def quote(
@@ -54,6 +57,7 @@ def quote(
     *,
     db: sqlite3.Connection | None = None,
     stdin: BinaryIO | None = None,
+    model: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (provider, model): requests, estimated tokens, batch/real-time/saved USD.
 
@@ -63,26 +67,34 @@ def quote(
     """
     means = mean_outputs(db) if db is not None else {}
     groups: dict[tuple[str, str], _Group] = {}
-    for chunk in iter_parsed(_lines(paths, stdin), provider):
+    table = price_table(config)
+    for chunk in iter_parsed(_lines(paths, stdin), provider, model=model):
         for r in chunk:
             body = request_body(r.provider, json.loads(r.line))
             est = estimate_request(r.endpoint, body, means.get((r.provider, r.model)), provider=r.provider)
             group = groups.setdefault((r.provider, r.model), _Group())
+            price = table.price(r.provider, r.model)
+            if price is not None and price.tier_above is not None:  # each request at its own tier
+                tokens = Tokens(input=est.input_tokens, output=est.output_tokens)
+                group.tiered_batch += price.request_batch_cost(tokens)
+                group.tiered_realtime += price.request_list_cost(tokens)
             group.requests += 1
             group.input_tokens += est.input_tokens
             group.output_tokens += est.output_tokens
             group.image_tokens += est.images.tokens
             group.images_measured += est.images.measured
             group.images_assumed += est.images.assumed
-    table = price_table(config)
-    return [_row(table, prov, model, g) for (prov, model), g in sorted(groups.items())]
+    return [_row(table, prov, name, g) for (prov, name), g in sorted(groups.items())]
 
 
 def _row(table: PriceTable, provider: str, model: str, g: _Group) -> dict[str, Any]:
     price = table.price(provider, model)
     tokens = Tokens(input=g.input_tokens, output=g.output_tokens)
-    batch = price.batch_cost(tokens) if price is not None else None
-    realtime = price.list_cost(tokens) if price is not None else None
+    batch = realtime = None
+    if price is not None and price.tier_above is not None:
+        batch, realtime = g.tiered_batch, g.tiered_realtime
+    elif price is not None:
+        batch, realtime = price.batch_cost(tokens), price.list_cost(tokens)
     return {
         "provider": provider,
         "model": model,

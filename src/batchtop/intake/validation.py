@@ -1,4 +1,5 @@
-"""Validation of native batch lines (OpenAI batch input, Anthropic batch requests).
+"""Validation of native batch lines (OpenAI batch input, Anthropic batch requests,
+Gemini Batch Mode lines).
 
 One function per provider turns a parsed JSON object into a `ParsedRequest` or a list
 of `LineError`s naming the field. Used by the CLI, the Python API and the quote, so a
@@ -22,6 +23,9 @@ from batchtop.providers.limits import (
     ANTHROPIC_CUSTOM_ID,
     ANTHROPIC_ENDPOINT,
     CAPS,
+    GEMINI,
+    GEMINI_ENDPOINT,
+    GEMINI_KEY_MAX,
     OPENAI,
     OPENAI_CUSTOM_ID_MAX,
     OPENAI_ENDPOINTS,
@@ -32,6 +36,8 @@ MAX_REPORTED = 20
 BOM = "\ufeff"
 _OPENAI_KEYS = frozenset({"custom_id", "method", "url", "body"})
 _ANTHROPIC_KEYS = frozenset({"custom_id", "params"})
+_GEMINI_KEYS = frozenset({"key", "request", "model"})
+_GEMINI_MODEL_PREFIX = "models/"
 _MODEL_OPTIONAL = {"/v1/moderations": "omni-moderation-latest"}
 
 
@@ -48,7 +54,8 @@ class ParsedRequest:
     source: str
     lineno: int
     body: dict[str, Any] | None = field(default=None, compare=False, repr=False)
-    """The parsed part the provider bills (OpenAI `body`, Anthropic `params`), kept so
+    """The parsed part the provider bills (OpenAI `body`, Anthropic `params`, Gemini
+    `request`), kept so
     the enqueue estimate does not parse the line a second time."""
 
 
@@ -112,11 +119,11 @@ _STRICT = json.JSONDecoder(object_pairs_hook=_no_repeats, parse_constant=_no_con
 
 def loads(text: str) -> Any:
     """Strict JSON (raises ValueError or RecursionError): no NaN/Infinity, and no
-    repeated key in a line where "custom_id" or "model" (what results are matched and
+    repeated key in a line where "custom_id", "key" or "model" (what results are matched and
     buffered by) appears twice; a repeated key elsewhere is inside the user's own
     body, for the provider to judge. orjson parses the common line; anything it
     refuses goes through the standard parser, so a bad line gets the precise error."""
-    if text.count('"custom_id"') > 1 or text.count('"model"') > 1:
+    if text.count('"custom_id"') > 1 or text.count('"model"') > 1 or text.count('"key"') > 1:
         return _STRICT.decode(text)
     try:
         return orjson.loads(text)
@@ -129,9 +136,10 @@ def new_custom_id() -> str:
 
 
 def parse_object(
-    obj: Any, source: str, lineno: int, raw: str | None, provider: str | None = None
+    obj: Any, source: str, lineno: int, raw: str | None, provider: str | None = None, model: str | None = None
 ) -> ParsedRequest | list[LineError]:
-    """Validate one decoded line. `raw` is its text, kept verbatim when it needs no change."""
+    """Validate one decoded line. `raw` is its text, kept verbatim when it needs no change.
+    `model` is the model for Gemini lines that do not name theirs (`enqueue --model`)."""
 
     def err(field: str, message: str) -> list[LineError]:
         return [LineError(source, lineno, field, message)]
@@ -143,15 +151,20 @@ def parse_object(
             provider = ANTHROPIC
         elif "body" in obj or "url" in obj:
             provider = OPENAI
+        elif "request" in obj:
+            provider = GEMINI
         else:
             return err(
                 "",
-                "cannot tell the provider: an OpenAI line has 'url' and 'body', an Anthropic line has 'params'",
+                "cannot tell the provider: an OpenAI line has 'url' and 'body', an Anthropic line has 'params',"
+                " a Gemini line has 'request'",
             )
     elif provider not in PROVIDERS:
         return err("", f"unknown provider {provider!r} (one of {', '.join(PROVIDERS)})")
     if provider == OPENAI:
         return _parse_openai(obj, source, lineno, raw)
+    if provider == GEMINI:
+        return _parse_gemini(obj, source, lineno, raw, model)
     return _parse_anthropic(obj, source, lineno, raw)
 
 
@@ -185,10 +198,11 @@ def _finish(
     source: str,
     lineno: int,
 ) -> ParsedRequest | list[LineError]:
+    id_field = "key" if provider == GEMINI else "custom_id"
     if cid is None:
         cid = new_custom_id()
         # the generated id replaces an explicit null too, and goes first as users write it
-        obj = {"custom_id": cid, **{k: v for k, v in obj.items() if k != "custom_id"}}
+        obj = {id_field: cid, **{k: v for k, v in obj.items() if k != id_field}}
         raw = None
     line = raw if raw is not None else json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     try:
@@ -198,7 +212,7 @@ def _finish(
     cap = CAPS[provider].max_bytes
     if size > cap:
         return [LineError(source, lineno, "", f"line is {size:,} bytes, over the {provider} batch cap of {cap:,}")]
-    billed = obj.get("params" if provider == ANTHROPIC else "body")
+    billed = obj.get({ANTHROPIC: "params", GEMINI: "request"}.get(provider, "body"))
     return ParsedRequest(provider, endpoint, model, cid, line, size, source, lineno, billed if isinstance(billed, dict) else None)
 
 
@@ -312,10 +326,63 @@ def _parse_anthropic(obj: dict[str, Any], source: str, lineno: int, raw: str | N
     return _finish(ANTHROPIC, ANTHROPIC_ENDPOINT, model, cid, obj, raw, source, lineno)
 
 
+def _parse_gemini(
+    obj: dict[str, Any], source: str, lineno: int, raw: str | None, default_model: str | None
+) -> ParsedRequest | list[LineError]:
+    """A Gemini Batch Mode line, `{"key": ..., "request": {GenerateContentRequest}}`, with
+    the model beside them (`"model"`) or given for the whole input. `key` is the
+    custom_id. The request is the API's own JSON, in either field spelling it takes
+    (`generationConfig` or `generation_config`): only what every request needs is
+    checked here, the rest is the provider's to judge, per request."""
+    errors: list[LineError] = []
+    extra = sorted(set(obj) - _GEMINI_KEYS)
+    if extra:
+        errors.append(LineError(source, lineno, field_name(extra[0]), "unknown key in a Gemini batch line (key, request, model)"))
+    cid: str | None = None
+    key = obj.get("key")
+    if key is not None:
+        if not isinstance(key, str) or not key:
+            errors.append(LineError(source, lineno, "key", f"must be a non-empty string, not {_type_name(key)}"))
+        elif len(key) > GEMINI_KEY_MAX:
+            errors.append(LineError(source, lineno, "key", f"must be 1 to {GEMINI_KEY_MAX} characters"))
+        else:
+            try:
+                key.encode()
+                cid = key
+            except UnicodeEncodeError:
+                errors.append(LineError(source, lineno, "key", f"{ascii(key[:80])} is not valid Unicode (a lone surrogate)"))
+    model: Any = obj.get("model", default_model)
+    named_in_line = "model" in obj
+    if not isinstance(model, str) or not model.removeprefix(_GEMINI_MODEL_PREFIX):
+        message = "missing: give it in the line or with --model" if model is None else "must be a non-empty string"
+        errors.append(LineError(source, lineno, "model", message))
+    request = obj.get("request")
+    if not isinstance(request, dict):
+        errors.append(
+            LineError(source, lineno, "request", "missing" if request is None else f"must be an object, not {_type_name(request)}")
+        )
+    else:
+        contents = request.get("contents")
+        if not isinstance(contents, list) or not contents:
+            errors.append(LineError(source, lineno, "request.contents", "missing" if contents is None else "must be a non-empty array"))
+        if "model" in request and request["model"] not in (None, model, f"{_GEMINI_MODEL_PREFIX}{model}"):
+            errors.append(LineError(source, lineno, "request.model", "differs from the line's model: a batch runs one model"))
+    if errors:
+        return errors
+    assert isinstance(model, str) and isinstance(request, dict)
+    bare = model.removeprefix(_GEMINI_MODEL_PREFIX)
+    if not named_in_line or model != bare:
+        # the stored line names its model (the adapter creates the batch for it), bare
+        obj = {**obj, "model": bare}
+        raw = None
+    return _finish(GEMINI, GEMINI_ENDPOINT, bare, cid, obj, raw, source, lineno)
+
+
 def iter_parsed(
     lines: Iterable[tuple[str, int, bytes | str]],
     provider: str | None = None,
     *,
+    model: str | None = None,
     seen: dict[tuple[str, str], tuple[str, int]] | None = None,
     chunk_size: int = 4096,
 ) -> Iterator[list[ParsedRequest]]:
@@ -356,7 +423,7 @@ def iter_parsed(
         except RecursionError:
             problems.add(LineError(source, lineno, "", "nested too deeply to be a batch request"))
             continue
-        result = parse_object(obj, source, lineno, text, provider)
+        result = parse_object(obj, source, lineno, text, provider, model)
         if isinstance(result, list):
             for error in result:
                 problems.add(error)
@@ -379,9 +446,11 @@ def iter_parsed(
         yield chunk
 
 
-def parse_lines(lines: Iterable[tuple[str, int, bytes | str]], provider: str | None = None) -> list[ParsedRequest]:
+def parse_lines(
+    lines: Iterable[tuple[str, int, bytes | str]], provider: str | None = None, model: str | None = None
+) -> list[ParsedRequest]:
     """Validate a whole (small) input: all valid requests, or EnqueueError naming each bad line."""
-    return [r for chunk in iter_parsed(lines, provider) for r in chunk]
+    return [r for chunk in iter_parsed(lines, provider, model=model) for r in chunk]
 
 
 def numbered_lines(source: str, stream: Iterable[bytes]) -> Iterator[tuple[str, int, bytes]]:

@@ -14,6 +14,9 @@ header bytes (`imagesize`, no decoding), and its base64 is not counted as text.
   gpt-5-mini/nano) use theirs.
 - Anthropic: width x height / 750 tokens, after its resize rule (long edge at most
   1568 px and about 1.15 megapixels, aspect kept), so at most about 1,600.
+- Gemini: 258 tokens for an image of at most 384 px on both sides, else 258 per
+  768x768 tile it is cut into (ai.google.dev token docs, as remembered: not checked
+  against a live count); an image given by `fileData` is assumed 4 tiles.
 - An image given by URL (or one whose size cannot be read) is not fetched: it gets a
   fixed estimate, the largest the provider bills for one image, and is counted apart
   so that the estimate can say how many images were assumed rather than measured.
@@ -29,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from batchtop.providers.limits import ANTHROPIC
+from batchtop.providers.limits import ANTHROPIC, GEMINI
 
 # -- OpenAI ------------------------------------------------------------------------------
 
@@ -187,6 +190,31 @@ def _anthropic_image(part: dict[str, Any]) -> str | None:
     return ""
 
 
+GEMINI_IMAGE_TOKENS = 258
+_GEMINI_SMALL, _GEMINI_TILE = 384, 768
+GEMINI_ASSUMED_TILES = 4
+"""Tiles an unmeasured Gemini image (fileData, unreadable data) is assumed: a 1536x1536 image."""
+
+
+def gemini_image_tokens(width: int, height: int) -> int:
+    if width <= _GEMINI_SMALL and height <= _GEMINI_SMALL:
+        return GEMINI_IMAGE_TOKENS
+    return GEMINI_IMAGE_TOKENS * math.ceil(width / _GEMINI_TILE) * math.ceil(height / _GEMINI_TILE)
+
+
+def _gemini_image(part: dict[str, Any]) -> str | None:
+    """The base64 data of a Gemini `inlineData` image part ("" for a `fileData` image)."""
+    for inline, file in (("inlineData", "fileData"), ("inline_data", "file_data")):
+        blob = part.get(inline)
+        if isinstance(blob, dict) and str(blob.get("mimeType", blob.get("mime_type", ""))).startswith("image/"):
+            data = blob.get("data")
+            return data if isinstance(data, str) else ""
+        ref = part.get(file)
+        if isinstance(ref, dict) and str(ref.get("mimeType", ref.get("mime_type", ""))).startswith("image/"):
+            return ""
+    return None
+
+
 def _json_chars(value: Any) -> int:
     import json
 
@@ -197,7 +225,13 @@ def image_tokens(provider: str, family: str | None, value: Any) -> ImageTokens:
     """The images anywhere in `value` (a body field such as `messages` or `input`)."""
     total = ImageTokens()
     for part in _parts(value):
-        if provider == ANTHROPIC:
+        if provider == GEMINI:
+            blob = _gemini_image(part)
+            if blob is None:
+                continue
+            size = dimensions(blob) if blob else None
+            tokens = gemini_image_tokens(*size) if size else GEMINI_IMAGE_TOKENS * GEMINI_ASSUMED_TILES
+        elif provider == ANTHROPIC:
             data = _anthropic_image(part)
             if data is None:
                 continue

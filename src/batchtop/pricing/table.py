@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 MILLION = Decimal(1_000_000)
 DEFAULT_BATCH_DISCOUNT = Decimal("0.5")
 PRICE_KEYS = ("input", "cached_input", "cache_write", "cache_write_1h", "output")
+TIER_KEYS = ("tier_above", "input_above", "cached_input_above", "output_above")
+"""A prompt-length tier (Gemini Pro): a request whose prompt is over `tier_above` tokens
+pays the `*_above` prices, for all of its tokens."""
 CACHE_WRITE_1H_MULTIPLE = Decimal(2)
 """A 1-hour cache write costs 2x the input price (Anthropic) unless the table says otherwise."""
 _STAMP = re.compile(r"[-@](?:\d{4}-\d{2}-\d{2}|\d{8})|-(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])|-latest")
@@ -94,9 +97,29 @@ class ModelPrice:
     output: Decimal
     batch_discount: Decimal
     cache_write_1h: Decimal = Decimal(0)
+    tier_above: int | None = None
+    """Prompt tokens above which a request is priced by `above` (None: one tier)."""
+    above: ModelPrice | None = None
+
+    def for_request(self, tokens: Tokens) -> ModelPrice:
+        """The prices one request's tokens pay: its own prompt length picks the tier
+        (prompt = input, cache reads and writes, as Gemini's promptTokenCount counts)."""
+        if self.tier_above is None or self.above is None:
+            return self
+        prompt = tokens.input + tokens.cached_input + tokens.cache_write
+        return self.above if prompt > self.tier_above else self
+
+    def request_list_cost(self, tokens: Tokens) -> Decimal:
+        """One request's real-time cost, at its own tier."""
+        return self.for_request(tokens).list_cost(tokens)
+
+    def request_batch_cost(self, tokens: Tokens) -> Decimal:
+        """One request's batch cost, at its own tier."""
+        return self.for_request(tokens).batch_cost(tokens)
 
     def list_cost(self, tokens: Tokens) -> Decimal:
-        """What these tokens cost at real-time list prices."""
+        """What these tokens cost at real-time list prices (the base tier: summed tokens
+        of many requests do not say which were long; `request_list_cost` does)."""
         return (
             tokens.input * self.input
             + tokens.cached_input * self.cached_input
@@ -202,9 +225,13 @@ def _merge(raw: _Raw, doc: Mapping[str, Any], allowed_providers: set[str] | None
             if not name:
                 raise PriceSpecError(key, "a model family name must not be empty")
             for k in prices:
-                if k not in PRICE_KEYS:
-                    raise PriceSpecError(f"{key}.{_quote(k)}", f"unknown key (known: {', '.join(PRICE_KEYS)})")
+                if k not in PRICE_KEYS and k not in TIER_KEYS:
+                    raise PriceSpecError(
+                        f"{key}.{_quote(k)}", f"unknown key (known: {', '.join(PRICE_KEYS + TIER_KEYS)})"
+                    )
             values = {k: _number(f"{key}.{k}", v) for k, v in prices.items()}
+            if "tier_above" in values and values["tier_above"] != int(values["tier_above"]):
+                raise PriceSpecError(f"{key}.tier_above", "must be a whole number of prompt tokens")
             known = entry["families"].get(name)
             if known is None:
                 missing = [k for k in ("input", "output") if k not in values]
@@ -219,22 +246,43 @@ def _build(as_of: str, source: str, raw: _Raw) -> PriceTable:
     providers: dict[str, ProviderPrices] = {}
     for provider, entry in raw.items():
         discount: Decimal = entry["batch_discount"]
-        families = {
-            name: ModelPrice(
-                provider=provider,
-                family=name,
-                input=v["input"],
-                cached_input=v.get("cached_input", v["input"]),
-                cache_write=v.get("cache_write", v["input"]),
-                output=v["output"],
-                batch_discount=discount,
-                cache_write_1h=v.get("cache_write_1h", v["input"] * CACHE_WRITE_1H_MULTIPLE),
-            )
-            for name, v in entry["families"].items()
-        }
+        families = {name: _model_price(provider, name, v, discount) for name, v in entry["families"].items()}
         order = tuple(sorted(families, key=len, reverse=True))
         providers[provider] = ProviderPrices(discount, families, order)
     return PriceTable(as_of=as_of, source=source, providers=providers)
+
+
+def _model_price(provider: str, name: str, v: dict[str, Decimal], discount: Decimal) -> ModelPrice:
+    """One family's prices; with `tier_above`, the long-prompt tier beside them (each
+    `*_above` price unset is the base tier's own)."""
+    base = ModelPrice(
+        provider=provider,
+        family=name,
+        input=v["input"],
+        cached_input=v.get("cached_input", v["input"]),
+        cache_write=v.get("cache_write", v["input"]),
+        output=v["output"],
+        batch_discount=discount,
+        cache_write_1h=v.get("cache_write_1h", v["input"] * CACHE_WRITE_1H_MULTIPLE),
+    )
+    if "tier_above" not in v:
+        return base
+    long_input = v.get("input_above", base.input)
+    above = ModelPrice(
+        provider=provider,
+        family=name,
+        input=long_input,
+        cached_input=v.get("cached_input_above", base.cached_input),
+        cache_write=long_input,
+        output=v.get("output_above", base.output),
+        batch_discount=discount,
+        cache_write_1h=long_input * CACHE_WRITE_1H_MULTIPLE,
+    )
+    return ModelPrice(
+        provider=provider, family=name, input=base.input, cached_input=base.cached_input,
+        cache_write=base.cache_write, output=base.output, batch_discount=discount,
+        cache_write_1h=base.cache_write_1h, tier_above=int(v["tier_above"]), above=above,
+    )
 
 
 def _copy(raw: _Raw) -> _Raw:

@@ -9,7 +9,8 @@
   they take, return and raise; `base` also holds the plain values they return.
 - `errors`: the typed failures (auth, quota, not found, refused, transient) every
   adapter raises instead of its SDK's exceptions.
-- `openai_batches`, `anthropic_batches`: the adapters over the official async SDKs,
+- `openai_batches`, `anthropic_batches`, `gemini_batches`: the adapters over the
+  official async SDKs (openai, anthropic, google-genai),
   the only modules that import them (only when an adapter is built), each with its
   one `translate` function from SDK exceptions to `errors`.
 - `limits` (pure data: endpoints, id rules, caps), `failures` (retry verdicts of
@@ -17,6 +18,7 @@
   the config's accounts, and the engine's logging).
 
 Adding a provider: a spec module (`ProviderSpec` subclass), an adapter module
-(`ListingAdapter` subclass with its `translate`), one `register` line in `registry`,
+(`ListingAdapter` subclass, or `ProviderAdapter` where the SDK's listing is not
+`data`/`has_next_page` pages, as google-genai's is not; with its `translate`), one `register` line in `registry`,
 and its entries in `limits`. `providers` never imports `store`, `engine` or a view.
 """

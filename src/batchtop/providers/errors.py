@@ -117,9 +117,11 @@ class ProviderAuthError(ProviderError):
 _QUOTA_CODES = frozenset({
     "insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "billing_error", "quota_exceeded",
 })
-_QUOTA_PHRASES = ("credit balance is too low", "exceeded your current quota")
+_QUOTA_PHRASES = ("credit balance is too low", "exceeded your current quota", "requires billing to be enabled")
 """Anthropic reports a low credit balance as a 400 `invalid_request_error`: its message
-is the only sign that paying, not rewriting, fixes it."""
+is the only sign that paying, not rewriting, fixes it. Google says both in prose too:
+a 429 RESOURCE_EXHAUSTED "You exceeded your current quota" (a rate limit has other
+text) and a 403 "This API method requires billing to be enabled"."""
 
 
 def is_quota(code: str | None, kind: str | None, message: str | None) -> bool:

@@ -10,9 +10,20 @@ from dataclasses import dataclass
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
-PROVIDERS = (OPENAI, ANTHROPIC)
+GEMINI = "gemini"
+PROVIDERS = (OPENAI, ANTHROPIC, GEMINI)
 
 ANTHROPIC_ENDPOINT = "/v1/messages"
+GEMINI_ENDPOINT = "generateContent"
+"""Gemini Batch Mode runs one method, `models.generateContent`, for every request of a
+batch (the batch itself is `{model}:batchGenerateContent`)."""
+
+GEMINI_INLINE_MAX_BYTES = 20 * 1000 * 1000
+"""Above this a Gemini batch goes as an uploaded JSONL file rather than inline requests
+(ai.google.dev batch-mode docs: inline 'keeps the total request size under 20MB')."""
+GEMINI_KEY_MAX = 512
+"""Our own bound on a Gemini line's `key` (the docs give none): it is stored and
+shown like a custom_id, so it stays a short label, not a payload."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,9 @@ class BatchCaps:
 CAPS: dict[str, BatchCaps] = {
     OPENAI: BatchCaps(max_requests=50_000, max_bytes=200 * 1000 * 1000),
     ANTHROPIC: BatchCaps(max_requests=100_000, max_bytes=256 * 1000 * 1000),
+    # the input file may be up to 2 GB (docs); no request-count cap is documented, so
+    # Anthropic's 100,000 keeps one batch's ingest the size the others' are
+    GEMINI: BatchCaps(max_requests=100_000, max_bytes=2 * 1000 * 1000 * 1000),
 }
 
 # The endpoints `batches.create` takes (openai 3.51.0), and the field each body needs.

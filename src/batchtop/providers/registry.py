@@ -10,6 +10,7 @@ Importing this module imports no SDK: the specs build their adapters lazily.
 from __future__ import annotations
 
 from batchtop.providers.anthropic_spec import AnthropicSpec
+from batchtop.providers.gemini_spec import GeminiSpec
 from batchtop.providers.openai_spec import OpenAISpec
 from batchtop.providers.spec import ProviderSpec
 
@@ -72,3 +73,4 @@ def for_endpoint(endpoint: str) -> ProviderSpec:
 
 register(OpenAISpec())
 register(AnthropicSpec())
+register(GeminiSpec())

@@ -57,8 +57,17 @@ class SimConfig:
     attempt with the provider's own line for that error."""
     create_error: str | None = None
     """A kind of :data:`~batchtop.sim.scripted.KINDS`: every batch create (OpenAI
-    ``POST /v1/batches``, Anthropic ``POST /v1/messages/batches``) is refused with it,
+    ``POST /v1/batches``, Anthropic ``POST /v1/messages/batches``, Gemini
+    ``:batchGenerateContent``) is refused with it,
     as an account out of quota or credit is. Read on every request."""
+    thoughts_share: float = 0.0
+    """Gemini: share of a success's output tokens reported as thoughts (thoughtsTokenCount)."""
+    gemini_window_s: float = 48 * 3600.0
+    """Gemini: a batch still pending or running this long after it was created expires
+    (Batch Mode's 48 hours, as its docs state it; not checked against the live API)."""
+    stalled_batches: int = 0
+    """Gemini: the next this many batches stay PENDING until cancelled or their window
+    ends, as jobs reported stuck for over a day do. Read when a batch is created."""
     shuffle_results: bool = False
     """Emit result lines in a hash order instead of input order (order is never promised)."""
 
@@ -75,6 +84,7 @@ class SimConfig:
     # --- limits ---
     max_openai_requests: int = 50_000
     max_anthropic_requests: int = 100_000
+    max_gemini_inline_bytes: int = 20 * 1000 * 1000
     max_upload_bytes: int = 512 * 1024 * 1024
     max_json_body_bytes: int = 256 * 1024 * 1024
 

@@ -35,8 +35,16 @@ def new_request_id() -> str:
 
 
 def request_id_header(provider: str) -> str:
-    """OpenAI's SDK reads ``x-request-id``; Anthropic's reads ``request-id``."""
-    return "request-id" if provider == "anthropic" else "x-request-id"
+    """OpenAI's SDK reads ``x-request-id``; Anthropic's reads ``request-id``; Google's
+    front end sends ``x-goog-request-id`` (google-genai reads none)."""
+    return {"anthropic": "request-id", "gemini": "x-goog-request-id"}.get(provider, "x-request-id")
+
+
+def gemini_status(status: int) -> str:
+    """The google.rpc status name an HTTP error answer carries."""
+    from .gemini_state import STATUS_NAMES
+
+    return STATUS_NAMES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
 
 
 def error_response(
@@ -48,10 +56,13 @@ def error_response(
     code: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
-    """``{"error": {...}}`` for OpenAI, ``{"type": "error", ...}`` for Anthropic."""
+    """``{"error": {...}}`` for OpenAI, ``{"type": "error", ...}`` for Anthropic,
+    ``{"error": {"code", "message", "status"}}`` (google.rpc) for Gemini."""
     request_id = new_request_id()
     body: dict[str, Any]
-    if provider == "anthropic":
+    if provider == "gemini":
+        body = {"error": {"code": status, "message": message, "status": gemini_status(status)}}
+    elif provider == "anthropic":
         kind = ANTHROPIC_TYPES.get(status, "api_error")
         body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id}
     else:
@@ -61,6 +72,6 @@ def error_response(
     return web.json_response(body, status=status, headers=all_headers)
 
 
-def json_ok(provider: str, data: Any, status: int = 200) -> web.Response:
+def json_ok(provider: str, data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     """A JSON success response carrying a request id like the real APIs."""
-    return web.json_response(data, status=status, headers={request_id_header(provider): new_request_id()})
+    return web.json_response(data, status=status, headers={request_id_header(provider): new_request_id(), **(headers or {})})

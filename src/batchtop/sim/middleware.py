@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from .errors import error_response
-from .state import ANTHROPIC, OPENAI, LogRecord, StateError
+from .state import ANTHROPIC, GEMINI, OPENAI, LogRecord, StateError
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,25 @@ _FAULT: web.RequestKey[bool] = web.RequestKey("batchtop_sim_fault", bool)
 
 
 def provider_of(path: str) -> str:
+    if path.startswith("/gemini/"):
+        return GEMINI
     return ANTHROPIC if path.startswith("/v1/messages") else OPENAI
+
+
+def _upload_chunk(request: web.Request, provider: str) -> bool:
+    """A chunk of a Gemini resumable upload: google-genai sends it with the upload
+    headers only (no API key); the upload id in the URL stands for the key."""
+    return provider == GEMINI and request.path.startswith("/gemini/upload/") and "upload_id" in request.query
 
 
 def _presented_keys(request: web.Request, provider: str) -> list[str]:
     keys = []
+    if provider == GEMINI:
+        if "x-goog-api-key" in request.headers:
+            keys.append(request.headers["x-goog-api-key"].strip())
+        if "key" in request.query:
+            keys.append(request.query["key"])
+        return keys
     auth = request.headers.get("Authorization", "")
     if auth.lower().startswith("bearer "):
         keys.append(auth[7:].strip())
@@ -98,9 +112,16 @@ async def sim_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     fault = False
     response: web.StreamResponse
     try:
-        if cfg.require_api_key is not None and cfg.require_api_key not in _presented_keys(request, provider):
+        if (
+            cfg.require_api_key is not None
+            and cfg.require_api_key not in _presented_keys(request, provider)
+            and not _upload_chunk(request, provider)
+        ):
             await _drain(request)
-            message = "invalid x-api-key" if provider == ANTHROPIC else "Incorrect API key provided."
+            message = {
+                ANTHROPIC: "invalid x-api-key",
+                GEMINI: "API key not valid. Please pass a valid API key.",
+            }.get(provider, "Incorrect API key provided.")
             response = error_response(provider, 401, message)
         elif not debug and (rolled := _pick_fault(request, sim)) is not None:
             await _drain(request)

@@ -37,6 +37,12 @@ _CREDIT = (
     " purchase credits."
 )
 
+_GOOGLE_BILLING = (
+    "This API method requires billing to be enabled. Please enable billing on project #sim by visiting"
+    " https://console.developers.google.com/billing/enable?project=sim then retry."
+)
+"""Google's 403 PERMISSION_DENIED for a project without billing (the shape Google APIs send)."""
+
 KINDS: dict[str, ScriptedError] = {
     "invalid_request": ScriptedError(
         400,
@@ -107,6 +113,10 @@ def create_refusal(provider: str, kind: str) -> tuple[int, str, str | None]:
     script = KINDS.get(kind)
     if script is None:
         raise ValueError(f"unknown scripted error {kind!r} (known: {', '.join(sorted(KINDS))})")
+    if provider == "gemini":  # Google's front end answers with the HTTP status and its own text
+        if kind == "billing":
+            return 403, _GOOGLE_BILLING, None
+        return script.status, script.openai_error["message"], None
     if provider == "anthropic":
         error = script.anthropic_result["error"]
         inner = error.get("error", error)

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import anthropic_routes, debug_routes, openai_routes
+from . import anthropic_routes, debug_routes, gemini_routes, openai_routes
 from .clock import Clock
 from .config import SimConfig
 from .middleware import APP_SIM, FaultDice, log_on_prepare, sim_middleware
@@ -25,7 +25,7 @@ _BODY_SLACK = 1 << 20
 
 
 class Simulator:
-    """A fake OpenAI Batch + Anthropic Message Batches server for tests and demos.
+    """A fake OpenAI Batch + Anthropic Message Batches + Gemini Batch Mode server for tests and demos.
 
     ``config`` may be edited (or replaced) while running; see :class:`SimConfig`
     for which knobs apply per request and which are captured per batch.
@@ -60,6 +60,13 @@ class Simulator:
         """Pass as ``Anthropic(base_url=...)``; the SDK's paths include ``/v1``."""
         return self.base_url
 
+    @property
+    def gemini_base_url(self) -> str:
+        """Pass as ``genai.Client(http_options=HttpOptions(base_url=...))``: the API
+        root, ``/gemini`` (OpenAI's routes own ``/v1`` here); the SDK adds the version
+        (``/v1``, or ``/v1beta``) and ``/upload/<version>`` for uploads."""
+        return f"{self.base_url}/gemini"
+
     # ------------------------------------------------------------ lifecycle
 
     def build_app(self) -> web.Application:
@@ -70,6 +77,7 @@ class Simulator:
         app.on_response_prepare.append(log_on_prepare)
         app.add_routes(openai_routes.routes)
         app.add_routes(anthropic_routes.routes)
+        app.add_routes(gemini_routes.routes)
         app.add_routes(debug_routes.routes)
         return app
 
@@ -212,7 +220,7 @@ class Simulator:
 def serve_forever(port: int, config: SimConfig) -> None:
     """Run the simulator in the foreground until SIGINT/SIGTERM (``batchtop sim``).
 
-    Prints the two base URLs, one per line, once listening. The signal handlers
+    Prints the three base URLs, one per line, once listening. The signal handlers
     are in place before the URLs are printed, so a caller that signals as soon
     as it has read them still gets a clean exit. A port that cannot be bound is
     reported as a :class:`~batchtop.errors.BatchtopError` (one line, exit 1).
@@ -235,6 +243,7 @@ def serve_forever(port: int, config: SimConfig) -> None:
         try:
             print(f"OPENAI_BASE_URL={sim.openai_base_url}", flush=True)
             print(f"ANTHROPIC_BASE_URL={sim.anthropic_base_url}", flush=True)
+            print(f"GEMINI_BASE_URL={sim.gemini_base_url}", flush=True)
             await stop.wait()
         finally:
             await sim.stop_async()

@@ -16,6 +16,13 @@ from typing import Any, TypeVar
 from .anthropic_state import AnthropicBatch, processing_status
 from .clock import Clock
 from .config import SimConfig
+from .gemini_state import (
+    GeminiBatch,
+    GeminiFile,
+    Upload,
+    parse_inline_requests,
+    parse_input_file,
+)
 from .ids import IdMaker
 from .lifecycle import FAILED, RUNNING, TERMINAL, Progress
 from .openai_state import DEFAULT_FILE_TTL_S, FileRecord, OpenAIBatch
@@ -26,6 +33,7 @@ from .scripted import scripted
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
+GEMINI = "gemini"
 
 T = TypeVar("T")
 
@@ -74,6 +82,9 @@ class SimState:
         self.files: dict[str, FileRecord] = {}
         self.openai_batches: dict[str, OpenAIBatch] = {}
         self.anthropic_batches: dict[str, AnthropicBatch] = {}
+        self.gemini_batches: dict[str, GeminiBatch] = {}
+        self.gemini_files: dict[str, GeminiFile] = {}
+        self.gemini_uploads: dict[str, Upload] = {}
         self.submissions: Counter[tuple[str, str]] = Counter()
         self.log: list[LogRecord] = []
 
@@ -287,12 +298,152 @@ class SimState:
                 raise StateError(400, f"Message batch '{batch_id}' has not ended; results are not available yet.")
             return batch.iter_results(p)
 
+    # ------------------------------------------------------------ Gemini files
+
+    def gemini_start_upload(self, display_name: str | None, mime_type: str, size: int) -> str:
+        """Open a resumable upload session; returns its upload id."""
+        with self.lock:
+            upload_id, _ = self.ids.make("upload-")
+            self.gemini_uploads[upload_id] = Upload(display_name, mime_type, size)
+            return upload_id
+
+    def gemini_upload_chunk(self, upload_id: str, offset: int, data: bytes, finalize: bool, origin: str) -> dict[str, Any] | None:
+        """Append a chunk at `offset`; on finalize the file is created and returned."""
+        with self.lock:
+            upload = self.gemini_uploads.get(upload_id)
+            if upload is None:
+                raise StateError(404, "Upload session not found.")
+            if offset != len(upload.data):
+                raise StateError(400, f"Upload offset {offset} does not match the {len(upload.data)} bytes received.")
+            upload.data += data
+            if len(upload.data) > self._config().max_upload_bytes:
+                del self.gemini_uploads[upload_id]
+                raise StateError(413, "The file is too large.")
+            if not finalize:
+                return None
+            del self.gemini_uploads[upload_id]
+            if len(upload.data) != upload.size:
+                raise StateError(400, f"Upload size {len(upload.data)} does not match the declared {upload.size}.")
+            record = self._gemini_add_file(upload.display_name, upload.mime_type, bytes(upload.data))
+            return record.to_json(origin)
+
+    def _gemini_add_file(self, display_name: str | None, mime_type: str, content: bytes, generated: bool = False) -> GeminiFile:
+        file_id, seq = self.ids.make("gfile")
+        record = GeminiFile(file_id, seq, self.clock.now(), display_name, mime_type, content, generated)
+        self.gemini_files[file_id] = record
+        return record
+
+    def gemini_file(self, file_id: str) -> GeminiFile:
+        with self.lock:
+            record = self.gemini_files.get(file_id)
+            if record is None:
+                raise StateError(404, f"File files/{file_id} does not exist.")
+            return record
+
+    def gemini_list_files(self, page_size: int, after: int | None, origin: str) -> tuple[list[dict[str, Any]], int | None]:
+        """Newest first; the cursor is the last file's sequence."""
+        with self.lock:
+            items = sorted(self.gemini_files.values(), key=lambda f: f.seq, reverse=True)
+            if after is not None:
+                items = [f for f in items if f.seq < after]
+            chosen, more = page(items, page_size)
+            return [f.to_json(origin) for f in chosen], (chosen[-1].seq if more and chosen else None)
+
+    def gemini_delete_file(self, file_id: str) -> None:
+        with self.lock:
+            if self.gemini_files.pop(file_id, None) is None:
+                raise StateError(404, f"File files/{file_id} does not exist.")
+
+    # ------------------------------------------------------------ Gemini batches
+
+    def create_gemini_batch(self, model: str, batch: dict[str, Any], origin: str) -> dict[str, Any]:
+        """`batchGenerateContent`: inline requests or `fileName` of an uploaded file."""
+        with self.lock:
+            live = self._config()
+            source = batch.get("inputConfig") or {}
+            file_name = source.get("fileName") if isinstance(source, dict) else None
+            metadata: list[dict[str, str] | None] | None = None
+            invalid = False
+            if isinstance(file_name, str):
+                record = self.gemini_files.get(file_name.removeprefix("files/"))
+                if record is None:
+                    raise StateError(400, f"File {file_name} does not exist.")
+                requests, invalid = parse_input_file(record.content, model)
+            else:
+                requests, metadata = parse_inline_requests(batch, model)
+                if not requests:
+                    raise StateError(400, "* BatchGenerateContentRequest.batch.input_config: input_config is required.")
+            stalled = live.stalled_batches > 0
+            if stalled:
+                live.stalled_batches -= 1
+            cfg = live.copy()
+            batch_id, seq = self.ids.make("gbatch")
+            name = batch.get("displayName")
+            job = GeminiBatch(
+                id=batch_id, seq=seq, created=self.clock.now(), cfg=cfg, model=model,
+                display_name=name if isinstance(name, str) else None, requests=requests,
+                outcomes=[] if invalid else self._outcomes(GEMINI, cfg, requests),
+                inline_metadata=metadata, input_file=file_name if isinstance(file_name, str) else None,
+                stalled=stalled, invalid=invalid,
+            )
+            if invalid:
+                job.requests = []
+            self.gemini_batches[batch_id] = job
+            return job.to_json(self._refresh_gemini(job), origin)
+
+    def _refresh_gemini(self, job: GeminiBatch) -> Progress:
+        """Current progress; a file-input batch's output file is written when it ends."""
+        p = job.progress(self.clock.now())
+        if p.phase in TERMINAL and p.phase != FAILED and job.inline_metadata is None and job.output_file is None:
+            record = self._gemini_add_file(f"{job.name}-output", "application/jsonl", job.file_lines(p), generated=True)
+            job.output_file = record.name
+        return p
+
+    def _gemini_batch(self, batch_id: str) -> GeminiBatch:
+        job = self.gemini_batches.get(batch_id)
+        if job is None:
+            raise StateError(404, f"Batch batches/{batch_id} not found.")
+        return job
+
+    def get_gemini_batch(self, batch_id: str, origin: str) -> dict[str, Any]:
+        with self.lock:
+            job = self._gemini_batch(batch_id)
+            return job.to_json(self._refresh_gemini(job), origin)
+
+    def list_gemini_batches(self, page_size: int, after: int | None, origin: str) -> tuple[list[dict[str, Any]], int | None]:
+        """Newest first; the page token is the last batch's sequence."""
+        with self.lock:
+            items = sorted(self.gemini_batches.values(), key=lambda b: b.seq, reverse=True)
+            if after is not None:
+                items = [b for b in items if b.seq < after]
+            chosen, more = page(items, page_size)
+            return [b.to_json(self._refresh_gemini(b), origin) for b in chosen], (chosen[-1].seq if more and chosen else None)
+
+    def cancel_gemini_batch(self, batch_id: str) -> None:
+        with self.lock:
+            job = self._gemini_batch(batch_id)
+            if self._refresh_gemini(job).phase in TERMINAL:
+                raise StateError(400, f"Batch batches/{batch_id} has already finished and cannot be cancelled.")
+            if job.cancel_at is None:
+                job.cancel_at = self.clock.now()
+
+    def delete_gemini_batch(self, batch_id: str) -> None:
+        with self.lock:
+            job = self._gemini_batch(batch_id)
+            if self._refresh_gemini(job).phase not in TERMINAL:
+                raise StateError(400, f"Batch batches/{batch_id} is still running; cancel it first.")
+            del self.gemini_batches[batch_id]
+
     # ------------------------------------------------------------ test helpers
 
     def expire(self, batch_id: str) -> None:
         """Make a running batch's window end now (partial results are kept)."""
         with self.lock:
-            batch: OpenAIBatch | AnthropicBatch | None = self.openai_batches.get(batch_id) or self.anthropic_batches.get(batch_id)
+            batch: OpenAIBatch | AnthropicBatch | GeminiBatch | None = (
+                self.openai_batches.get(batch_id)
+                or self.anthropic_batches.get(batch_id)
+                or self.gemini_batches.get(batch_id.removeprefix("batches/"))
+            )
             if batch is None:
                 raise KeyError(batch_id)
             now = self.clock.now()
@@ -303,7 +454,11 @@ class SimState:
         """Drop a batch as if the provider had lost it: from now on it is not listed and
         every route answers 404 for it (its files stay, as a real provider's may)."""
         with self.lock:
-            if self.openai_batches.pop(batch_id, None) is None and self.anthropic_batches.pop(batch_id, None) is None:
+            if (
+                self.openai_batches.pop(batch_id, None) is None
+                and self.anthropic_batches.pop(batch_id, None) is None
+                and self.gemini_batches.pop(batch_id.removeprefix("batches/"), None) is None
+            ):
                 raise KeyError(batch_id)
 
     def describe(self, provider: str | None = None) -> list[dict[str, Any]]:
@@ -328,5 +483,14 @@ class SimState:
                         "metadata": None, "n": a.n, "done": p.done, "seq": a.seq,
                         "request_counts": a.counts(p), "custom_ids": [r.custom_id for r in a.requests],
                     })
-            out.sort(key=lambda d: self.ids.order[d["id"]])
+            if provider in (None, GEMINI):
+                for g in self.gemini_batches.values():
+                    p = self._refresh_gemini(g)
+                    out.append({
+                        "provider": GEMINI, "id": g.name, "status": p.phase, "phase": p.phase,
+                        "metadata": None, "display_name": g.display_name, "n": g.n, "done": p.done, "seq": g.seq,
+                        "request_counts": g.stats(p), "custom_ids": [r.custom_id for r in g.requests],
+                        "inline": g.inline_metadata is not None, "output_file": g.output_file, "_order": g.id,
+                    })
+            out.sort(key=lambda d: self.ids.order[d.pop("_order", d["id"])])
             return out
