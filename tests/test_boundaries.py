@@ -28,16 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "batchtop"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
-PENDING_STORE = (
-    "pending: the SQL is moving into store/ in the store-owner branch (issue 13, part 1); "
-    "remove this mark once it is merged"
-)
-PENDING_CONTRACTS = {
-    "sqlite-only-in-store": PENDING_STORE + " and nothing outside store/ imports sqlite3 (not even for annotations)",
-}
-"""The areas that still hold SQL today (cli.py, engine/, pricing/, views/)."""
-
-
 def _tool(name: str) -> str:
     """The tool installed beside this Python (the test extra), else on PATH."""
     beside = Path(sys.executable).parent / name
@@ -61,19 +51,9 @@ def _lint_imports(*ids: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_import_contracts_hold() -> None:
-    """Every contract but the pending ones, in one run (the import graph is built once)."""
-    kept = [c for c in CONTRACTS if c not in PENDING_CONTRACTS]
-    assert kept
-    done = _lint_imports(*kept)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
-@pytest.mark.parametrize(
-    "contract", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=why)) for c, why in PENDING_CONTRACTS.items()]
-)
-def test_pending_import_contract(contract: str) -> None:
-    assert contract in CONTRACTS
-    done = _lint_imports(contract)
+    """Every contract, in one run (the import graph is built once)."""
+    assert "sqlite-only-in-store" in CONTRACTS and "providers-without-store" in CONTRACTS
+    done = _lint_imports(*CONTRACTS)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

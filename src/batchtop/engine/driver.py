@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -41,6 +40,7 @@ from batchtop.config import Config
 from batchtop.engine.tick import AdapterFactory, Engine, TickReport
 from batchtop.providers.clients import build_adapter
 from batchtop.store import Store, lease, status_queries
+from batchtop.store.db import StoreBusy
 
 log = logging.getLogger("batchtop.engine.driver")
 
@@ -324,7 +324,7 @@ class EngineDriver:
         try:
             ready = [at for b in status_queries.buffers(engine.store.db, self.config)
                      if (at := status_queries.ready_at(b)) is not None]
-        except sqlite3.OperationalError:
+        except StoreBusy:
             return None
         return max(0.0, min(ready) - engine.now()) if ready else None
 
@@ -332,7 +332,7 @@ class EngineDriver:
     def _work_due(engine: Engine) -> bool:
         try:
             return engine._work_due()
-        except sqlite3.OperationalError as exc:  # locked past the busy timeout: look again later
+        except StoreBusy as exc:  # locked past the busy timeout: look again later
             log.warning("store busy looking for work due (%s)", exc)
             return False
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sqlite3
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -18,6 +17,7 @@ from batchtop.config import Config
 from batchtop.engine.driver import EngineDriver, TickOutcome
 from batchtop.engine.tick import TickReport
 from batchtop.store import Store, lease
+from batchtop.store.db import StoreBusy
 
 log = logging.getLogger("batchtop.engine.tick")
 """`run` logs under the engine's name, as it always has (operators' filters use it)."""
@@ -33,7 +33,7 @@ def _log_tick(future: Future[TickOutcome]) -> None:
     """What `run` says about each tick, once it is done."""
     outcome = future.result()
     if outcome.error is not None:
-        if isinstance(outcome.error, sqlite3.OperationalError):  # e.g. locked past the busy timeout by heavy writers
+        if isinstance(outcome.error, StoreBusy):  # e.g. locked past the busy timeout by heavy writers
             log.warning("store busy (%s); trying again next tick", outcome.error)
         elif not outcome.fatal:
             log.error("tick failed: %s: %s", type(outcome.error).__name__, outcome.error, exc_info=outcome.error)

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import random
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from batchtop.store.lifecycle import ProviderState
 from batchtop.timefmt import iso
 from batchtop.integrations.webhooks import Deliveries
 from batchtop.integrations.webhooks import key as webhook_key
+from batchtop.store.db import StoreBusy
 
 log = logging.getLogger("batchtop.engine.tick")
 
@@ -397,7 +397,7 @@ class Engine:
             except ResultFileTooLong as exc:
                 self._quarantine(ingest, batch_id, str(exc), report)
                 continue
-            except (lease.LeaseLost, sqlite3.OperationalError):
+            except (lease.LeaseLost, StoreBusy):
                 raise  # not this batch's fault
             except Exception as exc:  # noqa: BLE001 - the download failed, or the provider sent what we cannot store
                 self._ingest_failed(ingest, batch_id, redact(f"{error_name(exc)}: {exc}"), report)

@@ -8,7 +8,6 @@ that the status document's queued and in-flight figures and the budget check use
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,6 +21,7 @@ from batchtop.pricing.money import usd
 from batchtop.pricing.table import PriceTable, Tokens, price_table
 from batchtop.pricing.usage import mean_outputs
 from batchtop.intake.validation import iter_parsed
+from batchtop.store.db import Connection
 
 if TYPE_CHECKING:
     from batchtop.config import Config
@@ -55,7 +55,7 @@ def quote(
     config: Config,
     provider: str | None = None,
     *,
-    db: sqlite3.Connection | None = None,
+    db: Connection | None = None,
     stdin: BinaryIO | None = None,
     model: str | None = None,
 ) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ the returned reason in `buffers.held_reason`.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,6 +20,7 @@ from batchtop.pricing.table import PriceTable, Tokens, price_table
 from batchtop.store import pricing_queries
 
 if TYPE_CHECKING:
+    from batchtop.store.db import Connection
     from batchtop.config import BudgetLimits, Config
 
 LIFETIME_MARGIN = 7 * 86400.0
@@ -49,7 +49,7 @@ def period_starts(now: float) -> tuple[float, float]:
 
 
 def spent(
-    db: sqlite3.Connection, table: PriceTable, now: float, provider: str | None = None
+    db: Connection, table: PriceTable, now: float, provider: str | None = None
 ) -> tuple[Decimal, Decimal]:
     """(spent today, spent this month) at batch price, for one provider or all.
 
@@ -113,7 +113,7 @@ def _label(scope: str | None, period: str, cap: Decimal) -> str:
 
 
 def budget_hold_reason(
-    db: sqlite3.Connection, config: Config, provider: str, adding_usd: Decimal | None, now: float
+    db: Connection, config: Config, provider: str, adding_usd: Decimal | None, now: float
 ) -> str | None:
     """Why a batch of `adding_usd` (batch price) for `provider` must wait, or None to go ahead.
 

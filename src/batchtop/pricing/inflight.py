@@ -13,7 +13,6 @@ All of it at batch prices and the plain input price (no cache discount assumed).
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import asdict, dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from batchtop.store import pricing_queries
 from batchtop.store.pricing_queries import EstimateSums
 
 if TYPE_CHECKING:
+    from batchtop.store.db import Connection
     from batchtop.config import Config
 
 BYTES_PER_TOKEN = 4
@@ -76,7 +76,7 @@ def scaled_tokens(sums: _Sums | None, requests: int, size: int, mean: Decimal | 
 
 
 def estimate_work(
-    db: sqlite3.Connection, table: PriceTable, *, provider: str | None = None, queued: bool = True
+    db: Connection, table: PriceTable, *, provider: str | None = None, queued: bool = True
 ) -> list[WorkEstimate]:
     """Per-model estimates of batches not yet ingested, and (if `queued`) of queued requests."""
     means = mean_outputs(db)
@@ -103,7 +103,7 @@ def estimate_work(
 
 
 def estimate_batch_cost(
-    db: sqlite3.Connection, config: Config, provider: str, model: str, requests: int, size_bytes: int
+    db: Connection, config: Config, provider: str, model: str, requests: int, size_bytes: int
 ) -> Decimal | None:
     """The estimated batch-price cost of a batch about to be submitted (for the budget check)."""
     price = price_table(config).price(provider, model)
@@ -174,12 +174,12 @@ NO_WORK = InFlightEstimate(usd=0.0, in_flight_usd=0.0, queued_usd=0.0, total_usd
 """The estimate of a data dir without a store."""
 
 
-def in_flight_estimate(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
+def in_flight_estimate(db: Connection, config: Config) -> dict[str, Any]:
     """`in_flight_cost(db, config)` as its JSON object (see `InFlightEstimate`)."""
     return in_flight_cost(db, config).to_json()
 
 
-def in_flight_cost(db: sqlite3.Connection, config: Config) -> InFlightEstimate:
+def in_flight_cost(db: Connection, config: Config) -> InFlightEstimate:
     """The estimate of everything queued or in flight, per model and summed per stage."""
     items = estimate_work(db, price_table(config))
 

@@ -8,7 +8,6 @@ the discount.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from batchtop.pricing.table import ModelPrice, PriceTable, price_table
 from batchtop.pricing.usage import ModelUsage, read_usage
 
 if TYPE_CHECKING:
+    from batchtop.store.db import Connection
     from batchtop.config import Config
 
 __all__ = [
@@ -184,12 +184,12 @@ def _model_row(usage: ModelUsage, price: ModelPrice | None, default_discount: De
     return row, money
 
 
-def savings(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
+def savings(db: Connection, config: Config) -> dict[str, Any]:
     """`{"by_model": [...], "total": {...}}` as in cli.md, plus `prices_as_of`."""
     return savings_summary(db, config).to_json()
 
 
-def savings_summary(db: sqlite3.Connection, config: Config) -> Savings:
+def savings_summary(db: Connection, config: Config) -> Savings:
     """Every model's savings and their total, as the status document holds them.
 
     Totals sum the priced models only; `complete` is false when some model has no

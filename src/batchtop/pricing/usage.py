@@ -6,11 +6,15 @@ over at most four rows per model: nothing here ever scans `attempts`.
 
 from __future__ import annotations
 
-import sqlite3
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from batchtop.pricing.table import Tokens
+
+if TYPE_CHECKING:
+    from batchtop.store.db import Connection
 
 DEFAULT_OUTPUT_TOKENS = 256
 """Output tokens assumed per request when neither the request nor history says more."""
@@ -43,7 +47,7 @@ class ModelUsage:
         return Decimal(self.ok_tokens.output) / self.succeeded if self.succeeded else None
 
 
-def read_usage(db: sqlite3.Connection) -> list[ModelUsage]:
+def read_usage(db: Connection) -> list[ModelUsage]:
     """Every model's usage, ordered by provider then model."""
     # imported here: the store imports this module (enqueue's estimate) while it loads
     from batchtop.store import pricing_queries
@@ -68,6 +72,6 @@ def read_usage(db: sqlite3.Connection) -> list[ModelUsage]:
     return [models[k] for k in sorted(models)]
 
 
-def mean_outputs(db: sqlite3.Connection) -> dict[tuple[str, str], Decimal]:
+def mean_outputs(db: Connection) -> dict[tuple[str, str], Decimal]:
     """Observed mean output tokens per succeeded attempt, keyed by (provider, model)."""
     return {(u.provider, u.model): m for u in read_usage(db) if (m := u.mean_output) is not None}

@@ -11,7 +11,6 @@ price keeps its usage and has null money, never $0; totals then say `complete: f
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from batchtop.pricing.usage import ModelUsage
 from batchtop.store import report_queries
 from batchtop.store.report_queries import DayUsage, EndedBatches
 from batchtop.timefmt import iso, parse_duration, parse_time
+from batchtop.store.db import Connection
 
 if TYPE_CHECKING:
     from batchtop.config import Config
@@ -271,7 +271,7 @@ def _what_if(
 
 
 def build(
-    db: sqlite3.Connection | None,
+    db: Connection | None,
     config: Config,
     period: Period = Period(),
     what_if: Sequence[str] | None = None,

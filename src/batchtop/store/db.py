@@ -16,6 +16,14 @@ from batchtop.errors import StoreError
 from batchtop.paths import DB_NAME, check_private_dir, ensure_private_dir
 from batchtop.store.schema import MIGRATIONS, SCHEMA_VERSION
 
+Connection = sqlite3.Connection
+"""An open store, as the read modules and views take it: they name it by this alias
+and never import `sqlite3` (only `store/` knows which database it is)."""
+
+StoreBusy = sqlite3.OperationalError
+"""The store could not be reached in time (locked past the busy timeout by other
+writers): a caller waits and tries again later."""
+
 BUSY_TIMEOUT_MS = 30_000
 
 

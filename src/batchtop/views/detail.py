@@ -7,12 +7,12 @@ CLI command later. Inspecting a 50,000-line batch reads its failures, not its su
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from batchtop.errors import BatchtopError
 from batchtop.store import detail_queries
 from batchtop.store.detail_queries import AttemptLine, QueuedRow
+from batchtop.store.db import Connection
 
 __all__ = ["AttemptRow", "BatchDetail", "BufferDetail", "ErrorGroup", "ErrorSample", "QueuedRow", "batch_detail",
            "buffer_detail", "error_code"]
@@ -89,7 +89,7 @@ def error_code(error: str | None, outcome: str | None) -> str:
     return outcome or "unknown"
 
 
-def batch_detail(db: sqlite3.Connection, batch_id: str, *, limit: int = LIMIT, samples: int = SAMPLES) -> BatchDetail:
+def batch_detail(db: Connection, batch_id: str, *, limit: int = LIMIT, samples: int = SAMPLES) -> BatchDetail:
     """One batch (provider id, or `local-N` before it has one): its failures grouped
     by code with sample lines, its attempts, and counts per outcome."""
     b = detail_queries.batch_record(db, batch_id)
@@ -130,7 +130,7 @@ def batch_detail(db: sqlite3.Connection, batch_id: str, *, limit: int = LIMIT, s
     )
 
 
-def buffer_detail(db: sqlite3.Connection, name: str, *, limit: int = LIMIT) -> BufferDetail:
+def buffer_detail(db: Connection, name: str, *, limit: int = LIMIT) -> BufferDetail:
     """One buffer by `provider:endpoint:model`: its queued requests, oldest first."""
     b = detail_queries.buffer_record(db, name)
     if b is None:

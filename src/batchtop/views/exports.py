@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import stat
 import sys
 import tempfile
@@ -26,9 +25,10 @@ from typing import Any, BinaryIO, TextIO
 from batchtop.display import clean
 from batchtop.errors import BatchtopError
 from batchtop.store import export_queries
+from batchtop.store.db import Connection
 
 @contextmanager
-def existing_db(data_dir: Path) -> Iterator[sqlite3.Connection | None]:
+def existing_db(data_dir: Path) -> Iterator[Connection | None]:
     """The data dir's database if there is one, else None: reading must not create it."""
     from batchtop.store import Store
     from batchtop.store.db import has_database
@@ -171,7 +171,7 @@ class Written:
     note: str | None = None
 
 
-def _batch_filter(db: sqlite3.Connection, batch_id: str) -> tuple[int, str | None]:
+def _batch_filter(db: Connection, batch_id: str) -> tuple[int, str | None]:
     """(local id, note) of a provider batch id; BatchtopError when there is no such batch."""
     batch = export_queries.export_batch(db, batch_id)
     if batch is None:
@@ -182,7 +182,7 @@ def _batch_filter(db: sqlite3.Connection, batch_id: str) -> tuple[int, str | Non
     return batch.local_id, note
 
 
-def write_results(db: sqlite3.Connection | None, out: BinaryIO, batch_id: str | None = None) -> Written:
+def write_results(db: Connection | None, out: BinaryIO, batch_id: str | None = None) -> Written:
     """The provider's raw result line (it carries the custom_id) of each request's latest
     success, as JSONL; only those of one provider batch when `batch_id` is given."""
     if db is None:
@@ -198,7 +198,7 @@ def write_results(db: sqlite3.Connection | None, out: BinaryIO, batch_id: str | 
     return Written(count, note)
 
 
-def dead_letters(db: sqlite3.Connection | None) -> Iterator[dict[str, Any]]:
+def dead_letters(db: Connection | None) -> Iterator[dict[str, Any]]:
     """Requests that used up their attempts, oldest first, with their model and last error."""
     if db is None:
         return
@@ -228,7 +228,7 @@ def _json_text(item: dict[str, Any]) -> str:
     return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(item, ensure_ascii=False))
 
 
-def write_dead_letters_json(db: sqlite3.Connection | None, out: TextIO) -> Written:
+def write_dead_letters_json(db: Connection | None, out: TextIO) -> Written:
     """A JSON array, one object per line, written as the cursor yields them."""
     count = 0
     out.write("[")
@@ -242,7 +242,7 @@ def write_dead_letters_json(db: sqlite3.Connection | None, out: TextIO) -> Writt
 _TEXT_COLUMNS = ("CUSTOM_ID", "PROVIDER", "MODEL", "ATTEMPTS", "LAST_BATCH", "LAST_ERROR")
 
 
-def write_dead_letters_text(db: sqlite3.Connection | None, out: TextIO) -> Written:
+def write_dead_letters_text(db: Connection | None, out: TextIO) -> Written:
     """An aligned table; the column widths come from one aggregate query, so the rows
     still stream instead of being held to measure them."""
     widths = [len(c) for c in _TEXT_COLUMNS[:-1]]

@@ -9,7 +9,6 @@ Every view renders this and computes nothing of its own. No Textual, no SDK, no 
 from __future__ import annotations
 
 import json
-import sqlite3
 from types import MappingProxyType
 
 from batchtop.config import Config
@@ -28,12 +27,13 @@ from batchtop.views.status_model import (
     Status,
 )
 from batchtop.views.status_model import empty as empty
+from batchtop.store.db import Connection
 
 RECENT_ENDED = 50
 """How many ended batches are listed beside those in flight."""
 
 
-def _buffers(db: sqlite3.Connection, config: Config) -> tuple[BufferStatus, ...]:
+def _buffers(db: Connection, config: Config) -> tuple[BufferStatus, ...]:
     return tuple(
         BufferStatus(
             name=b.name,
@@ -76,7 +76,7 @@ def _batch(b: status_queries.BatchRow) -> BatchStatus:
     )
 
 
-def batches_by_id(db: sqlite3.Connection, local_ids: list[int]) -> list[BatchStatus]:
+def batches_by_id(db: Connection, local_ids: list[int]) -> list[BatchStatus]:
     """The document's batch entries for these batches (a search's hits), in that order."""
     return [_batch(b) for b in status_queries.batches_by_id(db, local_ids)]
 
@@ -114,7 +114,7 @@ def _alerts(
     return alerts
 
 
-def collect(db: sqlite3.Connection, config: Config, now: float) -> Status:
+def collect(db: Connection, config: Config, now: float) -> Status:
     """The status document at `now`."""
     from batchtop.pricing.inflight import in_flight_cost
     from batchtop.pricing.savings import savings_summary
