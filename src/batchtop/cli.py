@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--provider", choices=["openai", "anthropic"],
         help="force the provider (default: told from each line's shape)",
     )
+    p.add_argument(
+        "--tier", choices=["critical", "high", "normal", "low"],
+        help="priority tier: its default SLA from [tiers] (critical 0s, high 1m, normal 1h; low none);"
+        " --sla/--deadline win",
+    )
 
     p = command("flush", "mark buffers for flushing now; the next tick submits them",
                 "Without it a buffer is flushed by its policy: age, size or a deadline (see the config).")
@@ -199,17 +204,17 @@ def _data_dir(args: argparse.Namespace) -> Path:
 def _cmd_enqueue(args: argparse.Namespace) -> int:
     import time
 
-    from batchtop.intake.client import resolve_deadline
+    from batchtop.intake.client import tier_deadline
     from batchtop.intake.files import enqueue_files
     from batchtop.store import Store
 
+    config = _config(args)  # for its [prices] (a model without a known price is warned about) and [tiers]
     try:
-        deadline = resolve_deadline(args.sla, args.deadline, time.time())
+        deadline = tier_deadline(args.tier, args.sla, args.deadline, time.time(), config.tiers)
     except ValueError as exc:
         raise BatchtopError(f"{'--sla' if args.sla else '--deadline'}: {exc}") from None
-    config = _config(args)  # for its [prices]: a model without a known price is warned about
     with Store(_data_dir(args)) as store:
-        counts = enqueue_files(store, args.files, provider=args.provider, deadline=deadline)
+        counts = enqueue_files(store, args.files, provider=args.provider, deadline=deadline, tier=args.tier)
     _warn_unpriced(config, counts)
     total = sum(counts.values())
     if not total:

@@ -44,6 +44,7 @@ class BufferOverride:
     values: dict[str, Any]
     output: str | None = None  # "json": the model's text must parse as JSON; "text": no check
     output_schema: Path | None = None  # JSON Schema the output must satisfy (implies json)
+    flex: bool | None = None  # issue 15: `flex = true` lets this buffer's due requests use OpenAI flex
 
     def matches(self, provider: str, endpoint: str, model: str) -> bool:
         return (
@@ -91,6 +92,39 @@ _ENGINE_KEYS = {
 class AlertConfig:
     failure_rate: float = 0.05
     window: float = 86400.0
+    stuck_after: float | None = None
+    """`alerts.stuck_after` (issue 15): a batch not ended this long after it was sent is
+    `stuck_batch`; None: past what observed durations make unlikely."""
+
+
+# -- tiers and lanes (issue 15) ---------------------------------------------------------
+TIERS = ("critical", "high", "normal", "low")
+
+
+@dataclass(frozen=True)
+class TierConfig:
+    """`[tiers]`: the default SLA of each priority tier, in seconds (`low` has none)."""
+
+    critical: float = 0.0
+    high: float = 60.0
+    normal: float = 3600.0
+
+    def sla(self, tier: str) -> float | None:
+        return None if tier == "low" else float(getattr(self, tier))
+
+
+@dataclass(frozen=True)
+class RealtimeConfig:
+    """`[realtime]`: the synchronous lanes (real time at list price, flex)."""
+
+    rescue: bool = True
+    """Send requests whose deadline no batch can meet real time, and cancel in-flight
+    batches that will likely miss theirs to do the same."""
+    concurrency: int = 8
+    """Real-time calls in flight at once, per engine."""
+    daily_usd: Decimal | None = None
+    """Cap on what the synchronous lanes spend per UTC day; None: no cap."""
+# -- end tiers and lanes ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -150,6 +184,16 @@ class Config:
     budget: BudgetConfig = BudgetConfig()
     routing: RoutingConfig = RoutingConfig()
     webhooks: tuple[Webhook, ...] = ()
+    tiers: TierConfig = TierConfig()
+    realtime: RealtimeConfig = RealtimeConfig()
+
+    def flex_for(self, provider: str, endpoint: str, model: str) -> bool:
+        """Whether this buffer may use OpenAI's flex tier (issue 15: per buffer)."""
+        flex = False
+        for override in self.buffers:
+            if override.matches(provider, endpoint, model) and override.flex is not None:
+                flex = override.flex
+        return flex and provider == "openai"
 
     def policy_for(self, provider: str, endpoint: str, model: str) -> FlushPolicy:
         """The flush policy of one buffer: defaults, then matching overrides, then provider caps."""
@@ -323,8 +367,11 @@ def _webhooks(path: Path | None, raw: Any) -> tuple[Webhook, ...]:
 
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     """Build a Config from a TOML document, rejecting unknown keys and bad values."""
-    _check_keys(path, "", data, {"engine", "flush", "buffers", "accounts", "alerts", "prices", "budget", "routing", "webhooks"})
-    for section in ("engine", "flush", "accounts", "alerts", "prices", "budget", "routing"):
+    _check_keys(
+        path, "", data,
+        {"engine", "flush", "buffers", "accounts", "alerts", "prices", "budget", "routing", "webhooks", "tiers", "realtime"},
+    )
+    for section in ("engine", "flush", "accounts", "alerts", "prices", "budget", "routing", "tiers", "realtime"):
         if section in data and not isinstance(data[section], dict):
             raise _fail(path, section, "must be a table")
 
@@ -361,7 +408,9 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         prefix = f"buffers[{i}]."
         if not isinstance(entry, dict):
             raise _fail(path, f"buffers[{i}]", "must be a table")
-        _check_keys(path, prefix, entry, _FLUSH_KEYS | _OUTPUT_KEYS | {"provider", "endpoint", "model"})
+        _check_keys(path, prefix, entry, _FLUSH_KEYS | _OUTPUT_KEYS | {"provider", "endpoint", "model", "flex"})
+        if "flex" in entry and not isinstance(entry["flex"], bool):
+            raise _fail(path, prefix + "flex", "must be true or false")
         for k in ("provider", "endpoint", "model"):
             if k in entry and not isinstance(entry[k], str):
                 raise _fail(path, prefix + k, "must be a string")
@@ -380,6 +429,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
                 _flush_values(path, prefix, entry),
                 output=entry.get("output"),
                 output_schema=schema,
+                flex=entry.get("flex"),
             )
         )
 
@@ -397,7 +447,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         accounts[provider] = Account(provider=provider, **acct)
 
     alerts_t = data.get("alerts", {})
-    _check_keys(path, "alerts.", alerts_t, {"failure_rate", "window"})
+    _check_keys(path, "alerts.", alerts_t, {"failure_rate", "window", "stuck_after"})
     alerts = AlertConfig()
     if "failure_rate" in alerts_t:
         rate = alerts_t["failure_rate"]
@@ -406,6 +456,8 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         alerts = AlertConfig(failure_rate=float(rate), window=alerts.window)
     if "window" in alerts_t:
         alerts = AlertConfig(failure_rate=alerts.failure_rate, window=_duration(path, "alerts.window", alerts_t["window"]))
+    if "stuck_after" in alerts_t:
+        alerts = AlertConfig(alerts.failure_rate, alerts.window, _duration(path, "alerts.stuck_after", alerts_t["stuck_after"]))
 
     prices = data.get("prices", {})
     try:
@@ -424,7 +476,36 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         budget=budget,
         routing=_routing(path, data.get("routing", {})),
         webhooks=_webhooks(path, data.get("webhooks", [])),
+        tiers=_tiers(path, data.get("tiers", {})),
+        realtime=_realtime(path, data.get("realtime", {})),
     )
+
+
+# -- tiers and lanes (issue 15) ---------------------------------------------------------
+def _tiers(path: Path | None, table: dict[str, Any]) -> TierConfig:
+    """`[tiers] critical = "0s"`, `high = "1m"`, `normal = "1h"`: each tier's default SLA."""
+    _check_keys(path, "tiers.", table, {"critical", "high", "normal"})
+    values = {k: _duration(path, f"tiers.{k}", v) for k, v in table.items()}
+    return TierConfig(**{**TierConfig().__dict__, **values})
+
+
+def _realtime(path: Path | None, table: dict[str, Any]) -> RealtimeConfig:
+    """`[realtime] rescue`, `concurrency`, `daily_usd`."""
+    _check_keys(path, "realtime.", table, {"rescue", "concurrency", "daily_usd"})
+    out = RealtimeConfig()
+    if "rescue" in table:
+        if not isinstance(table["rescue"], bool):
+            raise _fail(path, "realtime.rescue", "must be true or false")
+        out = RealtimeConfig(table["rescue"], out.concurrency, out.daily_usd)
+    if "concurrency" in table:
+        out = RealtimeConfig(out.rescue, _int(path, "realtime.concurrency", table["concurrency"], 1), out.daily_usd)
+    if "daily_usd" in table:
+        value = table["daily_usd"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise _fail(path, "realtime.daily_usd", "must be a non-negative number of US dollars")
+        out = RealtimeConfig(out.rescue, out.concurrency, Decimal(str(value)))
+    return out
+# -- end tiers and lanes ------------------------------------------------------------------
 
 
 MAX_CONFIG_BYTES = 1 << 20

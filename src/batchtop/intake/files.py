@@ -35,7 +35,10 @@ def enqueue_files(
     provider: str | None = None,
     deadline: float | None = None,
     stdin: BinaryIO | None = None,
+    tier: str | None = None,
 ) -> dict[BufferKey, int]:
     """All lines of all inputs, or none: validation covers every file before anything is stored."""
     seen: dict[tuple[str, str], tuple[str, int]] = {}
-    return store.enqueue_chunks(iter_parsed(_lines(inputs, stdin), provider, seen=seen), seen=seen, deadline=deadline)
+    return store.enqueue_chunks(
+        iter_parsed(_lines(inputs, stdin), provider, seen=seen), seen=seen, deadline=deadline, tier=tier
+    )

@@ -427,6 +427,78 @@ def _events_and_webhook_deliveries(db: sqlite3.Connection) -> None:
     )
 
 
+def _tiers_lanes_and_realtime_calls(db: sqlite3.Connection) -> None:
+    """Tiers, lanes and the real-time lane's calls (issue 15).
+
+    - `requests.tier`: the priority tier it was enqueued with (`critical`, `high`,
+      `normal`, `low`) or NULL; its deadline stays in `requests.deadline`.
+    - `realtime_calls`: one row per request sent through a synchronous lane
+      (`realtime` at list price, `flex` at batch price), written BEFORE the call, in
+      the same transaction that takes the request out of its buffer (state
+      `realtime`), and completed after it: a row without an outcome left by a dead
+      engine may have been answered, so it is never sent again on its own. The
+      response column holds a result line in the provider's batch shape, so
+      `results` and the views read it like a batch result.
+    - `realtime_rollup`: calls, successes, tokens and money per provider x model x lane,
+      kept in the same transaction as the calls, so savings never scan the calls.
+    - `batches.rescue_requested_at`: the engine cancelled this batch to send its
+      unfinished requests real time; `rescue_done_at` once they were claimed.
+    """
+    _script(
+        db,
+        """
+        ALTER TABLE requests ADD COLUMN tier TEXT;
+        ALTER TABLE batches ADD COLUMN rescue_requested_at REAL;
+        ALTER TABLE batches ADD COLUMN rescue_done_at REAL;
+        CREATE TABLE realtime_calls (
+            id INTEGER PRIMARY KEY,
+            request_id INTEGER NOT NULL REFERENCES requests(id),
+            number INTEGER NOT NULL,
+            provider TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            lane TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            claimed_at REAL NOT NULL,
+            sent_at REAL,
+            ended_at REAL,
+            outcome TEXT,
+            response TEXT,
+            error TEXT,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL,
+            UNIQUE (request_id, number)
+        );
+        CREATE INDEX realtime_calls_open ON realtime_calls (id) WHERE outcome IS NULL;
+        CREATE INDEX realtime_calls_ended ON realtime_calls (ended_at) WHERE ended_at IS NOT NULL;
+        CREATE TABLE realtime_rollup (
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            lane TEXT NOT NULL,
+            calls INTEGER NOT NULL DEFAULT 0,
+            succeeded INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0,
+            spent_usd REAL,
+            ok_input_tokens INTEGER NOT NULL DEFAULT 0,
+            ok_cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+            ok_cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
+            ok_output_tokens INTEGER NOT NULL DEFAULT 0,
+            ok_cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (provider, model, lane)
+        );
+        CREATE INDEX batches_rescue ON batches (id) WHERE rescue_requested_at IS NOT NULL AND rescue_done_at IS NULL
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_initial,
     _v2_engine,
@@ -436,5 +508,6 @@ MIGRATIONS: list[Migration] = [
     _v6_status_bounded,
     _v7_bounded_ingest_and_lease_fencing,
     _events_and_webhook_deliveries,
+    _tiers_lanes_and_realtime_calls,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
