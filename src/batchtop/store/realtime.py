@@ -124,6 +124,12 @@ def mark_sent(store: Store, call_id: int, now: float) -> None:
         db.execute("UPDATE realtime_calls SET sent_at = ? WHERE id = ? AND sent_at IS NULL", (now, call_id))
 
 
+def switch_lane(store: Store, call_id: int, lane: str) -> None:
+    """A refused flex call goes on as real time (the same claim: still one request, one answer)."""
+    with store.transaction() as db:
+        db.execute("UPDATE realtime_calls SET lane = ? WHERE id = ? AND outcome IS NULL", (lane, call_id))
+
+
 def release(store: Store, claim_: Claim, reason: str, now: float) -> None:
     """A claim that was never sent (the spend cap, a refused flex call falling back,
     the stop signal): the request goes back to its buffer as it was, and the row is
@@ -240,13 +246,19 @@ def settle_orphans(store: Store, live: Iterable[int], now: float) -> int:
 # -- reads -------------------------------------------------------------------------------
 
 
-def due_with_deadline(db: sqlite3.Connection, buffer_id: int, before: float, limit: int) -> list[tuple[int, float, str | None]]:
-    """(request id, deadline, tier) of the buffer's queued requests due before `before`,
+def has_lanes(db: sqlite3.Connection) -> bool:
+    """Whether the store has the lanes' tables (a reader of an older, unmigrated store
+    sees none: nothing went real time there)."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'realtime_rollup'").fetchone() is not None
+
+
+def due_with_deadline(db: sqlite3.Connection, buffer_id: int, before: float, limit: int) -> list[tuple[int, float, str]]:
+    """(request id, deadline, line) of the buffer's queued requests due before `before`,
     earliest deadline first (the `requests_deadline` index)."""
     return [
         (int(r[0]), float(r[1]), r[2])
         for r in db.execute(
-            "SELECT id, deadline, tier FROM requests WHERE buffer_id = ? AND state = 'queued' AND deadline IS NOT NULL"
+            "SELECT id, deadline, line FROM requests WHERE buffer_id = ? AND state = 'queued' AND deadline IS NOT NULL"
             " AND deadline < ? ORDER BY deadline LIMIT ?",
             (buffer_id, before, limit),
         )
@@ -277,6 +289,8 @@ class LaneUsage:
 
 def lane_usage(db: sqlite3.Connection) -> list[LaneUsage]:
     """Every (provider, model, lane) the synchronous lanes served, from the rollup."""
+    if not has_lanes(db):
+        return []
     return [
         LaneUsage(r[0], r[1], r[2], r[3], r[4], tuple(r[5:10]), tuple(r[11:16]), r[10])  # type: ignore[arg-type]
         for r in db.execute(
@@ -291,6 +305,8 @@ def lane_usage(db: sqlite3.Connection) -> list[LaneUsage]:
 def responses(db: sqlite3.Connection) -> Iterable[str]:
     """The result lines of requests that succeeded through a synchronous lane, in
     request order (for `batchtop results`)."""
+    if not has_lanes(db):
+        return
     cursor = db.execute(
         "SELECT c.response FROM realtime_calls c JOIN requests r ON r.id = c.request_id"
         " WHERE c.outcome = 'succeeded' AND c.response IS NOT NULL AND r.state = 'succeeded' ORDER BY c.request_id"
@@ -410,6 +426,19 @@ def rescue_leftovers(db: sqlite3.Connection) -> list[tuple[int, list[int]]]:
 def rescue_done(store: Store, batch_id: int, now: float) -> None:
     with store.transaction() as db:
         db.execute("UPDATE batches SET rescue_done_at = ? WHERE id = ?", (now, batch_id))
+
+
+def lines_of(db: sqlite3.Connection, request_ids: Sequence[int]) -> dict[int, tuple[str, str, str, str]]:
+    """request id -> (provider, endpoint, model, line)."""
+    out = {}
+    for rid in request_ids:
+        row = db.execute(
+            "SELECT r.provider, f.endpoint, f.model, r.line FROM requests r JOIN buffers f ON f.id = r.buffer_id WHERE r.id = ?",
+            (rid,),
+        ).fetchone()
+        if row is not None:
+            out[rid] = tuple(row)
+    return out  # type: ignore[return-value]
 
 
 def dead_letter_ids(db: sqlite3.Connection) -> list[tuple[int, str, str, str, str]]:

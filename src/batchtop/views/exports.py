@@ -220,6 +220,12 @@ def write_results(db: sqlite3.Connection | None, out: BinaryIO, batch_id: str | 
         for (response,) in rows:
             out.write(response.rstrip("\r\n").encode("utf-8") + b"\n")
         count += len(rows)
+    if batch_id is None:  # issue 15: answers of the synchronous lanes, in the same result-line shape
+        from batchtop.store.realtime import responses
+
+        for response in responses(db):
+            out.write(response.rstrip("\r\n").encode("utf-8") + b"\n")
+            count += 1
     return Written(count, note)
 
 
