@@ -292,3 +292,35 @@ def test_config_keys_are_checked() -> None:
         with pytest.raises(ConfigError):
             parse_config(bad)
     assert Config().realtime.rescue is True
+
+
+def test_status_shows_eta_deadline_and_lanes(sim: Simulator, data_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """An in-flight batch has an ETA and its earliest deadline; the lanes line counts
+    what went real time, at its full price."""
+    import json
+
+    from batchtop.views.eta import lanes_line
+
+    sim.config.stall = True
+    with Client(data_dir) as bt:
+        bt.enqueue_many(openai_lines(2, "slow"), sla="48h")
+        bt.enqueue_many(openai_lines(2, "now"), tier="critical")
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        try:
+            tick(engine)
+        finally:
+            close(engine)
+    doc = json.loads(cli("--once", "--json", "--no-refresh").out)
+    (batch,) = doc["batches"]
+    assert batch["deadline_at"] is not None and batch["eta_at"] is not None
+    assert batch["eta_at"] < batch["deadline_at"]  # 24 h worst case, 48 h deadline: no risk
+    assert doc["lanes"]["realtime"] == 2 and doc["lanes"]["batch"] == 0
+    line = lanes_line(doc["lanes"])
+    assert line.startswith("batch 0 · flex 0 · real time 2 ($") and line.endswith(" at full price)")
+    from batchtop.tui.rows import batch_rows, header_lines
+    from rich.text import Text
+
+    (row,) = batch_rows(doc, time.time())
+    assert row[1][3].plain.startswith("23h")  # the ETA column: in about 24 h
+    assert "real time 2" in header_lines(doc, time.time(), Text("engine")).plain

@@ -25,7 +25,7 @@ Signature = tuple[object, ...]
 
 # Essentials first, so a narrow terminal loses only the least needed columns at the right.
 BUFFER_COLUMNS = ("model", "queued", "flush due", "held", "deadline", "oldest", "size", "provider")
-BATCH_COLUMNS = ("batch", "status", "progress", "window left", "age", "model", "provider")
+BATCH_COLUMNS = ("batch", "status", "progress", "eta", "window left", "age", "model", "provider")
 SAVINGS_COLUMNS = ("model", "saved $", "batch $", "real-time $", "saved %", "1st pass", "provider")
 
 STATUS_STYLE = {
@@ -165,10 +165,12 @@ def _batch_order(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return sorted(doc["batches"], key=lambda b: not in_flight(b))  # stable: keeps the document's order within each
 
 
-def _batch_times(b: Mapping[str, Any], now: float) -> tuple[str, str]:
-    """(window left, age): all of a batch's row that depends on the clock."""
+def _batch_times(b: Mapping[str, Any], now: float) -> tuple[str, str, str]:
+    """(window left, age, eta): all of a batch's row that depends on the clock. The ETA
+    (issue 15) is "?" for a batch in flight with none (stuck, or not sent yet)."""
     left = "-" if not in_flight(b) else countdown(b.get("expires_at"), now).removeprefix("in ")
-    return left, ago(b["created_at"], now)
+    eta = "-" if not in_flight(b) else ("?" if not b.get("eta_at") else countdown(b["eta_at"], now).removeprefix("in "))
+    return left, ago(b["created_at"], now), eta
 
 
 def _batch_row(b: Mapping[str, Any], times: tuple[str, str], id_width: int | None) -> Row:
@@ -176,13 +178,13 @@ def _batch_row(b: Mapping[str, Any], times: tuple[str, str], id_width: int | Non
     ended = not in_flight(b)
     if b.get("cancel_requested") and not ended and b["status"] != "cancelling":
         status.append(" ⊘cancel", style="yellow")
-    left, age = times
+    left, age, eta = times
     bar = batch_progress(b)
     if b["provider"] == "anthropic" and not ended and not b["succeeded"] + b["failed"]:
         bar.append(" counted at end", style="dim")  # Anthropic reports counts only once a batch ends
     return (
         b["id"],
-        (Text(middle(b["id"], id_width or 40)), status, bar, Text(left), Text(age),
+        (Text(middle(b["id"], id_width or 40)), status, bar, Text(eta), Text(left), Text(age),
          cell(b["model"], limit=24 if id_width else 40), cell(b["provider"])),
     )
 
@@ -276,6 +278,12 @@ def savings_money(batch: float | None, saved: float | None, decimals: int) -> tu
     return usd_text(b, decimals), usd_text(realtime, decimals), usd_text(s, decimals)
 
 
+def _spent(batch: float | None, lanes: float | None) -> float | None:
+    """Batch spend plus the synchronous lanes' (issue 15): what was paid, so that paid +
+    saved still reads as the real-time equivalent."""
+    return batch if batch is None or not lanes else batch + lanes
+
+
 def savings_rows(doc: Mapping[str, Any]) -> list[Row]:
     """One row per model and a total; unpriced models show `?`, never $0 (their warning
     is in the problems panel)."""
@@ -294,7 +302,8 @@ def savings_rows(doc: Mapping[str, Any]) -> list[Row]:
             f"{m['provider']}:{m['model']}",
             (
                 cell(m["model"], limit=32),
-                *money(known, m["batch_cost_usd"], m["saved_usd"], "green" if (m["saved_usd"] or 0) > 0 else ""),
+                *money(known, _spent(m["batch_cost_usd"], (m.get("realtime_lane") or {}).get("spent_usd")), m["saved_usd"],
+                       "green" if (m["saved_usd"] or 0) > 0 else ""),
                 Text(pct(m["saved_pct"]), justify="right"),
                 Text(pct(m["first_pass_success_rate"], 100), justify="right"),
                 cell(m["provider"]),
@@ -307,7 +316,7 @@ def savings_rows(doc: Mapping[str, Any]) -> list[Row]:
             "total",
             (
                 Text("total" if t.get("complete", True) else "total (priced models)", style="bold"),
-                *money(known, t.get("batch_cost_usd"), t.get("saved_usd"), "bold green"),
+                *money(known, _spent(t.get("batch_cost_usd"), t.get("realtime_lane_spent_usd")), t.get("saved_usd"), "bold green"),
                 Text(pct(t.get("saved_pct")), justify="right"),
                 Text(pct(t.get("first_pass_success_rate"), 100), justify="right"),
                 Text(""),
@@ -423,8 +432,14 @@ def header_lines(
     parts.append(Text(_plural(alerts, "alert"), style="bold red" if alerts else "dim"))
     total = doc["savings"]["total"]
     if total.get("saved_usd") is not None:
-        _, realtime, saved = savings_money(total.get("batch_cost_usd"), total["saved_usd"], savings_decimals(doc))
+        paid = _spent(total.get("batch_cost_usd"), total.get("realtime_lane_spent_usd"))
+        _, realtime, saved = savings_money(paid, total["saved_usd"], savings_decimals(doc))
         parts.append(Text.assemble((f"saved {saved}", "bold green"), f" of {realtime} ({pct(total.get('saved_pct'))})"))
+    lanes = doc.get("lanes") or {}
+    if lanes.get("flex") or lanes.get("realtime"):  # issue 15: the lanes side by side, once any but batch was used
+        from batchtop.views.eta import lanes_line
+
+        parts.append(Text(lanes_line(lanes)))
     else:
         parts.append(Text("saved: unknown (no prices)", style="yellow"))
     estimate = doc.get("in_flight_estimate") or {}

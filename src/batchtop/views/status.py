@@ -216,12 +216,21 @@ def collect(db: sqlite3.Connection, config: Config, now: float) -> dict[str, Any
         "providers": providers,
         "last_poll_at": max(polls) if polls else None,
     }
+    _lanes(db, config, doc, now)
     doc["alerts"] = (
         _alerts(doc, failed, ended, config, quarantined(db, config, now))
         + engine_alerts(db)
         + webhook_alerts(db, config.webhooks, now)
     )
     return doc
+
+
+def _lanes(db: sqlite3.Connection, config: Config, doc: dict[str, Any], now: float) -> None:
+    """Issue 15: `batches[].eta_at` / `deadline_at`, and `lanes` (requests served per lane)."""
+    from batchtop.views.eta import add_eta, lanes_summary
+
+    add_eta(db, config, doc["batches"], now)
+    doc["lanes"] = lanes_summary(db, doc)
 
 
 def empty(now: float) -> dict[str, Any]:
@@ -233,6 +242,7 @@ def empty(now: float) -> dict[str, Any]:
         "batch_counts": {"in_flight": 0, "ended": 0},
         "savings": {"by_model": [], "total": {"batch_cost_usd": 0.0, "realtime_cost_usd": 0.0, "saved_usd": 0.0,
                                              "saved_pct": None, "resubmission_cost_usd": 0.0, "requests_succeeded": 0,
+                                             "realtime_lane_spent_usd": 0.0,
                                              "first_pass_success_rate": None, "complete": True}},
         "in_flight_estimate_usd": 0.0,
         "queued_estimate_usd": 0.0,
@@ -244,5 +254,6 @@ def empty(now: float) -> dict[str, Any]:
         "failure_rate": {"failed": 0, "attempts": 0, "rate": None},
         "providers": {},
         "last_poll_at": None,
+        "lanes": {"batch": 0, "flex": 0, "realtime": 0, "realtime_spent_usd": 0.0},
         "alerts": [],
     }
