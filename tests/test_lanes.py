@@ -324,3 +324,30 @@ def test_status_shows_eta_deadline_and_lanes(sim: Simulator, data_dir: Path, cli
     (row,) = batch_rows(doc, time.time())
     assert row[1][3].plain.startswith("23h")  # the ETA column: in about 24 h
     assert "real time 2" in header_lines(doc, time.time(), Text("engine")).plain
+
+
+def test_dead_letters_retried_real_time_once_after_asking(sim: Simulator, data_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    sim.config.scripted_errors = {"d0": "invalid_request", "d1": "invalid_request"}
+    with Client(data_dir) as bt:
+        bt.enqueue_many(openai_lines(2, "d"))
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        try:
+            drive(engine, all_settled(store))
+        finally:
+            close(engine)
+        assert states(store) == {"dead": 2}
+    no = cli("dead-letters", "--retry-realtime", stdin="n\n")
+    assert no.code == 0 and "about $" in no.err and "not retried" in no.err
+    assert not sim.realtime_calls
+    yes = cli("dead-letters", "--retry-realtime", "--yes")
+    assert yes.code == 0, yes.err
+    assert "2 succeeded" in yes.out
+    with Store(data_dir) as store:
+        assert states(store) == {"succeeded": 2}
+    assert sorted(sim.realtime_calls.values()) == [1, 1]
+    assert json.loads(cli("dead-letters", "--json").out) == []
+    assert cli("dead-letters", "--retry-realtime", "--yes").code == 0  # nothing left: nothing sent
+    assert sorted(sim.realtime_calls.values()) == [1, 1]

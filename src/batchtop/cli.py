@@ -145,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("dead-letters", "list requests that used up their attempts, with their last error")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="a JSON array of objects")
+    p.add_argument(
+        "--retry-realtime", action="store_true",
+        help="send each dead letter once more through the provider's real-time API, at list price (asks first with the estimated cost)",
+    )
+    p.add_argument("--yes", action="store_true", help="with --retry-realtime: do not ask")
 
     p = command("quote", "what batch input files would cost, batch vs real time, before enqueueing")
     p.add_argument("files", nargs="+", metavar="FILE", help="JSONL files of OpenAI or Anthropic batch lines; - reads stdin")
@@ -377,6 +382,48 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def _retry_dead_letters(args: argparse.Namespace) -> int:
+    """`dead-letters --retry-realtime`: ask with the estimated cost, mark them for the
+    engine holding the lease, and run one pass now when none does (issue 15)."""
+    import logging
+
+    from batchtop.engine import entrypoints
+    from batchtop.engine.realtime import retry_estimate
+    from batchtop.pricing.money import fmt_usd
+    from batchtop.store import Store
+    from batchtop.store import realtime as rt
+    from batchtop.store.lease import EngineBusy
+
+    config = _config(args)
+    data_dir = _data_dir(args)
+    with Store(data_dir) as store:
+        ids, skipped, cost, known = retry_estimate(store.db, config)
+        if skipped:
+            _say(f"batchtop: {skipped} dead letter(s) of endpoints with no real-time API here are left as they are", err=True)
+        if not ids:
+            print("no dead letters to retry real time", file=sys.stderr)
+            return Exit.OK
+        price = fmt_usd(cost) + ("" if known else " (some models have no known price)")
+        if not args.yes:
+            sys.stderr.write(f"send {len(ids)} dead letter(s) real time, at list price, about {price}? [y/N] ")
+            sys.stderr.flush()
+            if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+                print("not retried", file=sys.stderr)
+                return Exit.OK
+        marked = rt.request_retry(store, ids)
+    _log_cleanly(logging.WARNING)
+    try:
+        report = entrypoints.tick(data_dir, config)
+    except EngineBusy:  # another engine holds the data dir: it sends them
+        _say(f"{marked} dead letter(s) marked; the running engine sends them real time on its next tick")
+        return Exit.OK
+    lanes = report.lanes
+    _say(f"retried {marked} dead letter(s) real time: {lanes.succeeded} succeeded, {lanes.failed} failed")
+    for provider, error in report.errors.items():
+        _say(f"batchtop: {provider}: {error}", err=True)
+    return Exit.ERROR if report.errors else Exit.OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from batchtop.demo import run_demo
 
@@ -459,6 +506,9 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 def _cmd_dead_letters(args: argparse.Namespace) -> int:
     from batchtop.views import exports
+
+    if args.retry_realtime:
+        return _retry_dead_letters(args)
 
     with exports.existing_db(_data_dir(args)) as db:
         if args.json:

@@ -131,10 +131,17 @@ class RealtimeLanes:
             report.orphans += rt.settle_orphans(self.store, self._live, now)
             self._swept = True
         self._watch(provider, report)
-        if not self.config.realtime.rescue:
-            return
         claims: list[rt.Claim] = []
         room = self._room()
+        retries = rt.retry_requested(self.store.db, provider, CLAIMS_PER_PASS)  # the operator asked: rescue or not
+        if retries:
+            lines = rt.lines_of(self.store.db, retries)
+            ids, room = self._within_cap([(rid, *lines[rid], rt.REALTIME) for rid in retries if rid in lines], room, report)
+            claims.extend(rt.claim(self.store, ids, rt.REALTIME, "dead letter retried real time", now, source="retry"))
+        if not self.config.realtime.rescue:
+            if claims:
+                await self.run_claims(adapter.client, claims, report)
+            return
         for batch_id, leftovers in rt.rescue_leftovers(self.store.db):
             lines = rt.lines_of(self.store.db, leftovers)
             ids, room = self._within_cap([(rid, *lines[rid], rt.REALTIME) for rid in leftovers if rid in lines], room, report)
@@ -310,3 +317,21 @@ class RealtimeLanes:
             report.succeeded += 1
         else:
             report.failed += 1
+
+
+def retry_estimate(db: Any, config: Config) -> tuple[list[int], int, Decimal, bool]:
+    """Dead letters that can go real time, how many cannot (no synchronous endpoint),
+    their estimated cost at list price, and whether every price was known."""
+    lanes_ = RealtimeLanes(None, config, lambda: 0.0)  # type: ignore[arg-type]  # only its estimate is used
+    ids: list[int] = []
+    skipped = 0
+    cost = Decimal(0)
+    known = True
+    for rid, provider, endpoint, model, line in rt.dead_letter_ids(db):
+        if not sync_api.supports(provider, endpoint):
+            skipped += 1
+            continue
+        ids.append(rid)
+        known = known and price_of(config, provider, model) is not None
+        cost += lanes_.estimate(provider, endpoint, model, line, rt.REALTIME)
+    return ids, skipped, cost, known

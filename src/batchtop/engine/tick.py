@@ -52,6 +52,7 @@ from batchtop.engine.realtime import LaneReport, RealtimeLanes
 from batchtop.store import Store, alerts, events, holds, lease, submissions
 from batchtop.store import status_queries
 from batchtop.store.ingest import QUARANTINE_AFTER, BatchIngest, Settle
+from batchtop.store import realtime as rt_store
 from batchtop.timefmt import iso
 from batchtop.integrations.webhooks import Deliveries
 from batchtop.integrations.webhooks import key as webhook_key
@@ -157,13 +158,14 @@ class Engine:
         return json.loads(row[0]) if row else {}
 
     def _active_providers(self) -> list[str]:
-        return [
+        active = [
             r[0]
             for r in self.store.db.execute(
                 "SELECT provider FROM buffers WHERE queued > 0 UNION SELECT provider FROM batches WHERE ingested_at IS NULL"
                 " ORDER BY 1"
             )
         ]
+        return sorted(set(active) | set(rt_store.providers_with_retries(self.store.db)))  # issue 15: dead letters retried
 
     # -- one pass ------------------------------------------------------------------
     async def tick(self) -> TickReport:

@@ -23,6 +23,8 @@ from batchtop.store.store import Store
 
 REALTIME_STATE = "realtime"
 """The request state while a synchronous call of it is claimed or running."""
+RETRY_STATE = "retry_realtime"
+"""A dead letter the operator asked to send once more real time; the engine claims it."""
 REALTIME = "realtime"
 FLEX = "flex"
 LANES = (REALTIME, FLEX)
@@ -69,7 +71,7 @@ class CallResult:
 _CLAIMABLE = {
     "queued": ("queued",),
     "rescue": ("queued", "cancelled", "failed", "expired"),
-    "dead": ("dead",),
+    "retry": (RETRY_STATE,),
 }
 
 
@@ -450,6 +452,32 @@ def dead_letter_ids(db: sqlite3.Connection) -> list[tuple[int, str, str, str, st
             " WHERE r.state = 'dead' ORDER BY r.id"
         )
     ]
+
+
+def request_retry(store: Store, request_ids: Sequence[int]) -> int:
+    """Dead letters to be sent once more real time by the engine holding the lease.
+    One whose custom_id is live again (enqueued anew) is left dead. Returns how many."""
+    n = 0
+    with store.transaction(fenced=False) as db:
+        for rid in request_ids:
+            cur = db.execute("UPDATE OR IGNORE requests SET state = ? WHERE id = ? AND state = 'dead'", (RETRY_STATE, rid))
+            n += cur.rowcount
+    return n
+
+
+def retry_requested(db: sqlite3.Connection, provider: str, limit: int) -> list[int]:
+    return [
+        int(r[0])
+        for r in db.execute(
+            "SELECT id FROM requests WHERE provider = ? AND state = ? ORDER BY id LIMIT ?", (provider, RETRY_STATE, limit)
+        )
+    ]
+
+
+def providers_with_retries(db: sqlite3.Connection) -> list[str]:
+    if not has_lanes(db):
+        return []
+    return [r[0] for r in db.execute("SELECT DISTINCT provider FROM requests WHERE state = ?", (RETRY_STATE,))]
 
 
 # -- alerts the lanes raise ---------------------------------------------------------------

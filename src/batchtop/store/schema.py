@@ -443,6 +443,8 @@ def _tiers_lanes_and_realtime_calls(db: sqlite3.Connection) -> None:
       kept in the same transaction as the calls, so savings never scan the calls.
     - `batches.rescue_requested_at`: the engine cancelled this batch to send its
       unfinished requests real time; `rescue_done_at` once they were claimed.
+    - `requests_retry_realtime`: dead letters the operator asked to send once more real
+      time (`dead-letters --retry-realtime`, state `retry_realtime`), found without a scan.
     """
     _script(
         db,
@@ -494,7 +496,8 @@ def _tiers_lanes_and_realtime_calls(db: sqlite3.Connection) -> None:
             ok_cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (provider, model, lane)
         );
-        CREATE INDEX batches_rescue ON batches (id) WHERE rescue_requested_at IS NOT NULL AND rescue_done_at IS NULL
+        CREATE INDEX batches_rescue ON batches (id) WHERE rescue_requested_at IS NOT NULL AND rescue_done_at IS NULL;
+        CREATE INDEX requests_retry_realtime ON requests (provider, id) WHERE state = 'retry_realtime'
         """,
     )
 
