@@ -41,8 +41,6 @@ def calls(app: web.Application) -> Counter[str]:
 async def _fault(request: web.Request, provider: str, *, flex: bool) -> web.Response | None:
     sim = request.app[APP_SIM]
     cfg = sim.config
-    if cfg.realtime_latency_s > 0:
-        await asyncio.sleep(cfg.realtime_latency_s)
     if flex and cfg.flex_refusal_rate > 0 and sim.fault_dice.roll(cfg.flex_refusal_rate, cfg.fault_retry_after_ms):
         return error_response(
             provider, 429, "Resource unavailable: flex processing has no capacity now; retry later or use the default tier.",
@@ -52,6 +50,14 @@ async def _fault(request: web.Request, provider: str, *, flex: bool) -> web.Resp
     if rolled is not None:
         return fault_response(provider, *rolled)
     return None
+
+
+async def _work(request: web.Request, cid: str) -> None:
+    """The call is taken (counted in `realtime_received`, answered or not), then takes its time."""
+    sim = request.app[APP_SIM]
+    sim.realtime_received[cid] += 1
+    if sim.config.realtime_latency_s > 0:
+        await asyncio.sleep(sim.config.realtime_latency_s)
 
 
 def _name(request: web.Request, body: Any) -> str:
@@ -72,6 +78,7 @@ async def _openai(request: web.Request, endpoint: str) -> web.Response:
     if fault is not None:
         return fault
     cid = _name(request, body)
+    await _work(request, cid)
     sim_request = _openai_request(cid, endpoint, body)
     if sim_request.problem:
         return error_response("openai", 400, sim_request.problem, code="invalid_value")
@@ -111,6 +118,7 @@ async def messages(request: web.Request) -> web.Response:
     if fault is not None:
         return fault
     cid = _name(request, body)
+    await _work(request, cid)
     max_tokens = body.get("max_tokens")
     sim_request = SimRequest(
         cid, str(body.get("model")), estimate_tokens(body.get("system"), body.get("messages")),

@@ -39,6 +39,8 @@ class Simulator:
         self.fault_dice = FaultDice(self.config.seed)
         self.realtime_calls: Counter[str] = Counter()
         """custom_id -> synchronous calls (real time, flex) answered 200 for it."""
+        self.realtime_received: Counter[str] = Counter()
+        """custom_id -> synchronous calls taken for work (not refused with a fault), answered or not."""
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None

@@ -120,10 +120,14 @@ def claim(
     return claims
 
 
-def mark_sent(store: Store, call_id: int, now: float) -> None:
-    """The call is about to leave (recorded for the views; a claim is already durable)."""
+def mark_sent(store: Store, call_ids: Sequence[int], now: float) -> None:
+    """These calls are about to leave: from here on a crash leaves each a dead letter
+    (it may have been answered); before, the claim is simply queued again. One
+    transaction for many (the pool's group commit: one fsync, not one per call)."""
     with store.transaction() as db:
-        db.execute("UPDATE realtime_calls SET sent_at = ? WHERE id = ? AND sent_at IS NULL", (now, call_id))
+        db.executemany(
+            "UPDATE realtime_calls SET sent_at = ? WHERE id = ? AND sent_at IS NULL", [(now, i) for i in call_ids]
+        )
 
 
 def switch_lane(store: Store, call_id: int, lane: str) -> None:
@@ -133,14 +137,12 @@ def switch_lane(store: Store, call_id: int, lane: str) -> None:
 
 
 def release(store: Store, claim_: Claim, reason: str, now: float) -> None:
-    """A claim that was never sent (the spend cap, a refused flex call falling back,
-    the stop signal): the request goes back to its buffer as it was, and the row is
-    closed as `released` (it counts nothing)."""
+    """A claim that was never sent (its engine stopped first): the request goes back to
+    its buffer as it was, and the claim's row goes (it counts nothing, and its number
+    is free for the next claim)."""
     with store.transaction() as db:
         row = db.execute(
-            "UPDATE realtime_calls SET outcome = 'released', error = ?, ended_at = ? WHERE id = ? AND outcome IS NULL"
-            " RETURNING id",
-            (reason[:500], now, claim_.call_id),
+            "DELETE FROM realtime_calls WHERE id = ? AND outcome IS NULL AND sent_at IS NULL RETURNING id", (claim_.call_id,)
         ).fetchone()
         if row is None:
             return
@@ -180,59 +182,78 @@ def record(store: Store, claim_: Claim, result: CallResult, now: float, *, max_a
     request's new state (`succeeded`, `queued` again for another lane, or `dead`).
     A failure is retried by the normal policy (its buffer, then the lanes again) until
     `max_attempts`; one the provider rejected outright is dead at once."""
+    return record_many(store, [(claim_, result)], now, max_attempts=max_attempts)[0]
+
+
+def record_many(
+    store: Store, answers: Sequence[tuple[Claim, CallResult]], now: float, *, max_attempts: int
+) -> list[str]:
+    """`record` for many calls in one transaction (the pool's group commit)."""
+    with store.transaction() as db:
+        return [_record(db, c, r, now, max_attempts) for c, r in answers]
+
+
+def _record(db: sqlite3.Connection, claim_: Claim, result: CallResult, now: float, max_attempts: int) -> str:
     ok = result.outcome == "succeeded"
     tokens = (
         result.input_tokens, result.cached_input_tokens, result.cache_creation_input_tokens,
         result.output_tokens, result.cache_creation_1h_input_tokens,
     )
-    with store.transaction() as db:
-        updated = db.execute(
-            "UPDATE realtime_calls SET outcome = ?, ended_at = ?, response = ?, error = ?, input_tokens = ?,"
-            " cached_input_tokens = ?, cache_creation_input_tokens = ?, output_tokens = ?,"
-            " cache_creation_1h_input_tokens = ?, cost_usd = ? WHERE id = ? AND outcome IS NULL RETURNING id",
-            (result.outcome, now, result.response, result.error, *tokens, result.cost_usd, claim_.call_id),
-        ).fetchone()
-        if updated is None:  # settled already (an orphan sweep): never counted twice
-            return "settled"
+    updated = db.execute(
+        "UPDATE realtime_calls SET outcome = ?, ended_at = ?, response = ?, error = ?, input_tokens = ?,"
+        " cached_input_tokens = ?, cache_creation_input_tokens = ?, output_tokens = ?,"
+        " cache_creation_1h_input_tokens = ?, cost_usd = ? WHERE id = ? AND outcome IS NULL RETURNING id",
+        (result.outcome, now, result.response, result.error, *tokens, result.cost_usd, claim_.call_id),
+    ).fetchone()
+    if updated is None:  # settled already (an orphan sweep): never counted twice
+        return "settled"
+    db.execute(
+        _ROLLUP,
+        (claim_.provider, claim_.model, claim_.lane, int(ok), *tokens, result.cost_usd,
+         *(tokens if ok else (0, 0, 0, 0, 0))),
+    )
+    if ok:
+        db.execute("UPDATE requests SET state = 'succeeded', last_error = NULL WHERE id = ?", (claim_.request_id,))
+        return "succeeded"
+    error = result.error or result.outcome
+    (spared,) = db.execute("SELECT spared_attempts FROM requests WHERE id = ?", (claim_.request_id,)).fetchone()
+    if result.permanent or claim_.number - spared >= max_attempts:
+        suffix = " (not retried: the provider rejected the request itself)" if result.permanent else ""
         db.execute(
-            _ROLLUP,
-            (claim_.provider, claim_.model, claim_.lane, int(ok), *tokens, result.cost_usd,
-             *(tokens if ok else (0, 0, 0, 0, 0))),
+            "UPDATE requests SET state = 'dead', last_error = ? WHERE id = ?", (f"{error}{suffix}"[:2000], claim_.request_id)
         )
-        if ok:
-            db.execute("UPDATE requests SET state = 'succeeded', last_error = NULL WHERE id = ?", (claim_.request_id,))
-            return "succeeded"
-        error = result.error or result.outcome
-        (spared,) = db.execute("SELECT spared_attempts FROM requests WHERE id = ?", (claim_.request_id,)).fetchone()
-        if result.permanent or claim_.number - spared >= max_attempts:
-            suffix = " (not retried: the provider rejected the request itself)" if result.permanent else ""
-            db.execute(
-                "UPDATE requests SET state = 'dead', last_error = ? WHERE id = ?", (f"{error}{suffix}"[:2000], claim_.request_id)
-            )
-            return "dead"
-        buffer_id, size = db.execute(
-            "UPDATE requests SET state = 'queued', last_error = ? WHERE id = ? RETURNING buffer_id, bytes",
-            (error[:2000], claim_.request_id),
-        ).fetchone()
-        db.execute(
-            "UPDATE buffers SET queued = queued + 1, queued_bytes = queued_bytes + ? WHERE id = ?", (size, buffer_id)
-        )
-        return "queued"
+        return "dead"
+    buffer_id, size = db.execute(
+        "UPDATE requests SET state = 'queued', last_error = ? WHERE id = ? RETURNING buffer_id, bytes",
+        (error[:2000], claim_.request_id),
+    ).fetchone()
+    db.execute(
+        "UPDATE buffers SET queued = queued + 1, queued_bytes = queued_bytes + ? WHERE id = ?", (size, buffer_id)
+    )
+    return "queued"
 
 
-def settle_orphans(store: Store, live: Iterable[int], now: float) -> int:
+def settle_orphans(store: Store, live: Iterable[int], now: float) -> tuple[int, int]:
     """Claims without an outcome that this engine is not running (a previous engine
-    died mid-call): dead letters, never resent on their own. Returns how many."""
+    died mid-pass). One never marked sent was never sent: its request goes back to its
+    buffer. One marked sent may have been answered (and billed): a dead letter, never
+    resent on its own. Returns (requeued, dead)."""
     alive = set(live)
     rows = [
-        (cid, rid)
-        for cid, rid in store.db.execute("SELECT id, request_id FROM realtime_calls WHERE outcome IS NULL")
+        (cid, sent)
+        for cid, sent in store.db.execute("SELECT id, sent_at FROM realtime_calls WHERE outcome IS NULL")
         if cid not in alive
     ]
-    if not rows:
-        return 0
-    with store.transaction() as db:
-        for cid, rid in rows:
+    requeued = dead = 0
+    for cid, sent in rows:
+        claim_ = _claim_of(store.db, cid)
+        if claim_ is None:
+            continue
+        if sent is None:
+            release(store, claim_, "the engine stopped before this real-time call was sent; queued again", now)
+            requeued += 1
+            continue
+        with store.transaction() as db:
             if db.execute(
                 "UPDATE realtime_calls SET outcome = 'interrupted', error = ?, ended_at = ? WHERE id = ? AND outcome IS NULL"
                 " RETURNING id",
@@ -240,9 +261,19 @@ def settle_orphans(store: Store, live: Iterable[int], now: float) -> int:
             ).fetchone():
                 db.execute(
                     "UPDATE requests SET state = 'dead', last_error = ? WHERE id = ? AND state = ?",
-                    (ORPHANED, rid, REALTIME_STATE),
+                    (ORPHANED, claim_.request_id, REALTIME_STATE),
                 )
-    return len(rows)
+                dead += 1
+    return requeued, dead
+
+
+def _claim_of(db: sqlite3.Connection, call_id: int) -> Claim | None:
+    row = db.execute(
+        "SELECT c.id, c.request_id, c.number, c.provider, c.endpoint, c.model, r.custom_id, r.line, c.lane, r.deadline"
+        " FROM realtime_calls c JOIN requests r ON r.id = c.request_id WHERE c.id = ?",
+        (call_id,),
+    ).fetchone()
+    return Claim(*row) if row else None
 
 
 # -- reads -------------------------------------------------------------------------------
@@ -475,9 +506,17 @@ def retry_requested(db: sqlite3.Connection, provider: str, limit: int) -> list[i
 
 
 def providers_with_retries(db: sqlite3.Connection) -> list[str]:
+    """Providers with lane work and perhaps nothing else: dead letters to retry real
+    time, or claims left open by an engine that died (to be settled)."""
     if not has_lanes(db):
         return []
-    return [r[0] for r in db.execute("SELECT DISTINCT provider FROM requests WHERE state = ?", (RETRY_STATE,))]
+    return [
+        r[0]
+        for r in db.execute(
+            "SELECT provider FROM requests WHERE state = ? UNION SELECT provider FROM realtime_calls WHERE outcome IS NULL",
+            (RETRY_STATE,),
+        )
+    ]
 
 
 # -- alerts the lanes raise ---------------------------------------------------------------
