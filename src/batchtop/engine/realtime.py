@@ -43,6 +43,8 @@ MAX_TRIES = 5
 MAX_WAIT = 60.0
 """Longest wait between two tries inside one pass (a longer Retry-After fails the try)."""
 CLAIMS_PER_PASS = 2000
+RECORD_LINGER = 0.005
+"""Seconds an answer waits for others to share its commit (its slot in the pool is free meanwhile)."""
 """Requests claimed per provider pass; the rest wait for the next pass."""
 
 
@@ -67,8 +69,10 @@ class _GroupCommit:
     item is durable. With synchronous=FULL a commit is an fsync: one per wave instead of
     one per call is what keeps the lane near a bare `gather` of SDK calls."""
 
-    def __init__(self, write: Callable[[list[Any]], list[Any] | None]) -> None:
+    def __init__(self, write: Callable[[list[Any]], list[Any] | None], linger: float = 0.0) -> None:
+        """`linger`: how long the first item of a wave waits for others to join."""
         self._write = write
+        self._linger = linger
         self._pending: list[Any] = []
         self._flushing: asyncio.Future[None] | None = None
 
@@ -79,7 +83,7 @@ class _GroupCommit:
             return
         flushing = self._flushing = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.sleep(0)  # the wave's other workers append meanwhile
+            await asyncio.sleep(self._linger)  # the wave's other workers append meanwhile
             while self._pending:
                 items, self._pending = self._pending, []
                 self._write(items)
@@ -286,16 +290,33 @@ class RealtimeLanes:
         for claim in claims:
             self._live[claim.call_id] = _Live(claim, self._estimate(claim))
         max_attempts = self.config.engine.max_attempts
-        sent = _GroupCommit(lambda ids: rt.mark_sent(self.store, ids, self.now()))
-        done = _GroupCommit(lambda answers: rt.record_many(self.store, answers, self.now(), max_attempts=max_attempts))
+        ahead = list(reversed([c.call_id for c in claims]))
+        marked: set[int] = set()
+
+        def mark(ids: list[int]) -> None:
+            """Mark these sent, and the next `concurrency` claims in line with them: a
+            commit per pool's worth of calls, not per call; a crash then leaves at most
+            two pools' worth as dead letters that were perhaps never sent (never twice)."""
+            batch = [i for i in ids if i not in marked]
+            while ahead and len(batch) < len(ids) + self.config.realtime.concurrency:
+                nxt = ahead.pop()
+                if nxt not in marked and nxt not in batch:
+                    batch.append(nxt)
+            rt.mark_sent(self.store, batch, self.now())
+            marked.update(batch)
+
+        sent = _GroupCommit(mark)
+        done = _GroupCommit(
+            lambda answers: rt.record_many(self.store, answers, self.now(), max_attempts=max_attempts), linger=RECORD_LINGER
+        )
         try:
-            await asyncio.gather(*(self._one(client, claim, report, sent, done) for claim in claims))
+            await asyncio.gather(*(self._one(client, claim, report, sent, done, marked) for claim in claims))
         finally:
             for claim in claims:
                 self._live.pop(claim.call_id, None)
 
     async def _one(
-        self, client: Any, claim: rt.Claim, report: LaneReport, sent: _GroupCommit, done: _GroupCommit
+        self, client: Any, claim: rt.Claim, report: LaneReport, sent: _GroupCommit, done: _GroupCommit, marked: set[int]
     ) -> None:
         lane = claim.lane
         pool = self._semaphore()
@@ -303,7 +324,7 @@ class RealtimeLanes:
         for attempt in range(MAX_TRIES):
             answer = None
             async with pool:
-                if attempt == 0:  # durable before the first byte leaves
+                if claim.call_id not in marked:  # durable before the first byte leaves
                     await sent.add(claim.call_id)
                 try:
                     answer = await sync_api.call(

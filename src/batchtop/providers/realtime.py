@@ -59,9 +59,16 @@ def _resource(client: Any, endpoint: str) -> Any:
     return client.messages
 
 
+_NAMES: dict[Any, frozenset[str]] = {}
+
+
 def _split(method: Any, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(keyword arguments the SDK method names, the rest for `extra_body`)."""
-    names = set(inspect.signature(method).parameters)
+    """(keyword arguments the SDK method names, the rest for `extra_body`); the
+    signature is read once per SDK method (it costs more than the rest of the call)."""
+    key = getattr(method, "__func__", method)
+    names = _NAMES.get(key)
+    if names is None:
+        names = _NAMES[key] = frozenset(inspect.signature(method).parameters)
     known = {k: v for k, v in body.items() if k in names and not k.startswith("extra_")}
     extra = {k: v for k, v in body.items() if k not in known}
     return known, extra
