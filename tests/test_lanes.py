@@ -351,3 +351,28 @@ def test_dead_letters_retried_real_time_once_after_asking(sim: Simulator, data_d
     assert json.loads(cli("dead-letters", "--json").out) == []
     assert cli("dead-letters", "--retry-realtime", "--yes").code == 0  # nothing left: nothing sent
     assert sorted(sim.realtime_calls.values()) == [1, 1]
+
+
+def test_report_totals_count_the_lanes(sim: Simulator, data_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    with Client(data_dir) as bt:
+        bt.enqueue_many(openai_lines(3, "rep"), tier="critical")
+        bt.enqueue_many(openai_lines(3, "bat"))
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        try:
+            drive(engine, all_settled(store))
+        finally:
+            close(engine)
+    doc = json.loads(cli("report", "--json").out)
+    totals = doc["totals"]
+    assert totals["requests_succeeded"] == 6
+    assert totals["realtime_lane_spent_usd"] > 0
+    assert totals["saved_usd"] == pytest.approx(
+        totals["realtime_cost_usd"] - totals["batch_cost_usd"] - totals["realtime_lane_spent_usd"], abs=3e-6
+    )  # each figure is rounded to 1e-6
+    (model,) = doc["by_model"]
+    assert model["realtime_lane"]["requests"] == 3
+    later = json.loads(cli("report", "--json", "--since", "2099-01-01T00:00:00Z").out)["totals"]
+    assert later["realtime_lane_spent_usd"] == 0

@@ -32,7 +32,9 @@ from batchtop.config import (
     Config,
     EngineConfig,
     FlushPolicy,
+    RealtimeConfig,
     RoutingConfig,
+    TierConfig,
     Webhook,
     load_config,
     parse_config,
@@ -146,6 +148,7 @@ def accepted_keys() -> set[str]:
     keys |= {f"budget.{k}" for k in _fields(BudgetLimits)} | {f"budget.provider.{k}" for k in _fields(BudgetLimits)}
     keys |= {f"routing.{k}" for k in _fields(RoutingConfig)}
     keys |= {f"webhooks.{k}" for k in _fields(Webhook)}
+    keys |= {f"tiers.{k}" for k in _fields(TierConfig)} | {f"realtime.{k}" for k in _fields(RealtimeConfig)}
     assert {k.split(".")[0] for k in keys} == _fields(Config, "path")
     return keys
 

@@ -290,20 +290,13 @@ class RealtimeLanes:
         for claim in claims:
             self._live[claim.call_id] = _Live(claim, self._estimate(claim))
         max_attempts = self.config.engine.max_attempts
-        ahead = list(reversed([c.call_id for c in claims]))
         marked: set[int] = set()
 
         def mark(ids: list[int]) -> None:
-            """Mark these sent, and the next `concurrency` claims in line with them: a
-            commit per pool's worth of calls, not per call; a crash then leaves at most
-            two pools' worth as dead letters that were perhaps never sent (never twice)."""
-            batch = [i for i in ids if i not in marked]
-            while ahead and len(batch) < len(ids) + self.config.realtime.concurrency:
-                nxt = ahead.pop()
-                if nxt not in marked and nxt not in batch:
-                    batch.append(nxt)
-            rt.mark_sent(self.store, batch, self.now())
-            marked.update(batch)
+            """Mark a wave's calls sent in one commit (never ahead of their call: a crash
+            leaves as dead letters only the calls that were out)."""
+            rt.mark_sent(self.store, ids, self.now())
+            marked.update(ids)
 
         sent = _GroupCommit(mark)
         done = _GroupCommit(

@@ -141,12 +141,15 @@ class LaneSpend:
     by_lane: dict[str, int] = field(default_factory=dict)
 
 
-def lane_spend(db: sqlite3.Connection) -> dict[tuple[str, str], LaneSpend]:
-    """(provider, model) -> what the synchronous lanes did for it."""
-    from batchtop.store.realtime import lane_usage
+def lane_spend(
+    db: sqlite3.Connection, period: tuple[float | None, float | None] | None = None
+) -> dict[tuple[str, str], LaneSpend]:
+    """(provider, model) -> what the synchronous lanes did for it (`period`: only the
+    calls that ended within it)."""
+    from batchtop.store.realtime import lane_usage, lane_usage_between
 
     out: dict[tuple[str, str], LaneSpend] = {}
-    for u in lane_usage(db):
+    for u in lane_usage(db) if period is None else lane_usage_between(db, *period):
         spend = out.setdefault((u.provider, u.model), LaneSpend())
         spend.calls += u.calls
         spend.succeeded += u.succeeded
@@ -206,11 +209,13 @@ def savings(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
     return {"by_model": rows, "total": total, "prices_as_of": table.as_of}
 
 
-def model_savings(usage: ModelUsage, table: PriceTable) -> tuple[dict[str, Any], dict[str, Decimal] | None]:
+def model_savings(
+    usage: ModelUsage, table: PriceTable, lane: LaneSpend | None = None
+) -> tuple[dict[str, Any], dict[str, Decimal] | None]:
     """One model's `by_model` entry and its exact money ("batch", "realtime", "resub"; None
     when the price is unknown), exactly as `savings` computes them, for views that fold
     usage of their own: the period report sums `usage_daily` / `usage_hourly` over its days."""
     price = table.price(usage.provider, usage.model)
     provider_table = table.providers.get(usage.provider)
     default_discount = provider_table.batch_discount if provider_table is not None else Decimal("0.5")
-    return _model_row(usage, price, default_discount)
+    return _model_row(usage, price, default_discount, lane)

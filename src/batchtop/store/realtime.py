@@ -335,6 +335,27 @@ def lane_usage(db: sqlite3.Connection) -> list[LaneUsage]:
     ]
 
 
+def lane_usage_between(db: sqlite3.Connection, since: float | None, until: float | None) -> list[LaneUsage]:
+    """`lane_usage` of the calls that ended in [since, until) (the period report: a
+    real-time call's money is placed by its own end time)."""
+    if not has_lanes(db):
+        return []
+    rows = db.execute(
+        "SELECT provider, model, lane, count(*), sum(outcome = 'succeeded'),"
+        " sum(input_tokens), sum(cached_input_tokens), sum(cache_creation_input_tokens), sum(output_tokens),"
+        " sum(cache_creation_1h_input_tokens), CASE WHEN count(cost_usd) = count(*) THEN sum(cost_usd) END,"
+        " sum(CASE WHEN outcome = 'succeeded' THEN input_tokens ELSE 0 END),"
+        " sum(CASE WHEN outcome = 'succeeded' THEN cached_input_tokens ELSE 0 END),"
+        " sum(CASE WHEN outcome = 'succeeded' THEN cache_creation_input_tokens ELSE 0 END),"
+        " sum(CASE WHEN outcome = 'succeeded' THEN output_tokens ELSE 0 END),"
+        " sum(CASE WHEN outcome = 'succeeded' THEN cache_creation_1h_input_tokens ELSE 0 END)"
+        " FROM realtime_calls WHERE ended_at IS NOT NULL AND ended_at >= ? AND ended_at < ?"
+        " AND outcome IN ('succeeded', 'errored') GROUP BY provider, model, lane ORDER BY provider, model, lane",
+        (since if since is not None else float("-inf"), until if until is not None else float("inf")),
+    ).fetchall()
+    return [LaneUsage(r[0], r[1], r[2], r[3], r[4], tuple(r[5:10]), tuple(r[11:16]), r[10]) for r in rows]  # type: ignore[arg-type]
+
+
 def responses(db: sqlite3.Connection) -> Iterable[str]:
     """The result lines of requests that succeeded through a synchronous lane, in
     request order (for `batchtop results`)."""
