@@ -30,6 +30,11 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("flush-all", "F", "flush_all", "Flush all", "Flush every buffer that has queued requests"),
     ConsoleAction("resubmit", "r", "resubmit", "Resubmit", "Resubmit the selected batch's failed, expired and cancelled requests", on="batches"),
     ConsoleAction("cancel", "c", "cancel", "Cancel", "Cancel the selected batch at the provider (asks first)", on="batches"),
+    ConsoleAction(
+        "retry-realtime", "R", "retry_realtime", "Retry real time",
+        "Send every dead letter once more through the real-time API, at list price (asks first, with the estimated cost)",
+        show=False,
+    ),
     ConsoleAction("inspect", "enter", "inspect", "Inspect", "Inspect the selected batch (errors, attempts) or buffer (queued requests)", show=False),
     ConsoleAction("filter", "slash", "filter", "Search", "Search every batch in the store and filter the tables (provider, model, id, status)", display_key="/"),
     ConsoleAction(

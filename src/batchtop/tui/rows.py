@@ -173,7 +173,7 @@ def _batch_times(b: Mapping[str, Any], now: float) -> tuple[str, str, str]:
     return left, ago(b["created_at"], now), eta
 
 
-def _batch_row(b: Mapping[str, Any], times: tuple[str, str], id_width: int | None) -> Row:
+def _batch_row(b: Mapping[str, Any], times: tuple[str, str, str], id_width: int | None) -> Row:
     status = cell(b["status"], STATUS_STYLE.get(b["status"], ""))
     ended = not in_flight(b)
     if b.get("cancel_requested") and not ended and b["status"] != "cancelling":

@@ -77,6 +77,8 @@ class QueuedRow:
     bytes: int
     attempts: int
     last_error: str | None
+    tier: str | None = None
+    """The priority tier it was enqueued with (issue 15), or None."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ def buffer_detail(db: sqlite3.Connection, name: str, *, limit: int = LIMIT) -> B
     requests = tuple(
         QueuedRow(*r)
         for r in db.execute(
-            "SELECT custom_id, enqueued_at, deadline, bytes, attempts, last_error FROM requests"
+            "SELECT custom_id, enqueued_at, deadline, bytes, attempts, last_error, tier FROM requests"
             " WHERE buffer_id = ? AND state = 'queued' ORDER BY id LIMIT ?",
             (buffer_id, limit),
         )
