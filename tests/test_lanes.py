@@ -376,3 +376,36 @@ def test_report_totals_count_the_lanes(sim: Simulator, data_dir: Path, cli) -> N
     assert model["realtime_lane"]["requests"] == 3
     later = json.loads(cli("report", "--json", "--since", "2099-01-01T00:00:00Z").out)["totals"]
     assert later["realtime_lane_spent_usd"] == 0
+
+
+def test_a_batch_whose_progress_will_miss_the_deadline_is_rescued(sim: Simulator, data_dir: Path) -> None:
+    """History says batches end in a blink, so a 6 s deadline goes by batch; this one
+    crawls (0.5 s a request), its ETA from progress passes the deadline: it is
+    cancelled, what finished stays, the rest goes real time once."""
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        try:
+            for i in range(3):
+                with Client(data_dir) as bt:
+                    bt.enqueue_many(openai_lines(2, f"warm{i}-"))
+                drive(engine, all_settled(store))
+            sim.config.per_request_s = 0.5
+            with Client(data_dir) as bt:
+                bt.enqueue_many(openai_lines(20, "slow"), sla="6s")
+            tick(engine)
+            assert not lane_counts(store)  # it went by batch
+            time.sleep(1.6)
+            report = tick(engine)
+            assert report.lanes.rescued and "deadline_risk" in _alerts(store)
+            drive(engine, all_settled(store))
+        finally:
+            close(engine)
+        by_batch = store.db.execute(
+            "SELECT count(*) FROM attempts a JOIN requests r ON r.id = a.request_id"
+            " WHERE r.custom_id LIKE 'slow%' AND a.outcome = 'succeeded'"
+        ).fetchone()[0]
+        assert 0 < by_batch < 20
+        assert lane_counts(store) == {"realtime": 20 - by_batch}
+        assert states(store) == {"succeeded": 26}
+        assert "deadline_risk" not in _alerts(store)
+    assert sorted(sim.realtime_calls.values()) == [1] * (20 - by_batch)
