@@ -6,16 +6,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import anyio
 import pytest
 from test_tui import anyio_backend, console, no_cursor_blink, settle, sim  # noqa: F401 (fixtures)
 
+from conftest import run_batchtop
+
 from batchtop.config import Config, EngineConfig, FlushPolicy
-from batchtop.engine.tick import Engine
 from batchtop.sim import Simulator
 from batchtop.store import Store
 
-from engine_helpers import all_settled, close, drive, openai_lines, states
+from engine_helpers import openai_lines, states
 from engine_helpers import enqueue as enqueue_lines
 
 FAST = Config(engine=EngineConfig(poll_interval=0.1), flush=FlushPolicy(max_age=0.0))
@@ -26,17 +26,13 @@ async def test_retry_realtime_key_asks_with_the_cost_then_sends_once(data_dir: P
     sim.config.scripted_errors = {"k0": "invalid_request", "k1": "invalid_request"}
     enqueue_lines(data_dir, openai_lines(2, "k"))
 
-    def two_dead_letters() -> None:  # an engine of its own, on a loop of its own
+    assert run_batchtop("--data-dir", str(data_dir), "flush", "--all").returncode == 0
+    for _ in range(50):  # engine passes of their own, in another process, until both are dead letters
+        run_batchtop("--data-dir", str(data_dir), "tick")
         with Store(data_dir) as store:
-            engine = Engine(store, FAST)
-            try:
-                drive(engine, all_settled(store))
-            finally:
-                close(engine)
-            engine.lease.release()
-            assert states(store) == {"dead": 2}
-
-    await anyio.to_thread.run_sync(two_dead_letters)
+            if states(store) == {"dead": 2}:
+                break
+        time.sleep(0.1)
     app = console(data_dir, FAST)
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot)

@@ -241,6 +241,7 @@ class RealtimeLanes:
 
     # -- watching batches ----------------------------------------------------------------
     def _watch(self, provider: str, report: LaneReport) -> None:
+        rt.fill_deadlines(self.store)
         now = self.now()
         stuck_keys: list[str] = []
         risk_keys: list[str] = []

@@ -409,18 +409,38 @@ class OpenBatch:
     rescue_requested_at: float | None
 
 
+def fill_deadlines(store: Store, limit: int = 50) -> int:
+    """Work out `batches.deadline_at` (the earliest deadline of its requests) of up to
+    `limit` sent batches not yet checked: once per batch, as it is first seen."""
+    rows = store.db.execute(
+        "SELECT id FROM batches WHERE deadline_checked = 0 AND provider_batch_id IS NOT NULL LIMIT ?", (limit,)
+    ).fetchall()
+    if not rows:
+        return 0
+    found = [
+        (
+            store.db.execute(
+                "SELECT min(r.deadline) FROM attempts a JOIN requests r ON r.id = a.request_id WHERE a.batch_id = ?",
+                (bid,),
+            ).fetchone()[0],
+            bid,
+        )
+        for (bid,) in rows
+    ]
+    with store.transaction() as db:
+        db.executemany("UPDATE batches SET deadline_at = ?, deadline_checked = 1 WHERE id = ?", found)
+    return len(found)
+
+
 def open_batches(db: sqlite3.Connection, provider: str | None = None) -> list[OpenBatch]:
     """Batches in flight (sent, not ingested), with the earliest deadline of their
-    requests still in flight."""
+    requests (`fill_deadlines` first)."""
     where = " AND b.provider = ?" if provider else ""
     return [
         OpenBatch(*r)
         for r in db.execute(
             "SELECT b.id, b.provider_batch_id, b.provider, b.model, b.status, b.total, b.succeeded + b.failed,"
-            " coalesce(b.submitted_at, b.created_at),"
-            " (SELECT min(r.deadline) FROM attempts a JOIN requests r ON r.id = a.request_id"
-            "  WHERE a.batch_id = b.id AND a.outcome IS NULL AND r.deadline IS NOT NULL),"
-            " b.rescue_requested_at"
+            " coalesce(b.submitted_at, b.created_at), b.deadline_at, b.rescue_requested_at"
             " FROM batches b WHERE b.ingested_at IS NULL AND b.provider_batch_id IS NOT NULL"
             f" AND b.status NOT IN ('completed', 'failed', 'expired', 'cancelled'){where} ORDER BY b.id",
             (provider,) if provider else (),
@@ -429,19 +449,23 @@ def open_batches(db: sqlite3.Connection, provider: str | None = None) -> list[Op
 
 
 def deadlines_of(db: sqlite3.Connection, batch_ids: Sequence[int]) -> dict[int, float]:
-    """Earliest deadline of each batch's requests (for `batches[].deadline_at`)."""
+    """Earliest deadline of each batch's requests (for `batches[].deadline_at`), as the
+    engine worked it out (`fill_deadlines`); one it has not seen yet (sent since its
+    last pass) is worked out here, until the engine's next pass stores it."""
     if not batch_ids:
         return {}
     marks = ",".join("?" * len(batch_ids))
-    return {
-        int(b): float(d)
-        for b, d in db.execute(
-            f"SELECT a.batch_id, min(r.deadline) FROM attempts a JOIN requests r ON r.id = a.request_id"
-            f" WHERE a.batch_id IN ({marks}) AND r.deadline IS NOT NULL GROUP BY a.batch_id",
-            list(batch_ids),
-        )
-        if d is not None
-    }
+    out: dict[int, float] = {}
+    for b, d, checked in db.execute(
+        f"SELECT id, deadline_at, deadline_checked FROM batches WHERE id IN ({marks})", list(batch_ids)
+    ).fetchall():
+        if not checked:
+            (d,) = db.execute(
+                "SELECT min(r.deadline) FROM attempts a JOIN requests r ON r.id = a.request_id WHERE a.batch_id = ?", (b,)
+            ).fetchone()
+        if d is not None:
+            out[int(b)] = float(d)
+    return out
 
 
 def request_rescue(store: Store, batch_id: int, now: float) -> bool:

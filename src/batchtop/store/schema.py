@@ -443,6 +443,9 @@ def _tiers_lanes_and_realtime_calls(db: sqlite3.Connection) -> None:
       kept in the same transaction as the calls, so savings never scan the calls.
     - `batches.rescue_requested_at`: the engine cancelled this batch to send its
       unfinished requests real time; `rescue_done_at` once they were claimed.
+    - `batches.deadline_at`: the earliest deadline of the batch's requests, worked out
+      once per batch by the engine (`deadline_checked`), so the status and the ETA
+      watch never read a batch's attempts again (50,000 of them, every refresh).
     - `requests_retry_realtime`: dead letters the operator asked to send once more real
       time (`dead-letters --retry-realtime`, state `retry_realtime`), found without a scan.
     """
@@ -497,7 +500,10 @@ def _tiers_lanes_and_realtime_calls(db: sqlite3.Connection) -> None:
             PRIMARY KEY (provider, model, lane)
         );
         CREATE INDEX batches_rescue ON batches (id) WHERE rescue_requested_at IS NOT NULL AND rescue_done_at IS NULL;
-        CREATE INDEX requests_retry_realtime ON requests (provider, id) WHERE state = 'retry_realtime'
+        CREATE INDEX requests_retry_realtime ON requests (provider, id) WHERE state = 'retry_realtime';
+        ALTER TABLE batches ADD COLUMN deadline_at REAL;
+        ALTER TABLE batches ADD COLUMN deadline_checked INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX batches_deadline_unchecked ON batches (id) WHERE deadline_checked = 0
         """,
     )
 
