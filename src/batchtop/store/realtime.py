@@ -382,14 +382,18 @@ def request_lane(db: sqlite3.Connection, request_id: int) -> dict[str, Any] | No
     return dict(zip(("lane", "reason", "claimed_at", "ended_at", "outcome", "cost_usd"), row))
 
 
-def durations(db: sqlite3.Connection, provider: str, model: str, limit: int = 200) -> list[float]:
+HISTORY = 50
+"""Completed batches of a model whose durations make its history (the latest ones)."""
+
+
+def durations(db: sqlite3.Connection, provider: str, model: str, limit: int = HISTORY) -> list[float]:
     """Submit-to-end seconds of the latest batches of this provider and model that
     completed (cancelled, failed and expired ones say nothing about how long work takes)."""
     return [
         float(r[0])
         for r in db.execute(
             "SELECT ended_at - coalesce(submitted_at, created_at) FROM batches WHERE provider = ? AND model = ?"
-            " AND status = 'completed' AND ended_at IS NOT NULL ORDER BY ended_at DESC LIMIT ?",
+            " AND status = 'completed' AND ended_at IS NOT NULL ORDER BY ended_at DESC LIMIT ?",  # batches_model_completed
             (provider, model, limit),
         )
     ]
@@ -450,16 +454,19 @@ def open_batches(db: sqlite3.Connection, provider: str | None = None) -> list[Op
 
 def deadlines_of(db: sqlite3.Connection, batch_ids: Sequence[int]) -> dict[int, float]:
     """Earliest deadline of each batch's requests (for `batches[].deadline_at`), as the
-    engine worked it out (`fill_deadlines`); one it has not seen yet (sent since its
-    last pass) is worked out here, until the engine's next pass stores it."""
+    engine worked it out (`fill_deadlines`); one in flight it has not seen yet (sent
+    since its last pass) is worked out here, until the engine's next pass stores it. An
+    ended one it never saw (history from before this column) shows none until it does:
+    the status's work must not grow with the store's history."""
     if not batch_ids:
         return {}
     marks = ",".join("?" * len(batch_ids))
     out: dict[int, float] = {}
-    for b, d, checked in db.execute(
-        f"SELECT id, deadline_at, deadline_checked FROM batches WHERE id IN ({marks})", list(batch_ids)
+    for b, d, checked, ended in db.execute(
+        f"SELECT id, deadline_at, deadline_checked, ingested_at IS NOT NULL FROM batches WHERE id IN ({marks})",
+        list(batch_ids),
     ).fetchall():
-        if not checked:
+        if not checked and not ended:
             (d,) = db.execute(
                 "SELECT min(r.deadline) FROM attempts a JOIN requests r ON r.id = a.request_id WHERE a.batch_id = ?", (b,)
             ).fetchone()

@@ -446,6 +446,8 @@ def _tiers_lanes_and_realtime_calls(db: sqlite3.Connection) -> None:
     - `batches.deadline_at`: the earliest deadline of the batch's requests, worked out
       once per batch by the engine (`deadline_checked`), so the status and the ETA
       watch never read a batch's attempts again (50,000 of them, every refresh).
+    - `batches_model_completed`: the latest completed batches of a model, whose
+      durations give a lane's expected latency and a batch's ETA, read in index order.
     - `requests_retry_realtime`: dead letters the operator asked to send once more real
       time (`dead-letters --retry-realtime`, state `retry_realtime`), found without a scan.
     """
@@ -503,7 +505,8 @@ def _tiers_lanes_and_realtime_calls(db: sqlite3.Connection) -> None:
         CREATE INDEX requests_retry_realtime ON requests (provider, id) WHERE state = 'retry_realtime';
         ALTER TABLE batches ADD COLUMN deadline_at REAL;
         ALTER TABLE batches ADD COLUMN deadline_checked INTEGER NOT NULL DEFAULT 0;
-        CREATE INDEX batches_deadline_unchecked ON batches (id) WHERE deadline_checked = 0
+        CREATE INDEX batches_deadline_unchecked ON batches (id) WHERE deadline_checked = 0;
+        CREATE INDEX batches_model_completed ON batches (provider, model, ended_at) WHERE status = 'completed'
         """,
     )
 
