@@ -196,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-rate", type=float, default=0.0, help="share of HTTP calls answered 429/500 with Retry-After")
     p.add_argument("--per-request-s", type=float, default=0.0005, help="simulated processing time per request")
     p.add_argument("--api-key", help="require this API key (default: none, any key is accepted)")
+    p.add_argument("--stall", action="store_true", help="batches never progress (until cancelled or their window passes)")
+    p.add_argument("--realtime-fault-rate", type=float, default=0.0,
+                   help="share of real-time calls (chat completions, responses, embeddings, messages) answered 429/500")
+    p.add_argument("--flex-refusal-rate", type=float, default=0.0,
+                   help='share of OpenAI service_tier "flex" calls refused with a 429')
     p.add_argument("--replay", action="append", default=[], metavar="FILE",
                    help="answer requests whose custom_id is in this JSONL of recorded result lines with that line, "
                         "verbatim (repeatable)")
@@ -468,6 +473,9 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         fault_rate=args.fault_rate,
         per_request_s=args.per_request_s,
         require_api_key=args.api_key,
+        stall=args.stall,
+        realtime_fault_rate=args.realtime_fault_rate,
+        flex_refusal_rate=args.flex_refusal_rate,
     )
     serve_forever(args.port, config)
     return Exit.OK

@@ -109,6 +109,8 @@ async def call(
         options["timeout"] = timeout
     try:
         raw = await resource.with_raw_response.create(**known, **options)
+    except TypeError as exc:  # the SDK refused the arguments (a required one missing): the request itself is bad
+        return _failed(provider, custom_id, 400, None, f"invalid_request: the SDK refused it: {exc}")
     except Exception as exc:
         status = _status_of(exc)
         if status is None and not _is_connection_error(exc):
