@@ -409,3 +409,16 @@ def test_a_batch_whose_progress_will_miss_the_deadline_is_rescued(sim: Simulator
         assert states(store) == {"succeeded": 26}
         assert "deadline_risk" not in _alerts(store)
     assert sorted(sim.realtime_calls.values()) == [1] * (20 - by_batch)
+
+
+def test_once_text_shows_the_lanes_line(sim: Simulator, data_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    with Client(data_dir) as bt:
+        bt.enqueue_many(openai_lines(2, "t"), tier="critical")
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        try:
+            drive(engine, all_settled(store))
+        finally:
+            close(engine)
+    out = cli("--once", "--no-refresh").out
+    assert "LANES  batch 0 · flex 0 · real time 2 ($" in out

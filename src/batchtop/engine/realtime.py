@@ -324,6 +324,8 @@ class RealtimeLanes:
                     answer = await sync_api.call(
                         client, claim.provider, claim.endpoint, claim.custom_id, claim.line, flex=lane == rt.FLEX
                     )
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    raise
                 except sync_api.Retryable as exc:
                     error = redact(str(exc))
                     if exc.flex_refused:  # flex has no capacity: fall back to real time at once
@@ -331,6 +333,18 @@ class RealtimeLanes:
                         rt.switch_lane(self.store, claim.call_id, lane)
                         continue
                     wait = exc.wait
+                except Exception as exc:  # noqa: BLE001 - it may have been sent and answered: never again on its own
+                    log.warning("real-time call of %s failed unexpectedly: %s", claim.custom_id, redact(repr(exc))[:300])
+                    failed = rt.CallResult(
+                        "errored", None,
+                        redact(f"{type(exc).__name__}: {exc}")[:300] + "; the call may have been answered, so it is not"
+                        " sent again on its own (`batchtop dead-letters --retry-realtime` sends it)",
+                        permanent=True,
+                    )
+                    self._count(lane, report)
+                    report.failed += 1
+                    await done.add((claim, failed))
+                    return
             if answer is not None:  # stored after the slot is free: the next call is already out
                 await self._record(claim, lane, answer, report, done)
                 return

@@ -218,7 +218,8 @@ def _record(db: sqlite3.Connection, claim_: Claim, result: CallResult, now: floa
     error = result.error or result.outcome
     (spared,) = db.execute("SELECT spared_attempts FROM requests WHERE id = ?", (claim_.request_id,)).fetchone()
     if result.permanent or claim_.number - spared >= max_attempts:
-        suffix = " (not retried: the provider rejected the request itself)" if result.permanent else ""
+        rejected = result.permanent and result.response is not None  # the provider's own refusal line
+        suffix = " (not retried: the provider rejected the request itself)" if rejected else ""
         db.execute(
             "UPDATE requests SET state = 'dead', last_error = ? WHERE id = ?", (f"{error}{suffix}"[:2000], claim_.request_id)
         )

@@ -171,6 +171,11 @@ def render_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> Non
         + incomplete,
         _BOLD,
     )
+    lanes = doc.get("lanes") or {}
+    if lanes.get("flex") or lanes.get("realtime"):  # issue 15: the lanes side by side, once any but batch was used
+        from batchtop.views.eta import lanes_line
+
+        t.line(f"LANES  {lanes_line(lanes)}")
 
     estimate = doc.get("in_flight_estimate") or {}
     parts = ""
