@@ -313,6 +313,7 @@ def test_status_shows_eta_deadline_and_lanes(sim: Simulator, data_dir: Path, cli
             close(engine)
     doc = json.loads(cli("--once", "--json", "--no-refresh").out)
     (batch,) = doc["batches"]
+    assert doc["buffers"] == []  # both went: one by batch, one real time
     assert batch["deadline_at"] is not None and batch["eta_at"] is not None
     assert batch["eta_at"] < batch["deadline_at"]  # 24 h worst case, 48 h deadline: no risk
     assert doc["lanes"]["realtime"] == 2 and doc["lanes"]["batch"] == 0
@@ -422,3 +423,18 @@ def test_once_text_shows_the_lanes_line(sim: Simulator, data_dir: Path, cli) -> 
             close(engine)
     out = cli("--once", "--no-refresh").out
     assert "LANES  batch 0 · flex 0 · real time 2 ($" in out
+
+
+def test_buffers_show_the_tier_behind_their_earliest_deadline(data_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from batchtop.tui.rows import buffer_rows
+
+    with Client(data_dir) as bt:
+        bt.enqueue_many(openai_lines(2, "l"), tier="low")
+        bt.enqueue_many(openai_lines(1, "h"), tier="high")
+    doc = json.loads(cli("--once", "--json", "--no-refresh").out)
+    (buf,) = doc["buffers"]
+    assert buf["deadline_tier"] == "high" and buf["earliest_deadline"] is not None
+    (row,) = buffer_rows(doc, time.time())
+    assert row[1][4].plain.endswith("(high)")

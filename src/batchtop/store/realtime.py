@@ -514,6 +514,16 @@ def rescue_done(store: Store, batch_id: int, now: float) -> None:
         db.execute("UPDATE batches SET rescue_done_at = ? WHERE id = ?", (now, batch_id))
 
 
+def most_urgent_tier(db: sqlite3.Connection, provider: str, endpoint: str, model: str) -> str | None:
+    """The tier of the buffer's queued request with the earliest deadline."""
+    row = db.execute(
+        "SELECT r.tier FROM buffers f JOIN requests r ON r.buffer_id = f.id WHERE f.provider = ? AND f.endpoint = ?"
+        " AND f.model = ? AND r.state = 'queued' AND r.deadline IS NOT NULL ORDER BY r.deadline LIMIT 1",
+        (provider, endpoint, model),
+    ).fetchone()
+    return row[0] if row else None
+
+
 def lines_of(db: sqlite3.Connection, request_ids: Sequence[int]) -> dict[int, tuple[str, str, str, str]]:
     """request id -> (provider, endpoint, model, line)."""
     out = {}

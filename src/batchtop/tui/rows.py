@@ -120,7 +120,7 @@ def buffer_rows(doc: Mapping[str, Any], now: float) -> list[Row]:
                 Text(f"{b['queued']:,}", justify="right"),
                 due,
                 cell(held, "yellow", limit=48) if held else Text(""),
-                Text(countdown(b["earliest_deadline"], now)),
+                Text(countdown(b["earliest_deadline"], now) + (f" ({b['deadline_tier']})" if b.get("deadline_tier") else "")),
                 Text(ago(b["oldest_enqueued_at"], now)),
                 Text(size(b["bytes"]), justify="right"),
                 cell(b["provider"]),

@@ -55,6 +55,18 @@ def add_eta(db: sqlite3.Connection, config: Config, batches: list[dict[str, Any]
         b["eta_at"] = iso(eta.eta_at)
 
 
+def add_buffer_tiers(db: sqlite3.Connection, buffers: list[dict[str, Any]]) -> None:
+    """`buffers[].deadline_tier`: the tier of the request behind `earliest_deadline`
+    (null when it has none), one index seek per buffer (`requests_deadline`)."""
+    from batchtop.store import realtime as rt
+
+    for b in buffers:
+        b["deadline_tier"] = None
+        if b.get("earliest_deadline") is None or not rt.has_lanes(db):
+            continue
+        b["deadline_tier"] = rt.most_urgent_tier(db, b["provider"], b["endpoint"], b["model"])
+
+
 def lanes_summary(db: sqlite3.Connection, doc: dict[str, Any]) -> dict[str, Any]:
     """Requests served per lane: `batch` (succeeded in batches), `flex`, `realtime`, and
     what real time spent (at list price) — the console's lanes line."""

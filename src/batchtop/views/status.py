@@ -227,9 +227,10 @@ def collect(db: sqlite3.Connection, config: Config, now: float) -> dict[str, Any
 
 def _lanes(db: sqlite3.Connection, config: Config, doc: dict[str, Any], now: float) -> None:
     """Issue 15: `batches[].eta_at` / `deadline_at`, and `lanes` (requests served per lane)."""
-    from batchtop.views.eta import add_eta, lanes_summary
+    from batchtop.views.eta import add_buffer_tiers, add_eta, lanes_summary
 
     add_eta(db, config, doc["batches"], now)
+    add_buffer_tiers(db, doc["buffers"])
     doc["lanes"] = lanes_summary(db, doc)
 
 
