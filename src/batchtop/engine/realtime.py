@@ -43,8 +43,9 @@ MAX_TRIES = 5
 MAX_WAIT = 60.0
 """Longest wait between two tries inside one pass (a longer Retry-After fails the try)."""
 CLAIMS_PER_PASS = 2000
-RECORD_LINGER = 0.005
-"""Seconds an answer waits for others to share its commit (its slot in the pool is free meanwhile)."""
+ANSWER_LINGER = 0.005
+"""Seconds a wave of answers only waits for more to share its commit (their slots in the
+pool are free meanwhile; a call waiting for its sent mark ends the wait)."""
 """Requests claimed per provider pass; the rest wait for the next pass."""
 
 
@@ -67,23 +68,35 @@ class _GroupCommit:
     """Writes of concurrent workers in one transaction: the first to arrive yields once,
     so the others of its wave join, then commits them all; each caller returns once its
     item is durable. With synchronous=FULL a commit is an fsync: one per wave instead of
-    one per call is what keeps the lane near a bare `gather` of SDK calls."""
+    one per call is what keeps the lane near a bare `gather` of SDK calls. A wave of
+    answers only (nothing waits to be sent) lingers up to `linger` seconds for more;
+    an urgent item (a sent mark: a call waits for it) ends the linger at once."""
 
     def __init__(self, write: Callable[[list[Any]], list[Any] | None], linger: float = 0.0) -> None:
-        """`linger`: how long the first item of a wave waits for others to join."""
         self._write = write
         self._linger = linger
         self._pending: list[Any] = []
         self._flushing: asyncio.Future[None] | None = None
+        self._urgent: asyncio.Event | None = None
 
-    async def add(self, item: Any) -> None:
+    async def add(self, item: Any, *, urgent: bool = True) -> None:
         self._pending.append(item)
         if self._flushing is not None:
+            if urgent and self._urgent is not None:
+                self._urgent.set()
             await asyncio.shield(self._flushing)
             return
         flushing = self._flushing = asyncio.get_running_loop().create_future()
+        self._urgent = asyncio.Event()
+        if urgent:
+            self._urgent.set()
         try:
-            await asyncio.sleep(self._linger)  # the wave's other workers append meanwhile
+            await asyncio.sleep(0)  # the wave's other workers append meanwhile
+            if self._linger > 0 and not self._urgent.is_set():
+                try:
+                    await asyncio.wait_for(self._urgent.wait(), self._linger)
+                except asyncio.TimeoutError:
+                    pass
             while self._pending:
                 items, self._pending = self._pending, []
                 self._write(items)
@@ -95,6 +108,18 @@ class _GroupCommit:
             flushing.set_result(None)
         finally:
             self._flushing = None
+            self._urgent = None
+
+
+@dataclass(frozen=True)
+class _Tagged:
+    """One kind of item (sent marks, answers) of a shared group commit."""
+
+    commit: _GroupCommit
+    kind: str
+
+    async def add(self, item: Any) -> None:
+        await self.commit.add((self.kind, item), urgent=self.kind == "sent")
 
 
 @dataclass
@@ -293,16 +318,17 @@ class RealtimeLanes:
         max_attempts = self.config.engine.max_attempts
         marked: set[int] = set()
 
-        def mark(ids: list[int]) -> None:
-            """Mark a wave's calls sent in one commit (never ahead of their call: a crash
-            leaves as dead letters only the calls that were out)."""
-            rt.mark_sent(self.store, ids, self.now())
+        def commit(items: list[tuple[str, Any]]) -> None:
+            """A wave's sent marks (never ahead of their call: a crash leaves as dead
+            letters only calls that were out) and answers, in one commit."""
+            ids = [x for kind, x in items if kind == "sent"]
+            rt.commit_wave(
+                self.store, ids, [x for kind, x in items if kind == "done"], self.now(), max_attempts=max_attempts
+            )
             marked.update(ids)
 
-        sent = _GroupCommit(mark)
-        done = _GroupCommit(
-            lambda answers: rt.record_many(self.store, answers, self.now(), max_attempts=max_attempts), linger=RECORD_LINGER
-        )
+        wave = _GroupCommit(commit, linger=ANSWER_LINGER)
+        sent, done = _Tagged(wave, "sent"), _Tagged(wave, "done")
         try:
             await asyncio.gather(*(self._one(client, claim, report, sent, done, marked) for claim in claims))
         finally:
@@ -310,7 +336,7 @@ class RealtimeLanes:
                 self._live.pop(claim.call_id, None)
 
     async def _one(
-        self, client: Any, claim: rt.Claim, report: LaneReport, sent: _GroupCommit, done: _GroupCommit, marked: set[int]
+        self, client: Any, claim: rt.Claim, report: LaneReport, sent: _Tagged, done: _Tagged, marked: set[int]
     ) -> None:
         lane = claim.lane
         pool = self._semaphore()
@@ -366,7 +392,7 @@ class RealtimeLanes:
             report.realtime += 1
 
     async def _record(
-        self, claim: rt.Claim, lane: str, answer: sync_api.Answer, report: LaneReport, done: _GroupCommit
+        self, claim: rt.Claim, lane: str, answer: sync_api.Answer, report: LaneReport, done: _Tagged
     ) -> None:
         line = answer.parsed
         tokens = Tokens(

@@ -193,6 +193,20 @@ def record_many(
         return [_record(db, c, r, now, max_attempts) for c, r in answers]
 
 
+def commit_wave(
+    store: Store, sent: Sequence[int], answers: Sequence[tuple[Claim, CallResult]], now: float, *, max_attempts: int
+) -> None:
+    """One transaction for a wave of the pool: the sent marks of the calls about to
+    leave and the answers of those that came back (one fsync for both)."""
+    with store.transaction() as db:
+        if sent:
+            db.executemany(
+                "UPDATE realtime_calls SET sent_at = ? WHERE id = ? AND sent_at IS NULL", [(now, i) for i in sent]
+            )
+        for c, r in answers:
+            _record(db, c, r, now, max_attempts)
+
+
 def _record(db: sqlite3.Connection, claim_: Claim, result: CallResult, now: float, max_attempts: int) -> str:
     ok = result.outcome == "succeeded"
     tokens = (
