@@ -74,6 +74,7 @@ def test_worked_example_gpt4o(db: sqlite3.Connection) -> None:
         "saved_usd": 16.25,
         "saved_pct": 50.0,
         "resubmission_cost_usd": 0.0,
+        "realtime_lane_spent_usd": 0.0,
         "requests_succeeded": 10_000,
         "first_pass_success_rate": 1.0,
         "complete": True,

@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="force the provider (default: told from each line's shape)",
     )
     p.add_argument("--model", metavar="MODEL", help="the model of Gemini lines that do not name theirs (default: each line names its own)")
+    p.add_argument(
+        "--tier", choices=["critical", "high", "normal", "low"],
+        help="priority tier: its default SLA from [tiers] (critical 0s, high 1m, normal 1h; low none);"
+        " --sla/--deadline win",
+    )
 
     p = command("flush", "mark buffers for flushing now; the next tick submits them",
                 "Without it a buffer is flushed by its policy: age, size or a deadline (see the config).")
@@ -148,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("dead-letters", "list requests that used up their attempts, with their last error")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="a JSON array of objects")
+    p.add_argument(
+        "--retry-realtime", action="store_true",
+        help="send each dead letter once more through the provider's real-time API, at list price (asks first with the estimated cost)",
+    )
+    p.add_argument("--yes", action="store_true", help="with --retry-realtime: do not ask")
 
     p = command("quote", "what batch input files would cost, batch vs real time, before enqueueing")
     p.add_argument("files", nargs="+", metavar="FILE", help="JSONL files of OpenAI, Anthropic or Gemini batch lines; - reads stdin")
@@ -195,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-rate", type=float, default=0.0, help="share of HTTP calls answered 429/500 with Retry-After")
     p.add_argument("--per-request-s", type=float, default=0.0005, help="simulated processing time per request")
     p.add_argument("--api-key", help="require this API key (default: none, any key is accepted)")
+    p.add_argument("--stall", action="store_true", help="batches never progress (until cancelled or their window passes)")
+    p.add_argument("--realtime-fault-rate", type=float, default=0.0,
+                   help="share of real-time calls (chat completions, responses, embeddings, messages) answered 429/500")
+    p.add_argument("--flex-refusal-rate", type=float, default=0.0,
+                   help='share of OpenAI service_tier "flex" calls refused with a 429')
     p.add_argument("--replay", action="append", default=[], metavar="FILE",
                    help="answer requests whose custom_id is in this JSONL of recorded result lines with that line, "
                         "verbatim (repeatable)")
@@ -208,17 +223,19 @@ def _data_dir(args: argparse.Namespace) -> Path:
 def _cmd_enqueue(args: argparse.Namespace) -> int:
     import time
 
-    from batchtop.intake.client import resolve_deadline
+    from batchtop.intake.client import tier_deadline
     from batchtop.intake.files import enqueue_files
     from batchtop.store import Store
 
+    config = _config(args)  # for its [prices] (a model without a known price is warned about) and [tiers]
     try:
-        deadline = resolve_deadline(args.sla, args.deadline, time.time())
+        deadline = tier_deadline(args.tier, args.sla, args.deadline, time.time(), config.tiers)
     except ValueError as exc:
         raise BatchtopError(f"{'--sla' if args.sla else '--deadline'}: {exc}") from None
-    config = _config(args)  # for its [prices]: a model without a known price is warned about
     with Store(_data_dir(args)) as store:
-        counts = enqueue_files(store, args.files, provider=args.provider, deadline=deadline, model=args.model)
+        counts = enqueue_files(
+            store, args.files, provider=args.provider, deadline=deadline, model=args.model, tier=args.tier
+        )
     _warn_unpriced(config, counts)
     total = sum(counts.values())
     if not total:
@@ -377,6 +394,48 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def _retry_dead_letters(args: argparse.Namespace) -> int:
+    """`dead-letters --retry-realtime`: ask with the estimated cost, mark them for the
+    engine holding the lease, and run one pass now when none does (issue 15)."""
+    import logging
+
+    from batchtop.engine import entrypoints
+    from batchtop.engine.realtime import retry_estimate
+    from batchtop.pricing.money import fmt_usd
+    from batchtop.store import Store
+    from batchtop.store import realtime as rt
+    from batchtop.store.lease import EngineBusy
+
+    config = _config(args)
+    data_dir = _data_dir(args)
+    with Store(data_dir) as store:
+        ids, skipped, cost, known = retry_estimate(store.db, config)
+        if skipped:
+            _say(f"batchtop: {skipped} dead letter(s) of endpoints with no real-time API here are left as they are", err=True)
+        if not ids:
+            print("no dead letters to retry real time", file=sys.stderr)
+            return Exit.OK
+        price = fmt_usd(cost) + ("" if known else " (some models have no known price)")
+        if not args.yes:
+            sys.stderr.write(f"send {len(ids)} dead letter(s) real time, at list price, about {price}? [y/N] ")
+            sys.stderr.flush()
+            if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+                print("not retried", file=sys.stderr)
+                return Exit.OK
+        marked = rt.request_retry(store, ids)
+    _log_cleanly(logging.WARNING)
+    try:
+        report = entrypoints.tick(data_dir, config)
+    except EngineBusy:  # another engine holds the data dir: it sends them
+        _say(f"{marked} dead letter(s) marked; the running engine sends them real time on its next tick")
+        return Exit.OK
+    lanes = report.lanes
+    _say(f"retried {marked} dead letter(s) real time: {lanes.succeeded} succeeded, {lanes.failed} failed")
+    for provider, error in report.errors.items():
+        _say(f"batchtop: {provider}: {error}", err=True)
+    return Exit.ERROR if report.errors else Exit.OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from batchtop.demo import run_demo
 
@@ -421,6 +480,9 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         fault_rate=args.fault_rate,
         per_request_s=args.per_request_s,
         require_api_key=args.api_key,
+        stall=args.stall,
+        realtime_fault_rate=args.realtime_fault_rate,
+        flex_refusal_rate=args.flex_refusal_rate,
     )
     serve_forever(args.port, config)
     return Exit.OK
@@ -459,6 +521,9 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 def _cmd_dead_letters(args: argparse.Namespace) -> int:
     from batchtop.views import exports
+
+    if args.retry_realtime:
+        return _retry_dead_letters(args)
 
     with exports.existing_db(_data_dir(args)) as db:
         if args.json:

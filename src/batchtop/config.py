@@ -286,6 +286,9 @@ class BufferOverride:
     output_schema: Path | None = setting(
         None, schema_file, "a JSON Schema file (relative to the config file) results must satisfy", shown=""
     )
+    flex: bool | None = setting(
+        None, boolean, "OpenAI: due requests of these buffers may go by flex before real time", shown="`false`"
+    )
 
     def matches(self, provider: str, endpoint: str, model: str) -> bool:
         return (
@@ -318,6 +321,41 @@ class Account:
 class AlertConfig:
     failure_rate: float = setting(0.05, fraction, "alert when more than this share of attempts failed in the window")
     window: float = setting(86400.0, duration, "the window of that failure rate")
+    stuck_after: float | None = setting(
+        None, duration,
+        "a batch not ended this long after it was sent raises `stuck_batch` (none: past what observed durations"
+        " make unlikely; see [Tiers and lanes](#tiers-and-lanes))",
+        shown="none",
+    )
+
+
+TIERS = ("critical", "high", "normal", "low")
+"""The seeds' priority tiers (`enqueue --tier`); `low` is batch work with no deadline of its own."""
+
+
+@dataclass(frozen=True)
+class TierConfig:
+    """`[tiers]`: the default SLA of each priority tier, in seconds (`low` has none)."""
+
+    critical: float = setting(0.0, duration, "each tier's default SLA (`enqueue --tier`)")
+    high: float = setting(60.0, duration, "each tier's default SLA (`enqueue --tier`)", shown='`"1m"`')
+    normal: float = setting(3600.0, duration, "each tier's default SLA (`enqueue --tier`)")
+
+    def sla(self, tier: str) -> float | None:
+        return None if tier == "low" else float(getattr(self, tier))
+
+
+@dataclass(frozen=True)
+class RealtimeConfig:
+    """`[realtime]`: the synchronous lanes (real time at list price, flex)."""
+
+    rescue: bool = setting(
+        True, boolean,
+        "send requests whose deadline no batch can meet real time, and cancel in-flight batches that will likely"
+        " miss theirs to do the same",
+    )
+    concurrency: int = setting(8, integer(1), "real-time calls in flight at once, per engine")
+    daily_usd: Decimal | None = setting(None, dollars, "cap on what real time and flex spend per UTC day", shown="none")
 
 
 @dataclass(frozen=True)
@@ -547,6 +585,16 @@ class Config:
     budget: BudgetConfig = section("custom", BudgetLimits, default=BudgetConfig, rows=_BUDGET_ROWS)
     routing: RoutingConfig = section("table", RoutingConfig)
     webhooks: tuple[Webhook, ...] = section("array", Webhook)
+    tiers: TierConfig = section("table", TierConfig)
+    realtime: RealtimeConfig = section("table", RealtimeConfig)
+
+    def flex_for(self, provider: str, endpoint: str, model: str) -> bool:
+        """Whether this buffer may use OpenAI's flex tier (`[[buffers]] flex`, later entries win)."""
+        flex = False
+        for override in self.buffers:
+            if override.matches(provider, endpoint, model) and override.flex is not None:
+                flex = override.flex
+        return flex and provider == "openai"
 
     def policy_for(self, provider: str, endpoint: str, model: str) -> FlushPolicy:
         """The flush policy of one buffer: defaults, then matching overrides, then provider caps."""
@@ -645,6 +693,8 @@ def declared_keys() -> Iterator[str]:
             yield from (f"{name}{infix}{k}" for k in settings_of(sec.cls))
             if sec.spill is not None:  # [[buffers]]: any [flush] key, one name standing for them all
                 yield f"{name}.<a flush key>"
+
+
 
 
 MAX_CONFIG_BYTES = 1 << 20

@@ -47,6 +47,7 @@ from batchtop.providers.clients import (
 from batchtop.providers.streaming import IngestBudget
 from batchtop.states import BatchStatus, Outcome
 from batchtop.engine.result_ingest import ResultFileTooLong, ingest_results, line_limit
+from batchtop.engine.realtime import LaneReport, RealtimeLanes
 from batchtop.store import Store, alerts, events, holds, lease, submissions
 from batchtop.store import status_queries
 from batchtop.store.ingest import QUARANTINE_AFTER, BatchIngest, Settle
@@ -85,10 +86,12 @@ class TickReport:
     ingest_errors: dict[str, str] = field(default_factory=dict)
     """Batches whose ingest failed this tick (tried again later, then quarantined)."""
     quarantined: list[str] = field(default_factory=list)
+    lanes: LaneReport = field(default_factory=LaneReport)
+    """What the synchronous lanes (real time, flex) did this tick (issue 15)."""
 
     def summary(self) -> str:
         """What the pass did, as `tick` prints it ("submitted 2, ingested 1"); "" when nothing."""
-        return ", ".join(
+        return ", ".join([
             f"{label} {len(items)}"
             for label, items in (
                 ("submitted", self.submitted), ("adopted", self.adopted), ("ingested", self.ingested),
@@ -96,7 +99,12 @@ class TickReport:
                 ("lost", self.lost), ("quarantined", self.quarantined),
             )
             if items
-        )
+        ] + self.lanes_summary())
+
+    def lanes_summary(self) -> list[str]:
+        """["real time 3", "flex 1"] when the synchronous lanes sent anything (issue 15)."""
+        parts = [f"{label} {n}" for label, n in (("real time", self.lanes.realtime), ("flex", self.lanes.flex)) if n]
+        return parts + ([f"rescued {len(self.lanes.rescued)}"] if self.lanes.rescued else [])
 
 
 AdapterFactory = Callable[[Config, str], ProviderAdapter]
@@ -129,6 +137,8 @@ class Engine:
         self._ingest_unfinished = False
         """A result file was left part-read by the budget: the next tick comes at once."""
         self._webhooks = Deliveries(store.data_dir, config.webhooks, now=now) if config.webhooks else None
+        self.lanes = RealtimeLanes(store, config, now)
+        """The synchronous lanes (issue 15): real time, flex, rescue; one pool for every provider."""
 
     # -- lifecycle -------------------------------------------------------------
     async def close(self) -> None:
@@ -196,6 +206,7 @@ class Engine:
             await self._cancels(adapter, report)
             remotes = await self._poll(adapter, report)
             await self._ingest(adapter, remotes, report)
+            await self.lanes.provider_pass(adapter, report.lanes)  # before flush: a batch never takes a claimed request
             await self._flush(adapter, report)
         except lease.LeaseLost:
             raise  # another engine holds the data dir now: this one stops, whatever the provider did

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from batchtop import paths
+from batchtop.config import TIERS, TierConfig
 from batchtop.errors import EnqueueError, LineError
 from batchtop.store import Store
 from batchtop.timefmt import checked_deadline, parse_duration, parse_time
@@ -38,13 +39,31 @@ def resolve_deadline(sla: str | float | None, deadline: str | float | None, now:
     return None
 
 
-def _api_deadline(sla: str | float | None, deadline: str | float | None, now: float) -> float | None:
+def tier_deadline(
+    tier: str | None, sla: str | float | None, deadline: str | float | None, now: float, tiers: TierConfig
+) -> float | None:
+    """The deadline of a request enqueued with this tier: `--sla`/`--deadline` win over
+    the tier's default SLA (`[tiers]`); `low` and no tier have none of their own."""
+    if tier is not None and tier not in TIERS:
+        raise ValueError(f"unknown tier {tier!r} (one of {', '.join(TIERS)})")
+    own = resolve_deadline(sla, deadline, now)
+    if own is not None or tier is None:
+        return own
+    sla_s = tiers.sla(tier)
+    return None if sla_s is None else now + sla_s
+
+
+def _api_deadline(
+    sla: str | float | None, deadline: str | float | None, now: float, tier: str | None = None,
+    tiers: TierConfig | None = None,
+) -> float | None:
     """resolve_deadline for the Python API: the ValueError names the argument, as the
     CLI's names its option."""
     try:
-        return resolve_deadline(sla, deadline, now)
+        return tier_deadline(tier, sla, deadline, now, tiers or TierConfig())
     except ValueError as exc:
-        raise ValueError(f"{'sla' if sla is not None else 'deadline'}: {exc}") from None
+        name = "sla" if sla is not None else "deadline" if deadline is not None else "tier"
+        raise ValueError(f"{name}: {exc}") from None
 
 
 class Client:
@@ -52,8 +71,23 @@ class Client:
 
     SOURCE = "<python>"
 
-    def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, data_dir: str | os.PathLike[str] | None = None, *, config: str | os.PathLike[str] | None = None
+    ) -> None:
+        """`config`: the TOML config whose `[tiers]` gives the tiers' SLAs (the default
+        config file when not given; read on the first `tier=`)."""
         self._store = Store(paths.data_dir(data_dir))
+        self._config_path = config
+        self._tiers: TierConfig | None = None
+
+    def _tier_config(self, tier: str | None) -> TierConfig | None:
+        if tier is None:
+            return None
+        if self._tiers is None:
+            from batchtop.config import load_config
+
+            self._tiers = load_config(paths.config_file(self._config_path), required=self._config_path is not None).tiers
+        return self._tiers
 
     @property
     def data_dir(self) -> Path:
@@ -76,11 +110,13 @@ class Client:
         deadline: str | float | None = None,
         provider: str | None = None,
         model: str | None = None,
+        tier: str | None = None,
     ) -> str:
         """Enqueue one native batch line (a dict or its JSON text); returns its custom_id
-        (a Gemini line's key). `model` is a Gemini line's model when it names none."""
+        (a Gemini line's key). `model` is a Gemini line's model when it names none;
+        `tier` (critical, high, normal, low) gives its default deadline and picks its lane."""
         now = time.time()
-        when = _api_deadline(sla, deadline, now)
+        when = _api_deadline(sla, deadline, now, tier, self._tier_config(tier))
         if isinstance(request, str):
             parsed = parse_lines([(self.SOURCE, 1, request)], provider, model)
             if not parsed:
@@ -90,7 +126,7 @@ class Client:
             if isinstance(result, list):
                 raise EnqueueError(result)
             parsed = [result]
-        self._store.enqueue(parsed, deadline=when, now=now)
+        self._store.enqueue(parsed, deadline=when, now=now, tier=tier)
         return parsed[0].custom_id
 
     def enqueue_many(
@@ -101,14 +137,15 @@ class Client:
         deadline: str | float | None = None,
         provider: str | None = None,
         model: str | None = None,
+        tier: str | None = None,
     ) -> list[str]:
         """Enqueue many lines in one transaction: all of them, or none and an EnqueueError."""
         now = time.time()
-        when = _api_deadline(sla, deadline, now)
+        when = _api_deadline(sla, deadline, now, tier, self._tier_config(tier))
         lines = (
             (self.SOURCE, i, r if isinstance(r, str) else json.dumps(r, ensure_ascii=False, separators=(",", ":")))
             for i, r in enumerate(requests, 1)
         )
         parsed = parse_lines(lines, provider, model)
-        self._store.enqueue(parsed, deadline=when, now=now)
+        self._store.enqueue(parsed, deadline=when, now=now, tier=tier)
         return [p.custom_id for p in parsed]

@@ -36,9 +36,10 @@ def enqueue_files(
     deadline: float | None = None,
     stdin: BinaryIO | None = None,
     model: str | None = None,
+    tier: str | None = None,
 ) -> dict[BufferKey, int]:
     """All lines of all inputs, or none: validation covers every file before anything is stored.
     `model` is the model of Gemini lines that do not name theirs."""
     seen: dict[tuple[str, str], tuple[str, int]] = {}
     parsed = iter_parsed(_lines(inputs, stdin), provider, seen=seen, model=model)
-    return store.enqueue_chunks(parsed, seen=seen, deadline=deadline)
+    return store.enqueue_chunks(parsed, seen=seen, deadline=deadline, tier=tier)

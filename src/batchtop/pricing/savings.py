@@ -8,13 +8,13 @@ the discount.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from batchtop.pricing.inflight import in_flight_estimate
 from batchtop.pricing.money import fmt_usd, ratio, usd
-from batchtop.pricing.table import ModelPrice, PriceTable, price_table
+from batchtop.pricing.table import ModelPrice, PriceTable, Tokens, price_table
 from batchtop.pricing.usage import ModelUsage, read_usage
 
 if TYPE_CHECKING:
@@ -22,9 +22,18 @@ if TYPE_CHECKING:
     from batchtop.config import Config
 
 __all__ = [
-    "ModelSavings", "Savings", "SavingsTotal", "break_even_first_pass_rate", "in_flight_estimate", "model_savings",
-    "savings", "savings_summary",
+    "LaneSpend", "ModelSavings", "RealtimeLane", "Savings", "SavingsTotal", "break_even_first_pass_rate",
+    "in_flight_estimate", "model_savings", "savings", "savings_summary",
 ]
+
+
+@dataclass(frozen=True)
+class RealtimeLane:
+    """`by_model[].realtime_lane`: calls sent by the synchronous lanes and what they spent
+    (None when the model's price is unknown)."""
+
+    requests: int
+    spent_usd: float | None
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,8 @@ class ModelSavings:
     break_even_first_pass_rate: float | None
     price_known: bool
     warning: str | None
+    realtime_lane: RealtimeLane = field(default_factory=lambda: RealtimeLane(0, 0.0))
+    """What the synchronous lanes (real time, flex) sent and spent, each call at its own price."""
 
     def to_json(self) -> dict[str, Any]:
         """The entry as cli.md spells it: the fields, in their order."""
@@ -66,6 +77,8 @@ class SavingsTotal:
     saved_usd: float | None
     saved_pct: float | None
     resubmission_cost_usd: float | None
+    realtime_lane_spent_usd: float | None
+    """What the synchronous lanes spent; `saved_usd` is net of it."""
     requests_succeeded: int
     first_pass_success_rate: float | None
     complete: bool
@@ -89,7 +102,7 @@ class Savings:
         return doc
 
 
-NO_SAVINGS = Savings((), SavingsTotal(0.0, 0.0, 0.0, None, 0.0, 0, None, True))
+NO_SAVINGS = Savings((), SavingsTotal(0.0, 0.0, 0.0, None, 0.0, 0.0, 0, None, True))
 """The savings of a data dir without a store."""
 
 
@@ -147,24 +160,34 @@ def _warning(
     return None, threshold
 
 
-def _model_row(usage: ModelUsage, price: ModelPrice | None, default_discount: Decimal) -> tuple[ModelSavings, dict[str, Decimal] | None]:
-    """One `by_model` entry, and its exact money (None when the price is unknown)."""
+def _model_row(
+    usage: ModelUsage, price: ModelPrice | None, default_discount: Decimal, lane: LaneSpend | None = None
+) -> tuple[ModelSavings, dict[str, Decimal] | None]:
+    """One `by_model` entry, and its exact money (None when the price is unknown).
+    `lane`: what the synchronous lanes did for this model: their successes count in
+    the real-time equivalent, their spend is taken off the saving."""
     tokens = usage.tokens
     money: dict[str, Decimal] | None = None
     batch = realtime = resub = None
+    lane_spent: Decimal | None = Decimal(0)
+    if lane is not None:
+        lane_spent = lane.spent
     if price is not None:
         batch = price.batch_cost(tokens)
-        realtime = price.list_cost(usage.ok_tokens)
+        realtime = price.list_cost(usage.ok_tokens + (lane.ok_tokens if lane is not None else Tokens()))
         resub = price.batch_cost(usage.failed_tokens)
-        money = {"batch": batch, "realtime": realtime, "resub": resub}
+        money = {"batch": batch, "realtime": realtime, "resub": resub, "lane": lane_spent or Decimal(0)}
     discount = price.batch_discount if price is not None else default_discount
-    warning, threshold = _warning(usage, price, discount, batch, realtime)
-    saved = realtime - batch if realtime is not None and batch is not None else None
+    warning, threshold = _warning(usage, price, discount, batch, realtime) if usage.attempts or lane is None else (None, None)
+    saved = (
+        realtime - batch - (lane_spent or Decimal(0))
+        if realtime is not None and batch is not None and lane_spent is not None else None
+    )
     row = ModelSavings(
         provider=usage.provider,
         model=usage.model,
         family=price.family if price is not None else None,
-        requests_succeeded=usage.succeeded,
+        requests_succeeded=usage.succeeded + (lane.succeeded if lane is not None else 0),
         attempts=usage.attempts,
         input_tokens=tokens.input,
         cached_input_tokens=tokens.cached_input,
@@ -180,8 +203,41 @@ def _model_row(usage: ModelUsage, price: ModelPrice | None, default_discount: De
         break_even_first_pass_rate=ratio(threshold, 1) if threshold is not None else None,
         price_known=price is not None,
         warning=warning,
+        realtime_lane=RealtimeLane(
+            requests=lane.calls if lane is not None else 0,
+            spent_usd=usd(lane_spent) if price is not None else None,
+        ),
     )
     return row, money
+
+
+@dataclass
+class LaneSpend:
+    """One model's synchronous-lane calls, summed over its lanes (`realtime_rollup`)."""
+
+    calls: int = 0
+    succeeded: int = 0
+    ok_tokens: Tokens = field(default_factory=Tokens)
+    spent: Decimal | None = Decimal(0)
+    by_lane: dict[str, int] = field(default_factory=dict)
+
+
+def lane_spend(
+    db: Connection, period: tuple[float | None, float | None] | None = None
+) -> dict[tuple[str, str], LaneSpend]:
+    """(provider, model) -> what the synchronous lanes did for it (`period`: only the
+    calls that ended within it)."""
+    from batchtop.store.realtime import lane_usage, lane_usage_between
+
+    out: dict[tuple[str, str], LaneSpend] = {}
+    for u in lane_usage(db) if period is None else lane_usage_between(db, *period):
+        spend = out.setdefault((u.provider, u.model), LaneSpend())
+        spend.calls += u.calls
+        spend.succeeded += u.succeeded
+        spend.ok_tokens += Tokens(*u.ok_tokens)
+        spend.by_lane[u.lane] = spend.by_lane.get(u.lane, 0) + u.succeeded
+        spend.spent = None if spend.spent is None or u.spent_usd is None else spend.spent + Decimal(str(u.spent_usd))
+    return out
 
 
 def savings(db: Connection, config: Config) -> dict[str, Any]:
@@ -197,19 +253,24 @@ def savings_summary(db: Connection, config: Config) -> Savings:
     """
     table = price_table(config)
     rows: list[ModelSavings] = []
-    batch = realtime = resub = Decimal(0)
+    batch = realtime = resub = lane_total = Decimal(0)
     complete = True
     priced = 0
     first_attempts = first_succeeded = succeeded = 0
-    for usage in read_usage(db):
+    lanes = lane_spend(db)
+    usages = {(u.provider, u.model): u for u in read_usage(db)}
+    for key in lanes:  # a model served only real time has no batch usage
+        usages.setdefault(key, ModelUsage(*key))
+    for usage in (usages[k] for k in sorted(usages)):
         price = table.price(usage.provider, usage.model)
         provider_table = table.providers.get(usage.provider)
         default_discount = provider_table.batch_discount if provider_table is not None else Decimal("0.5")
-        row, money = _model_row(usage, price, default_discount)
+        lane = lanes.get((usage.provider, usage.model))
+        row, money = _model_row(usage, price, default_discount, lane)
         rows.append(row)
         first_attempts += usage.first_attempts
         first_succeeded += usage.first_succeeded
-        succeeded += usage.succeeded
+        succeeded += row.requests_succeeded
         if money is None:
             complete = False
             continue
@@ -217,14 +278,16 @@ def savings_summary(db: Connection, config: Config) -> Savings:
         batch += money["batch"]
         realtime += money["realtime"]
         resub += money["resub"]
+        lane_total += money["lane"]
     known = complete or priced > 0
-    saved = realtime - batch
+    saved = realtime - batch - lane_total
     total = SavingsTotal(
         batch_cost_usd=usd(batch) if known else None,
         realtime_cost_usd=usd(realtime) if known else None,
         saved_usd=usd(saved) if known else None,
         saved_pct=ratio(saved, realtime, 100) if known else None,
         resubmission_cost_usd=usd(resub) if known else None,
+        realtime_lane_spent_usd=usd(lane_total) if known else None,
         requests_succeeded=succeeded,
         first_pass_success_rate=ratio(first_succeeded, first_attempts),
         complete=complete,
@@ -232,12 +295,14 @@ def savings_summary(db: Connection, config: Config) -> Savings:
     return Savings(tuple(rows), total, table.as_of)
 
 
-def model_savings(usage: ModelUsage, table: PriceTable) -> tuple[dict[str, Any], dict[str, Decimal] | None]:
+def model_savings(
+    usage: ModelUsage, table: PriceTable, lane: LaneSpend | None = None
+) -> tuple[dict[str, Any], dict[str, Decimal] | None]:
     """One model's `by_model` entry and its exact money ("batch", "realtime", "resub"; None
     when the price is unknown), exactly as `savings` computes them, for views that fold
     usage of their own: the period report sums `usage_daily` / `usage_hourly` over its days."""
     price = table.price(usage.provider, usage.model)
     provider_table = table.providers.get(usage.provider)
     default_discount = provider_table.batch_discount if provider_table is not None else Decimal("0.5")
-    row, money = _model_row(usage, price, default_discount)
+    row, money = _model_row(usage, price, default_discount, lane)
     return row.to_json(), money

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from batchtop.pricing.money import ratio, usd
-from batchtop.pricing.savings import model_savings
+from batchtop.pricing.savings import LaneSpend, lane_spend, model_savings
 from batchtop.pricing.table import PriceTable, Tokens, price_table
 from batchtop.pricing.usage import ModelUsage
 from batchtop.store import report_queries
@@ -128,6 +128,8 @@ class _Sum:
     batch: Decimal = Decimal(0)
     realtime: Decimal = Decimal(0)
     resub: Decimal = Decimal(0)
+    lane: Decimal = Decimal(0)
+    """What the synchronous lanes spent (issue 15); the saving is net of it."""
     priced: int = 0
     unpriced: int = 0
 
@@ -139,6 +141,7 @@ class _Sum:
         self.batch += money["batch"]
         self.realtime += money["realtime"]
         self.resub += money["resub"]
+        self.lane += money.get("lane", Decimal(0))
 
     @property
     def known(self) -> bool:
@@ -151,7 +154,7 @@ class _Sum:
 
     @property
     def saved(self) -> Decimal:
-        return self.realtime - self.batch
+        return self.realtime - self.batch - self.lane
 
     def money(self, value: Decimal) -> float | None:
         return usd(value) if self.known else None
@@ -163,13 +166,15 @@ def _avg_duration(batches: Sequence[EndedBatches]) -> float | None:
 
 
 def _by_model(
-    usage: dict[Key, ModelUsage], batches: dict[Key, EndedBatches], table: PriceTable
+    usage: dict[Key, ModelUsage], batches: dict[Key, EndedBatches], table: PriceTable,
+    lanes: dict[Key, LaneSpend] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[Key, dict[str, Decimal] | None], _Sum]:
     rows: list[dict[str, Any]] = []
     moneys: dict[Key, dict[str, Decimal] | None] = {}
     total = _Sum()
-    for key in sorted(set(usage) | set(batches)):
-        row, money = model_savings(usage.get(key) or ModelUsage(*key), table)
+    lanes = lanes or {}
+    for key in sorted(set(usage) | set(batches) | set(lanes)):
+        row, money = model_savings(usage.get(key) or ModelUsage(*key), table, lanes.get(key))
         ended = batches.get(key)
         threshold, rate = row["break_even_first_pass_rate"], row["first_pass_success_rate"]
         row["batches"] = ended.batches if ended is not None else 0
@@ -289,7 +294,8 @@ def build(
     ended = report_queries.ended_batches(db, period.since, period.until) if db is not None else []
     usage, days = _fold(rows)
     batches = {(b.provider, b.model): b for b in ended}
-    by_model, moneys, total = _by_model(usage, batches, table)
+    lanes = lane_spend(db, (period.since, period.until)) if db is not None else {}  # issue 15: by each call's end
+    by_model, moneys, total = _by_model(usage, batches, table, lanes)
     first_attempts = sum(u.first_attempts for u in usage.values())
     first_succeeded = sum(u.first_succeeded for u in usage.values())
     notes: list[str] = []
@@ -300,12 +306,11 @@ def build(
         "prices_as_of": table.as_of,
         "totals": {
             "batches": sum(b.batches for b in ended),
-            "requests_succeeded": sum(u.succeeded for u in usage.values()),
+            "requests_succeeded": sum(u.succeeded for u in usage.values()) + sum(x.succeeded for x in lanes.values()),
             "attempts": sum(u.attempts for u in usage.values()),
             "batch_cost_usd": total.money(total.batch),
             "realtime_cost_usd": total.money(total.realtime),
-            # batchtop sends work by batch only: no synchronous lane has spent anything
-            "realtime_lane_spent_usd": total.money(Decimal(0)),
+            "realtime_lane_spent_usd": total.money(total.lane),
             "saved_usd": total.money(total.saved),
             "saved_pct": ratio(total.saved, total.realtime, 100) if total.known else None,
             "resubmission_cost_usd": total.money(total.resub),

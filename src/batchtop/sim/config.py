@@ -79,6 +79,17 @@ class SimConfig:
     require_api_key: str | None = None
     """If set, requests must carry this key (Bearer, or x-api-key on Anthropic)."""
 
+    # --- real-time routes and stalls (issue 15; read on every request) ---
+    realtime_latency_s: float = 0.0
+    """Seconds each synchronous call (chat completions, responses, embeddings, messages) takes."""
+    realtime_fault_rate: float = 0.0
+    """Share of synchronous calls answered 429 (with Retry-After) or 500; batch routes untouched."""
+    flex_refusal_rate: float = 0.0
+    """Share of OpenAI ``service_tier: "flex"`` calls answered 429 "resource unavailable"."""
+    stall: bool = False
+    """Batches created while set never progress: they stay in progress with nothing
+    done until cancelled (or their window passes). Captured per batch."""
+
     seed: int = 0
 
     # --- limits ---

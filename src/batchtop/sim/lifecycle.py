@@ -22,6 +22,9 @@ EXPIRED = "expired"
 CANCELLING = "cancelling"
 CANCELLED = "cancelled"
 
+STALLED_S = 1e9
+"""Validation time of a stalled batch: longer than any window, so it never starts."""
+
 TERMINAL = frozenset({COMPLETED, FAILED, EXPIRED, CANCELLED})
 RUNNING = frozenset({VALIDATING, IN_PROGRESS, FINALIZING})
 
@@ -38,6 +41,8 @@ class Timing:
 
     @classmethod
     def from_config(cls, cfg: SimConfig) -> Timing:
+        if cfg.stall:  # issue 15: a batch that never progresses (work never starts)
+            return cls(STALLED_S, cfg.per_request_s, cfg.finalize_s, cfg.cancel_s, cfg.window_s)
         return cls(cfg.validate_s, cfg.per_request_s, cfg.finalize_s, cfg.cancel_s, cfg.window_s)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import anthropic_routes, debug_routes, gemini_routes, openai_routes
+from . import anthropic_routes, debug_routes, gemini_routes, openai_routes, realtime_routes
 from .clock import Clock
 from .config import SimConfig
 from .middleware import APP_SIM, FaultDice, log_on_prepare, sim_middleware
@@ -37,6 +37,10 @@ class Simulator:
         self.host = host
         self.state = SimState(lambda: self.config, self.clock)
         self.fault_dice = FaultDice(self.config.seed)
+        self.realtime_calls: Counter[str] = Counter()
+        """custom_id -> synchronous calls (real time, flex) answered 200 for it."""
+        self.realtime_received: Counter[str] = Counter()
+        """custom_id -> synchronous calls taken for work (not refused with a fault), answered or not."""
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -79,6 +83,7 @@ class Simulator:
         app.add_routes(anthropic_routes.routes)
         app.add_routes(gemini_routes.routes)
         app.add_routes(debug_routes.routes)
+        app.add_routes(realtime_routes.routes)
         return app
 
     async def start_async(self, port: int = 0) -> Simulator:

@@ -119,6 +119,8 @@ class QueuedRow:
     bytes: int
     attempts: int
     last_error: str | None
+    tier: str | None = None
+    """The priority tier it was enqueued with (`enqueue --tier`), or None."""
 
 
 def buffer_record(db: sqlite3.Connection, name: str) -> BufferRecord | None:
@@ -136,7 +138,7 @@ def queued_requests(db: sqlite3.Connection, buffer_id: int, limit: int) -> tuple
     return tuple(
         QueuedRow(*r)
         for r in db.execute(
-            "SELECT custom_id, enqueued_at, deadline, bytes, attempts, last_error FROM requests"
+            "SELECT custom_id, enqueued_at, deadline, bytes, attempts, last_error, tier FROM requests"
             " WHERE buffer_id = ? AND state = 'queued' ORDER BY id LIMIT ?",
             (buffer_id, limit),
         )

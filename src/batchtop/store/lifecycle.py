@@ -172,14 +172,17 @@ class Lifecycle:
 
     # -- what has work -----------------------------------------------------------
     def active_providers(self) -> list[str]:
-        """Providers with requests queued or batches not ingested yet, by name."""
-        return [
+        """Providers with requests queued, batches not ingested yet, or real-time lane work
+        (dead letters to retry real time, claims a dead engine left open), by name."""
+        from batchtop.store.realtime import providers_with_retries
+
+        batch_work = {
             r[0]
             for r in self.db.execute(
                 "SELECT provider FROM buffers WHERE queued > 0 UNION SELECT provider FROM batches WHERE ingested_at IS NULL"
-                " ORDER BY 1"
             )
-        ]
+        }
+        return sorted(batch_work | set(providers_with_retries(self.db)))
 
     def cancel_requested_providers(self) -> list[str]:
         """Providers with a batch the operator asked to cancel and not ingested yet."""

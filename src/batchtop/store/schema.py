@@ -455,6 +455,88 @@ def _queue_counters_by_trigger(db: sqlite3.Connection) -> None:
          f"new.state = 'queued' AND NOT (old.state = 'queued' AND {same})", add),
     ):
         db.execute(f"CREATE TRIGGER requests_queue_{name} AFTER {event} ON requests WHEN {when} BEGIN {body}; END")
+def _tiers_lanes_and_realtime_calls(db: sqlite3.Connection) -> None:
+    """Tiers, lanes and the real-time lane's calls (issue 15).
+
+    - `requests.tier`: the priority tier it was enqueued with (`critical`, `high`,
+      `normal`, `low`) or NULL; its deadline stays in `requests.deadline`.
+    - `realtime_calls`: one row per request sent through a synchronous lane
+      (`realtime` at list price, `flex` at batch price), written BEFORE the call, in
+      the same transaction that takes the request out of its buffer (state
+      `realtime`), and completed after it: a row without an outcome left by a dead
+      engine may have been answered, so it is never sent again on its own. The
+      response column holds a result line in the provider's batch shape, so
+      `results` and the views read it like a batch result.
+    - `realtime_rollup`: calls, successes, tokens and money per provider x model x lane,
+      kept in the same transaction as the calls, so savings never scan the calls.
+    - `batches.rescue_requested_at`: the engine cancelled this batch to send its
+      unfinished requests real time; `rescue_done_at` once they were claimed.
+    - `batches.deadline_at`: the earliest deadline of the batch's requests, worked out
+      once per batch by the engine (`deadline_checked`), so the status and the ETA
+      watch never read a batch's attempts again (50,000 of them, every refresh).
+    - `batches_model_completed`: the latest completed batches of a model, whose
+      durations give a lane's expected latency and a batch's ETA, read in index order.
+    - `requests_retry_realtime`: dead letters the operator asked to send once more real
+      time (`dead-letters --retry-realtime`, state `retry_realtime`), found without a scan.
+    """
+    _script(
+        db,
+        """
+        ALTER TABLE requests ADD COLUMN tier TEXT;
+        ALTER TABLE batches ADD COLUMN rescue_requested_at REAL;
+        ALTER TABLE batches ADD COLUMN rescue_done_at REAL;
+        CREATE TABLE realtime_calls (
+            id INTEGER PRIMARY KEY,
+            request_id INTEGER NOT NULL REFERENCES requests(id),
+            number INTEGER NOT NULL,
+            provider TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            lane TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            claimed_at REAL NOT NULL,
+            sent_at REAL,
+            ended_at REAL,
+            outcome TEXT,
+            response TEXT,
+            error TEXT,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL,
+            UNIQUE (request_id, number)
+        );
+        CREATE INDEX realtime_calls_open ON realtime_calls (id) WHERE outcome IS NULL;
+        CREATE INDEX realtime_calls_ended ON realtime_calls (ended_at) WHERE ended_at IS NOT NULL;
+        CREATE TABLE realtime_rollup (
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            lane TEXT NOT NULL,
+            calls INTEGER NOT NULL DEFAULT 0,
+            succeeded INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0,
+            spent_usd REAL,
+            ok_input_tokens INTEGER NOT NULL DEFAULT 0,
+            ok_cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+            ok_cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
+            ok_output_tokens INTEGER NOT NULL DEFAULT 0,
+            ok_cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (provider, model, lane)
+        );
+        CREATE INDEX batches_rescue ON batches (id) WHERE rescue_requested_at IS NOT NULL AND rescue_done_at IS NULL;
+        CREATE INDEX requests_retry_realtime ON requests (provider, id) WHERE state = 'retry_realtime';
+        ALTER TABLE batches ADD COLUMN deadline_at REAL;
+        ALTER TABLE batches ADD COLUMN deadline_checked INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX batches_deadline_unchecked ON batches (id) WHERE deadline_checked = 0;
+        CREATE INDEX batches_model_completed ON batches (provider, model, ended_at) WHERE status = 'completed'
+        """,
+    )
 
 
 MIGRATIONS: list[Migration] = [
@@ -467,5 +549,6 @@ MIGRATIONS: list[Migration] = [
     _v7_bounded_ingest_and_lease_fencing,
     _events_and_webhook_deliveries,
     _queue_counters_by_trigger,
+    _tiers_lanes_and_realtime_calls,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

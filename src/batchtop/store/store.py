@@ -30,9 +30,9 @@ _DUP_CHUNK = 500
 
 
 _INSERT_JSON = (
-    "INSERT INTO requests (provider, custom_id, buffer_id, line, bytes, enqueued_at, deadline)"
+    "INSERT INTO requests (provider, custom_id, buffer_id, line, bytes, enqueued_at, deadline, tier)"
     " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
-    " json_extract(value, '$[3]'), json_extract(value, '$[4]'), ?, ? FROM json_each(?)"
+    " json_extract(value, '$[3]'), json_extract(value, '$[4]'), ?, ?, ? FROM json_each(?)"
 )
 
 
@@ -138,11 +138,17 @@ class Store(Lifecycle):
 
     # -- enqueue -----------------------------------------------------------------
     def enqueue(
-        self, requests: Sequence[ParsedRequest], *, deadline: float | None = None, now: float | None = None
+        self,
+        requests: Sequence[ParsedRequest],
+        *,
+        deadline: float | None = None,
+        now: float | None = None,
+        tier: str | None = None,
     ) -> dict[BufferKey, int]:
-        """Store validated requests, all or none, in one transaction."""
+        """Store validated requests, all or none, in one transaction (`tier`: the
+        priority tier they were enqueued with, kept beside their deadline)."""
         seen = {(r.provider, r.custom_id): (r.source, r.lineno) for r in requests}
-        return self.enqueue_chunks([list(requests)], seen=seen, deadline=deadline, now=now)
+        return self.enqueue_chunks([list(requests)], seen=seen, deadline=deadline, now=now, tier=tier)
 
     def enqueue_chunks(
         self,
@@ -151,6 +157,7 @@ class Store(Lifecycle):
         seen: dict[tuple[str, str], tuple[str, int]],
         deadline: float | None = None,
         now: float | None = None,
+        tier: str | None = None,
     ) -> dict[BufferKey, int]:
         """Store requests as a validator yields them, all or none, in one transaction.
 
@@ -187,7 +194,7 @@ class Store(Lifecycle):
             return orjson.dumps(rows)
 
         def insert(data: bytes) -> None:
-            self.db.execute(_INSERT_JSON, (now, deadline, data))
+            self.db.execute(_INSERT_JSON, (now, deadline, tier, data))
 
         writer = _Writer(insert)
         self.db.execute("BEGIN IMMEDIATE")

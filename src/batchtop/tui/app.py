@@ -255,6 +255,12 @@ class BatchtopApp(App[int]):
             return
         self._act(partial(operations.cancel, self.data_dir, batch_id, self.now()), wake=True)
 
+    def retry_realtime(self) -> None:
+        """Dead letters once more through the real-time API (issue 15; asked first by the screen)."""
+        if self.refused("retry real time"):
+            return
+        self._act(partial(operations.retry_realtime, self.data_dir, self.config), wake=True)
+
     def on_action_done(self, message: ActionDone) -> None:
         if message.error:
             self.tell(message.text, severity="error", timeout=8)

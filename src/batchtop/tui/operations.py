@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from batchtop.config import Config
 from batchtop.states import RequestState
 from batchtop.store import Store, actions
 from batchtop.store.retries import Fates, failure_fates
@@ -63,3 +64,27 @@ def cancel(data_dir: Path, batch_id: str, now: float) -> str:
     with Store(data_dir) as store:
         status, total, ok, failed = actions.request_cancel(store, batch_id, now)
     return f"cancel requested: {batch_id} ({status}, {ok:,} of {total:,} succeeded, {failed:,} failed)"
+
+
+def retry_estimate(data_dir: Path, config: Config) -> tuple[int, str]:
+    """How many dead letters can go real time, and the prompt's line on their cost (issue 15)."""
+    from batchtop.engine.realtime import retry_estimate as estimate
+    from batchtop.pricing.money import fmt_usd
+
+    with Store(data_dir) as store:
+        ids, skipped, cost, known = estimate(store.db, config)
+    text = f"{_requests(len(ids))} at list price, about {fmt_usd(cost)}" + ("" if known else " (some prices unknown)")
+    if skipped:
+        text += f"; {skipped:,} of endpoints with no real-time API stay as they are"
+    return len(ids), text
+
+
+def retry_realtime(data_dir: Path, config: Config) -> str:
+    """Mark the dead letters for the engine holding the data dir to send real time, once."""
+    from batchtop.engine.realtime import retry_estimate as estimate
+    from batchtop.store import realtime as rt
+
+    with Store(data_dir) as store:
+        ids, _skipped, _cost, _known = estimate(store.db, config)
+        n = rt.request_retry(store, ids)
+    return f"{_requests(n)} of the dead letters marked to go real time" if n else "no dead letters to retry real time"

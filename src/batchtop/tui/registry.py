@@ -33,6 +33,11 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ),
     ConsoleAction("cancel", "c", "cancel", "Cancel", "Cancel the selected batch at the provider (asks first)", on="batches"),
     ConsoleAction(
+        "retry-realtime", "R", "retry_realtime", "Retry real time",
+        "Send every dead letter once more through the real-time API, at list price (asks first, with the estimated cost)",
+        show=False,
+    ),
+    ConsoleAction(
         "inspect", "enter", "inspect", "Inspect", "Inspect the selected batch (errors, attempts) or buffer (queued requests)", show=False
     ),
     ConsoleAction(

@@ -28,7 +28,7 @@ Signature = tuple[object, ...]
 
 # Essentials first, so a narrow terminal loses only the least needed columns at the right.
 BUFFER_COLUMNS = ("model", "queued", "flush due", "held", "deadline", "oldest", "size", "provider")
-BATCH_COLUMNS = ("batch", "status", "progress", "window left", "age", "model", "provider")
+BATCH_COLUMNS = ("batch", "status", "progress", "eta", "window left", "age", "model", "provider")
 SAVINGS_COLUMNS = ("model", "saved $", "batch $", "real-time $", "saved %", "1st pass", "provider")
 
 STATUS_STYLE: dict[str, str] = {
@@ -120,7 +120,7 @@ def buffer_rows(doc: Status, now: float) -> list[Row]:
                 Text(f"{b.queued:,}", justify="right"),
                 due,
                 cell(held, "yellow", limit=48) if held else Text(""),
-                Text(countdown(b.earliest_deadline, now)),
+                Text(countdown(b.earliest_deadline, now) + (f" ({b.deadline_tier})" if b.deadline_tier else "")),
                 Text(ago(b.oldest_enqueued_at, now)),
                 Text(size(b.bytes), justify="right"),
                 cell(b.provider),
@@ -161,25 +161,27 @@ def _batch_order(batches: Iterable[BatchStatus]) -> list[BatchStatus]:
     return sorted(batches, key=lambda b: not b.in_flight)  # stable: keeps the document's order within each
 
 
-def _batch_times(b: BatchStatus, now: float) -> tuple[str, str]:
-    """(window left, age): all of a batch's row that depends on the clock."""
+def _batch_times(b: BatchStatus, now: float) -> tuple[str, str, str]:
+    """(window left, age, eta): all of a batch's row that depends on the clock. The ETA
+    is "?" for a batch in flight with none (stuck, or not sent yet)."""
     left = "-" if not b.in_flight else countdown(b.expires_at, now).removeprefix("in ")
-    return left, ago(b.created_at, now)
+    eta = "-" if not b.in_flight else ("?" if b.eta_at is None else countdown(b.eta_at, now).removeprefix("in "))
+    return left, ago(b.created_at, now), eta
 
 
-def _batch_row(b: BatchStatus, times: tuple[str, str], id_width: int | None) -> Row:
+def _batch_row(b: BatchStatus, times: tuple[str, str, str], id_width: int | None) -> Row:
     status = cell(b.status, STATUS_STYLE.get(b.status, ""))
     ended = not b.in_flight
     if b.cancel_requested and not ended and b.status != State.CANCELLING:
         status.append(" ⊘cancel", style="yellow")
-    left, age = times
+    left, age, eta = times
     bar = batch_progress(b)
     spec = registry.find(b.provider)
     if spec is not None and not spec.reports_counts_while_running and not ended and not b.succeeded + b.failed:
         bar.append(" counted at end", style="dim")  # Anthropic reports counts only once a batch ends
     return (
         b.id,
-        (Text(middle(b.id, id_width or 40)), status, bar, Text(left), Text(age),
+        (Text(middle(b.id, id_width or 40)), status, bar, Text(eta), Text(left), Text(age),
          cell(b.model, limit=24 if id_width else 40), cell(b.provider)),
     )
 
@@ -278,6 +280,12 @@ def savings_money(batch: float | None, saved: float | None, decimals: int) -> tu
     return usd_text(b, decimals), usd_text(realtime, decimals), usd_text(s, decimals)
 
 
+def _spent(batch: float | None, lanes: float | None) -> float | None:
+    """Batch spend plus the synchronous lanes': what was paid, so that paid + saved still
+    reads as the real-time equivalent."""
+    return batch if batch is None or not lanes else batch + lanes
+
+
 def savings_rows(doc: Status) -> list[Row]:
     """One row per model and a total; unpriced models show `?`, never $0 (their warning
     is in the problems panel)."""
@@ -296,7 +304,8 @@ def savings_rows(doc: Status) -> list[Row]:
             f"{m.provider}:{m.model}",
             (
                 cell(m.model, limit=32),
-                *money(known, m.batch_cost_usd, m.saved_usd, "green" if (m.saved_usd or 0) > 0 else ""),
+                *money(known, _spent(m.batch_cost_usd, m.realtime_lane.spent_usd), m.saved_usd,
+                       "green" if (m.saved_usd or 0) > 0 else ""),
                 Text(pct(m.saved_pct), justify="right"),
                 Text(pct(m.first_pass_success_rate, 100), justify="right"),
                 cell(m.provider),
@@ -309,7 +318,7 @@ def savings_rows(doc: Status) -> list[Row]:
             "total",
             (
                 Text("total" if t.complete else "total (priced models)", style="bold"),
-                *money(known, t.batch_cost_usd, t.saved_usd, "bold green"),
+                *money(known, _spent(t.batch_cost_usd, t.realtime_lane_spent_usd), t.saved_usd, "bold green"),
                 Text(pct(t.saved_pct), justify="right"),
                 Text(pct(t.first_pass_success_rate, 100), justify="right"),
                 Text(""),
@@ -425,10 +434,13 @@ def header_lines(
     parts.append(Text(_plural(alerts, "alert"), style="bold red" if alerts else "dim"))
     total = doc.savings.total
     if total.saved_usd is not None:
-        _, realtime, saved = savings_money(total.batch_cost_usd, total.saved_usd, savings_decimals(doc))
+        paid = _spent(total.batch_cost_usd, total.realtime_lane_spent_usd)
+        _, realtime, saved = savings_money(paid, total.saved_usd, savings_decimals(doc))
         parts.append(Text.assemble((f"saved {saved}", "bold green"), f" of {realtime} ({pct(total.saved_pct)})"))
     else:
         parts.append(Text("saved: unknown (no prices)", style="yellow"))
+    if doc.lanes.flex or doc.lanes.realtime:  # the lanes side by side, once any but batch was used
+        parts.append(Text(doc.lanes.line()))
     estimate = doc.in_flight_estimate
     for label, amount in (("queued", estimate.queued_usd), ("in flight", estimate.in_flight_usd)):
         if amount:

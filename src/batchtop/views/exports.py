@@ -195,6 +195,12 @@ def write_results(db: Connection | None, out: BinaryIO, batch_id: str | None = N
         for response in responses:
             out.write(response.rstrip("\r\n").encode("utf-8") + b"\n")
         count += len(responses)
+    if batch_id is None:  # issue 15: answers of the synchronous lanes, in the same result-line shape
+        from batchtop.store.realtime import responses as realtime_responses
+
+        for response in realtime_responses(db):
+            out.write(response.rstrip("\r\n").encode("utf-8") + b"\n")
+            count += 1
     return Written(count, note)
 
 

@@ -180,6 +180,8 @@ def render_text(doc: Status, out: TextIO, *, color: bool = False) -> None:
         + incomplete,
         _BOLD,
     )
+    if doc.lanes.flex or doc.lanes.realtime:  # the lanes side by side, once any but batch was used
+        t.line(f"LANES  {doc.lanes.line()}")
 
     estimate = doc.in_flight_estimate
     (queued, submitted), whole = money_column(

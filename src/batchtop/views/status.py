@@ -127,18 +127,22 @@ def collect(db: Connection, config: Config, now: float) -> Status:
         name: ProviderStatus(p.status, p.polled_at, p.retry_at, p.error)
         for name, p in provider_states(db).items()
     }
+    from batchtop.views.eta import lanes_summary, with_eta, with_tiers
+
+    savings = savings_summary(db, config)
     return Status(
         generated_at=now,
-        buffers=_buffers(db, config),
-        batches=tuple(_batch(b) for b in status_queries.status_batches(db, RECENT_ENDED)),
+        buffers=with_tiers(db, _buffers(db, config)),
+        batches=with_eta(db, config, tuple(_batch(b) for b in status_queries.status_batches(db, RECENT_ENDED)), now),
         batch_counts=BatchCounts(totals.in_flight, totals.ended),
-        savings=savings_summary(db, config),
+        savings=savings,
         in_flight_estimate=in_flight_cost(db, config),
         dead_letters=counts.dead_letters,
         unknown_submissions=counts.unknown_submissions,
         anomalies=counts.anomalies,
         failure_rate=rate,
         providers=MappingProxyType(providers),
+        lanes=lanes_summary(db, savings),
         alerts=(
             *_alerts(counts, rate, config, status_queries.quarantined_since(db, since)),
             *engine_alerts(db),

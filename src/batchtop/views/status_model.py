@@ -22,12 +22,13 @@ from types import MappingProxyType
 from typing import Any
 
 from batchtop.pricing.inflight import NO_WORK, InFlightEstimate, ModelEstimate
+from batchtop.pricing.money import fmt_usd
 from batchtop.pricing.savings import NO_SAVINGS, ModelSavings, Savings, SavingsTotal
 from batchtop.store.alerts import Alert
 from batchtop.timefmt import iso
 
 __all__ = [
-    "Alert", "BatchCounts", "BatchStatus", "BufferStatus", "FailureRate", "InFlightEstimate", "ModelEstimate",
+    "Alert", "BatchCounts", "BatchStatus", "BufferStatus", "FailureRate", "InFlightEstimate", "Lanes", "ModelEstimate",
     "ModelSavings", "ProviderStatus", "Savings", "SavingsTotal", "Status", "TIME", "empty", "to_json", "whole_second",
 ]
 
@@ -87,6 +88,8 @@ class BufferStatus(_Json):
     flush_requested: bool = False
     held_reason: str | None = None
     retry_at: float | None = field(default=None, metadata=TIME)
+    deadline_tier: str | None = None
+    """The priority tier of the request behind `earliest_deadline` (`enqueue --tier`)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,11 @@ class BatchStatus(_Json):
     """Provider batch ids an unknown submission could be."""
     unfinished: int = 0
     """Requests an ingested cancelled or expired batch never ran: not failures."""
+    deadline_at: float | None = field(default=None, metadata=TIME)
+    """The earliest deadline of its requests."""
+    eta_at: float | None = field(default=None, metadata=TIME)
+    """When it will likely end, from its progress and the model's observed durations
+    (None once ended, or when nothing makes an end likely: stuck)."""
 
     @property
     def in_flight(self) -> bool:
@@ -157,6 +165,22 @@ class ProviderStatus(_Json):
 
 
 @dataclass(frozen=True)
+class Lanes(_Json):
+    """Requests served per lane: `batch` (succeeded in batches), `flex` and `realtime`
+    (the synchronous lanes), and what real time spent at list price."""
+
+    batch: int = 0
+    flex: int = 0
+    realtime: int = 0
+    realtime_spent_usd: float | None = 0.0
+
+    def line(self) -> str:
+        """"batch 9,812 · flex 0 · real time 188 ($0.41 at full price)"."""
+        money = fmt_usd(self.realtime_spent_usd) if self.realtime_spent_usd is not None else "price unknown"
+        return f"batch {self.batch:,} · flex {self.flex:,} · real time {self.realtime:,} ({money} at full price)"
+
+
+@dataclass(frozen=True)
 class Status:
     """The whole document at `generated_at`."""
 
@@ -173,6 +197,7 @@ class Status:
     failure_rate: FailureRate = FailureRate()
     providers: Mapping[str, ProviderStatus] = field(default_factory=lambda: MappingProxyType({}))
     """Provider name -> its status, for every provider the engine has contacted."""
+    lanes: Lanes = Lanes()
     alerts: tuple[Alert, ...] = ()
 
     @property
@@ -203,6 +228,7 @@ class Status:
             "failure_rate": self.failure_rate.to_json(),
             "providers": to_json(self.providers),
             "last_poll_at": iso(self.last_poll_at),
+            "lanes": self.lanes.to_json(),
             "alerts": to_json(self.alerts),
         }
 

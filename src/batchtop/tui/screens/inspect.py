@@ -63,7 +63,7 @@ class InspectScreen(Screen[None]):
         if self.kind == "batch":
             table.add_columns("custom_id", "attempt", "outcome", "request now", "error")
         else:
-            table.add_columns("custom_id", "age", "deadline", "size", "attempts so far", "last error")
+            table.add_columns("custom_id", "age", "deadline", "tier", "size", "attempts so far", "last error")
         self.load()
 
     @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
@@ -145,7 +145,7 @@ class InspectScreen(Screen[None]):
             )
             table.add_row(
                 cell(r.custom_id, limit=60), Text(human_duration(max(0.0, self.now - r.enqueued_at))), Text(deadline),
-                Text(size(r.bytes)), Text(str(r.attempts)), cell(r.last_error, limit=100),
+                Text(r.tier or "-"), Text(size(r.bytes)), Text(str(r.attempts)), cell(r.last_error, limit=100),
             )
         if len(d.requests) < d.queued:
             table.border_subtitle = f"first {len(d.requests):,} of {d.queued:,}"

@@ -286,6 +286,27 @@ class MainScreen(Screen[None]):
 
         self.app.push_screen(ConfirmScreen(title, body, yes="Cancel batch (y)", no="Keep it (n)"), answered)
 
+    def action_retry_realtime(self) -> None:
+        """Issue 15: every dead letter once more, real time, after a prompt with the cost."""
+        if self.console.refused("retry real time"):
+            return
+        from batchtop.tui import operations
+
+        n, cost = operations.retry_estimate(self.console.data_dir, self.console.config)
+        if not n:
+            self.console.tell("no dead letters to retry real time", timeout=3)
+            return
+        title = Text("Retry dead letters real time?", style="bold")
+        body = Text(f"Send {cost}, each once, through the provider's real-time API.")
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.console.retry_realtime()
+            else:
+                self.console.tell("dead letters not retried", timeout=3)
+
+        self.app.push_screen(ConfirmScreen(title, body, yes="Send (y)", no="Keep them (n)"), answered)
+
     def action_inspect(self) -> None:
         table = self._focused_table()
         if table is None or table.id not in ("buffers", "batches"):
