@@ -427,6 +427,40 @@ def _events_and_webhook_deliveries(db: sqlite3.Connection) -> None:
     )
 
 
+def _claim_request_ranges(db: sqlite3.Connection) -> None:
+    """A flush claims a buffer's fresh requests as one id range, in O(1) rows.
+
+    The durable intent of a 50,000-request batch wrote 50,000 attempts and rewrote
+    50,000 request rows (line and all) before the provider was even called, and
+    rewrote them again once it took the batch. Now:
+    - `buffers.claimed_through`: every request of the buffer with a larger id is
+      fresh (queued, never claimed by any batch); ids only grow, so a flush claims
+      them as a range.
+    - `batches.claim_lo` / `claim_hi`: the buffer's requests with ids in
+      [claim_lo, claim_hi] belong to this batch, besides any it holds as attempts
+      (requests queued again after an attempt sit below the cursor and are claimed
+      row by row, as before). The range is turned into attempts, and the requests
+      into `in_flight`, in the transaction that records the provider's batch; until
+      then (status `submitting` or `unknown`, no provider batch) it is an open claim
+      and its requests keep their `queued` row while the buffer's counters no longer
+      count them.
+    - `batches_open_claims` finds a buffer's open claims (a handful at most).
+    The backfill puts each cursor above every request that was ever claimed.
+    """
+    _script(
+        db,
+        """
+        ALTER TABLE buffers ADD COLUMN claimed_through INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN claim_lo INTEGER;
+        ALTER TABLE batches ADD COLUMN claim_hi INTEGER;
+        UPDATE buffers SET claimed_through = coalesce(
+            (SELECT max(r.id) FROM requests r WHERE r.buffer_id = buffers.id AND (r.state != 'queued' OR r.attempts > 0)), 0);
+        CREATE INDEX batches_open_claims ON batches (buffer_id)
+            WHERE claim_hi IS NOT NULL AND provider_batch_id IS NULL AND status IN ('submitting', 'unknown')
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_initial,
     _v2_engine,
@@ -436,5 +470,6 @@ MIGRATIONS: list[Migration] = [
     _v6_status_bounded,
     _v7_bounded_ingest_and_lease_fencing,
     _events_and_webhook_deliveries,
+    _claim_request_ranges,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
