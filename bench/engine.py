@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import best_of, verdict, write_lines  # noqa: E402
 
 from batchtop.config import FlushPolicy  # noqa: E402
+from batchtop.engine.result_ingest import INGEST_CHUNK, INGEST_CHUNK_BYTES  # noqa: E402
 from batchtop.intake.files import enqueue_files  # noqa: E402
 from batchtop.providers.base import RemoteBatch  # noqa: E402
 from batchtop.providers.openai_batches import parse_result_line  # noqa: E402
@@ -118,8 +119,17 @@ def ingest_bench(tmp: Path, source: Path, n: int, runs: int) -> tuple[float, flo
         store, batch_id = _planned_store(tmp, f"ing-{next(counter)}", source, n)
         start = time.perf_counter()
         ingest = BatchIngest(store, batch_id, Settle(3, True))
-        for i in range(0, n, 2000):
-            ingest.add([parse_result_line(line) for line in lines[i : i + 2000]], time.time())
+        chunk: list = []
+        size = 0
+        for line in lines:  # in the engine's chunks: bounded in lines and in bytes
+            parsed = parse_result_line(line)
+            chunk.append(parsed)
+            size += len(parsed.response or "")
+            if len(chunk) >= INGEST_CHUNK or size >= INGEST_CHUNK_BYTES:
+                ingest.add(chunk, time.time())
+                chunk, size = [], 0
+        if chunk:
+            ingest.add(chunk, time.time())
         ingest.finish(time.time())
         elapsed = time.perf_counter() - start
         store.close()
