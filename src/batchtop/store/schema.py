@@ -6,7 +6,9 @@ pending ones in one transaction each. Never edit a released migration: append on
 The model carries the whole life of a request:
 - `requests`: what the user enqueued (the native batch line, verbatim) and its state:
   queued -> submitting -> in_flight -> succeeded | failed | cancelled | expired,
-  then queued again for a new attempt, or `dead` after max_attempts.
+  then queued again for a new attempt, or `dead` after max_attempts. (Since
+  `_claim_request_ranges` a fresh request skips `submitting`: its batch claims it
+  by id range and it goes from `queued` to `in_flight` once the provider has it.)
 - `buffers`: one per provider x endpoint x model; requests wait there to be flushed.
   `queued` / `queued_bytes` are kept exact by the store in the same transactions that
   change request states, so the views never count a million rows.
