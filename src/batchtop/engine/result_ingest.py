@@ -19,11 +19,8 @@ from batchtop.providers.base import ResultLine
 from batchtop.providers.streaming import BudgetSpent, IngestBudget, ResultItem
 from batchtop.store.ingest import BatchIngest
 
-INGEST_CHUNK = 10_000
-"""Lines per transaction. Each commit is an fsync (and, every 1,000 WAL pages, a
-checkpoint): at 2,000 lines the 25 commits of a 50,000-line file took about as long
-as all the attempts' updates together."""
-INGEST_CHUNK_BYTES = 4 << 20  # large outputs: a chunk stays about 4 MB in memory
+INGEST_CHUNK = 2000
+INGEST_CHUNK_BYTES = 1 << 20  # large outputs: a chunk stays about a megabyte in memory
 
 
 class ResultFileTooLong(Exception):
