@@ -49,7 +49,8 @@ def _buffer_row(db: sqlite3.Connection, config: Config, row: tuple) -> BufferRow
         ).fetchone()
         oldest = first[0] if first else None
         earliest = db.execute(
-            f"SELECT min(deadline) FROM requests WHERE buffer_id = ? AND state = 'queued' AND deadline IS NOT NULL{skip}",
+            "SELECT min(deadline) FROM requests WHERE buffer_id = ? AND state = 'queued'"
+            f" AND deadline IS NOT NULL{skip}",
             (bid, *skip_args),
         ).fetchone()[0]
     due = flush_due_at(

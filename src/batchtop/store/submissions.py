@@ -2,10 +2,10 @@
 
 `plan` writes the batch-to-be (status `submitting`, a local submission uid) and its
 claim on the requests in one transaction: O(1) rows for a buffer's fresh requests
-(an id range), numbered attempts for those queued again after one. Only then does the engine call
-the provider; `record_submitted` adopts the provider's batch, `undo` gives the
-requests back when the provider provably created nothing, and `mark_unknown`
-leaves an ambiguous one to the operator.
+(an id range), numbered attempts for those queued again after one. Only then does
+the engine call the provider; `record_submitted` adopts the provider's batch (and
+writes the range's attempts), `undo` gives the requests back when the provider
+provably created nothing, and `mark_unknown` leaves an ambiguous one to the operator.
 """
 
 from __future__ import annotations
