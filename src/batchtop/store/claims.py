@@ -15,19 +15,25 @@ import sqlite3
 
 from batchtop.providers.base import SUBMITTING, UNKNOWN
 
-OPEN_CLAIM = f"claim_hi IS NOT NULL AND provider_batch_id IS NULL AND status IN ('{SUBMITTING}', '{UNKNOWN}')"
-"""A batch whose range is still only a claim: the WHERE of the `batches_open_claims`
-index, word for word, so the planner uses it."""
+OPEN_CLAIM = f"claim_hi IS NOT NULL AND status IN ('{SUBMITTING}', '{UNKNOWN}')"
+"""A batch whose range may still be only a claim: the WHERE of the
+`batches_open_claims` index, word for word, so the planner uses it. It is one only
+without a provider batch (recording one changes the status in the same statement,
+but a status is what a provider says): readers check `provider_batch_id` apart, as
+a `provider_batch_id IS NULL` term sends SQLite's planner to that column's UNIQUE
+index, which holds every batch never submitted."""
 
 
 def open_claims(db: sqlite3.Connection, buffer_id: int) -> list[tuple[int, int]]:
     """(lo, hi) of the buffer's open claims, in id order."""
     return [
         (int(lo), int(hi))
-        for lo, hi in db.execute(
-            f"SELECT claim_lo, claim_hi FROM batches WHERE buffer_id = ? AND {OPEN_CLAIM} ORDER BY claim_lo",
+        for lo, hi, remote in db.execute(
+            f"SELECT claim_lo, claim_hi, provider_batch_id FROM batches WHERE buffer_id = ? AND {OPEN_CLAIM}"
+            " ORDER BY claim_lo",
             (buffer_id,),
         )
+        if remote is None
     ]
 
 

@@ -458,7 +458,7 @@ def _claim_request_ranges(db: sqlite3.Connection) -> None:
         UPDATE buffers SET claimed_through = coalesce((SELECT max(r.id) FROM requests r
             WHERE r.buffer_id = buffers.id AND (r.state != 'queued' OR r.attempts > 0)), 0);
         CREATE INDEX batches_open_claims ON batches (buffer_id)
-            WHERE claim_hi IS NOT NULL AND provider_batch_id IS NULL AND status IN ('submitting', 'unknown')
+            WHERE claim_hi IS NOT NULL AND status IN ('submitting', 'unknown')
         """,
     )
 

@@ -188,7 +188,9 @@ def lines(store: Store, batch_id: int) -> list[bytes]:
 def _open_claim(db: sqlite3.Connection, batch_id: int) -> tuple[int, int, int] | None:
     """(buffer, lo, hi) of the batch's range while it is only a claim."""
     row = db.execute(
-        f"SELECT buffer_id, claim_lo, claim_hi FROM batches WHERE id = ? AND {claims.OPEN_CLAIM}", (batch_id,)
+        f"SELECT buffer_id, claim_lo, claim_hi FROM batches WHERE id = ? AND {claims.OPEN_CLAIM}"
+        " AND provider_batch_id IS NULL",
+        (batch_id,),
     ).fetchone()
     return (int(row[0]), int(row[1]), int(row[2])) if row else None
 
