@@ -1,12 +1,14 @@
 """Engine throughput against raw sqlite3/json on the same data, measured in one run.
 
 (a) flush: 50,000 queued requests built into one batch's JSONL (reading the lines
-    through the batch's attempts + join) vs reading the same bodies with a plain
-    SELECT and joining them. Target: at most 2x raw. The durable intent written
-    before it (the exactly-once bookkeeping) is timed and printed beside it.
+    of the batch's claim) vs reading the same bodies with a plain SELECT and joining
+    them. Target: at most 2x raw, the durable intent written before it (the
+    exactly-once bookkeeping: a batch row claiming the requests as an id range)
+    included. What is written once the provider has the batch (the attempts, the
+    requests in flight) is timed and printed after it.
 (b) ingest: a 50,000-line OpenAI result file through the engine's parser and
     chunked ingest vs raw `json.loads` + `executemany` of the same lines into the
-    same attempts rows. Target: >= 0.5 of raw.
+    same attempts rows. Target: >= 0.7 of raw.
 (c) peak RSS of a fresh process ingesting a ~200 MB result file streamed from the
     simulator through the SDK. Target: < 150 MB.
 
@@ -28,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import best_of, verdict, write_lines  # noqa: E402
 
 from batchtop.config import FlushPolicy  # noqa: E402
+from batchtop.engine.result_ingest import INGEST_CHUNK, INGEST_CHUNK_BYTES  # noqa: E402
 from batchtop.intake.files import enqueue_files  # noqa: E402
+from batchtop.providers.base import RemoteBatch  # noqa: E402
 from batchtop.providers.openai_batches import parse_result_line  # noqa: E402
 from batchtop.store import Store, submissions  # noqa: E402
 from batchtop.store.ingest import BatchIngest, Settle  # noqa: E402
@@ -40,10 +44,16 @@ def _store_with(tmp: Path, tag: str, source: Path) -> Store:
     return store
 
 
-def flush_bench(tmp: Path, source: Path, n: int, runs: int) -> tuple[float, float, float]:
-    """(durable intent, build of the JSONL, raw read + join), best of `runs` each."""
+def _remote(n: int) -> RemoteBatch:
+    return RemoteBatch(id=f"batch_bench_{time.time_ns()}", status="validating", total=n, succeeded=0, failed=0,
+                       created_at=time.time())
+
+
+def flush_bench(tmp: Path, source: Path, n: int, runs: int) -> tuple[float, float, float, float]:
+    """(durable intent, build of the JSONL, raw read + join, recording the provider's
+    batch), best of `runs` each."""
     counter = iter(range(1000))
-    timings: list[tuple[float, float]] = []
+    timings: list[tuple[float, float, float]] = []
 
     def ours() -> float:
         store = _store_with(tmp, f"flush-{next(counter)}", source)
@@ -54,9 +64,11 @@ def flush_bench(tmp: Path, source: Path, n: int, runs: int) -> tuple[float, floa
         assert intent is not None and intent.total == n
         data = b"".join(submissions.lines(store, intent.id))
         built = time.perf_counter()
+        assert submissions.record_submitted(store, intent.id, _remote(n), time.time())
+        recorded = time.perf_counter()
         store.close()
         assert data
-        timings.append((planned - start, built - planned))
+        timings.append((planned - start, built - planned, recorded - built))
         return built - start
 
     def raw() -> float:
@@ -71,7 +83,8 @@ def flush_bench(tmp: Path, source: Path, n: int, runs: int) -> tuple[float, floa
     best_of(runs, ours)
     plan_s = min(t[0] for t in timings)
     build_s = min(t[1] for t in timings)
-    return plan_s, build_s, best_of(runs, raw)
+    record_s = min(t[2] for t in timings)
+    return plan_s, build_s, best_of(runs, raw), record_s
 
 
 def _result_line(i: int, pad: int = 0) -> str:
@@ -94,6 +107,7 @@ def _planned_store(tmp: Path, tag: str, source: Path, n: int) -> tuple[Store, in
     (buffer_id,) = store.db.execute("SELECT id FROM buffers").fetchone()
     intent = submissions.plan(store, buffer_id, FlushPolicy(max_requests=n), "default", time.time())
     assert intent is not None
+    assert submissions.record_submitted(store, intent.id, _remote(n), time.time())  # its attempts exist from here
     return store, intent.id
 
 
@@ -105,8 +119,17 @@ def ingest_bench(tmp: Path, source: Path, n: int, runs: int) -> tuple[float, flo
         store, batch_id = _planned_store(tmp, f"ing-{next(counter)}", source, n)
         start = time.perf_counter()
         ingest = BatchIngest(store, batch_id, Settle(3, True))
-        for i in range(0, n, 2000):
-            ingest.add([parse_result_line(line) for line in lines[i : i + 2000]], time.time())
+        chunk: list = []
+        size = 0
+        for line in lines:  # in the engine's chunks: bounded in lines and in bytes
+            parsed = parse_result_line(line)
+            chunk.append(parsed)
+            size += len(parsed.response or "")
+            if len(chunk) >= INGEST_CHUNK or size >= INGEST_CHUNK_BYTES:
+                ingest.add(chunk, time.time())
+                chunk, size = [], 0
+        if chunk:
+            ingest.add(chunk, time.time())
         ingest.finish(time.time())
         elapsed = time.perf_counter() - start
         store.close()
@@ -206,24 +229,26 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         source = write_lines(tmp / "in.jsonl", n)
-        plan_s, build_s, raw = flush_bench(tmp, source, n, args.runs)
+        plan_s, build_s, raw, record_s = flush_bench(tmp, source, n, args.runs)
         ratio = build_s / raw
         total = (plan_s + build_s) / raw
         print(f"(a) flush {n:,} queued requests into one batch")
         print(f"    build the JSONL (read + join):   {build_s:.3f} s")
         print(f"    raw SELECT line + join:          {raw:.3f} s")
         print(f"    build ratio {ratio:.2f}x raw (target <= 2.00x)  {verdict(ratio, 2.0, higher_is_better=False)}")
-        print(f"    + durable intent first (batch row, {n:,} numbered attempts, request states, one commit):"
-              f" {plan_s:.3f} s")
-        print(f"    intent + build: {total:.2f}x raw  {verdict(total, 2.0, higher_is_better=False)}"
+        print(f"    + durable intent first (batch row claiming the {n:,} requests as one id range, buffer"
+              f" counters, one commit): {plan_s:.3f} s")
+        print(f"    intent + build: {total:.2f}x raw (target <= 2.00x)  {verdict(total, 2.0, higher_is_better=False)}"
               " (the exactly-once bookkeeping is what the raw baseline does not do)")
+        print(f"    after the provider took it (record the batch: {n:,} numbered attempts, requests in_flight,"
+              f" one commit): {record_s:.3f} s = {record_s / raw:.2f}x raw (not timed above: after the upload)")
 
         ours_i, raw_i = ingest_bench(tmp, source, n, args.runs)
         ratio_i = raw_i / ours_i
         print(f"(b) ingest a {n:,}-line result file")
         print(f"    batchtop parse + chunked ingest: {ours_i:.3f} s  {n / ours_i:>10,.0f} lines/s")
         print(f"    raw json.loads + executemany:    {raw_i:.3f} s  {n / raw_i:>10,.0f} lines/s")
-        print(f"    ratio {ratio_i:.2f} of raw (target >= 0.50)  {verdict(ratio_i, 0.5)}")
+        print(f"    ratio {ratio_i:.2f} of raw (target >= 0.70)  {verdict(ratio_i, 0.7)}")
 
         rss = rss_bench(tmp, args.big_mb)
         print(f"(c) ingest a {rss['file_mb']:.0f} MB result file ({rss['lines']:,} lines) streamed from the simulator")

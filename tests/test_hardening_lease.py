@@ -198,6 +198,7 @@ def test_every_state_change_of_a_submission_is_fenced_by_the_token(data_dir: Pat
         theirs = Lease(store_b, 5.0, host="host-b", now=lambda: time.time() + 3600)
         theirs.acquire()
         before = store_a.db.execute("SELECT status, provider_batch_id FROM batches").fetchall()
+        claim = store_a.db.execute("SELECT queued, claimed_through FROM buffers").fetchall()
         remote = RemoteBatch("batch_x", "validating", 4, 0, 0, time.time())
         with pytest.raises(LeaseLost, match="lost the lease"):
             submissions.record_submitted(store_a, intent.id, remote, time.time())
@@ -212,10 +213,16 @@ def test_every_state_change_of_a_submission_is_fenced_by_the_token(data_dir: Pat
         with pytest.raises(LeaseLost):
             mine.renew()
         assert store_a.db.execute("SELECT status, provider_batch_id FROM batches").fetchall() == before
-        assert states(store_a) == {"submitting": 4}
+        # the intent still claims its 4 requests (one id range: their rows untouched, none
+        # queued for the buffer, its cursor past them, no attempt written yet)
+        assert store_a.db.execute("SELECT queued, claimed_through FROM buffers").fetchall() == claim == [(0, 4)]
+        assert states(store_a) == {"queued": 4}
+        assert store_a.db.execute("SELECT count(*) FROM attempts").fetchone() == (0,)
         # the holder's writes go through, conditional on the intent still being its own
         assert store_b.fence is theirs
         assert submissions.record_submitted(store_b, intent.id, remote, time.time())
+        assert states(store_b) == {"in_flight": 4}
+        assert store_b.db.execute("SELECT number, count(*) FROM attempts GROUP BY 1").fetchall() == [(1, 4)]
         other = RemoteBatch("batch_y", "validating", 4, 0, 0, time.time())
         assert not submissions.record_submitted(store_b, intent.id, other, time.time())
         assert store_b.db.execute("SELECT provider_batch_id FROM batches").fetchall() == [("batch_x",)]

@@ -134,12 +134,16 @@ def buffer_record(db: sqlite3.Connection, name: str) -> BufferRecord | None:
 
 
 def queued_requests(db: sqlite3.Connection, buffer_id: int, limit: int) -> tuple[QueuedRow, ...]:
-    """At most `limit` of a buffer's queued requests, oldest first."""
+    """At most `limit` of a buffer's queued requests, oldest first; not those an intent
+    holds as a range claim while its batch uploads (they are the batch's now)."""
+    from batchtop.store import claims
+
+    skip, skip_args = claims.outside(claims.open_claims(db, buffer_id))
     return tuple(
         QueuedRow(*r)
         for r in db.execute(
             "SELECT custom_id, enqueued_at, deadline, bytes, attempts, last_error, tier FROM requests"
-            " WHERE buffer_id = ? AND state = 'queued' ORDER BY id LIMIT ?",
-            (buffer_id, limit),
+            f" WHERE buffer_id = ? AND state = 'queued'{skip} ORDER BY id LIMIT ?",
+            (buffer_id, *skip_args, limit),
         )
     )

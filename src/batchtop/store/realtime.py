@@ -293,13 +293,18 @@ def has_lanes(db: sqlite3.Connection) -> bool:
 
 def due_with_deadline(db: sqlite3.Connection, buffer_id: int, before: float, limit: int) -> list[tuple[int, float, str]]:
     """(request id, deadline, line) of the buffer's queued requests due before `before`,
-    earliest deadline first (the `requests_deadline` index)."""
+    earliest deadline first (the `requests_deadline` index). Requests an intent holds
+    as a range claim keep their `queued` row until the provider has the batch: they
+    are left out (`claims.outside`), so a request is never sent by batch and real time."""
+    from batchtop.store import claims
+
+    skip, skip_args = claims.outside(claims.open_claims(db, buffer_id))
     return [
         (int(r[0]), float(r[1]), r[2])
         for r in db.execute(
             "SELECT id, deadline, line FROM requests WHERE buffer_id = ? AND state = 'queued' AND deadline IS NOT NULL"
-            " AND deadline < ? ORDER BY deadline LIMIT ?",
-            (buffer_id, before, limit),
+            f" AND deadline < ?{skip} ORDER BY deadline LIMIT ?",
+            (buffer_id, before, *skip_args, limit),
         )
     ]
 

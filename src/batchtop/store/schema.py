@@ -6,7 +6,9 @@ pending ones in one transaction each. Never edit a released migration: append on
 The model carries the whole life of a request:
 - `requests`: what the user enqueued (the native batch line, verbatim) and its state:
   queued -> submitting -> in_flight -> succeeded | failed | cancelled | expired,
-  then queued again for a new attempt, or `dead` after max_attempts.
+  then queued again for a new attempt, or `dead` after max_attempts. (Since
+  `_claim_request_ranges` a fresh request skips `submitting`: its batch claims it
+  by id range and it goes from `queued` to `in_flight` once the provider has it.)
 - `buffers`: one per provider x endpoint x model; requests wait there to be flushed.
   `queued` / `queued_bytes` are kept exact by triggers on `requests` (migration
   `_queue_counters_by_trigger`), in the statement that changes a request's state, so
@@ -455,6 +457,8 @@ def _queue_counters_by_trigger(db: sqlite3.Connection) -> None:
          f"new.state = 'queued' AND NOT (old.state = 'queued' AND {same})", add),
     ):
         db.execute(f"CREATE TRIGGER requests_queue_{name} AFTER {event} ON requests WHEN {when} BEGIN {body}; END")
+
+
 def _tiers_lanes_and_realtime_calls(db: sqlite3.Connection) -> None:
     """Tiers, lanes and the real-time lane's calls (issue 15).
 
@@ -539,6 +543,52 @@ def _tiers_lanes_and_realtime_calls(db: sqlite3.Connection) -> None:
     )
 
 
+def _claim_request_ranges(db: sqlite3.Connection) -> None:
+    """A flush claims a buffer's fresh requests as one id range, in O(1) rows.
+
+    The durable intent of a 50,000-request batch wrote 50,000 attempts and rewrote
+    50,000 request rows (line and all) before the provider was even called, and
+    rewrote them again once it took the batch. Now:
+    - `buffers.claimed_through`: every request of the buffer with a larger id is
+      fresh (queued, never claimed by any batch); ids only grow, so a flush claims
+      them as a range.
+    - `batches.claim_lo` / `claim_hi`: the buffer's requests with ids in
+      [claim_lo, claim_hi] belong to this batch, besides any it holds as attempts
+      (requests queued again after an attempt sit below the cursor and are claimed
+      row by row, as before). The range is turned into attempts, and the requests
+      into `in_flight`, in the transaction that records the provider's batch; until
+      then (status `submitting` or `unknown`, no provider batch) it is an open claim
+      and its requests keep their `queued` row while the buffer's counters no longer
+      count them.
+    - `batches_open_claims` finds a buffer's open claims (a handful at most).
+    The backfill puts each cursor above every request that was ever claimed.
+    """
+    _script(
+        db,
+        """
+        ALTER TABLE buffers ADD COLUMN claimed_through INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN claim_lo INTEGER;
+        ALTER TABLE batches ADD COLUMN claim_hi INTEGER;
+        UPDATE buffers SET claimed_through = coalesce((SELECT max(r.id) FROM requests r
+            WHERE r.buffer_id = buffers.id AND (r.state != 'queued' OR r.attempts > 0)), 0);
+        CREATE INDEX batches_open_claims ON batches (buffer_id)
+            WHERE claim_hi IS NOT NULL AND status IN ('submitting', 'unknown')
+        """,
+    )
+    # Its rows go from `queued` straight to `in_flight` when the batch is recorded, and
+    # their share of the counters was taken at the claim: the trigger that takes a
+    # request's share as it leaves `queued` skips that move (nothing else makes it).
+    db.execute("DROP TRIGGER requests_queue_taken")
+    db.execute(
+        "CREATE TRIGGER requests_queue_taken AFTER UPDATE OF state, buffer_id, bytes ON requests"
+        " WHEN old.state = 'queued' AND new.state != 'in_flight'"
+        " AND NOT (new.state = 'queued' AND new.buffer_id = old.buffer_id AND new.bytes = old.bytes)"
+        " BEGIN UPDATE buffers SET queued = queued - 1, queued_bytes = queued_bytes - old.bytes"
+        " WHERE id = old.buffer_id; END"
+    )
+
+
+
 MIGRATIONS: list[Migration] = [
     _v1_initial,
     _v2_engine,
@@ -550,5 +600,6 @@ MIGRATIONS: list[Migration] = [
     _events_and_webhook_deliveries,
     _queue_counters_by_trigger,
     _tiers_lanes_and_realtime_calls,
+    _claim_request_ranges,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from batchtop.config import Config
 from batchtop.engine.policy import flush_due_at
+from batchtop.store import claims
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,17 @@ def _buffer_row(db: sqlite3.Connection, config: Config, row: tuple) -> BufferRow
     bid, provider, endpoint, model, queued, qbytes, requested, held, retry_at = row
     oldest = earliest = None
     if queued > 0:
+        # requests of an open range claim keep their queued row, but are no longer queued
+        skip, skip_args = claims.outside(claims.open_claims(db, bid))
         first = db.execute(
-            "SELECT enqueued_at FROM requests WHERE buffer_id = ? AND state = 'queued' ORDER BY id LIMIT 1", (bid,)
+            f"SELECT enqueued_at FROM requests WHERE buffer_id = ? AND state = 'queued'{skip} ORDER BY id LIMIT 1",
+            (bid, *skip_args),
         ).fetchone()
         oldest = first[0] if first else None
         earliest = db.execute(
-            "SELECT min(deadline) FROM requests WHERE buffer_id = ? AND state = 'queued' AND deadline IS NOT NULL",
-            (bid,),
+            "SELECT min(deadline) FROM requests WHERE buffer_id = ? AND state = 'queued'"
+            f" AND deadline IS NOT NULL{skip}",
+            (bid, *skip_args),
         ).fetchone()[0]
     due = flush_due_at(
         config.policy_for(provider, endpoint, model),
