@@ -319,3 +319,32 @@ def test_a_request_the_inline_type_cannot_carry_goes_as_a_file_once(sim: Simulat
         assert jobs and not any(j["inline"] for j in jobs) and set(sim.submissions.values()) == {1}
         assert sum(j["n"] for j in jobs) == 3
         close(engine)
+
+
+def test_the_quota_alert_clears_on_ingested_successes_of_a_file_input_batch(
+    sim: Simulator, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file-input Gemini batch reports no counts (the SDK drops batchStats), so the
+    alert must clear on the successes the ingest stored, not the batch's own counts."""
+    from batchtop.views import status
+
+    monkeypatch.setattr(gemini_batches, "GEMINI_INLINE_MAX_BYTES", 500)  # a few lines are "over 20 MB"
+    sim.config.create_error = "insufficient_quota"
+    enqueue(data_dir, gemini_lines(6))
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        assert tick(engine).quota == ["gemini"]
+
+        def quota_alerts() -> list[str]:
+            doc = status.collect(store.db, engine.config, engine.now()).to_json()
+            return [a["provider"] for a in doc["alerts"] if a["kind"] == "quota"]
+
+        assert quota_alerts() == ["gemini"]
+        sim.config.create_error = None
+        actions.request_flush(store, None, engine.now())
+        drive(engine, all_settled(store))
+        assert states(store) == {"succeeded": 6}
+        (job,) = sim.batches("gemini")
+        assert not job["inline"]  # a file batch: no counts came with it
+        assert quota_alerts() == []
+        close(engine)

@@ -414,7 +414,7 @@ class Engine:
             report.ingested.append(batch_id)
             if ingest.quota_error is not None:
                 self._hold_for_quota(adapter.provider, ingest.quota_error, report)
-            elif remote.succeeded:
+            elif ingest.succeeded:  # what was stored, not the batch's counts: a Gemini file batch has none
                 alerts.clear_alert(self.store, alerts.QUOTA, adapter.provider)
 
     def _hold_for_quota(self, provider: str, error: str, report: TickReport) -> None:

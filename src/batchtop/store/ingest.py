@@ -87,6 +87,9 @@ class BatchIngest:
         }
         self.quota_error: str | None = None
         """The first quota or credit error of this batch: the engine holds the provider."""
+        self.succeeded = 0
+        """The batch's stored successes, set by `finish`: proof the account works again even
+        when the provider's batch reports no counts (a Gemini file batch)."""
 
     def add(
         self,
@@ -263,6 +266,7 @@ class BatchIngest:
                 (now, ok, ok, now, self.batch_id),
             )
             events.record_ingested(db, self.batch_id, now)
+        self.succeeded = int(ok)
 
     def failed(self, reason: str, now: float, base_delay: float) -> int:
         """An ingest of this batch failed (the download, or no progress within the
