@@ -348,3 +348,48 @@ def test_the_quota_alert_clears_on_ingested_successes_of_a_file_input_batch(
         assert not job["inline"]  # a file batch: no counts came with it
         assert quota_alerts() == []
         close(engine)
+
+
+def test_ingested_pro_requests_are_priced_each_by_its_own_prompt_tier(sim: Simulator, data_dir: Path, cli) -> None:
+    """One request over 200k prompt tokens and one under, through the simulator: the
+    savings of `--once --json` and `report --json` price the long one at the upper tier
+    and the short one at the base tier (hand arithmetic from each attempt's tokens)."""
+
+    def line(key: str, chars: int) -> dict:
+        return {"key": key, "model": "gemini-2.5-pro", "request": {
+            "contents": [{"parts": [{"text": "x" * chars}]}], "generationConfig": {"maxOutputTokens": 100}}}
+
+    enqueue(data_dir, [line("long", 900_000), line("short", 4_000)])
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        drive(engine, all_settled(store))
+        assert states(store) == {"succeeded": 2}
+        tokens = {
+            cid: (i, c, o) for cid, i, c, o in store.db.execute(
+                "SELECT r.custom_id, a.input_tokens, a.cached_input_tokens, a.output_tokens"
+                " FROM attempts a JOIN requests r ON r.id = a.request_id"
+            )
+        }
+        close(engine)
+    (li, lc, lo), (si, sc, so) = tokens["long"], tokens["short"]
+    assert li + lc > 200_000 > si + sc and lo and so
+    realtime = (
+        li * Decimal("2.50") + lc * Decimal("0.25") + lo * Decimal(15)
+        + si * Decimal("1.25") + sc * Decimal("0.125") + so * Decimal(10)
+    ) / 10**6
+    batch = realtime / 2
+
+    def near(value: object, expected: Decimal) -> bool:
+        return abs(Decimal(str(value)) - expected) <= Decimal("0.000001")
+
+    once = json.loads(cli("--once", "--json", "--no-refresh").out)
+    (row,) = once["savings"]["by_model"]
+    assert row["model"] == "gemini-2.5-pro" and row["input_tokens"] == li + si
+    assert near(row["realtime_cost_usd"], realtime) and near(row["batch_cost_usd"], batch)
+    assert near(once["savings"]["total"]["saved_usd"], realtime - batch)
+    report = json.loads(cli("report", "--json").out)
+    (rrow,) = report["by_model"]
+    assert near(rrow["realtime_cost_usd"], realtime) and near(rrow["batch_cost_usd"], batch)
+    assert near(report["totals"]["batch_cost_usd"], batch)
+    (day,) = report["by_day"]
+    assert near(day["batch_cost_usd"], batch)

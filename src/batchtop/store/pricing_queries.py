@@ -30,15 +30,17 @@ class UsageRow:
     cache_creation_input_tokens: int
     output_tokens: int
     cache_creation_1h_input_tokens: int
+    tier: str = ""
+    """'' (the base tier) or `pricing.table.UPPER_TIER`: requests over the prompt tier."""
 
 
 def usage_rows(db: sqlite3.Connection) -> list[UsageRow]:
-    """Every usage rollup row (at most four per model)."""
+    """Every usage rollup row (at most four per model and prompt tier)."""
     return [
-        UsageRow(p, m, bool(first), bool(ok), *counts)
-        for p, m, first, ok, *counts in db.execute(
+        UsageRow(p, m, bool(first), bool(ok), *counts_then_tier)
+        for p, m, first, ok, *counts_then_tier in db.execute(
             "SELECT provider, model, first_attempt, succeeded, attempts, input_tokens, cached_input_tokens,"
-            " cache_creation_input_tokens, output_tokens, cache_creation_1h_input_tokens FROM usage_rollup"
+            " cache_creation_input_tokens, output_tokens, cache_creation_1h_input_tokens, tier FROM usage_rollup"
         )
     ]
 
