@@ -21,8 +21,9 @@ The model carries the whole life of a request:
   cache writes (all of them), `output_tokens` output; `cache_creation_1h_input_tokens`
   (v3) is the part of the cache writes made for 1 hour, priced apart.
 - `usage_rollup`: token and count sums per provider x model x (first attempt?) x
-  (succeeded?), kept in the same transaction as the attempts they sum, so the
-  savings view reads a handful of rows instead of re-deriving a million.
+  (succeeded?) x prompt tier ('' or 'above': a Gemini Pro request over 200k prompt
+  tokens, priced at its upper tier), kept in the same transaction as the attempts they
+  sum, so the savings view reads a handful of rows instead of re-deriving a million.
 - `usage_daily` / `usage_hourly`: the same sums split by the UTC day / hour the
   batch ended in, for the period report.
 """
