@@ -319,3 +319,114 @@ def test_a_request_the_inline_type_cannot_carry_goes_as_a_file_once(sim: Simulat
         assert jobs and not any(j["inline"] for j in jobs) and set(sim.submissions.values()) == {1}
         assert sum(j["n"] for j in jobs) == 3
         close(engine)
+
+
+def test_the_quota_alert_clears_on_ingested_successes_of_a_file_input_batch(
+    sim: Simulator, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file-input Gemini batch reports no counts (the SDK drops batchStats), so the
+    alert must clear on the successes the ingest stored, not the batch's own counts."""
+    from batchtop.views import status
+
+    monkeypatch.setattr(gemini_batches, "GEMINI_INLINE_MAX_BYTES", 500)  # a few lines are "over 20 MB"
+    sim.config.create_error = "insufficient_quota"
+    enqueue(data_dir, gemini_lines(6))
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        assert tick(engine).quota == ["gemini"]
+
+        def quota_alerts() -> list[str]:
+            doc = status.collect(store.db, engine.config, engine.now()).to_json()
+            return [a["provider"] for a in doc["alerts"] if a["kind"] == "quota"]
+
+        assert quota_alerts() == ["gemini"]
+        sim.config.create_error = None
+        actions.request_flush(store, None, engine.now())
+        drive(engine, all_settled(store))
+        assert states(store) == {"succeeded": 6}
+        (job,) = sim.batches("gemini")
+        assert not job["inline"]  # a file batch: no counts came with it
+        assert quota_alerts() == []
+        close(engine)
+
+
+def test_ingested_pro_requests_are_priced_each_by_its_own_prompt_tier(sim: Simulator, data_dir: Path, cli) -> None:
+    """One request over 200k prompt tokens and one under, through the simulator: the
+    savings of `--once --json` and `report --json` price the long one at the upper tier
+    and the short one at the base tier (hand arithmetic from each attempt's tokens);
+    so does the budget's spend."""
+    from batchtop.pricing.budget import spent
+    from batchtop.pricing.table import price_table
+
+    def line(key: str, chars: int) -> dict:
+        return {"key": key, "model": "gemini-2.5-pro", "request": {
+            "contents": [{"parts": [{"text": "x" * chars}]}], "generationConfig": {"maxOutputTokens": 100}}}
+
+    enqueue(data_dir, [line("long", 900_000), line("short", 4_000)])
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        drive(engine, all_settled(store))
+        assert states(store) == {"succeeded": 2}
+        tokens = {
+            cid: (i, c, o) for cid, i, c, o in store.db.execute(
+                "SELECT r.custom_id, a.input_tokens, a.cached_input_tokens, a.output_tokens"
+                " FROM attempts a JOIN requests r ON r.id = a.request_id"
+            )
+        }
+        today, month = spent(store.db, price_table(engine.config), engine.now(), "gemini")
+        close(engine)
+    (li, lc, lo), (si, sc, so) = tokens["long"], tokens["short"]
+    assert li + lc > 200_000 > si + sc and lo and so
+    realtime = (
+        li * Decimal("2.50") + lc * Decimal("0.25") + lo * Decimal(15)
+        + si * Decimal("1.25") + sc * Decimal("0.125") + so * Decimal(10)
+    ) / 10**6
+    batch = realtime / 2
+
+    def near(value: object, expected: Decimal) -> bool:
+        return abs(Decimal(str(value)) - expected) <= Decimal("0.000001")
+
+    assert today == month == batch  # the budget's spend: exact, from the attempts themselves
+
+    once = json.loads(cli("--once", "--json", "--no-refresh").out)
+    (row,) = once["savings"]["by_model"]
+    assert row["model"] == "gemini-2.5-pro" and row["input_tokens"] == li + si
+    assert near(row["realtime_cost_usd"], realtime) and near(row["batch_cost_usd"], batch)
+    assert near(once["savings"]["total"]["saved_usd"], realtime - batch)
+    report = json.loads(cli("report", "--json").out)
+    (rrow,) = report["by_model"]
+    assert near(rrow["realtime_cost_usd"], realtime) and near(rrow["batch_cost_usd"], batch)
+    assert near(report["totals"]["batch_cost_usd"], batch)
+    (day,) = report["by_day"]
+    assert near(day["batch_cost_usd"], batch)
+
+
+def test_the_tier_migration_keeps_stored_rollups_at_the_base_tier(tmp_path: Path) -> None:
+    """Rollups stored before the tier column read back whole, at tier '' (how they were
+    priced when ingested), and an upper-tier row then adds up beside them."""
+    import sqlite3
+
+    from batchtop.store.ingest import TIERED_ROLLUP_ADD
+    from batchtop.store.schema import MIGRATIONS, _usage_rollups_by_prompt_tier
+
+    d = tmp_path / "old"
+    d.mkdir()
+    db = sqlite3.connect(d / "batchtop.sqlite3", isolation_level=None)
+    before = MIGRATIONS.index(_usage_rollups_by_prompt_tier)
+    for migration in MIGRATIONS[:before]:
+        migration(db)
+    db.execute(f"PRAGMA user_version = {before}")
+    db.execute("INSERT INTO usage_rollup VALUES ('gemini', 'gemini-2.5-pro', 1, 1, 3, 300, 0, 0, 30, 0)")
+    db.execute("INSERT INTO usage_daily VALUES (20000, 'gemini', 'gemini-2.5-pro', 1, 1, 3, 300, 0, 0, 30, 0)")
+    db.execute("INSERT INTO usage_hourly VALUES (480000, 'gemini', 'gemini-2.5-pro', 1, 1, 3, 300, 0, 0, 30, 0)")
+    db.close()
+    with Store(d) as store:
+        for table in ("usage_rollup", "usage_daily", "usage_hourly"):
+            assert store.db.execute(f"SELECT tier, attempts, input_tokens, output_tokens FROM {table}").fetchall() == [
+                ("", 3, 300, 30)
+            ]
+        store.db.execute(TIERED_ROLLUP_ADD, ("gemini", "gemini-2.5-pro", 1, 1, "above", 1, 250_000, 0, 0, 10, 0))
+        store.db.execute(TIERED_ROLLUP_ADD, ("gemini", "gemini-2.5-pro", 1, 1, "", 1, 100, 0, 0, 10, 0))
+        assert sorted(store.db.execute("SELECT tier, attempts, input_tokens FROM usage_rollup")) == [
+            ("", 4, 400), ("above", 1, 250_000)
+        ]

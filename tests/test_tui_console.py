@@ -237,7 +237,8 @@ def test_savings_rows_and_header_add_up_as_displayed() -> None:
 
     models = (m("a", 0.089514, 0.179027), m("b", 0.114724, 0.229449), m("c", 0.009368, 0.018736), m("d", 0.019274, 0.038548))
     total = SavingsTotal(batch_cost_usd=0.23288, realtime_cost_usd=0.46576, saved_usd=0.23288, saved_pct=50.0,
-                         resubmission_cost_usd=0.0, realtime_lane_spent_usd=0.0, requests_succeeded=40, first_pass_success_rate=0.84, complete=True)
+                         resubmission_cost_usd=0.0, realtime_lane_spent_usd=0.0, requests_succeeded=40,
+                         first_pass_success_rate=0.84, complete=True)
     doc = Status(NOW, savings=Savings(models, total))
     table_rows = [[str(c) for c in cells] for _, cells in rows.savings_rows(doc)]
     *body, last = table_rows

@@ -23,6 +23,7 @@ from batchtop.display import clean
 from batchtop.engine.output_checks import output_rule, validate_output
 from batchtop.pricing.budget import budget_hold_reason
 from batchtop.pricing.inflight import estimate_batch_cost
+from batchtop.pricing.table import price_of
 from batchtop.providers import failures
 from batchtop.providers.base import (
     ProviderAdapter,
@@ -391,7 +392,7 @@ class Engine:
                 submissions.undo(self.store, local_id, reason, self.now() + 60.0, self.now())
                 report.refused.append(reason)
                 continue
-            ingest = BatchIngest(self.store, local_id, self._settle)
+            ingest = BatchIngest(self.store, local_id, self._settle, self._tier_above)
             try:
                 run = await ingest_results(
                     ingest,
@@ -425,8 +426,14 @@ class Engine:
             report.ingested.append(batch_id)
             if ingest.quota_error is not None:
                 self._hold_for_quota(adapter.provider, ingest.quota_error, report)
-            elif remote.succeeded:
+            elif ingest.succeeded:  # what was stored, not the batch's counts: a Gemini file batch has none
                 alerts.clear_alert(self.store, alerts.QUOTA, adapter.provider)
+
+    def _tier_above(self, provider: str, model: str) -> int | None:
+        """The prompt tokens over which a model is priced at its upper tier (Gemini Pro):
+        the ingest rolls such requests up apart, so that each is priced at its own tier."""
+        price = price_of(self.config, provider, model)
+        return price.tier_above if price is not None else None
 
     def _hold_for_quota(self, provider: str, error: str, report: TickReport) -> None:
         """The account is out of quota or credit: every buffer of the provider waits

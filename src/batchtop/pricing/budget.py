@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from batchtop.pricing.inflight import estimate_work, sum_known
 from batchtop.pricing.money import fmt_usd
-from batchtop.pricing.table import PriceTable, Tokens, price_table
+from batchtop.pricing.table import UPPER_TIER, PriceTable, Tokens, price_table
 from batchtop.store import pricing_queries
 
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ DAY = 86400
 class _BatchSpend:
     provider: str
     model: str
-    days: tuple[tuple[int, Tokens], ...]
+    days: tuple[tuple[int, Tokens, Tokens], ...]
+    """(day, tokens, the part of them over the model's prompt tier)."""
 
 
 _cache: dict[str, dict[tuple[int, str], _BatchSpend]] = {}
@@ -60,32 +61,35 @@ def spent(
     key = pricing_queries.database_key(db)
     known = _cache.get(key, {})
     keep: dict[tuple[int, str], _BatchSpend] = {}
-    sums: dict[tuple[str, str, bool], Tokens] = {}
+    sums: dict[tuple[str, str, bool], tuple[Tokens, Tokens]] = {}  # (all tokens, the upper tier's)
     for batch in pricing_queries.batches_created_since(db, month - LIFETIME_MARGIN):
         prov = batch.provider
         entry = known.get((batch.id, batch.submission_uid))
         if entry is None:
-            days = tuple(
-                (d.day, Tokens(d.input_tokens, d.cached_input_tokens, d.cache_creation_input_tokens, d.output_tokens,
-                               d.cache_creation_1h_input_tokens))
-                for d in pricing_queries.batch_days(db, batch.id)
-            )
-            entry = _BatchSpend(prov, batch.model, days)
+            price = table.price(prov, batch.model)
+            split: dict[int, tuple[Tokens, Tokens]] = {}
+            for d in pricing_queries.batch_days(db, batch.id, price.tier_above if price is not None else None):
+                tokens = Tokens(d.input_tokens, d.cached_input_tokens, d.cache_creation_input_tokens, d.output_tokens,
+                                d.cache_creation_1h_input_tokens)
+                every, upper = split.get(d.day, (Tokens(), Tokens()))
+                split[d.day] = (every + tokens, upper + tokens if d.tier == UPPER_TIER else upper)
+            entry = _BatchSpend(prov, batch.model, tuple((n, every, upper) for n, (every, upper) in split.items()))
         if batch.ingested_at is not None:
             keep[(batch.id, batch.submission_uid)] = entry
         if provider is not None and prov != provider:
             continue
-        for n, tokens in entry.days:
+        for n, tokens, upper_tokens in entry.days:
             if n >= month_n:
                 k = (prov, batch.model, n >= today_n)
-                sums[k] = sums.get(k, Tokens()) + tokens
+                every, upper = sums.get(k, (Tokens(), Tokens()))
+                sums[k] = (every + tokens, upper + upper_tokens)
     _cache[key] = keep
     today = this_month = Decimal(0)
-    for (prov, model, is_today), tokens in sums.items():
+    for (prov, model, is_today), (tokens, upper) in sums.items():
         price = table.price(prov, model)
         if price is None:
             continue
-        cost = price.batch_cost(tokens)
+        cost = price.tiered_batch_cost(tokens, upper)  # each prompt tier at its own prices (Gemini Pro)
         this_month += cost
         if is_today:
             today += cost

@@ -129,7 +129,8 @@ def _failed_cost_ratio(usage: ModelUsage, price: ModelPrice | None) -> Decimal:
     if not usage.failed or not usage.succeeded:
         return Decimal(1)
     if price is not None:
-        ok, failed = price.list_cost(usage.ok_tokens), price.list_cost(usage.failed_tokens)
+        ok = price.tiered_list_cost(usage.ok_tokens, usage.upper_ok_tokens)
+        failed = price.tiered_list_cost(usage.failed_tokens, usage.upper_failed_tokens)
     else:
         ok, failed = Decimal(usage.ok_tokens.total), Decimal(usage.failed_tokens.total)
     if ok == 0:
@@ -143,7 +144,7 @@ def _warning(
     """(break-even warning or None, the break-even first-pass rate)."""
     threshold = break_even_first_pass_rate(discount, _failed_cost_ratio(usage, price))
     if batch is not None and realtime is not None and (batch > 0 or usage.succeeded) and realtime - batch <= 0:
-        resub = price.batch_cost(usage.failed_tokens) if price is not None else Decimal(0)
+        resub = price.tiered_batch_cost(usage.failed_tokens, usage.upper_failed_tokens) if price is not None else Decimal(0)
         gross = realtime - (batch - resub)
         return (
             f"no net saving: failed attempts cost {fmt_usd(resub)} at batch price, "
@@ -173,9 +174,13 @@ def _model_row(
     if lane is not None:
         lane_spent = lane.spent
     if price is not None:
-        batch = price.batch_cost(tokens)
-        realtime = price.list_cost(usage.ok_tokens + (lane.ok_tokens if lane is not None else Tokens()))
-        resub = price.batch_cost(usage.failed_tokens)
+        # each prompt tier at its own prices (Gemini Pro): the rollups keep the upper one apart;
+        # the synchronous lanes' successes count in the real-time equivalent
+        batch = price.tiered_batch_cost(tokens, usage.upper_tokens)
+        realtime = price.tiered_list_cost(
+            usage.ok_tokens + (lane.ok_tokens if lane is not None else Tokens()), usage.upper_ok_tokens
+        )
+        resub = price.tiered_batch_cost(usage.failed_tokens, usage.upper_failed_tokens)
         money = {"batch": batch, "realtime": realtime, "resub": resub, "lane": lane_spent or Decimal(0)}
     discount = price.batch_discount if price is not None else default_discount
     warning, threshold = _warning(usage, price, discount, batch, realtime) if usage.attempts or lane is None else (None, None)

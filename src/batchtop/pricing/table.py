@@ -32,6 +32,9 @@ PRICE_KEYS = ("input", "cached_input", "cache_write", "cache_write_1h", "output"
 TIER_KEYS = ("tier_above", "input_above", "cached_input_above", "output_above")
 """A prompt-length tier (Gemini Pro): a request whose prompt is over `tier_above` tokens
 pays the `*_above` prices, for all of its tokens."""
+UPPER_TIER = "above"
+"""The rollups' `tier` of a request whose prompt is over its model's `tier_above`
+(the base tier's is ''): the store keeps their tokens apart so each is priced right."""
 CACHE_WRITE_1H_MULTIPLE = Decimal(2)
 """A 1-hour cache write costs 2x the input price (Anthropic) unless the table says otherwise."""
 _STAMP = re.compile(r"[-@](?:\d{4}-\d{2}-\d{2}|\d{8})|-(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])|-latest")
@@ -75,6 +78,15 @@ class Tokens:
             self.cache_write_1h + other.cache_write_1h,
         )
 
+    def __sub__(self, other: Tokens) -> Tokens:
+        return Tokens(
+            self.input - other.input,
+            self.cached_input - other.cached_input,
+            self.cache_write - other.cache_write,
+            self.output - other.output,
+            self.cache_write_1h - other.cache_write_1h,
+        )
+
     @property
     def cache_write_5m(self) -> int:
         """Cache writes at the 5-minute (default) price: all writes but the 1-hour ones."""
@@ -83,6 +95,15 @@ class Tokens:
     @property
     def total(self) -> int:
         return self.input + self.cached_input + self.cache_write + self.output
+
+
+def prompt_tier(tier_above: int | None, input_tokens: int, cached_input_tokens: int, cache_write_tokens: int) -> str:
+    """The tier of one request: UPPER_TIER when its prompt (input, cache reads and
+    writes, as Gemini's promptTokenCount counts) is over `tier_above`, else ''. The
+    ingest calls this for each result, the quote through `ModelPrice.for_request`."""
+    if tier_above is None:
+        return ""
+    return UPPER_TIER if input_tokens + cached_input_tokens + cache_write_tokens > tier_above else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +125,22 @@ class ModelPrice:
     def for_request(self, tokens: Tokens) -> ModelPrice:
         """The prices one request's tokens pay: its own prompt length picks the tier
         (prompt = input, cache reads and writes, as Gemini's promptTokenCount counts)."""
-        if self.tier_above is None or self.above is None:
+        if self.above is None:
             return self
-        prompt = tokens.input + tokens.cached_input + tokens.cache_write
-        return self.above if prompt > self.tier_above else self
+        upper = prompt_tier(self.tier_above, tokens.input, tokens.cached_input, tokens.cache_write) == UPPER_TIER
+        return self.above if upper else self
+
+    def tiered_list_cost(self, tokens: Tokens, upper: Tokens) -> Decimal:
+        """Summed tokens of many requests at real-time prices, `upper` being the part of
+        them whose requests were over the prompt tier (the store rolls them up apart):
+        each part at its own tier's prices."""
+        if self.above is None or not upper.total:
+            return self.list_cost(tokens)
+        return self.list_cost(tokens - upper) + self.above.list_cost(upper)
+
+    def tiered_batch_cost(self, tokens: Tokens, upper: Tokens) -> Decimal:
+        """`tiered_list_cost` in a batch: every category discounted alike."""
+        return self.tiered_list_cost(tokens, upper) * (1 - self.batch_discount)
 
     def request_list_cost(self, tokens: Tokens) -> Decimal:
         """One request's real-time cost, at its own tier."""

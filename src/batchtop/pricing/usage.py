@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from batchtop.pricing.table import Tokens
+from batchtop.pricing.table import UPPER_TIER, Tokens
 
 if TYPE_CHECKING:
     from batchtop.store.db import Connection
@@ -32,6 +32,29 @@ class ModelUsage:
     first_succeeded: int = 0
     ok_tokens: Tokens = field(default_factory=Tokens)
     failed_tokens: Tokens = field(default_factory=Tokens)
+    upper_ok_tokens: Tokens = field(default_factory=Tokens)
+    """The part of `ok_tokens` from requests over the model's prompt tier (Gemini Pro's
+    200k): priced at the upper tier, the rest at the base one."""
+    upper_failed_tokens: Tokens = field(default_factory=Tokens)
+    """The same part of `failed_tokens`."""
+
+    def add(self, first_attempt: bool, succeeded: bool, tier: str, attempts: int, tokens: Tokens) -> None:
+        """One rollup row (of one first attempt? x succeeded? x tier kind) into this usage."""
+        upper = tier == UPPER_TIER
+        self.attempts += attempts
+        if succeeded:
+            self.succeeded += attempts
+            self.ok_tokens += tokens
+            if upper:
+                self.upper_ok_tokens += tokens
+        else:
+            self.failed_tokens += tokens
+            if upper:
+                self.upper_failed_tokens += tokens
+        if first_attempt:
+            self.first_attempts += attempts
+            if succeeded:
+                self.first_succeeded += attempts
 
     @property
     def failed(self) -> int:
@@ -40,6 +63,11 @@ class ModelUsage:
     @property
     def tokens(self) -> Tokens:
         return self.ok_tokens + self.failed_tokens
+
+    @property
+    def upper_tokens(self) -> Tokens:
+        """The part of `tokens` at the upper prompt tier."""
+        return self.upper_ok_tokens + self.upper_failed_tokens
 
     @property
     def mean_output(self) -> Decimal | None:
@@ -59,16 +87,7 @@ def read_usage(db: Connection) -> list[ModelUsage]:
             usage = models[(row.provider, row.model)] = ModelUsage(row.provider, row.model)
         tokens = Tokens(row.input_tokens, row.cached_input_tokens, row.cache_creation_input_tokens,
                         row.output_tokens, row.cache_creation_1h_input_tokens)
-        usage.attempts += row.attempts
-        if row.succeeded:
-            usage.succeeded += row.attempts
-            usage.ok_tokens += tokens
-        else:
-            usage.failed_tokens += tokens
-        if row.first_attempt:
-            usage.first_attempts += row.attempts
-            if row.succeeded:
-                usage.first_succeeded += row.attempts
+        usage.add(row.first_attempt, row.succeeded, row.tier, row.attempts, tokens)
     return [models[k] for k in sorted(models)]
 
 

@@ -83,16 +83,7 @@ def day_text(day: int) -> str:
 def _add(usage: ModelUsage, row: DayUsage) -> None:
     """One rollup row into a model's usage, split the ways `model_savings` reads it."""
     tokens = Tokens(*row.tokens)  # PERIOD_ROLLUP_TOKENS is in Tokens field order
-    usage.attempts += row.attempts
-    if row.succeeded:
-        usage.succeeded += row.attempts
-        usage.ok_tokens += tokens
-    else:
-        usage.failed_tokens += tokens
-    if row.first_attempt:
-        usage.first_attempts += row.attempts
-        if row.succeeded:
-            usage.first_succeeded += row.attempts
+    usage.add(row.first_attempt, row.succeeded, row.tier, row.attempts, tokens)
 
 
 def _merge(into: ModelUsage, usage: ModelUsage) -> None:
@@ -102,6 +93,8 @@ def _merge(into: ModelUsage, usage: ModelUsage) -> None:
     into.first_succeeded += usage.first_succeeded
     into.ok_tokens += usage.ok_tokens
     into.failed_tokens += usage.failed_tokens
+    into.upper_ok_tokens += usage.upper_ok_tokens
+    into.upper_failed_tokens += usage.upper_failed_tokens
 
 
 def _fold(rows: Iterable[DayUsage]) -> tuple[dict[Key, ModelUsage], dict[int, dict[Key, ModelUsage]]]:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from batchtop.pricing.table import prompt_tier
 from batchtop.providers.base import ERRORED, MISSING, SUCCEEDED, ResultLine
 from batchtop.providers.failures import PERMANENT, QUOTA, RETRY
 from batchtop.providers.streaming import Position
@@ -28,19 +30,28 @@ ANOMALIES_PER_BATCH = 100
 QUARANTINE_AFTER = 5
 """Failed ingests in a row before a batch is quarantined."""
 
-ROLLUP_ADD = (
-    "INSERT INTO usage_rollup (provider, model, first_attempt, succeeded, attempts, input_tokens,"
-    " cached_input_tokens, cache_creation_input_tokens, output_tokens, cache_creation_1h_input_tokens)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (provider, model, first_attempt, succeeded) DO UPDATE SET"
+_ROLLUP_SUMS = (
     " attempts = attempts + excluded.attempts, input_tokens = input_tokens + excluded.input_tokens,"
     " cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,"
     " cache_creation_input_tokens = cache_creation_input_tokens + excluded.cache_creation_input_tokens,"
     " output_tokens = output_tokens + excluded.output_tokens,"
     " cache_creation_1h_input_tokens = cache_creation_1h_input_tokens + excluded.cache_creation_1h_input_tokens"
 )
+ROLLUP_ADD = (
+    "INSERT INTO usage_rollup (provider, model, first_attempt, succeeded, attempts, input_tokens,"
+    " cached_input_tokens, cache_creation_input_tokens, output_tokens, cache_creation_1h_input_tokens)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (provider, model, first_attempt, succeeded, tier) DO UPDATE SET" + _ROLLUP_SUMS
+)
 """Adds (provider, model, first attempt?, succeeded?, attempts, input, cache reads, cache
-writes, output, 1-hour cache writes) to the rollup."""
+writes, output, 1-hour cache writes) to the rollup, at the base prompt tier ('')."""
+TIERED_ROLLUP_ADD = (
+    "INSERT INTO usage_rollup (provider, model, first_attempt, succeeded, tier, attempts, input_tokens,"
+    " cached_input_tokens, cache_creation_input_tokens, output_tokens, cache_creation_1h_input_tokens)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (provider, model, first_attempt, succeeded, tier) DO UPDATE SET" + _ROLLUP_SUMS
+)
+"""`ROLLUP_ADD` with the prompt tier after succeeded? ('' or `pricing.table.UPPER_TIER`)."""
 
 _FAILED_STATE: dict[str, RequestState] = {Outcome.EXPIRED: RequestState.EXPIRED, Outcome.CANCELLED: RequestState.CANCELLED}
 
@@ -67,7 +78,11 @@ class Settle:
 class BatchIngest:
     """Ingest of one batch; `attempts` maps custom_id to its attempt in this batch."""
 
-    def __init__(self, store: Store, batch_id: int, settle: Settle) -> None:
+    def __init__(
+        self, store: Store, batch_id: int, settle: Settle, tier_above: Callable[[str, str], int | None] | None = None
+    ) -> None:
+        """`tier_above(provider, model)`: the prompt tokens over which the model is priced
+        at its upper tier (None: one tier); each such request is rolled up apart."""
         self.store = store
         self.batch_id = batch_id
         self.settle = settle
@@ -75,6 +90,7 @@ class BatchIngest:
             "SELECT provider, model, ingest_file, ingest_offset, ingest_lines FROM batches WHERE id = ?", (batch_id,)
         ).fetchone()
         self.provider, self.model = row[:2]
+        self.tier_above = tier_above(self.provider, self.model) if tier_above is not None else None
         self.position = Position(*row[2:])
         """How far the result files were stored: the next read starts here."""
         self.attempts: dict[str, Pending] = {
@@ -87,6 +103,9 @@ class BatchIngest:
         }
         self.quota_error: str | None = None
         """The first quota or credit error of this batch: the engine holds the provider."""
+        self.succeeded = 0
+        """The batch's stored successes, set by `finish`: proof the account works again even
+        when the provider's batch reports no counts (a Gemini file batch)."""
 
     def add(
         self,
@@ -177,24 +196,23 @@ class BatchIngest:
         )
 
     def _rollup(self, db: sqlite3.Connection, updates: list[tuple], firsts: list[bool], now: float) -> None:
-        sums: dict[tuple[int, int], list[int]] = {}
+        sums: dict[tuple[int, int, str], list[int]] = {}
         failed = 0
         for (outcome, _, _, _, i, c, w, o, w1h, _), first in zip(updates, firsts):
             ok = outcome == SUCCEEDED
             failed += not ok
-            entry = sums.setdefault((int(first), int(ok)), [0, 0, 0, 0, 0, 0])
+            tier = prompt_tier(self.tier_above, i, c, w)
+            entry = sums.setdefault((int(first), int(ok), tier), [0, 0, 0, 0, 0, 0])
             entry[0] += 1
             entry[1] += i
             entry[2] += c
             entry[3] += w
             entry[4] += o
             entry[5] += w1h
-        db.executemany(
-            ROLLUP_ADD,
-            [(self.provider, self.model, f, s, *v) for (f, s), v in sums.items()],
-        )
+        rows = [(self.provider, self.model, f, s, tier, *v) for (f, s, tier), v in sums.items()]
+        db.executemany(TIERED_ROLLUP_ADD, rows)
         # the same sums by the day and hour the batch ended in (the period report's)
-        report_queries.add_by_batch_end(db, self.batch_id, [(self.provider, self.model, f, s, *v) for (f, s), v in sums.items()], now)
+        report_queries.add_by_batch_end(db, self.batch_id, rows, now)
         if updates:
             db.execute(
                 "INSERT INTO outcome_hourly (hour, attempts, failed) VALUES (?, ?, ?) ON CONFLICT (hour) DO UPDATE SET"
@@ -263,6 +281,7 @@ class BatchIngest:
                 (now, ok, ok, now, self.batch_id),
             )
             events.record_ingested(db, self.batch_id, now)
+        self.succeeded = int(ok)
 
     def failed(self, reason: str, now: float, base_delay: float) -> int:
         """An ingest of this batch failed (the download, or no progress within the

@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from batchtop.pricing.table import UPPER_TIER
 from batchtop.store.estimates import COLUMNS
 
 
@@ -30,15 +31,17 @@ class UsageRow:
     cache_creation_input_tokens: int
     output_tokens: int
     cache_creation_1h_input_tokens: int
+    tier: str = ""
+    """'' (the base tier) or `pricing.table.UPPER_TIER`: requests over the prompt tier."""
 
 
 def usage_rows(db: sqlite3.Connection) -> list[UsageRow]:
-    """Every usage rollup row (at most four per model)."""
+    """Every usage rollup row (at most four per model and prompt tier)."""
     return [
-        UsageRow(p, m, bool(first), bool(ok), *counts)
-        for p, m, first, ok, *counts in db.execute(
+        UsageRow(p, m, bool(first), bool(ok), *counts_then_tier)
+        for p, m, first, ok, *counts_then_tier in db.execute(
             "SELECT provider, model, first_attempt, succeeded, attempts, input_tokens, cached_input_tokens,"
-            " cache_creation_input_tokens, output_tokens, cache_creation_1h_input_tokens FROM usage_rollup"
+            " cache_creation_input_tokens, output_tokens, cache_creation_1h_input_tokens, tier FROM usage_rollup"
         )
     ]
 
@@ -141,18 +144,27 @@ class DayTokens:
     cache_creation_input_tokens: int
     output_tokens: int
     cache_creation_1h_input_tokens: int
+    tier: str = ""
+    """'' (the base tier) or `pricing.table.UPPER_TIER`: attempts over the prompt tier."""
 
 
-def batch_days(db: sqlite3.Connection, batch_id: int) -> Iterator[DayTokens]:
+def batch_days(db: sqlite3.Connection, batch_id: int, tier_above: int | None = None) -> Iterator[DayTokens]:
     """One batch's ended attempts (attempts_batch index), summed per Unix day number:
-    days start at UTC midnight."""
-    for day, *tokens in db.execute(
-        "SELECT CAST(ended_at / 86400 AS INTEGER) AS day, sum(input_tokens), sum(cached_input_tokens),"
+    days start at UTC midnight. With `tier_above`, attempts whose prompt (input, cache
+    reads and writes) is over it are summed apart, as tier UPPER_TIER."""
+    args: tuple[object, ...] = (batch_id,)
+    tier = "''"
+    if tier_above is not None:
+        tier = "CASE WHEN input_tokens + cached_input_tokens + cache_creation_input_tokens > ? THEN ? ELSE '' END"
+        args = (tier_above, UPPER_TIER, batch_id)
+    for day, tier_of, *tokens in db.execute(
+        f"SELECT CAST(ended_at / 86400 AS INTEGER) AS day, {tier} AS tier, sum(input_tokens), sum(cached_input_tokens),"
         " sum(cache_creation_input_tokens), sum(output_tokens), sum(cache_creation_1h_input_tokens)"
-        " FROM attempts WHERE batch_id = ? AND ended_at IS NOT NULL GROUP BY day",
-        (batch_id,),
+        " FROM attempts WHERE batch_id = ? AND ended_at IS NOT NULL GROUP BY day, tier",
+        args,
     ):
-        yield DayTokens(int(day), *(int(t or 0) for t in tokens))
+        i, c, w, o, w1h = (int(t or 0) for t in tokens)
+        yield DayTokens(int(day), i, c, w, o, w1h, str(tier_of))
 
 
 def database_key(db: sqlite3.Connection) -> str:

@@ -23,19 +23,19 @@ def _add_statement(table: str, key: str) -> str:
     marks = ", ?" * len(PERIOD_ROLLUP_TOKENS)
     sums = "".join(f", {c} = {c} + excluded.{c}" for c in PERIOD_ROLLUP_TOKENS)
     return (
-        f"INSERT INTO {table} ({key}, provider, model, first_attempt, succeeded, attempts, {cols})"
-        f" VALUES (?, ?, ?, ?, ?, ?{marks}) ON CONFLICT ({key}, provider, model, first_attempt, succeeded)"
+        f"INSERT INTO {table} ({key}, provider, model, first_attempt, succeeded, tier, attempts, {cols})"
+        f" VALUES (?, ?, ?, ?, ?, ?, ?{marks}) ON CONFLICT ({key}, provider, model, first_attempt, succeeded, tier)"
         f" DO UPDATE SET attempts = attempts + excluded.attempts{sums}"
     )
 
 
 DAILY_ADD = _add_statement("usage_daily", "day")
 HOURLY_ADD = _add_statement("usage_hourly", "hour")
-"""Add (day or hour, provider, model, first attempt?, succeeded?, attempts, tokens...)."""
+"""Add (day or hour, provider, model, first attempt?, succeeded?, prompt tier, attempts, tokens...)."""
 
 
 def add_at(db: sqlite3.Connection, hour: int, rollup_rows: Sequence[tuple]) -> None:
-    """Add `usage_rollup`-shaped rows (provider, model, first, ok, attempts, tokens...) to
+    """Add `usage_rollup`-shaped rows (provider, model, first, ok, tier, attempts, tokens...) to
     that hour and its day, inside the caller's transaction."""
     db.executemany(DAILY_ADD, [(hour // HOURS_A_DAY, *row) for row in rollup_rows])
     db.executemany(HOURLY_ADD, [(hour, *row) for row in rollup_rows])
@@ -54,7 +54,7 @@ def add_by_batch_end(db: sqlite3.Connection, batch_id: int, rollup_rows: Sequenc
 
 @dataclass(frozen=True, slots=True)
 class DayUsage:
-    """One (UTC day, provider, model, first attempt?, succeeded?) sum of the rollups."""
+    """One (UTC day, provider, model, first attempt?, succeeded?, prompt tier) sum of the rollups."""
 
     day: int
     """Days since 1970-01-01 (UTC)."""
@@ -65,6 +65,8 @@ class DayUsage:
     attempts: int
     tokens: tuple[int, ...]
     """In `PERIOD_ROLLUP_TOKENS` order."""
+    tier: str = ""
+    """'' (the base tier) or `pricing.table.UPPER_TIER`: requests over the prompt tier."""
 
 
 def _range(column: str, since: float | None, until: float | None) -> tuple[str, list[float]]:
@@ -82,11 +84,11 @@ def _sum(db: sqlite3.Connection, table: str, day: str, key: str, since: int | No
     where, args = _range(key, since, until)
     sums = ", ".join(f"sum({c})" for c in PERIOD_ROLLUP_TOKENS)
     rows = db.execute(
-        f"SELECT {day}, provider, model, first_attempt, succeeded, sum(attempts), {sums}"
-        f" FROM {table}{where} GROUP BY 1, 2, 3, 4, 5",
+        f"SELECT {day}, provider, model, first_attempt, succeeded, tier, sum(attempts), {sums}"
+        f" FROM {table}{where} GROUP BY 1, 2, 3, 4, 5, 6",
         args,
     ).fetchall()
-    return [DayUsage(r[0], r[1], r[2], bool(r[3]), bool(r[4]), r[5], tuple(r[6:])) for r in rows]
+    return [DayUsage(r[0], r[1], r[2], bool(r[3]), bool(r[4]), r[6], tuple(r[7:]), r[5]) for r in rows]
 
 
 def usage_by_day(db: sqlite3.Connection, since_hour: int | None, until_hour: int | None) -> list[DayUsage]:

@@ -23,8 +23,9 @@ The model carries the whole life of a request:
   cache writes (all of them), `output_tokens` output; `cache_creation_1h_input_tokens`
   (v3) is the part of the cache writes made for 1 hour, priced apart.
 - `usage_rollup`: token and count sums per provider x model x (first attempt?) x
-  (succeeded?), kept in the same transaction as the attempts they sum, so the
-  savings view reads a handful of rows instead of re-deriving a million.
+  (succeeded?) x prompt tier ('' or 'above': a Gemini Pro request over 200k prompt
+  tokens, priced at its upper tier), kept in the same transaction as the attempts they
+  sum, so the savings view reads a handful of rows instead of re-deriving a million.
 - `usage_daily` / `usage_hourly`: the same sums split by the UTC day / hour the
   batch ended in, for the period report.
 """
@@ -588,6 +589,41 @@ def _claim_request_ranges(db: sqlite3.Connection) -> None:
     )
 
 
+def _usage_rollups_by_prompt_tier(db: sqlite3.Connection) -> None:
+    """A `tier` column in `usage_rollup`, `usage_daily` and `usage_hourly`, and in their keys.
+
+    Gemini Pro prices a request by its own prompt length (over 200k tokens, every token
+    of it at the upper tier), so a per-model sum of tokens cannot be priced right: the
+    ingest rolls a request whose prompt is over its model's `tier_above` up under the
+    tier `above` (`pricing.table.UPPER_TIER`), every other under '' (the base tier).
+    SQLite cannot change a primary key, so each table is rebuilt; the rows already
+    stored keep tier '' (they were priced at the base tier when they were ingested).
+    """
+    tokens = ", ".join(PERIOD_ROLLUP_TOKENS)
+    columns = ",\n".join(f"            {c} INTEGER NOT NULL DEFAULT 0" for c in PERIOD_ROLLUP_TOKENS)
+    for table, key in (("usage_rollup", None), ("usage_daily", "day"), ("usage_hourly", "hour")):
+        head = f"{key} INTEGER NOT NULL,\n" if key else ""
+        keyed = f"{key}, " if key else ""
+        _script(
+            db,
+            f"""
+            CREATE TABLE {table}_by_tier (
+                {head}provider TEXT NOT NULL,
+                model TEXT NOT NULL,
+                first_attempt INTEGER NOT NULL,
+                succeeded INTEGER NOT NULL,
+                tier TEXT NOT NULL DEFAULT '',
+                attempts INTEGER NOT NULL DEFAULT 0,
+{columns},
+                PRIMARY KEY ({keyed}provider, model, first_attempt, succeeded, tier)
+            );
+            INSERT INTO {table}_by_tier ({keyed}provider, model, first_attempt, succeeded, attempts, {tokens})
+                SELECT {keyed}provider, model, first_attempt, succeeded, attempts, {tokens} FROM {table};
+            DROP TABLE {table};
+            ALTER TABLE {table}_by_tier RENAME TO {table}
+            """,
+        )
+
 
 MIGRATIONS: list[Migration] = [
     _v1_initial,
@@ -601,5 +637,6 @@ MIGRATIONS: list[Migration] = [
     _queue_counters_by_trigger,
     _tiers_lanes_and_realtime_calls,
     _claim_request_ranges,
+    _usage_rollups_by_prompt_tier,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
