@@ -36,8 +36,10 @@ from batchtop.pricing.budget import spent  # noqa: E402
 from batchtop.pricing.savings import in_flight_estimate, savings  # noqa: E402
 from batchtop.pricing.table import price_table  # noqa: E402
 from batchtop.report import document  # noqa: E402
-from batchtop.store import Store  # noqa: E402
-from batchtop.store import report_queries  # noqa: E402
+from batchtop.store import (
+    Store,  # noqa: E402
+    report_queries,  # noqa: E402
+)
 
 TARGET_S = 0.200
 PER_BATCH = 50_000

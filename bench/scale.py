@@ -36,7 +36,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-
 SINGLE_CALLS = 200  # each writer starts with this many durable single-request calls
 CHUNK = 1000  # then enqueue_many in chunks of this many
 DEAD_EVERY = 5_000  # one request in this many always fails (ends a dead letter)

@@ -21,10 +21,11 @@ from textual.pilot import Pilot
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import console_sample as sample  # noqa: E402  (fixtures live under tests/)
-import report_sample  # noqa: E402
 from batchtop.tui.app import BatchtopApp  # noqa: E402
 from batchtop.tui.widgets.live_table import LiveTable  # noqa: E402
+
+import console_sample as sample  # noqa: E402  (fixtures live under tests/)
+import report_sample  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 SIZE = (150, 45)

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchtop.config import Config, EngineConfig, FlushPolicy
+from batchtop.engine.driver import one_pass
 from batchtop.engine.tick import Engine
+from batchtop.intake.validation import parse_lines
 from batchtop.providers.base import ProviderAdapter
 from batchtop.providers.clients import fixed_factory
 from batchtop.sim import ManualClock, SimConfig, Simulator
 from batchtop.store import Store, actions, lease, status_queries
 from batchtop.timefmt import parse_time
-from batchtop.intake.validation import parse_lines
 
 NOW = parse_time("2026-11-25T10:00:00Z")
 """The frozen 'now' the sample is shown at."""
@@ -78,7 +79,7 @@ def build(data_dir: Path) -> Sample:
     engine = Engine(store, CONFIG, now=clock.now, adapter_factory=_factory(sim))
 
     def tick() -> None:
-        engine.run_once()
+        one_pass(engine)
 
     def flush_all() -> None:
         actions.request_flush(store, None, clock.now())

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from batchtop.intake.client import Client
 from batchtop.config import Config, EngineConfig, FlushPolicy
 from batchtop.engine.tick import Engine, TickReport
+from batchtop.intake.client import Client
 from batchtop.sim import SimConfig, Simulator
 from batchtop.store import Store
 

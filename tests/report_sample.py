@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batchtop.config import Config, parse_config
+from batchtop.engine.driver import one_pass
 from batchtop.engine.tick import Engine
+from batchtop.intake.validation import parse_lines
 from batchtop.providers.base import ProviderAdapter
 from batchtop.providers.clients import fixed_factory
 from batchtop.sim import ManualClock, SimConfig, Simulator
 from batchtop.store import Store, actions, lease
 from batchtop.timefmt import parse_time
-from batchtop.intake.validation import parse_lines
 
 NOW = parse_time("2026-12-01T18:00:00Z")
 """The frozen 'now' the savings screen is shown at."""
@@ -76,7 +77,7 @@ def build(data_dir: Path) -> History:
     engine = Engine(store, CONFIG, now=clock.now, adapter_factory=_factory(sim))
 
     def tick() -> None:
-        engine.run_once()
+        one_pass(engine)
 
     try:
         for day in range(DAYS):

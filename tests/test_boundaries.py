@@ -61,17 +61,11 @@ def test_import_contracts_hold() -> None:
 
 
 def test_ruff_finds_nothing() -> None:
-    """Every rule selected in pyproject.toml but the import order (next test)."""
+    """Every rule selected in pyproject.toml, the import order aside (next test)."""
     done = _run(_tool("ruff"), "check", "--no-cache", "--extend-ignore", "I001", "src", "tests")
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending: the import blocks left unsorted by the package re-layout are sorted after the branches"
-    " of issue 13 merge (sorting them now would conflict with each): run `ruff check --select I --fix src tests`"
-    " and remove this mark",
-)
 def test_imports_are_sorted() -> None:
     done = _run(_tool("ruff"), "check", "--no-cache", "--select", "I", "src", "tests")
     assert done.returncode == 0, done.stdout + done.stderr

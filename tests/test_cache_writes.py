@@ -13,6 +13,15 @@ import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
+from batchtop.config import Config
+from batchtop.engine.tick import Engine
+from batchtop.pricing.budget import spent
+from batchtop.pricing.savings import savings
+from batchtop.pricing.table import shipped_table
+from batchtop.providers.anthropic_batches import parse_result_line
+from batchtop.sim import Simulator
+from batchtop.store import Store
+
 from engine_helpers import (  # noqa: F401
     all_settled,
     anthropic_lines,
@@ -22,15 +31,6 @@ from engine_helpers import (  # noqa: F401
     enqueue,
     sim,
 )
-
-from batchtop.config import Config
-from batchtop.engine.tick import Engine
-from batchtop.pricing.budget import spent
-from batchtop.pricing.savings import savings
-from batchtop.pricing.table import shipped_table
-from batchtop.providers.anthropic_batches import parse_result_line
-from batchtop.sim import Simulator
-from batchtop.store import Store
 
 MILLION = Decimal(1_000_000)
 

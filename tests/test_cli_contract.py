@@ -17,8 +17,9 @@ from batchtop.cli import build_parser
 from batchtop.config import Config
 from batchtop.exitcodes import Exit
 from batchtop.intake.quote import quote, render_quote
-from conftest import CORPUS, Result, anthropic_line, openai_line, run_batchtop
 from test_once import Cli, config_file, db_rows, sim, write_jsonl  # noqa: F401 (sim is a fixture)
+
+from conftest import CORPUS, Result, anthropic_line, openai_line, run_batchtop
 
 # Every command of the contract with the options it must take, and ours after them.
 CONTRACT = {

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from batchtop import Client, EnqueueError
+
 from conftest import anthropic_line, count_requests, openai_line
 
 

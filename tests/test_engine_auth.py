@@ -11,6 +11,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from batchtop.config import Config, EngineConfig
+from batchtop.engine.tick import Engine
+from batchtop.sim import Simulator
+from batchtop.store import Store
+from batchtop.views import status
+
 from conftest import run_batchtop
 from engine_helpers import (  # noqa: F401
     anthropic_lines,
@@ -22,12 +29,6 @@ from engine_helpers import (  # noqa: F401
     states,
     tick,
 )
-
-from batchtop.views import status
-from batchtop.config import Config, EngineConfig
-from batchtop.engine.tick import Engine
-from batchtop.sim import Simulator
-from batchtop.store import Store
 
 
 def bt(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

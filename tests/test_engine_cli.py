@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_batchtop
-from engine_helpers import anthropic_lines, enqueue, openai_lines, sim  # noqa: F401
 
 from batchtop.sim import Simulator
 from batchtop.store import Store
+
+from conftest import run_batchtop
+from engine_helpers import anthropic_lines, enqueue, openai_lines, sim  # noqa: F401
 
 
 def bt(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

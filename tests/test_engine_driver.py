@@ -24,9 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import openai_line
-from hostile_provider import HostileProvider, hostile  # noqa: F401 (hostile is a fixture)
-from test_tui import SIZE, anyio_backend, enqueue  # noqa: F401 (fixtures)
 from textual.message import Message
 
 from batchtop.config import Config, EngineConfig, FlushPolicy
@@ -35,6 +32,10 @@ from batchtop.providers.base import ProviderAdapter
 from batchtop.providers.clients import build_adapter
 from batchtop.tui.app import BatchtopApp
 from batchtop.tui.messages import EngineTicked, EngineTicking
+from test_tui import SIZE, anyio_backend, enqueue  # noqa: F401 (fixtures)
+
+from conftest import openai_line
+from hostile_provider import HostileProvider, hostile  # noqa: F401 (hostile is a fixture)
 
 SLOW = 1.0
 """Seconds the provider takes to create a batch: the first tick lasts at least this."""

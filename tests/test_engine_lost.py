@@ -13,6 +13,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from batchtop.engine.tick import Engine
+from batchtop.sim import SimConfig, Simulator
+from batchtop.store import Store, actions
+from batchtop.views import status
+
 from conftest import run_batchtop
 from engine_helpers import (  # noqa: F401
     anthropic_lines,
@@ -25,11 +31,6 @@ from engine_helpers import (  # noqa: F401
     states,
     tick,
 )
-
-from batchtop.views import status
-from batchtop.engine.tick import Engine
-from batchtop.sim import SimConfig, Simulator
-from batchtop.store import Store, actions
 
 
 def bt(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ from batchtop.engine.tick import Engine
 from batchtop.sim import Simulator
 from batchtop.store import Store, actions
 
-from engine_helpers import anthropic_lines, gemini_lines, close, config, enqueue, openai_lines, sim, states, tick  # noqa: F401 (sim is a fixture)
+from engine_helpers import anthropic_lines, close, config, enqueue, gemini_lines, openai_lines, sim, states, tick  # noqa: F401 (sim is a fixture)
 
 
 def second_attempts(store: Store) -> int:

@@ -22,8 +22,8 @@ import pytest
 from batchtop.config import FlushPolicy
 from batchtop.engine.tick import Engine
 from batchtop.sim import Simulator
-from batchtop.views.status import collect
 from batchtop.store import Store
+from batchtop.views.status import collect
 
 from engine_helpers import anthropic_lines, close, config, enqueue, gemini_lines, openai_lines, sim, states, tick  # noqa: F401
 

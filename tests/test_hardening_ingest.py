@@ -22,6 +22,13 @@ import time
 from pathlib import Path
 
 import pytest
+
+from batchtop.engine.tick import Engine, TickReport
+from batchtop.sim import Simulator
+from batchtop.store import Store, actions
+from batchtop.store.ingest import ANOMALIES_PER_BATCH, QUARANTINE_AFTER
+from batchtop.views.status import collect
+
 from engine_helpers import (  # noqa: F401
     anthropic_lines,
     close,
@@ -34,12 +41,6 @@ from engine_helpers import (  # noqa: F401
     tick,
 )
 from hostile_provider import HostileProvider, hostile  # noqa: F401 (hostile is a fixture)
-
-from batchtop.engine.tick import Engine, TickReport
-from batchtop.sim import Simulator
-from batchtop.views.status import collect
-from batchtop.store import Store, actions
-from batchtop.store.ingest import ANOMALIES_PER_BATCH, QUARANTINE_AFTER
 
 TICK_LIMIT = 30.0
 """Seconds a tick may take here before the test calls it stuck (old code: forever)."""

@@ -34,9 +34,9 @@ from hypothesis import strategies as st
 
 from batchtop.config import Config, ConfigError, load_config, parse_config
 from batchtop.errors import EnqueueError
+from batchtop.intake.validation import ParsedRequest, parse_lines
 from batchtop.store import Store
 from batchtop.store.schema import SCHEMA_VERSION
-from batchtop.intake.validation import ParsedRequest, parse_lines
 
 from conftest import anthropic_line, openai_line
 

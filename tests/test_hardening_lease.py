@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_helpers import close, config, enqueue, openai_lines, run, states
-from hostile_provider import HostileProvider, hostile  # noqa: F401 (hostile is a fixture)
 
 from batchtop.config import FlushPolicy
 from batchtop.engine.tick import Engine
@@ -30,6 +28,9 @@ from batchtop.providers.base import RemoteBatch
 from batchtop.store import Store, lease, submissions
 from batchtop.store.ingest import BatchIngest, Settle
 from batchtop.store.lease import EngineBusy, Lease, LeaseLost
+
+from engine_helpers import close, config, enqueue, openai_lines, run, states
+from hostile_provider import HostileProvider, hostile  # noqa: F401 (hostile is a fixture)
 
 
 def _can_unshare() -> bool:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from batchtop.intake.client import Client
 from batchtop.config import ConfigError, load_config
+from batchtop.intake.client import Client
+from test_once import mixed_work, settle, sim  # noqa: F401 (sim is a fixture)
 
 from conftest import openai_line, run_batchtop
-from test_once import mixed_work, settle, sim  # noqa: F401 (sim is a fixture)
 
 # -- 19.8: durations and deadlines finite and bounded; a schema file regular and capped
 

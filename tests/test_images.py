@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from images import b64, data_url, jpeg_header, png
 
 from batchtop.config import Config
+from batchtop.intake.quote import quote
 from batchtop.pricing.estimate import estimate_request
 from batchtop.pricing.images import (
     ANTHROPIC_ASSUMED_TOKENS,
@@ -17,7 +17,7 @@ from batchtop.pricing.images import (
     openai_assumed_tokens,
     openai_image_tokens,
 )
-from batchtop.intake.quote import quote
+from images import b64, data_url, jpeg_header, png
 
 # The measured case: a 728x485 JPEG of about 65 KB, which characters/4 of its base64 made ~21,700 tokens.
 PHOTO = jpeg_header(728, 485, exif_bytes=65_000)

@@ -7,16 +7,15 @@ import time
 from pathlib import Path
 
 import pytest
-from test_tui import anyio_backend, console, no_cursor_blink, settle, sim  # noqa: F401 (fixtures)
-
-from conftest import run_batchtop
 
 from batchtop.config import Config, EngineConfig, FlushPolicy
 from batchtop.sim import Simulator
 from batchtop.store import Store
+from test_tui import anyio_backend, console, no_cursor_blink, settle, sim  # noqa: F401 (fixtures)
 
-from engine_helpers import openai_lines, states
+from conftest import run_batchtop
 from engine_helpers import enqueue as enqueue_lines
+from engine_helpers import openai_lines, states
 
 FAST = Config(engine=EngineConfig(poll_interval=0.1), flush=FlushPolicy(max_age=0.0))
 

@@ -25,6 +25,7 @@ import pytest
 
 from batchtop.display import money_column
 from batchtop.sim import SimConfig, Simulator
+
 from conftest import Result, anthropic_line, openai_line, run_batchtop
 
 Cli = Callable[..., Result]

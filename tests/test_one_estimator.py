@@ -14,19 +14,20 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from engine_helpers import close, config, sim, tick  # noqa: F401
-from images import b64, data_url, jpeg_header
 
-from batchtop.views import status
 from batchtop.config import Config, parse_config
 from batchtop.engine.tick import Engine
 from batchtop.intake.files import enqueue_files
+from batchtop.intake.quote import quote
 from batchtop.pricing.budget import budget_hold_reason
 from batchtop.pricing.inflight import estimate_batch_cost
 from batchtop.pricing.money import usd
-from batchtop.intake.quote import quote
 from batchtop.sim import Simulator
 from batchtop.store import Store
+from batchtop.views import status
+from images import b64, data_url, jpeg_header
+
+from engine_helpers import close, config, sim, tick  # noqa: F401
 
 
 def _chat(i: int, **body: object) -> dict:

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import anthropic_line, openai_line
 from prometheus_client.parser import text_string_to_metric_families
-from test_once import Cli, mixed_work, settle, sim, status_json, write_jsonl  # noqa: F401 (sim is a fixture)
 
 from batchtop.display import clean
 from batchtop.sim import Simulator
+from test_once import Cli, mixed_work, settle, sim, status_json, write_jsonl  # noqa: F401 (sim is a fixture)
+
+from conftest import anthropic_line, openai_line
 
 PROMTOOL = shutil.which("promtool")
 

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 import anthropic
 import openai
 import pytest
-from engine_helpers import anthropic_lines, openai_lines
 
 from batchtop.providers import registry
 from batchtop.providers.anthropic_batches import AnthropicBatches
@@ -33,6 +32,8 @@ from batchtop.providers.errors import (
 )
 from batchtop.providers.openai_batches import OpenAIBatches
 from batchtop.sim import SimConfig, Simulator
+
+from engine_helpers import anthropic_lines, openai_lines
 
 PROVIDERS = ("openai", "anthropic")
 T = TypeVar("T")

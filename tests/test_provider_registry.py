@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import run_batchtop
 
 from batchtop.engine.output_checks import output_text
 from batchtop.pricing.estimate import estimate_request, request_body
@@ -17,6 +16,8 @@ from batchtop.providers import failures, registry
 from batchtop.providers.base import ProviderAdapter, ResultLine
 from batchtop.providers.limits import PROVIDERS
 from batchtop.providers.spec import ProviderSpec
+
+from conftest import run_batchtop
 
 
 def test_the_registry_lists_the_providers_the_config_and_validation_know() -> None:

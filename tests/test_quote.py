@@ -11,8 +11,8 @@ import pytest
 
 from batchtop.config import Config, parse_config
 from batchtop.errors import EnqueueError
-from batchtop.pricing.estimate import estimate_request
 from batchtop.intake.quote import quote, quote_warning, render_quote
+from batchtop.pricing.estimate import estimate_request
 from batchtop.store import Store
 
 # '[{"role":"user","content":""}]' is 30 characters: 1,970 more make 2,000 = 500 tokens

@@ -16,16 +16,17 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from engine_helpers import all_settled, close, config, drive, point_sdks_at
 
-from batchtop.intake.client import Client
 from batchtop.config import Config
 from batchtop.engine.tick import Engine
+from batchtop.intake.client import Client
 from batchtop.pricing.savings import savings
 from batchtop.pricing.table import Tokens, shipped_table
 from batchtop.sim import SimConfig, Simulator
 from batchtop.sim.replay import load_recorded
 from batchtop.store import Store
+
+from engine_helpers import all_settled, close, config, drive, point_sdks_at
 
 REAL = Path(__file__).parent / "corpus" / "real"
 FILES = sorted(p.relative_to(REAL).as_posix() for p in REAL.glob("*/*.jsonl"))
@@ -131,6 +132,7 @@ def test_replay_needs_a_custom_id_per_line(tmp_path: Path) -> None:
 def test_batchtop_sim_replay_serves_the_recorded_lines(tmp_path: Path) -> None:
     """`batchtop sim --replay FILE`: the real SDK downloads the recorded output file byte for byte."""
     import openai
+
     from test_sim_cli import SimProcess
 
     path = REAL / "openai" / "gpt-4o-2024-05-13_enzyextract.jsonl"

@@ -28,7 +28,9 @@ from pathlib import Path
 import pytest
 
 from batchtop.config import Config, ConfigError, parse_config
+from batchtop.engine.driver import one_pass
 from batchtop.engine.tick import Engine
+from batchtop.intake.validation import parse_lines
 from batchtop.pricing.savings import savings
 from batchtop.providers.base import ProviderAdapter, ResultLine
 from batchtop.providers.clients import fixed_factory
@@ -38,7 +40,6 @@ from batchtop.store import Store, actions
 from batchtop.store.ingest import BatchIngest, Settle
 from batchtop.store.schema import MIGRATIONS, _usage_by_batch_end
 from batchtop.timefmt import parse_time
-from batchtop.intake.validation import parse_lines
 
 DAY0 = parse_time("2026-11-28T09:00:00Z")
 ALL = document.Period()
@@ -100,7 +101,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> History:
     engine = Engine(store, config, now=clock.now, adapter_factory=_factory(sim))
 
     def tick() -> None:
-        engine.run_once()
+        one_pass(engine)
 
     def session(lines: list[str]) -> None:
         store.enqueue(parse_lines([("<test>", i, line) for i, line in enumerate(lines, 1)]), now=clock.now())

@@ -14,7 +14,6 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from batchtop.report import document
-import report_sample as sample
 from batchtop.store import Store
 from batchtop.tui.app import BatchtopApp
 from batchtop.tui.screens.main import MainScreen
@@ -25,6 +24,8 @@ from batchtop.tui.screens.savings import (
     SavingsScreen,
     spend_chart,
 )
+
+import report_sample as sample
 
 SIZE = (150, 45)
 pytestmark = pytest.mark.anyio

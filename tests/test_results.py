@@ -15,8 +15,9 @@ import pytest
 
 from batchtop.sim import Simulator
 from batchtop.store import Store
-from conftest import openai_line
 from test_once import Cli, db_rows, mixed_work, settle, sim  # noqa: F401 (sim is a fixture)
+
+from conftest import openai_line
 
 
 def stored_successes(data_dir: Path) -> dict[str, tuple[int, str]]:

@@ -23,8 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import anthropic_line, openai_line, run_batchtop
-from engine_helpers import point_sdks_at
 
 from batchtop import Client
 from batchtop.config import Config
@@ -32,6 +30,9 @@ from batchtop.sim import SimConfig, Simulator
 from batchtop.tui.app import BatchtopApp
 from batchtop.tui.screens.confirm import ConfirmScreen
 from batchtop.tui.widgets.live_table import LiveTable
+
+from conftest import anthropic_line, openai_line, run_batchtop
+from engine_helpers import point_sdks_at
 
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(

@@ -13,10 +13,10 @@ import time
 from collections.abc import Iterator
 
 import anthropic
-from google import genai
-from google.genai import types as genai_types
 import openai
 import pytest
+from google import genai
+from google.genai import types as genai_types
 
 STARTUP_TIMEOUT_S = 20.0
 

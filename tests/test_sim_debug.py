@@ -18,7 +18,6 @@ import openai
 import pytest
 
 from batchtop.sim import SimConfig, Simulator
-
 from test_sim_cli import SimProcess, spawn  # noqa: F401 (spawn is a fixture)
 
 

@@ -19,11 +19,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-import console_sample as sample
 from batchtop.store import Store, alerts
 from batchtop.tui import rows
 from batchtop.views import status
 from batchtop.views.status_model import BatchStatus, Status, whole_second
+
+import console_sample as sample
 
 SCHEMA = json.loads(resources.files("batchtop").joinpath("status.schema.json").read_text())
 BASELINES = Path(__file__).parent / "__snapshots__" / "test_status_model"

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from batchtop.views import status
 from batchtop.config import Config
 from batchtop.store import Store
+from batchtop.views import status
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import console as bench  # noqa: E402

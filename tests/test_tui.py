@@ -14,14 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import anthropic_line, openai_line
 from textual.message import Message
 from textual.pilot import Pilot
 from textual.worker import WorkerState
 
 from batchtop import Client
 from batchtop.config import Config, EngineConfig
-from batchtop.views.detail import batch_detail, buffer_detail, error_code
 from batchtop.sim import SimConfig, Simulator
 from batchtop.timefmt import parse_time
 from batchtop.tui import rows
@@ -32,6 +30,9 @@ from batchtop.tui.screens.confirm import ConfirmScreen
 from batchtop.tui.screens.help import HelpScreen
 from batchtop.tui.screens.inspect import InspectScreen
 from batchtop.tui.widgets.live_table import LiveTable
+from batchtop.views.detail import batch_detail, buffer_detail, error_code
+
+from conftest import anthropic_line, openai_line
 
 SIZE = (150, 45)
 

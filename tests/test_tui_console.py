@@ -11,7 +11,18 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import anthropic_line, openai_line
+from textual.app import App, ComposeResult
+from textual.message import Message
+
+from batchtop.config import Config, EngineConfig
+from batchtop.sim import SimConfig, Simulator
+from batchtop.timefmt import parse_time
+from batchtop.tui import rows
+from batchtop.tui.messages import ActionDone
+from batchtop.tui.screens.confirm import ConfirmScreen
+from batchtop.tui.screens.help import HelpScreen
+from batchtop.tui.widgets.live_table import LiveTable
+from batchtop.views.status_model import Alert, BatchCounts, BatchStatus, ModelSavings, Savings, SavingsTotal, Status
 from test_tui import (  # noqa: F401 (fixtures)
     MANUAL,
     SIZE,
@@ -29,18 +40,8 @@ from test_tui import (  # noqa: F401 (fixtures)
     submit_all,
     table,
 )
-from textual.app import App, ComposeResult
-from textual.message import Message
 
-from batchtop.config import Config, EngineConfig
-from batchtop.sim import SimConfig, Simulator
-from batchtop.timefmt import parse_time
-from batchtop.tui import rows
-from batchtop.tui.messages import ActionDone
-from batchtop.tui.screens.confirm import ConfirmScreen
-from batchtop.tui.screens.help import HelpScreen
-from batchtop.tui.widgets.live_table import LiveTable
-from batchtop.views.status_model import Alert, BatchCounts, BatchStatus, ModelSavings, Savings, SavingsTotal, Status
+from conftest import anthropic_line, openai_line
 
 AUTO = Config(engine=EngineConfig(auto_resubmit=True, max_attempts=3))
 NOW = parse_time("2026-11-25T10:00:00Z")

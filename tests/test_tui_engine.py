@@ -9,14 +9,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import openai_line
-from test_tui import SIZE, anyio_backend, console, enqueue, settle, sim  # noqa: F401 (fixtures)
 from textual.message import Message
 
 from batchtop.config import Config, EngineConfig
 from batchtop.sim import Simulator
 from batchtop.tui.engine_line import EngineView, engine_text, stalled_for
 from batchtop.tui.messages import EngineTicked
+from test_tui import SIZE, anyio_backend, console, enqueue, settle, sim  # noqa: F401 (fixtures)
+
+from conftest import openai_line
 
 FAST = Config(engine=EngineConfig(poll_interval=0.5, auto_resubmit=False, max_attempts=3))
 

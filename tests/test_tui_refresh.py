@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 from rich.text import Text
-from test_tui import anyio_backend, console, no_cursor_blink, settle, table  # noqa: F401 (fixtures)
 from textual.app import App, ComposeResult
 
-from batchtop.views import status
 from batchtop.timefmt import parse_time
 from batchtop.tui import rows, snapshot
 from batchtop.tui.snapshot import Snapshot
 from batchtop.tui.widgets.live_table import LiveTable
+from batchtop.views import status
 from batchtop.views.status_model import BatchCounts, BatchStatus, Status
+from test_tui import anyio_backend, console, no_cursor_blink, settle, table  # noqa: F401 (fixtures)
 
 NOW = parse_time("2026-11-25T10:00:00Z")
 WIDE_SIZE = (160, 48)

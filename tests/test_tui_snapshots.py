@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-import console_sample as sample
 from batchtop.tui.app import BatchtopApp
 from batchtop.tui.widgets.live_table import LiveTable
+
+import console_sample as sample
 
 SIZE = (150, 45)
 

@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import openai_line, run_batchtop
 from textual.app import App
 
 from batchtop.sim import Simulator
 from batchtop.tui import exit_status
+
+from conftest import openai_line, run_batchtop
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 

@@ -22,8 +22,9 @@ import pytest
 
 import hostile_openai as hostile
 from batchtop.sim import Simulator
-from conftest import openai_line
 from test_once import Cli, config_file, settle, sim, status_json, write_jsonl  # noqa: F401 (sim is a fixture)
+
+from conftest import openai_line
 
 BEL = "\x07"
 

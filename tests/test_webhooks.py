@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from batchtop.views import status
-from batchtop.integrations import webhooks
 from batchtop.config import Config, ConfigError, Webhook, parse_config
 from batchtop.engine.tick import Engine
+from batchtop.integrations import webhooks
 from batchtop.sim import Simulator
 from batchtop.store import Store, events
+from batchtop.views import status
 
 from conftest import run_batchtop
 from engine_helpers import (  # noqa: F401  (sim is a fixture)

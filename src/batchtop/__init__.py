@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 __all__ = ["Client", "EnqueueError", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from batchtop.intake.client import Client
     from batchtop.errors import EnqueueError
+    from batchtop.intake.client import Client
 
 
 def __getattr__(name: str) -> Any:

@@ -249,8 +249,8 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
 
 def _warn_unpriced(config: Config, counts: Mapping[BufferKey, int]) -> None:
     """Enqueue takes models without a known price (an operator may add it later), but says so."""
-    from batchtop.pricing.table import price_table
     from batchtop.intake.quote import unknown_price_warning
+    from batchtop.pricing.table import price_table
 
     table = price_table(config)
     warning = unknown_price_warning((k.provider, k.model) for k in counts if table.price(k.provider, k.model) is None)
@@ -537,8 +537,8 @@ def _cmd_events(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from batchtop.views.eventlog import write_events
     from batchtop.report.document import parse_since
+    from batchtop.views.eventlog import write_events
 
     try:
         since = parse_since(args.since, time.time()) if args.since else None
@@ -555,8 +555,8 @@ def _cmd_events(args: argparse.Namespace) -> int:
 def _cmd_quote(args: argparse.Namespace) -> int:
     import json
 
-    from batchtop.views.exports import existing_db
     from batchtop.intake.quote import quote, quote_warning, render_quote
+    from batchtop.views.exports import existing_db
 
     config = _config(args)
     with existing_db(_data_dir(args)) as db:  # lends observed mean outputs, if there is history
@@ -576,9 +576,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from batchtop.views.exports import existing_db
     from batchtop.report import document, render
     from batchtop.timefmt import parse_time
+    from batchtop.views.exports import existing_db
 
     now = time.time()
     try:

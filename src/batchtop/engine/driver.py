@@ -372,3 +372,14 @@ def _service_ended(task: asyncio.Task[None]) -> None:
     """A hosted service that fails is logged; the ticks go on without it."""
     if not task.cancelled() and (exc := task.exception()) is not None:
         log.error("engine service %s failed: %s: %s", task.get_name(), type(exc).__name__, exc, exc_info=exc)
+
+
+def one_pass(engine: Engine, *, only_cancels: bool = False) -> TickReport:
+    """One pass of an Engine built elsewhere, from synchronous code (tests, the sample
+    builders), through a driver of its own: its loop and SDK clients are closed before
+    it returns; the lease is kept."""
+    driver = EngineDriver.around(engine)
+    try:
+        return driver.cancels_only() if only_cancels else driver.tick()
+    finally:
+        driver.close(release=False)

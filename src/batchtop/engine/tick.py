@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 from batchtop.config import Config, FlushPolicy
 from batchtop.display import clean
 from batchtop.engine.output_checks import output_rule, validate_output
+from batchtop.engine.realtime import LaneReport, RealtimeLanes
+from batchtop.engine.result_ingest import ResultFileTooLong, ingest_results, line_limit
+from batchtop.integrations.webhooks import Deliveries
+from batchtop.integrations.webhooks import key as webhook_key
 from batchtop.pricing.budget import budget_hold_reason
 from batchtop.pricing.inflight import estimate_batch_cost
 from batchtop.pricing.table import price_of
@@ -30,6 +34,13 @@ from batchtop.providers.base import (
     RemoteBatch,
     ResultLine,
 )
+from batchtop.providers.clients import (
+    NO_KEY,
+    NotConfigured,
+    build_adapter,
+    key_env,
+    redact,
+)
 from batchtop.providers.errors import (
     ProviderAuthError,
     ProviderError,
@@ -38,25 +49,13 @@ from batchtop.providers.errors import (
     ProviderRefused,
     error_name,
 )
-from batchtop.providers.clients import (
-    NO_KEY,
-    NotConfigured,
-    build_adapter,
-    key_env,
-    redact,
-)
 from batchtop.providers.streaming import IngestBudget
 from batchtop.states import BatchStatus, Outcome
-from batchtop.engine.result_ingest import ResultFileTooLong, ingest_results, line_limit
-from batchtop.engine.realtime import LaneReport, RealtimeLanes
-from batchtop.store import Store, alerts, events, holds, lease, submissions
-from batchtop.store import status_queries
+from batchtop.store import Store, alerts, events, holds, lease, status_queries, submissions
+from batchtop.store.db import StoreBusy
 from batchtop.store.ingest import QUARANTINE_AFTER, BatchIngest, Settle
 from batchtop.store.lifecycle import ProviderState
 from batchtop.timefmt import iso
-from batchtop.integrations.webhooks import Deliveries
-from batchtop.integrations.webhooks import key as webhook_key
-from batchtop.store.db import StoreBusy
 
 log = logging.getLogger("batchtop.engine.tick")
 
@@ -506,19 +505,6 @@ class Engine:
                     break
                 due = status_queries.buffer_due(self.store.db, self.config, buf.id)
                 now = self.now()
-
-    # -- driving ---------------------------------------------------------------------
-    def run_once(self, *, only_cancels: bool = False) -> TickReport:
-        """One pass from synchronous code (tests, the sample builders), through a
-        driver of its own (`engine.driver`): its loop and SDK clients are closed before
-        it returns; the lease is kept."""
-        from batchtop.engine.driver import EngineDriver
-
-        driver = EngineDriver.around(self)
-        try:
-            return driver.cancels_only() if only_cancels else driver.tick()
-        finally:
-            driver.close(release=False)
 
     def _work_due(self) -> bool:
         """Something the operator asked for, a buffer that came due, or result files

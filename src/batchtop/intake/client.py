@@ -23,9 +23,9 @@ from typing import Any
 from batchtop import paths
 from batchtop.config import TIERS, TierConfig
 from batchtop.errors import EnqueueError, LineError
+from batchtop.intake.validation import parse_lines, parse_object
 from batchtop.store import Store
 from batchtop.timefmt import checked_deadline, parse_duration, parse_time
-from batchtop.intake.validation import parse_lines, parse_object
 
 
 def resolve_deadline(sla: str | float | None, deadline: str | float | None, now: float) -> float | None:

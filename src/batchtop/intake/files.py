@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from batchtop.errors import BatchtopError
-from batchtop.store import BufferKey, Store
 from batchtop.intake.validation import iter_parsed
+from batchtop.store import BufferKey, Store
 
 
 def _lines(inputs: Sequence[str], stdin: BinaryIO | None) -> Iterator[tuple[str, int, bytes]]:

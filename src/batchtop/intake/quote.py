@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from batchtop.display import clean, money_column
 from batchtop.intake.files import _lines
+from batchtop.intake.validation import iter_parsed
 from batchtop.pricing.estimate import estimate_request, request_body
 from batchtop.pricing.images import ANTHROPIC_ASSUMED_TOKENS, OPENAI_LARGEST_TILES
 from batchtop.pricing.money import usd
 from batchtop.pricing.table import PriceTable, Tokens, price_table
 from batchtop.pricing.usage import mean_outputs
-from batchtop.intake.validation import iter_parsed
 from batchtop.store.db import Connection
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from batchtop.pricing.table import UPPER_TIER, PriceTable, Tokens, price_table
 from batchtop.store import pricing_queries
 
 if TYPE_CHECKING:
-    from batchtop.store.db import Connection
     from batchtop.config import BudgetLimits, Config
+    from batchtop.store.db import Connection
 
 LIFETIME_MARGIN = 7 * 86400.0
 """A batch lives at most 24 h at either provider: attempts that end in a period belong

@@ -24,8 +24,8 @@ from batchtop.store import pricing_queries
 from batchtop.store.pricing_queries import EstimateSums
 
 if TYPE_CHECKING:
-    from batchtop.store.db import Connection
     from batchtop.config import Config
+    from batchtop.store.db import Connection
 
 BYTES_PER_TOKEN = 4
 BASIS = (

@@ -18,8 +18,8 @@ from batchtop.pricing.table import ModelPrice, PriceTable, Tokens, price_table
 from batchtop.pricing.usage import ModelUsage, read_usage
 
 if TYPE_CHECKING:
-    from batchtop.store.db import Connection
     from batchtop.config import Config
+    from batchtop.store.db import Connection
 
 __all__ = [
     "LaneSpend", "ModelSavings", "RealtimeLane", "Savings", "SavingsTotal", "break_even_first_pass_rate",

@@ -6,10 +6,9 @@ over at most four rows per model: nothing here ever scans `attempts`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from batchtop.pricing.table import UPPER_TIER, Tokens
 

@@ -32,7 +32,6 @@ from batchtop.providers.errors import (
     classify_status,
     retry_after_seconds,
 )
-from batchtop.states import Outcome
 from batchtop.providers.streaming import (
     DEFAULT_MAX_LINE,
     START,
@@ -40,6 +39,7 @@ from batchtop.providers.streaming import (
     ResultItem,
     result_items,
 )
+from batchtop.states import Outcome
 
 PAGE = 1000  # the largest page messages.batches.list takes
 _OUTCOMES = {"canceled": Outcome.CANCELLED, "expired": Outcome.EXPIRED}  # Anthropic result type -> ours

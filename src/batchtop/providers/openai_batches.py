@@ -28,7 +28,6 @@ from batchtop.providers.errors import (
     classify_status,
     retry_after_seconds,
 )
-from batchtop.states import Outcome
 from batchtop.providers.streaming import (
     DEFAULT_MAX_LINE,
     START,
@@ -36,6 +35,7 @@ from batchtop.providers.streaming import (
     ResultItem,
     result_items,
 )
+from batchtop.states import Outcome
 
 META_KEY = "batchtop_submission"
 PAGE = 100  # the largest page batches.list takes

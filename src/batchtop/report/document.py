@@ -22,9 +22,9 @@ from batchtop.pricing.savings import LaneSpend, lane_spend, model_savings
 from batchtop.pricing.table import PriceTable, Tokens, price_table
 from batchtop.pricing.usage import ModelUsage
 from batchtop.store import report_queries
+from batchtop.store.db import Connection
 from batchtop.store.report_queries import DayUsage, EndedBatches
 from batchtop.timefmt import iso, parse_duration, parse_time
-from batchtop.store.db import Connection
 
 if TYPE_CHECKING:
     from batchtop.config import Config

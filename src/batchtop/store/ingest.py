@@ -13,8 +13,7 @@ failed ingests and quarantines a batch whose files cannot be ingested.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from batchtop.pricing.table import prompt_tier

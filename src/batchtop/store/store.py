@@ -20,11 +20,11 @@ from typing import NamedTuple, Protocol
 import orjson
 
 from batchtop.errors import EnqueueError, LineError
+from batchtop.intake.validation import ParsedRequest
 from batchtop.pricing.estimate import enqueue_figures
 from batchtop.store import estimates
 from batchtop.store.db import connect, rollback
 from batchtop.store.lifecycle import Lifecycle
-from batchtop.intake.validation import ParsedRequest
 
 _DUP_CHUNK = 500
 

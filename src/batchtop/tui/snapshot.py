@@ -14,15 +14,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from batchtop.views import status
 from batchtop.config import Config
 from batchtop.errors import BatchtopError
 from batchtop.paths import DB_NAME
-from batchtop.providers.clients import key_env
 from batchtop.providers import registry
+from batchtop.providers.clients import key_env
 from batchtop.store import Store, lease
 from batchtop.store.search import matching_batches
 from batchtop.tui.rows import BatchRowMemo, Tables, tables
+from batchtop.views import status
 from batchtop.views.status_model import BatchStatus, Status
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from batchtop.errors import BatchtopError
 from batchtop.store import detail_queries
-from batchtop.store.detail_queries import AttemptLine, QueuedRow
 from batchtop.store.db import Connection
+from batchtop.store.detail_queries import AttemptLine, QueuedRow
 
 __all__ = ["AttemptRow", "BatchDetail", "BufferDetail", "ErrorGroup", "ErrorSample", "QueuedRow", "batch_detail",
            "buffer_detail", "error_code"]

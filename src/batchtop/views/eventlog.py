@@ -30,8 +30,8 @@ def write_events(
     """Print the events after id `after` (and at or after `since`), oldest first; with
     `follow`, keep printing new ones until interrupted (KeyboardInterrupt, which the
     caller turns into a clean exit). Returns the last id printed."""
-    from batchtop.store import Store, events
     from batchtop.integrations.webhooks import body
+    from batchtop.store import Store, events
 
     db_file = data_dir / paths.DB_NAME
     while not db_file.exists():

@@ -27,6 +27,7 @@ from batchtop.errors import BatchtopError
 from batchtop.store import export_queries
 from batchtop.store.db import Connection
 
+
 @contextmanager
 def existing_db(data_dir: Path) -> Iterator[Connection | None]:
     """The data dir's database if there is one, else None: reading must not create it."""

@@ -15,8 +15,9 @@ from batchtop.config import Config
 from batchtop.integrations.webhooks import status_alerts as webhook_alerts
 from batchtop.providers.base import ENDED, UNKNOWN
 from batchtop.store import status_queries
-from batchtop.store.lifecycle import provider_states
 from batchtop.store.alerts import engine_alerts
+from batchtop.store.db import Connection
+from batchtop.store.lifecycle import provider_states
 from batchtop.views.status_model import (
     Alert,
     BatchCounts,
@@ -27,7 +28,6 @@ from batchtop.views.status_model import (
     Status,
 )
 from batchtop.views.status_model import empty as empty
-from batchtop.store.db import Connection
 
 RECENT_ENDED = 50
 """How many ended batches are listed beside those in flight."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 

@@ -15,13 +15,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
 
-from batchtop.views import detail as inspect
 from batchtop.display import cell, clean
 from batchtop.errors import BatchtopError
 from batchtop.states import Outcome
 from batchtop.store import Store
 from batchtop.timefmt import human_duration, iso
 from batchtop.tui.rows import STATUS_STYLE, clip, progress_bar, size
+from batchtop.views import detail as inspect
 
 Kind = Literal["batch", "buffer"]
 
