@@ -380,6 +380,11 @@ def test_report_totals_count_the_lanes(sim: Simulator, data_dir: Path, cli) -> N
     assert model["realtime_lane"]["requests"] == 3
     later = json.loads(cli("report", "--json", "--since", "2099-01-01T00:00:00Z").out)["totals"]
     assert later["realtime_lane_spent_usd"] == 0
+    # the days add up to the totals, real-time calls placed by their own end time
+    (day,) = doc["by_day"]
+    assert day["requests_succeeded"] == totals["requests_succeeded"]
+    for key in ("batch_cost_usd", "realtime_cost_usd", "saved_usd"):
+        assert day[key] == pytest.approx(totals[key], abs=3e-6), key
 
 
 def test_a_batch_whose_progress_will_miss_the_deadline_is_rescued(sim: Simulator, data_dir: Path) -> None:

@@ -18,8 +18,11 @@ from batchtop.pricing.table import ModelPrice, PriceTable, Tokens, price_table
 from batchtop.pricing.usage import ModelUsage, read_usage
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from batchtop.config import Config
     from batchtop.store.db import Connection
+    from batchtop.store.realtime import LaneUsage
 
 __all__ = [
     "LaneSpend", "ModelSavings", "RealtimeLane", "Savings", "SavingsTotal", "break_even_first_pass_rate",
@@ -234,8 +237,24 @@ def lane_spend(
     calls that ended within it)."""
     from batchtop.store.realtime import lane_usage, lane_usage_between
 
+    return _fold_lanes(lane_usage(db) if period is None else lane_usage_between(db, *period))
+
+
+def lane_spend_by_day(
+    db: Connection, period: tuple[float | None, float | None]
+) -> dict[int, dict[tuple[str, str], LaneSpend]]:
+    """`lane_spend` of each UTC day (days since the epoch) by the calls' own end time."""
+    from batchtop.store.realtime import lane_usage_by_day
+
+    days: dict[int, list[LaneUsage]] = {}
+    for day, u in lane_usage_by_day(db, *period):
+        days.setdefault(day, []).append(u)
+    return {day: _fold_lanes(usages) for day, usages in days.items()}
+
+
+def _fold_lanes(usages: Iterable[LaneUsage]) -> dict[tuple[str, str], LaneSpend]:
     out: dict[tuple[str, str], LaneSpend] = {}
-    for u in lane_usage(db) if period is None else lane_usage_between(db, *period):
+    for u in usages:
         spend = out.setdefault((u.provider, u.model), LaneSpend())
         spend.calls += u.calls
         spend.succeeded += u.succeeded

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from batchtop.pricing.money import ratio, usd
-from batchtop.pricing.savings import LaneSpend, lane_spend, model_savings
+from batchtop.pricing.savings import LaneSpend, lane_spend, lane_spend_by_day, model_savings
 from batchtop.pricing.table import PriceTable, Tokens, price_table
 from batchtop.pricing.usage import ModelUsage
 from batchtop.store import report_queries
@@ -179,20 +179,27 @@ def _by_model(
     return rows, moneys, total
 
 
-def _by_day(days: dict[int, dict[Key, ModelUsage]], table: PriceTable) -> list[dict[str, Any]]:
+def _by_day(
+    days: dict[int, dict[Key, ModelUsage]], table: PriceTable, lane_days: dict[int, dict[Key, LaneSpend]]
+) -> list[dict[str, Any]]:
     """One entry per UTC day from the first to the last with usage (days between with
-    none are zeros, so a chart of them keeps its time axis)."""
-    if not days:
+    none are zeros, so a chart of them keeps its time axis). A day's real-time lane
+    calls (by their own end time) count as in the totals: their successes in the
+    real-time equivalent, their spend taken off the saving."""
+    known = set(days) | set(lane_days)
+    if not known:
         return []
     out = []
-    for day in range(min(days), max(days) + 1):
+    for day in range(min(known), max(known) + 1):
         models = days.get(day, {})
+        lanes = lane_days.get(day, {})
         s = _Sum()
-        for usage in models.values():
-            s.add(model_savings(usage, table)[1])
+        for key in sorted(set(models) | set(lanes)):
+            usage = models.get(key) or ModelUsage(*key)
+            s.add(model_savings(usage, table, lanes.get(key))[1])
         out.append({
             "day": day_text(day),
-            "requests_succeeded": sum(u.succeeded for u in models.values()),
+            "requests_succeeded": sum(u.succeeded for u in models.values()) + sum(x.succeeded for x in lanes.values()),
             "batch_cost_usd": s.money(s.batch),
             "realtime_cost_usd": s.money(s.realtime),
             "saved_usd": s.money(s.saved),
@@ -312,7 +319,7 @@ def build(
             "complete": total.complete,
         },
         "by_model": by_model,
-        "by_day": _by_day(days, table),
+        "by_day": _by_day(days, table, lane_spend_by_day(db, (period.since, period.until)) if db is not None else {}),
         "projection": _projection(total, _basis_days(ended, days)),
         "what_if": _what_if(targets, usage, moneys, table, notes),
         "notes": notes,

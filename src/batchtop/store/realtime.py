@@ -367,6 +367,29 @@ def lane_usage_between(db: sqlite3.Connection, since: float | None, until: float
     return [LaneUsage(r[0], r[1], r[2], r[3], r[4], tuple(r[5:10]), tuple(r[11:16]), r[10]) for r in rows]
 
 
+def lane_usage_by_day(db: sqlite3.Connection, since: float | None, until: float | None) -> list[tuple[int, LaneUsage]]:
+    """`lane_usage_between`, split by the UTC day (days since the epoch) each call ended."""
+    if not has_lanes(db):
+        return []
+    rows = db.execute(
+        "SELECT CAST(ended_at / 86400 AS INTEGER), provider, model, lane, count(*), sum(outcome = 'succeeded'),"
+        " sum(input_tokens), sum(cached_input_tokens), sum(cache_creation_input_tokens), sum(output_tokens),"
+        " sum(cache_creation_1h_input_tokens), CASE WHEN count(cost_usd) = count(*) THEN sum(cost_usd) END,"
+        " sum(CASE WHEN outcome = 'succeeded' THEN input_tokens ELSE 0 END),"
+        " sum(CASE WHEN outcome = 'succeeded' THEN cached_input_tokens ELSE 0 END),"
+        " sum(CASE WHEN outcome = 'succeeded' THEN cache_creation_input_tokens ELSE 0 END),"
+        " sum(CASE WHEN outcome = 'succeeded' THEN output_tokens ELSE 0 END),"
+        " sum(CASE WHEN outcome = 'succeeded' THEN cache_creation_1h_input_tokens ELSE 0 END)"
+        " FROM realtime_calls WHERE ended_at IS NOT NULL AND ended_at >= ? AND ended_at < ?"
+        " AND outcome IN ('succeeded', 'errored') GROUP BY 1, provider, model, lane ORDER BY 1, provider, model, lane",
+        (since if since is not None else float("-inf"), until if until is not None else float("inf")),
+    ).fetchall()
+    return [
+        (int(r[0]), LaneUsage(r[1], r[2], r[3], r[4], r[5], tuple(r[6:11]), tuple(r[12:17]), r[11]))
+        for r in rows
+    ]
+
+
 def responses(db: sqlite3.Connection) -> Iterable[str]:
     """The result lines of requests that succeeded through a synchronous lane, in
     request order (for `batchtop results`)."""
