@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from batchtop.engine.tick import Engine
@@ -389,6 +391,7 @@ def test_ingested_pro_requests_are_priced_each_by_its_own_prompt_tier(sim: Simul
     assert today == month == batch  # the budget's spend: exact, from the attempts themselves
 
     once = json.loads(cli("--once", "--json", "--no-refresh").out)
+    jsonschema.validate(once, json.loads(resources.files("batchtop").joinpath("status.schema.json").read_text()))
     (row,) = once["savings"]["by_model"]
     assert row["model"] == "gemini-2.5-pro" and row["input_tokens"] == li + si
     assert near(row["realtime_cost_usd"], realtime) and near(row["batch_cost_usd"], batch)

@@ -69,15 +69,15 @@ def test_shell_examples_run_against_the_simulator(tmp_path: Path) -> None:
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-        assert len(sim.batches()) == 2
+        assert len(sim.batches()) == 3  # one per provider: OpenAI, Anthropic, Gemini
     assert "TOTAL  batch $" in done.stdout and "ALERTS  0" in done.stdout and "no dead letters" in done.stdout
     assert "batchtop alert" not in done.stdout
     results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert sorted(r["custom_id"] for r in results) == ["q1", "q2"]
+    assert sorted(r.get("custom_id") or r["key"] for r in results) == ["q1", "q2", "q3"]  # Gemini's line has `key`
     status = json.loads((tmp_path / "status.json").read_text())
     jsonschema.validate(status, SCHEMA)
-    assert [b["status"] for b in status["batches"]] == ["completed", "completed"]
-    assert {m["model"] for m in status["savings"]["by_model"]} == {"gpt-4o-mini", "claude-sonnet-4-20250514"}
+    assert [b["status"] for b in status["batches"]] == ["completed", "completed", "completed"]
+    assert {m["model"] for m in status["savings"]["by_model"]} == {"gpt-4o-mini", "claude-sonnet-4-20250514", "gemini-2.0-flash"}
     assert (tmp_path / "batchtop-data" / "batchtop.sqlite3").exists()
 
 
