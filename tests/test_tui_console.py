@@ -254,6 +254,28 @@ def test_savings_rows_and_header_add_up_as_displayed() -> None:
     assert shown is not None and shown.groups() == (last[saved], last[realtime])
 
 
+
+def test_real_time_spend_alone_is_shown_at_a_precision_that_shows_it() -> None:
+    """A model served only by the real-time lane: nothing by batch, nothing saved, what
+    real time spent is the whole real-time equivalent, and the header shows it."""
+    from batchtop.pricing.savings import RealtimeLane
+
+    model = ModelSavings(
+        provider="openai", model="gpt-4o-mini", family=None, requests_succeeded=5, attempts=0, input_tokens=0,
+        cached_input_tokens=0, cache_creation_input_tokens=0, cache_creation_1h_input_tokens=0, output_tokens=0,
+        batch_cost_usd=0.0, realtime_cost_usd=0.000312, resubmission_cost_usd=0.0, saved_usd=0.0, saved_pct=0.0,
+        first_pass_success_rate=None, break_even_first_pass_rate=None, price_known=True, warning=None,
+        realtime_lane=RealtimeLane(5, 0.000312),
+    )
+    total = SavingsTotal(batch_cost_usd=0.0, realtime_cost_usd=0.000312, saved_usd=0.0, saved_pct=0.0,
+                         resubmission_cost_usd=0.0, realtime_lane_spent_usd=0.000312, requests_succeeded=5,
+                         first_pass_success_rate=None, complete=True)
+    doc = Status(NOW, savings=Savings((model,), total))
+    header = rows.header_lines(doc, NOW, rows.Text("engine off")).plain
+    assert "of $0.0003 " in header, header
+    (_, cells), _ = rows.savings_rows(doc)
+    assert str(cells[rows.SAVINGS_COLUMNS.index("real-time $")]) == "$0.0003"
+
 # -- 6. texts that say what happens -------------------------------------------------------
 @pytest.mark.anyio
 @pytest.mark.parametrize(("config", "says"), [(AUTO, "queued again automatically"), (MANUAL, "r on this batch resubmits")])

@@ -249,13 +249,13 @@ def _adds_up(parts: Sequence[float | None], whole: float | None, decimals: int) 
 
 
 def savings_decimals(doc: Status) -> int:
-    """One precision for the savings table and the header's total, at which the batch
-    and the saved columns each add up to their totals (`display.money_decimals`' rule
-    over both columns at once)."""
+    """One precision for the savings table and the header's total, at which the paid
+    column (batch plus what the real-time lanes spent, as shown) and the saved column
+    each add up to their totals (`display.money_decimals`' rule over both at once)."""
     by_model, t = doc.savings.by_model, doc.savings.total
     known = [m for m in by_model if m.price_known]
     columns = [
-        ([m.batch_cost_usd for m in known], t.batch_cost_usd),
+        ([_spent(m.batch_cost_usd, m.realtime_lane.spent_usd) for m in known], _spent(t.batch_cost_usd, t.realtime_lane_spent_usd)),
         ([m.saved_usd for m in known], t.saved_usd),
     ]
     base = max(money_decimals(values, total) for values, total in columns)
