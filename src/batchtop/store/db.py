@@ -1,4 +1,5 @@
-"""Opening the SQLite file: private permissions, WAL, migrations, clear errors.
+"""Opening the store: the SQLite file (private permissions, WAL) or a PostgreSQL
+database (`store.postgres`), migrated by one ordered list, with clear errors.
 
 Every open checks what it opens, since a data dir may be on a shared machine: the dir
 and the database files must be ours (another user's are refused), are tightened to
@@ -11,23 +12,106 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+import psycopg
 
 from batchtop.errors import StoreError
 from batchtop.paths import DB_NAME, check_private_dir, ensure_private_dir
+from batchtop.store import postgres
 from batchtop.store.schema import MIGRATIONS, SCHEMA_VERSION
 
-Connection = sqlite3.Connection
-"""An open store, as the read modules and views take it: they name it by this alias
-and never import `sqlite3` (only `store/` knows which database it is)."""
 
-StoreBusy = sqlite3.OperationalError
+class SqliteConnection(sqlite3.Connection):
+    """The SQLite file's connection, with what the store asks of either database."""
+
+    dialect = "sqlite"
+
+    def begin_write(self) -> None:
+        """BEGIN IMMEDIATE: take the file's write lock up front (see `Store.transaction`)."""
+        self.execute("BEGIN IMMEDIATE")
+
+
+if TYPE_CHECKING:
+    Connection = Union[SqliteConnection, postgres.PgConnection]  # noqa: UP007 - a runtime alias below
+else:
+    Connection = SqliteConnection
+"""An open store, as the read modules and views take it: they name it by this alias
+and never import `sqlite3` or `psycopg` (only `store/` knows which database it is).
+Both kinds have `execute`, `executemany`, `in_transaction`, `begin_write`, `close`
+and `dialect` ("sqlite" or "postgresql")."""
+
+StoreBusy = (sqlite3.OperationalError, psycopg.OperationalError)
 """The store could not be reached in time (locked past the busy timeout by other
-writers): a caller waits and tries again later."""
+writers, or a PostgreSQL server that did not answer): a caller waits and tries
+again later."""
+
+IntegrityError = (sqlite3.IntegrityError, psycopg.IntegrityError)
+"""A constraint refused a write (a live custom_id enqueued twice)."""
 
 BUSY_TIMEOUT_MS = 30_000
 
 
-def connect(data_dir: Path, *, create: bool = True) -> sqlite3.Connection:
+def connect(
+    data_dir: Path, *, create: bool = True, url: str | None = None, schema: str = postgres.DEFAULT_SCHEMA
+) -> Connection:
+    """A connection to the store, migrated to the current schema: the PostgreSQL
+    database of `url` when given, else the data dir's SQLite file."""
+    if url is not None:
+        return _connect_postgres(url, schema, create)
+    return _connect_sqlite(data_dir, create=create)
+
+
+def _connect_postgres(url: str, schema: str, create: bool) -> postgres.PgConnection:
+    """A writer (`create`) creates or migrates the schema; a reader finds it as it is
+    (a viewer role may not change anything) and asks for a writer when it is behind."""
+    where = postgres.display_url(url)
+    db = postgres.open_connection(url, schema)
+    try:
+        version = postgres.stored_version(db)
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{where} (schema {schema}): written by a newer batchtop (schema {version}, this one knows"
+                f" {SCHEMA_VERSION}); upgrade batchtop; nothing was changed"
+            )
+        if version < SCHEMA_VERSION:
+            if not create:
+                if version == 0:
+                    raise StoreError(f"{where}: no batchtop store in schema {schema} (nothing enqueued yet?)")
+                raise StoreError(
+                    f"{where} (schema {schema}): at schema {version}, this batchtop needs {SCHEMA_VERSION}; run a command"
+                    " that writes (`batchtop run`, `enqueue`) with a role that may change the schema first"
+                )
+            _migrate_postgres(db)
+    except psycopg.Error as exc:
+        db.close()
+        raise StoreError(f"{where}: not a usable batchtop store ({postgres.scrub(str(exc).strip(), url)})") from None
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _migrate_postgres(db: postgres.PgConnection) -> None:
+    """Each pending migration in a transaction of its own under the writer lock (the
+    DDL is transactional: a migration is applied whole or not at all)."""
+    while True:
+        db.begin_write()
+        try:
+            postgres.bootstrap(db)
+            current = postgres.stored_version(db)  # re-read under the lock: another host may have migrated
+            if current >= SCHEMA_VERSION:
+                db.execute("COMMIT")
+                return
+            MIGRATIONS[current](db)
+            postgres.set_version(db, current + 1)
+            db.execute("COMMIT")
+        except BaseException:
+            rollback(db)
+            raise
+
+
+def _connect_sqlite(data_dir: Path, *, create: bool = True) -> SqliteConnection:
     """A connection to the data dir's database, migrated to the current schema.
 
     Autocommit mode (isolation_level=None): every state change is an explicit
@@ -146,14 +230,16 @@ def _check_side_files(path: Path) -> list[Path]:
     return found
 
 
-def _open_sqlite(path: Path) -> sqlite3.Connection:
+def _open_sqlite(path: Path) -> SqliteConnection:
     probed = _pending_wal_version(path)
     if probed is not None and probed > SCHEMA_VERSION:
         raise StoreError(
             f"{path}: written by a newer batchtop (schema {probed}, this one knows {SCHEMA_VERSION}); "
             "upgrade batchtop; the file was not touched"
         )
-    db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    db = sqlite3.connect(
+        path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, factory=SqliteConnection
+    )
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -177,21 +263,33 @@ def _open_sqlite(path: Path) -> sqlite3.Connection:
     return db
 
 
-def has_database(data_dir: Path) -> bool:
-    """Whether there is a database to read, for commands that must not create one: no
+def has_database(data_dir: Path, url: str | None = None, schema: str = postgres.DEFAULT_SCHEMA) -> bool:
+    """Whether there is a store to read, for commands that must not create one: no
     data dir or no file is False; a data dir that is not ours is a StoreError, as for
-    `connect` (never a traceback where we may not even look inside)."""
+    `connect` (never a traceback where we may not even look inside). With a
+    PostgreSQL `url`: whether its schema holds a store (a blank database does not)."""
+    if url is not None:
+        db = postgres.open_connection(url, schema)
+        try:
+            return postgres.stored_version(db) > 0
+        except psycopg.Error as exc:
+            raise StoreError(f"{postgres.display_url(url)}: {postgres.scrub(str(exc).strip(), url)}") from None
+        finally:
+            db.close()
     if not os.path.lexists(data_dir):
         return False
     check_private_dir(data_dir)
     return os.path.lexists(data_dir / DB_NAME)
 
 
-def rollback(db: sqlite3.Connection) -> None:
+def rollback(db: Connection) -> None:
     """Roll back if a transaction is still open: SQLite ends one by itself on some
     errors (SQLITE_FULL), and a failing ROLLBACK must not hide the real error."""
     if db.in_transaction:
-        db.execute("ROLLBACK")
+        try:
+            db.execute("ROLLBACK")
+        except psycopg.OperationalError:  # the server went away: so did the transaction
+            pass
 
 
 def _pending_wal_version(path: Path) -> int | None:
@@ -213,7 +311,7 @@ def _pending_wal_version(path: Path) -> int | None:
         probe.close()
 
 
-def _migrate(db: sqlite3.Connection, version: int) -> None:
+def _migrate(db: SqliteConnection, version: int) -> None:
     for number in range(version, SCHEMA_VERSION):
         db.execute("BEGIN IMMEDIATE")
         try:

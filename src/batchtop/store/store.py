@@ -9,7 +9,6 @@ mixed in; read-side queries for the views live in `batchtop.store.status_queries
 from __future__ import annotations
 
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,8 +21,8 @@ import orjson
 from batchtop.errors import EnqueueError, LineError
 from batchtop.intake.validation import ParsedRequest
 from batchtop.pricing.estimate import enqueue_figures
-from batchtop.store import estimates
-from batchtop.store.db import connect, rollback
+from batchtop.store import estimates, postgres
+from batchtop.store.db import Connection, IntegrityError, connect, rollback
 from batchtop.store.lifecycle import Lifecycle
 
 _DUP_CHUNK = 500
@@ -34,6 +33,9 @@ _INSERT_JSON = (
     " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
     " json_extract(value, '$[3]'), json_extract(value, '$[4]'), ?, ?, ? FROM json_each(?)"
 )
+
+
+_COPY_REQUESTS = "COPY requests (provider, custom_id, buffer_id, line, bytes, enqueued_at, deadline, tier) FROM STDIN"
 
 
 class _Writer:
@@ -71,6 +73,17 @@ class _Writer:
             raise self._failure
 
 
+def _count(entry: list[int], r: ParsedRequest) -> None:
+    """Add a request to its buffer's enqueue sums: count, bytes, and the estimate's
+    input tokens, capped output tokens and uncapped outputs."""
+    inp, capped, uncapped = enqueue_figures(r.provider, r.endpoint, r.line, r.body)
+    entry[0] += 1
+    entry[1] += r.bytes
+    entry[2] += inp
+    entry[3] += capped
+    entry[4] += uncapped
+
+
 class BufferKey(NamedTuple):
     provider: str
     endpoint: str
@@ -82,16 +95,22 @@ class BufferKey(NamedTuple):
 
 
 class Fence(Protocol):
-    def check(self, db: sqlite3.Connection) -> None:
+    def check(self, db: Connection) -> None:
         """Inside a write transaction: raise if this writer may no longer write."""
 
 
 class Store(Lifecycle):
-    """The data dir's database; the engine's typed calls come from `Lifecycle`."""
+    """The store's database; the engine's typed calls come from `Lifecycle`.
 
-    def __init__(self, data_dir: Path, *, create: bool = True) -> None:
+    `url`: a PostgreSQL store (`postgresql://...`, any libpq URI) shared by every host,
+    its objects in `schema`; without one, the SQLite file in `data_dir`."""
+
+    def __init__(
+        self, data_dir: Path, *, create: bool = True, url: str | None = None, schema: str = postgres.DEFAULT_SCHEMA
+    ) -> None:
         self.data_dir = data_dir
-        self.db: sqlite3.Connection = connect(data_dir, create=create)
+        self.url = url
+        self.db: Connection = connect(data_dir, create=create, url=url, schema=schema)
         self._buffer_ids: dict[BufferKey, int] = {}
         self.fence: Fence | None = None
         """The engine's lease (`store.lease.Lease`) once it holds one: checked first
@@ -100,6 +119,24 @@ class Store(Lifecycle):
     def close(self) -> None:
         self.db.close()
 
+    @property
+    def where(self) -> str:
+        """The store as messages name it: the data dir, or the URL with no password."""
+        return str(self.data_dir) if self.url is None else postgres.display_url(self.url)
+
+    @property
+    def shared(self) -> bool:
+        """A store other hosts write too (PostgreSQL): its clock is the server's."""
+        return self.db.dialect == postgres.DIALECT
+
+    def clock(self) -> float:
+        """Now, by the clock every writer of this store agrees on: the PostgreSQL
+        server's for a shared store (hosts' clocks differ), this host's for a file."""
+        if self.db.dialect == postgres.DIALECT:
+            (now,) = self.db.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
+            return float(now)
+        return time.time()
+
     def __enter__(self) -> Store:
         return self
 
@@ -107,11 +144,12 @@ class Store(Lifecycle):
         self.close()
 
     @contextmanager
-    def transaction(self, *, fenced: bool = True) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE: take the write lock up front, so a writer waits (busy
-        timeout) instead of failing half-way, and nothing is ever half-applied.
-        The fence (if any) is checked under that lock, in the same transaction."""
-        self.db.execute("BEGIN IMMEDIATE")
+    def transaction(self, *, fenced: bool = True) -> Iterator[Connection]:
+        """Take the store's write lock up front (SQLite's BEGIN IMMEDIATE, PostgreSQL's
+        writer advisory lock), so a writer waits (busy timeout) instead of failing
+        half-way, and nothing is ever half-applied. The fence (if any) is checked
+        under that lock, in the same transaction."""
+        self.db.begin_write()
         try:
             if fenced and self.fence is not None:
                 self.fence.check(self.db)
@@ -128,7 +166,7 @@ class Store(Lifecycle):
         if cached is not None:
             return cached
         self.db.execute(
-            "INSERT OR IGNORE INTO buffers (provider, endpoint, model) VALUES (?, ?, ?)", key
+            "INSERT INTO buffers (provider, endpoint, model) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", key
         )
         (buffer_id,) = self.db.execute(
             "SELECT id FROM buffers WHERE provider = ? AND endpoint = ? AND model = ?", key
@@ -183,21 +221,17 @@ class Store(Lifecycle):
                 if buffer_id is None:
                     buffer_id = ids[key] = self._buffer_id(BufferKey(*key))
                     added[buffer_id] = [0, 0, 0, 0, 0]
-                entry = added[buffer_id]
-                entry[0] += 1
-                entry[1] += r.bytes
-                inp, capped, uncapped = enqueue_figures(r.provider, r.endpoint, r.line, r.body)
-                entry[2] += inp
-                entry[3] += capped
-                entry[4] += uncapped
+                _count(added[buffer_id], r)
                 rows.append((r.provider, r.custom_id, buffer_id, r.line, r.bytes))
             return orjson.dumps(rows)
 
         def insert(data: bytes) -> None:
             self.db.execute(_INSERT_JSON, (now, deadline, tier, data))
 
+        if self.db.dialect == postgres.DIALECT:
+            return self._enqueue_copy(chunks, seen=seen, deadline=deadline, now=now, tier=tier)
         writer = _Writer(insert)
-        self.db.execute("BEGIN IMMEDIATE")
+        self.db.begin_write()
         try:
             try:
                 for i, chunk in enumerate(chunks):
@@ -215,7 +249,49 @@ class Store(Lifecycle):
         except BaseException as exc:
             rollback(self.db)
             self._buffer_ids.clear()  # rolled back: cached ids of new buffers are void
-            if isinstance(exc, sqlite3.IntegrityError):
+            if isinstance(exc, IntegrityError):
+                raise self._live_duplicates(seen) from None
+            raise
+        by_id = {v: BufferKey(*k) for k, v in ids.items()}
+        return {by_id[b]: n for b, (n, *_) in added.items()}
+
+    def _enqueue_copy(
+        self,
+        chunks: Iterable[Sequence[ParsedRequest]],
+        *,
+        seen: dict[tuple[str, str], tuple[str, int]],
+        deadline: float | None,
+        now: float,
+        tier: str | None,
+    ) -> dict[BufferKey, int]:
+        """`enqueue_chunks` on PostgreSQL: the rows stream into one COPY as the
+        validator yields them, in one transaction under the writer lock (so ids are
+        handed out in commit order, as the range claims need), all or none."""
+        assert isinstance(self.db, postgres.PgConnection)
+        ids: dict[tuple[str, str, str], int] = {}
+        added: dict[int, list[int]] = {}
+        self.db.begin_write()
+        try:
+            # A COPY holds the connection, so each chunk's new buffers are looked up (or
+            # made) first, then the chunk goes in as one COPY.
+            for chunk in chunks:
+                for r in chunk:
+                    key = (r.provider, r.endpoint, r.model)
+                    if key not in ids:
+                        ids[key] = self._buffer_id(BufferKey(*key))
+                        added[ids[key]] = [0, 0, 0, 0, 0]
+                with self.db.conn.cursor().copy(_COPY_REQUESTS) as copy:
+                    for r in chunk:
+                        buffer_id = ids[(r.provider, r.endpoint, r.model)]
+                        _count(added[buffer_id], r)
+                        copy.write_row((r.provider, r.custom_id, buffer_id, r.line, r.bytes, now, deadline, tier))
+            estimates.add(self.db, [(buffer_id, n, size, inp, capped, uncapped)
+                                    for buffer_id, (n, size, inp, capped, uncapped) in added.items()])
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            rollback(self.db)
+            self._buffer_ids.clear()
+            if isinstance(exc, IntegrityError):
                 raise self._live_duplicates(seen) from None
             raise
         by_id = {v: BufferKey(*k) for k, v in ids.items()}
