@@ -14,12 +14,13 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-import psycopg
-
 from batchtop.errors import StoreError
 from batchtop.paths import DB_NAME, check_private_dir, ensure_private_dir
-from batchtop.store import postgres
+from batchtop.store.location import DEFAULT_SCHEMA, PgIntegrityError, PgUnavailable, display_url
 from batchtop.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from batchtop.store import postgres
 
 
 class SqliteConnection(sqlite3.Connection):
@@ -41,19 +42,19 @@ and never import `sqlite3` or `psycopg` (only `store/` knows which database it i
 Both kinds have `execute`, `executemany`, `in_transaction`, `begin_write`, `close`
 and `dialect` ("sqlite" or "postgresql")."""
 
-StoreBusy = (sqlite3.OperationalError, psycopg.OperationalError)
+StoreBusy = (sqlite3.OperationalError, PgUnavailable)
 """The store could not be reached in time (locked past the busy timeout by other
 writers, or a PostgreSQL server that did not answer): a caller waits and tries
 again later."""
 
-IntegrityError = (sqlite3.IntegrityError, psycopg.IntegrityError)
+IntegrityError = (sqlite3.IntegrityError, PgIntegrityError)
 """A constraint refused a write (a live custom_id enqueued twice)."""
 
 BUSY_TIMEOUT_MS = 30_000
 
 
 def connect(
-    data_dir: Path, *, create: bool = True, url: str | None = None, schema: str = postgres.DEFAULT_SCHEMA
+    data_dir: Path, *, create: bool = True, url: str | None = None, schema: str = DEFAULT_SCHEMA
 ) -> Connection:
     """A connection to the store, migrated to the current schema: the PostgreSQL
     database of `url` when given, else the data dir's SQLite file."""
@@ -65,7 +66,11 @@ def connect(
 def _connect_postgres(url: str, schema: str, create: bool) -> postgres.PgConnection:
     """A writer (`create`) creates or migrates the schema; a reader finds it as it is
     (a viewer role may not change anything) and asks for a writer when it is behind."""
-    where = postgres.display_url(url)
+    import psycopg
+
+    from batchtop.store import postgres  # psycopg only for a PostgreSQL store
+
+    where = display_url(url)
     db = postgres.open_connection(url, schema)
     try:
         version = postgres.stored_version(db)
@@ -83,7 +88,7 @@ def _connect_postgres(url: str, schema: str, create: bool) -> postgres.PgConnect
                     " that writes (`batchtop run`, `enqueue`) with a role that may change the schema first"
                 )
             _migrate_postgres(db)
-    except psycopg.Error as exc:
+    except (psycopg.Error, PgUnavailable, PgIntegrityError) as exc:
         db.close()
         raise StoreError(f"{where}: not a usable batchtop store ({postgres.scrub(str(exc).strip(), url)})") from None
     except BaseException:
@@ -95,6 +100,8 @@ def _connect_postgres(url: str, schema: str, create: bool) -> postgres.PgConnect
 def _migrate_postgres(db: postgres.PgConnection) -> None:
     """Each pending migration in a transaction of its own under the writer lock (the
     DDL is transactional: a migration is applied whole or not at all)."""
+    from batchtop.store import postgres
+
     while True:
         db.begin_write()
         try:
@@ -263,17 +270,21 @@ def _open_sqlite(path: Path) -> SqliteConnection:
     return db
 
 
-def has_database(data_dir: Path, url: str | None = None, schema: str = postgres.DEFAULT_SCHEMA) -> bool:
+def has_database(data_dir: Path, url: str | None = None, schema: str = DEFAULT_SCHEMA) -> bool:
     """Whether there is a store to read, for commands that must not create one: no
     data dir or no file is False; a data dir that is not ours is a StoreError, as for
     `connect` (never a traceback where we may not even look inside). With a
     PostgreSQL `url`: whether its schema holds a store (a blank database does not)."""
     if url is not None:
+        import psycopg
+
+        from batchtop.store import postgres
+
         db = postgres.open_connection(url, schema)
         try:
             return postgres.stored_version(db) > 0
         except psycopg.Error as exc:
-            raise StoreError(f"{postgres.display_url(url)}: {postgres.scrub(str(exc).strip(), url)}") from None
+            raise StoreError(f"{display_url(url)}: {postgres.scrub(str(exc).strip(), url)}") from None
         finally:
             db.close()
     if not os.path.lexists(data_dir):
@@ -288,7 +299,7 @@ def rollback(db: Connection) -> None:
     if db.in_transaction:
         try:
             db.execute("ROLLBACK")
-        except psycopg.OperationalError:  # the server went away: so did the transaction
+        except PgUnavailable:  # the server went away: so did the transaction
             pass
 
 

@@ -32,69 +32,29 @@ sslrootcert, target_session_attrs, ...); its password is never shown (`display_u
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql as pgsql
 from psycopg.adapt import Loader
 
 from batchtop.errors import StoreError
+from batchtop.store.location import (
+    DEFAULT_SCHEMA,
+    DIALECT,
+    LOCK_TIMEOUT_MS,
+    SCHEMA_NAME,
+    PgIntegrityError,
+    PgUnavailable,
+    display_url,
+    is_postgres_url,
+    scrub,
+)
 
-DIALECT = "postgresql"
-DEFAULT_SCHEMA = "batchtop"
-LOCK_TIMEOUT_MS = 30_000
-SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
-def is_postgres_url(url: str | None) -> bool:
-    return bool(url) and str(url).split(":", 1)[0].lower() in ("postgresql", "postgres")
-
-
-def display_url(url: str) -> str:
-    """The URL with its password shown as `***` (and a `password=` parameter too):
-    what errors, logs and the status may print."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{host}"
-    query = re.sub(r"(?i)(^|&)(password)=[^&]*", r"\1\2=***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _password_of(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.password:
-        return parts.password
-    found = re.search(r"(?i)(?:^|&)password=([^&]*)", parts.query)
-    return found.group(1) if found else None
-
-
-def scrub(text: str, url: str) -> str:
-    """An error message of libpq or the server, with the URL's password (if it shows
-    up, in any form) and the URL itself replaced by their safe forms."""
-    text = text.replace(url, display_url(url))
-    password = _password_of(url)
-    if password:
-        from urllib.parse import unquote
-
-        for form in {password, unquote(password)}:
-            if len(form) >= 3:
-                text = text.replace(form, "***")
-    return text
-
+__all__ = ["DEFAULT_SCHEMA", "DIALECT", "PgConnection", "display_url", "is_postgres_url", "open_connection", "scrub"]
 
 @lru_cache(maxsize=4096)
 def translate(statement: str) -> str:
@@ -151,24 +111,39 @@ class PgConnection:
         self.url = url
         self._lock = lock_key(schema)
 
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """psycopg's errors as the store's: OperationalError (lock timeout, a lost
+        server) is `PgUnavailable`, part of StoreBusy; IntegrityError `PgIntegrityError`.
+        Their text never carries the password."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise PgUnavailable(scrub(str(exc).strip(), self.url)) from exc
+        except psycopg.IntegrityError as exc:
+            raise PgIntegrityError(scrub(str(exc).strip(), self.url)) from exc
+
     def execute(self, statement: str, params: Sequence[Any] | None = None) -> psycopg.Cursor[Any]:
         cur = self.conn.cursor()
-        cur.execute(translate(statement), params if params else None)  # type: ignore[arg-type]
+        with self.errors():
+            cur.execute(translate(statement), params if params else None)  # type: ignore[arg-type]
         return cur
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor[Any]:
         cur = self.conn.cursor()
-        cur.executemany(translate(statement), rows)  # type: ignore[arg-type]
+        with self.errors():
+            cur.executemany(translate(statement), rows)  # type: ignore[arg-type]
         return cur
 
     def begin_write(self) -> None:
         """BEGIN, then wait for the store's writer lock (held to COMMIT or ROLLBACK)."""
-        self.conn.execute("BEGIN")
-        try:
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        with self.errors():
+            self.conn.execute("BEGIN")
+            try:
+                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
 
     @property
     def in_transaction(self) -> bool:

@@ -21,7 +21,7 @@ import orjson
 from batchtop.errors import EnqueueError, LineError
 from batchtop.intake.validation import ParsedRequest
 from batchtop.pricing.estimate import enqueue_figures
-from batchtop.store import estimates, postgres
+from batchtop.store import estimates, location
 from batchtop.store.db import Connection, IntegrityError, connect, rollback
 from batchtop.store.lifecycle import Lifecycle
 
@@ -106,7 +106,7 @@ class Store(Lifecycle):
     its objects in `schema`; without one, the SQLite file in `data_dir`."""
 
     def __init__(
-        self, data_dir: Path, *, create: bool = True, url: str | None = None, schema: str = postgres.DEFAULT_SCHEMA
+        self, data_dir: Path, *, create: bool = True, url: str | None = None, schema: str = location.DEFAULT_SCHEMA
     ) -> None:
         self.data_dir = data_dir
         self.url = url
@@ -122,17 +122,17 @@ class Store(Lifecycle):
     @property
     def where(self) -> str:
         """The store as messages name it: the data dir, or the URL with no password."""
-        return str(self.data_dir) if self.url is None else postgres.display_url(self.url)
+        return str(self.data_dir) if self.url is None else location.display_url(self.url)
 
     @property
     def shared(self) -> bool:
         """A store other hosts write too (PostgreSQL): its clock is the server's."""
-        return self.db.dialect == postgres.DIALECT
+        return self.db.dialect == location.DIALECT
 
     def clock(self) -> float:
         """Now, by the clock every writer of this store agrees on: the PostgreSQL
         server's for a shared store (hosts' clocks differ), this host's for a file."""
-        if self.db.dialect == postgres.DIALECT:
+        if self.db.dialect == location.DIALECT:
             (now,) = self.db.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
             return float(now)
         return time.time()
@@ -228,7 +228,7 @@ class Store(Lifecycle):
         def insert(data: bytes) -> None:
             self.db.execute(_INSERT_JSON, (now, deadline, tier, data))
 
-        if self.db.dialect == postgres.DIALECT:
+        if self.db.dialect == location.DIALECT:
             return self._enqueue_copy(chunks, seen=seen, deadline=deadline, now=now, tier=tier)
         writer = _Writer(insert)
         self.db.begin_write()
@@ -267,7 +267,9 @@ class Store(Lifecycle):
         """`enqueue_chunks` on PostgreSQL: the rows stream into one COPY as the
         validator yields them, in one transaction under the writer lock (so ids are
         handed out in commit order, as the range claims need), all or none."""
-        assert isinstance(self.db, postgres.PgConnection)
+        from batchtop.store.postgres import PgConnection
+
+        assert isinstance(self.db, PgConnection)
         ids: dict[tuple[str, str, str], int] = {}
         added: dict[int, list[int]] = {}
         self.db.begin_write()
@@ -280,7 +282,7 @@ class Store(Lifecycle):
                     if key not in ids:
                         ids[key] = self._buffer_id(BufferKey(*key))
                         added[ids[key]] = [0, 0, 0, 0, 0]
-                with self.db.conn.cursor().copy(_COPY_REQUESTS) as copy:
+                with self.db.errors(), self.db.conn.cursor().copy(_COPY_REQUESTS) as copy:
                     for r in chunk:
                         buffer_id = ids[(r.provider, r.endpoint, r.model)]
                         _count(added[buffer_id], r)
