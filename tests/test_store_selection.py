@@ -318,3 +318,32 @@ async def test_the_console_of_a_viewer_starts_read_only(tmp_path: Path, viewer_u
         assert f"{READ_ONLY_STORE}: flush all is disabled" in notices
         await pilot.press("q")
     assert not (tmp_path / "data").exists()
+
+
+def test_serve_hands_the_store_to_its_consoles_without_showing_the_password(tmp_path: Path, pg_url: str) -> None:
+    """The sessions' command line is printed by textual-serve and shown as the page's
+    title: the store reaches them in their environment instead."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    password = password_of(pg_url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchtop", "--data-dir", str(tmp_path / "data"), "--store", pg_url, "serve", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        found = re.search(r"http://\S+/", banner)
+        assert found, banner
+        with urllib.request.urlopen(found.group(0), timeout=10) as response:
+            page = response.read().decode()
+        assert password not in banner and password not in page
+        assert "--store" not in banner and "batchtop" in banner
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert password not in out
