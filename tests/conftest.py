@@ -31,7 +31,7 @@ def no_discovered_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
     for var in (
         "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
         "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_API_VERSION",
-        "GOOGLE_GENAI_USE_VERTEXAI",
+        "GOOGLE_GENAI_USE_VERTEXAI", "BATCHTOP_STORE",
     ):
         monkeypatch.delenv(var, raising=False)
 

@@ -21,7 +21,7 @@ from batchtop.providers import registry
 if TYPE_CHECKING:  # annotations only: each command imports what it runs, lazily
     from batchtop.config import Config
     from batchtop.engine.tick import TickReport
-    from batchtop.store.store import BufferKey
+    from batchtop.store.store import BufferKey, Store
 
 
 def _say(text: str, *, err: bool = False) -> None:
@@ -72,6 +72,11 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--config", metavar="FILE", default=default,
         help="TOML config file (default: $BATCHTOP_CONFIG, else config.toml in the platform's user config dir;"
         " optional there)",
+    )
+    parser.add_argument(
+        "--store", metavar="URL", default=default,
+        help="a shared PostgreSQL store, postgresql://user@host:port/db (any libpq URI; its password is never shown)"
+        " (default: $BATCHTOP_STORE, else [store] url, else the SQLite file in the data dir)",
     )
 
 
@@ -225,14 +230,13 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
 
     from batchtop.intake.client import tier_deadline
     from batchtop.intake.files import enqueue_files
-    from batchtop.store import Store
 
     config = _config(args)  # for its [prices] (a model without a known price is warned about) and [tiers]
     try:
         deadline = tier_deadline(args.tier, args.sla, args.deadline, time.time(), config.tiers)
     except ValueError as exc:
         raise BatchtopError(f"{'--sla' if args.sla else '--deadline'}: {exc}") from None
-    with Store(_data_dir(args)) as store:
+    with _store(args, "enqueue", config) as store:
         counts = enqueue_files(
             store, args.files, provider=args.provider, deadline=deadline, model=args.model, tier=args.tier
         )
@@ -259,17 +263,44 @@ def _warn_unpriced(config: Config, counts: Mapping[BufferKey, int]) -> None:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    from batchtop.config import load_config
+    """The config, with the store resolved: --store, $BATCHTOP_STORE, [store] url, SQLite."""
+    from batchtop.config import load_config, resolve_store
 
-    return load_config(paths.config_file(args.config), required=bool(args.config))
+    return resolve_store(load_config(paths.config_file(args.config), required=bool(args.config)), args.store)
+
+
+def _store(args: argparse.Namespace, command: str, config: Config | None = None) -> Store:
+    """The store a command that writes opens (created or migrated when blank). A
+    PostgreSQL role that may only read is refused here, with a clean error, rather
+    than by the first write's permission error."""
+    from batchtop.store import Store
+
+    config = config or _config(args)
+    store = Store(_data_dir(args), url=config.store.url, schema=config.store.schema)
+    if config.store.url is not None and store.read_only:
+        where = store.where
+        store.close()
+        raise BatchtopError(_read_only_refusal(where, command))
+    return store
+
+
+def _read_only_refusal(where: str, command: str) -> str:
+    return f"{where}: this role may only read the store (read-only); `batchtop {command}` writes: nothing was done"
+
+
+def _check_writable(args: argparse.Namespace, config: Config, command: str) -> None:
+    """For the engine's commands (which open the store themselves): refuse a read-only
+    PostgreSQL role up front (a SQLite file is not checked: nothing to ask)."""
+    if config.store.url is not None:
+        _store(args, command, config).close()
 
 
 def _cmd_flush(args: argparse.Namespace) -> int:
     import time
 
-    from batchtop.store import Store, actions
+    from batchtop.store import actions
 
-    with Store(_data_dir(args)) as store:
+    with _store(args, "flush") as store:
         buffer_id = None if args.all else actions.find_buffer(store, args.buffer)
         n = actions.request_flush(store, buffer_id, time.time())
     print(f"marked {n} queued request{'s' if n != 1 else ''} for flushing; the next tick submits them")
@@ -304,7 +335,9 @@ def _cmd_tick(args: argparse.Namespace) -> int:
     from batchtop.engine import entrypoints as operations
 
     _log_cleanly(logging.WARNING)
-    report = operations.tick(_data_dir(args), _config(args))
+    config = _config(args)
+    _check_writable(args, config, "tick")
+    report = operations.tick(_data_dir(args), config)
     _print_report(report)
     return Exit.ERROR if report.errors or report.lost else Exit.OK
 
@@ -317,16 +350,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     _log_cleanly(logging.INFO, "%(asctime)s %(name)s %(levelname)s %(message)s")
     configure_logging(verbose=args.verbose)  # adds redaction and quiets the HTTP client
-    operations.run(_data_dir(args), _config(args))
+    config = _config(args)
+    _check_writable(args, config, "run")
+    operations.run(_data_dir(args), config)
     return Exit.OK
 
 
 def _cmd_resubmit(args: argparse.Namespace) -> int:
     import time
 
-    from batchtop.store import Store, actions, submissions
+    from batchtop.store import actions, submissions
 
-    with Store(_data_dir(args)) as store:
+    with _store(args, "resubmit") as store:
         if args.batch_id.startswith("local-"):
             try:
                 submissions.resolve_unknown(store, args.batch_id.removeprefix("local-"), adopt=None, now=time.time())
@@ -342,9 +377,9 @@ def _cmd_resubmit(args: argparse.Namespace) -> int:
 def _cmd_adopt(args: argparse.Namespace) -> int:
     import time
 
-    from batchtop.store import Store, submissions
+    from batchtop.store import submissions
 
-    with Store(_data_dir(args)) as store:
+    with _store(args, "adopt") as store:
         try:
             submissions.resolve_unknown(store, args.submission.removeprefix("local-"), adopt=args.batch_id, now=time.time())
         except LookupError as exc:
@@ -358,13 +393,14 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     import time
 
     from batchtop.engine import entrypoints as operations
-    from batchtop.store import Store, actions
+    from batchtop.store import actions
 
     data_dir = _data_dir(args)
-    with Store(data_dir) as store:
+    config = _config(args)
+    with _store(args, "cancel", config) as store:
         batch = store.batch_summary(args.batch_id)
         if batch is None:
-            raise BatchtopError(f"no batch {args.batch_id!r} in this data dir")
+            raise BatchtopError(f"no batch {args.batch_id!r} in {'this data dir' if store.url is None else store.where}")
         if not args.yes:
             sys.stderr.write(
                 clean(f"cancel {args.batch_id} ({batch.provider} {batch.model}, {batch.status}, {batch.succeeded}"
@@ -378,7 +414,7 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
                 return Exit.OK
         actions.request_cancel(store, args.batch_id, time.time())
     _log_cleanly(logging.WARNING)
-    report = operations.cancel_now(data_dir, _config(args))
+    report = operations.cancel_now(data_dir, config)
     if report is None:
         _say(f"cancel of {args.batch_id} requested; the running engine carries it out on its next tick")
         return Exit.OK
@@ -402,13 +438,12 @@ def _retry_dead_letters(args: argparse.Namespace) -> int:
     from batchtop.engine import entrypoints
     from batchtop.engine.realtime import retry_estimate
     from batchtop.pricing.money import fmt_usd
-    from batchtop.store import Store
     from batchtop.store import realtime as rt
     from batchtop.store.lease import EngineBusy
 
     config = _config(args)
     data_dir = _data_dir(args)
-    with Store(data_dir) as store:
+    with _store(args, "dead-letters --retry-realtime", config) as store:
         ids, skipped, cost, known = retry_estimate(store.db, config)
         if skipped:
             _say(f"batchtop: {skipped} dead letter(s) of endpoints with no real-time API here are left as they are", err=True)
@@ -449,9 +484,14 @@ def _cmd_console(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from batchtop.config import STORE_ENV
     from batchtop.tui import serve
 
-    _config(args)  # a bad config is reported now, not in every browser session
+    resolved = _config(args)  # a bad config is reported now, not in every browser session
+    if resolved.store.url is not None:
+        # The sessions' consoles find the same store in their environment, never on their
+        # command line (textual-serve prints it, and any user on the host can list it).
+        os.environ[STORE_ENV] = resolved.store.url
     token = serve.read_token(dict(os.environ), args.token_env) if args.token_env else None
     if args.token_env:
         os.environ.pop(args.token_env)  # the sessions' consoles have no use for it
@@ -509,7 +549,8 @@ def _cmd_once(args: argparse.Namespace) -> int:
 def _cmd_results(args: argparse.Namespace) -> int:
     from batchtop.views import exports
 
-    with exports.existing_db(_data_dir(args)) as db:
+    config = _config(args)
+    with exports.existing_db(_data_dir(args), url=config.store.url, schema=config.store.schema) as db:
         with exports.open_export(args.output) as f:
             written = exports.write_results(db, f, args.batch_id)
         if args.output not in (None, "-"):
@@ -525,7 +566,8 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
     if args.retry_realtime:
         return _retry_dead_letters(args)
 
-    with exports.existing_db(_data_dir(args)) as db:
+    config = _config(args)
+    with exports.existing_db(_data_dir(args), url=config.store.url, schema=config.store.schema) as db:
         if args.json:
             exports.write_dead_letters_json(db, sys.stdout)
         else:
@@ -544,9 +586,13 @@ def _cmd_events(args: argparse.Namespace) -> int:
         since = parse_since(args.since, time.time()) if args.since else None
     except ValueError as exc:
         raise BatchtopError(f"--since: {exc}") from None
+    config = _config(args)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopping a follower is not an error
     try:
-        write_events(_data_dir(args), sys.stdout, since=since, after=args.after, follow=args.follow)
+        write_events(
+            _data_dir(args), sys.stdout, since=since, after=args.after, follow=args.follow,
+            url=config.store.url, schema=config.store.schema,
+        )
     except KeyboardInterrupt:
         return Exit.OK
     return Exit.OK
@@ -559,7 +605,8 @@ def _cmd_quote(args: argparse.Namespace) -> int:
     from batchtop.views.exports import existing_db
 
     config = _config(args)
-    with existing_db(_data_dir(args)) as db:  # lends observed mean outputs, if there is history
+    # lends observed mean outputs, if there is history
+    with existing_db(_data_dir(args), url=config.store.url, schema=config.store.schema) as db:
         rows = quote(args.files, config, args.provider, db=db, model=args.model)
     warning = quote_warning(rows)
     if warning:
@@ -592,7 +639,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if since is not None and until is not None and until <= since:
         raise BatchtopError(f"--until {args.until} is not after --since {args.since}")
     config = _config(args)
-    with existing_db(_data_dir(args)) as db:
+    with existing_db(_data_dir(args), url=config.store.url, schema=config.store.schema) as db:
         doc = document.build(db, config, document.Period.rounded(since, until), args.what_if, now=now)
     if args.json:
         json.dump(doc, sys.stdout, indent=2)

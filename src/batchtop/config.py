@@ -21,7 +21,7 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -420,6 +420,41 @@ class Webhook:
         return tuple(k for k in KINDS if self.events is None or k in self.events)
 
 
+STORE_ENV = "BATCHTOP_STORE"
+"""The environment variable naming the store (between `--store` and `[store] url`)."""
+
+_STORE_URL = "must be a PostgreSQL URL, postgresql://user@host:port/db (or postgres://, any libpq URI)"
+
+
+def store_url(value: Any, ctx: Context) -> str:
+    """A libpq URI (postgresql:// or postgres://): passed to libpq as written (sslmode
+    and the other parameters too); a password in it is never shown."""
+    if not isinstance(value, str) or value.split(":", 1)[0].lower() not in ("postgresql", "postgres") or "://" not in value:
+        raise Invalid(_STORE_URL)
+    return value
+
+
+def schema_name(value: Any, ctx: Context) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        raise Invalid("must be a plain lower-case name (letters, digits, _; at most 63)")
+    return value
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """`[store]`: where the state lives. Once resolved (`resolve_store`), `url` is the
+    store the process uses: `--store`, else `$BATCHTOP_STORE`, else this key."""
+
+    url: str | None = setting(
+        None, store_url,
+        "a shared PostgreSQL store: a libpq URI, `postgresql://user@host:5432/db?sslmode=verify-full`, every"
+        " parameter passed through (`--store` and `$BATCHTOP_STORE` win); its password is never shown: prefer"
+        " `PGPASSWORD` or `~/.pgpass` to writing it here",
+        shown="none: SQLite in the data dir",
+    )
+    schema: str = setting("batchtop", schema_name, "the PostgreSQL schema holding every object of the store")
+
+
 # -- sections: the shape of each top-level key -------------------------------------------------
 
 
@@ -587,6 +622,7 @@ class Config:
     webhooks: tuple[Webhook, ...] = section("array", Webhook)
     tiers: TierConfig = section("table", TierConfig)
     realtime: RealtimeConfig = section("table", RealtimeConfig)
+    store: StoreConfig = section("table", StoreConfig)
 
     def flex_for(self, provider: str, endpoint: str, model: str) -> bool:
         """Whether this buffer may use OpenAI's flex tier (`[[buffers]] flex`, later entries win)."""
@@ -695,6 +731,30 @@ def declared_keys() -> Iterator[str]:
                 yield f"{name}.<a flush key>"
 
 
+
+
+def resolve_store(config: Config, override: str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """The config with its store resolved, once per process: `override` (`--store`),
+    else `$BATCHTOP_STORE` (an empty one counts as unset), else `[store] url`, else
+    None (the SQLite file in the data dir). A URL's password is remembered by
+    `batchtop.redaction`, so no log or error line that goes through `redact` shows it."""
+    env = os.environ if env is None else env
+    url, origin = config.store.url, f"{config.path or 'config'}: key 'store.url'"
+    if env.get(STORE_ENV):
+        url, origin = env[STORE_ENV], f"${STORE_ENV}"
+    if override is not None:
+        url, origin = override, "--store"
+    if url is not None:
+        try:
+            store_url(url, Context(config.path))
+        except Invalid as exc:
+            raise ConfigError(f"{origin}: {exc.message}") from None
+        from batchtop.redaction import remember_store_url
+
+        remember_store_url(url)
+    if url == config.store.url:
+        return config
+    return dataclasses.replace(config, store=dataclasses.replace(config.store, url=url))
 
 
 MAX_CONFIG_BYTES = 1 << 20

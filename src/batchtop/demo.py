@@ -119,7 +119,7 @@ class Workload(threading.Thread):
         from batchtop.intake.client import Client
 
         try:
-            with Client(self.data_dir) as client:
+            with Client(self.data_dir, store=False) as client:  # the demo's throw-away file, always
                 n_round = 0
                 expired = False
                 started = time.monotonic()

@@ -82,6 +82,28 @@ def remember_url(url: str | None) -> None:
             remember_secret(unquote(value))
 
 
+def remember_store_url(url: str | None) -> None:
+    """The password of a store URL (`postgresql://user:pass@host/db`, or a `password=`
+    parameter), and `$PGPASSWORD`, which libpq reads when the URL has none: redacted by
+    value from now on. The user name is not a secret (and often a plain word such as
+    `batchtop`, which redacting would blank everywhere)."""
+    from urllib.parse import unquote, urlsplit
+
+    remember_secret(os.environ.get("PGPASSWORD"))
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return
+    found = re.findall(r"(?i)(?:^|&)password=([^&]*)", parts.query)
+    for value in (password, *found):
+        if value:
+            remember_secret(value)
+            remember_secret(unquote(value))
+
+
 def redact(text: str) -> str:
     """Text without secrets, for anything we store, print or log: the exact keys in use
     (a 401 can quote the Authorization header), credentials by their place (Bearer ...,

@@ -136,7 +136,7 @@ class EngineDriver:
         if self._engine is None:
             if self._store is None:
                 assert self._data_dir is not None
-                self._store = Store(self._data_dir)
+                self._store = Store(self._data_dir, url=self.config.store.url, schema=self.config.store.schema)
             self._engine = self._build(self._store)
         return self._engine
 

@@ -25,7 +25,7 @@ log = logging.getLogger("batchtop.engine.tick")
 
 def tick(data_dir: Path, config: Config) -> TickReport:
     """One engine pass; EngineBusy when another engine holds the data dir."""
-    with Store(data_dir) as store, EngineDriver(store, config) as driver:
+    with Store(data_dir, url=config.store.url, schema=config.store.schema) as store, EngineDriver(store, config) as driver:
         return driver.tick()
 
 
@@ -50,7 +50,10 @@ def _log_tick(future: Future[TickOutcome]) -> None:
 
 def run(data_dir: Path, config: Config) -> None:
     """Tick until SIGINT or SIGTERM, then release the lease and return."""
-    with Store(data_dir) as store, EngineDriver(store, config, on_tick=lambda f: f.add_done_callback(_log_tick)) as driver:
+    with (
+        Store(data_dir, url=config.store.url, schema=config.store.schema) as store,
+        EngineDriver(store, config, on_tick=lambda f: f.add_done_callback(_log_tick)) as driver,
+    ):
         driver.engine.lease.acquire()  # fail fast, before the loop
         log.info("engine running: a tick every %gs, or sooner when work comes due", config.engine.poll_interval)
         try:
@@ -63,7 +66,7 @@ def run(data_dir: Path, config: Config) -> None:
 def cancel_now(data_dir: Path, config: Config) -> TickReport | None:
     """Carry out requested cancels now, unless another engine holds the data dir
     (it will, on its next tick): returns None in that case."""
-    with Store(data_dir) as store:
+    with Store(data_dir, url=config.store.url, schema=config.store.schema) as store:
         if lease.holder(store, time.time()) is not None:
             return None
         with EngineDriver(store, config) as driver:

@@ -136,7 +136,14 @@ class Engine:
         progress is dropped at once."""
         self._ingest_unfinished = False
         """A result file was left part-read by the budget: the next tick comes at once."""
-        self._webhooks = Deliveries(store.data_dir, config.webhooks, now=now) if config.webhooks else None
+        self._webhooks = (
+            Deliveries(
+                store.data_dir, config.webhooks, now=now,
+                url=store.url, schema=getattr(store.db, "schema", config.store.schema),
+            )
+            if config.webhooks
+            else None
+        )
         self.lanes = RealtimeLanes(store, config, now)
         """The synchronous lanes (issue 15): real time, flex, rescue; one pool for every provider."""
 

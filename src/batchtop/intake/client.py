@@ -3,6 +3,7 @@
     from batchtop import Client
 
     with Client() as bt:                      # the default data dir, or Client(data_dir=...)
+                                              # or Client(store="postgresql://batchtop@db/batchtop")
         cid = bt.enqueue({"custom_id": "q-1", "method": "POST", "url": "/v1/chat/completions",
                           "body": {"model": "gpt-4o-mini", "messages": [...]}}, sla="36h")
         bt.enqueue_many(lines, deadline="2026-11-27T09:00:00Z")
@@ -18,7 +19,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from batchtop import paths
 from batchtop.config import TIERS, TierConfig
@@ -67,18 +68,34 @@ def _api_deadline(
 
 
 class Client:
-    """A handle on one data dir for enqueueing. Thread-compatible: one per thread."""
+    """A handle on one store for enqueueing. Thread-compatible: one per thread."""
 
     SOURCE = "<python>"
 
     def __init__(
-        self, data_dir: str | os.PathLike[str] | None = None, *, config: str | os.PathLike[str] | None = None
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        config: str | os.PathLike[str] | None = None,
+        store: str | Literal[False] | None = None,
     ) -> None:
-        """`config`: the TOML config whose `[tiers]` gives the tiers' SLAs (the default
-        config file when not given; read on the first `tier=`)."""
-        self._store = Store(paths.data_dir(data_dir))
+        """`config`: the TOML config whose `[tiers]` gives the tiers' SLAs and whose
+        `[store]` the store (the default config file when not given). `store`: a
+        PostgreSQL URL (any libpq URI) of a shared store; None: `$BATCHTOP_STORE`, else
+        the config's `[store] url`, else the data dir's SQLite file; False: that file,
+        whatever the environment and config say."""
+        from batchtop.config import load_config, resolve_store
+
         self._config_path = config
         self._tiers: TierConfig | None = None
+        url: str | None = None
+        schema = "batchtop"
+        if store is not False:
+            loaded = load_config(paths.config_file(config), required=config is not None)
+            self._tiers = loaded.tiers
+            resolved = resolve_store(loaded, store)
+            url, schema = resolved.store.url, resolved.store.schema
+        self._store = Store(paths.data_dir(data_dir), url=url, schema=schema)
 
     def _tier_config(self, tier: str | None) -> TierConfig | None:
         if tier is None:

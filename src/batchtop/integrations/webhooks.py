@@ -157,9 +157,14 @@ class Deliveries:
     """The engine's deliveries: one worker thread per receiver, so one that hangs or is
     backing off never delays another; each does one pass per kick."""
 
-    def __init__(self, data_dir: Path, hooks: Sequence[Webhook], *, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, data_dir: Path, hooks: Sequence[Webhook], *, now: Callable[[], float] = time.time,
+        url: str | None = None, schema: str = "batchtop",
+    ) -> None:
+        """`url`/`schema`: the engine's PostgreSQL store (each worker reads the log on a
+        connection of its own); None: the data dir's SQLite file."""
         self.hooks = tuple(hooks)
-        self._workers = [_Worker(data_dir, hook, now) for hook in self.hooks]
+        self._workers = [_Worker(data_dir, hook, now, url, schema) for hook in self.hooks]
         self._registered = False
 
     def register(self, db: Any) -> None:
@@ -186,8 +191,10 @@ class Deliveries:
 class _Worker:
     """One receiver's delivery thread: started on the first kick, one pass per kick."""
 
-    def __init__(self, data_dir: Path, hook: Webhook, now: Callable[[], float]) -> None:
+    def __init__(self, data_dir: Path, hook: Webhook, now: Callable[[], float], url: str | None, schema: str) -> None:
         self.data_dir = data_dir
+        self.url = url
+        self.schema = schema
         self.hook = hook
         self.now = now
         self._cond = threading.Condition()
@@ -223,7 +230,7 @@ class _Worker:
 
         db = None
         try:
-            db = connect(self.data_dir, create=False)
+            db = connect(self.data_dir, create=False, url=self.url, schema=self.schema)
             while True:
                 with self._cond:
                     while not self._stop and self._done >= self._asked:

@@ -125,6 +125,16 @@ class Store(Lifecycle):
         return str(self.data_dir) if self.url is None else location.display_url(self.url)
 
     @property
+    def read_only(self) -> bool:
+        """Whether this connection may only read the store: a PostgreSQL role without
+        UPDATE on `batches` (a viewer granted SELECT). A SQLite file opened at all is
+        writable (its permissions are checked on open): False."""
+        if self.db.dialect != postgres.DIALECT:
+            return False
+        row = self.db.execute("SELECT NOT has_table_privilege('batches', 'UPDATE')").fetchone()
+        return bool(row and row[0])
+
+    @property
     def shared(self) -> bool:
         """A store other hosts write too (PostgreSQL): its clock is the server's."""
         return self.db.dialect == location.DIALECT

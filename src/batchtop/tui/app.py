@@ -63,21 +63,27 @@ class BatchtopApp(App[int]):
         exit_after: float | None = None,
         label: str | None = None,
         read_only: bool = False,
+        read_only_reason: str | None = None,
         adapter_factory: AdapterFactory | None = None,
     ) -> None:
         """`engine=False` only watches; `refresh_every=None` refreshes on request only
         (tests); `label` names the data dir in the header (default: its path).
         `read_only` (the console served to a browser as a view) refuses every action
         here, whatever sent it, and runs no engine, since the engine writes.
+        `read_only_reason`: why, when it is not the operator's choice (a PostgreSQL
+        role that may only read): named in the header and in every refusal.
         `adapter_factory` builds the engine's provider adapters (default: from the
         environment and config; tests count them)."""
         super().__init__()
         self.read_only = read_only
         engine = engine and not read_only
         self.data_dir = data_dir
-        self.label = label if label is not None else _home_short(data_dir)
+        self.read_only_reason = read_only_reason if read_only else None
+        if label is None:
+            label = _home_short(data_dir) if config.store.url is None else _display_url(config.store.url)
+        self.label = label
         if read_only:  # first, so that a long path cut to fit never hides it
-            self.label = f"read-only · {self.label}"
+            self.label = f"{self.read_only_reason or 'read-only'} · {self.label}"
         self.config = config
         self.now = now
         self.refresh_every = refresh_every
@@ -96,6 +102,8 @@ class BatchtopApp(App[int]):
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
         self.refresh_status()
+        if self.read_only_reason:
+            self.tell(self.read_only_reason, severity="warning")
         if self._want_engine:  # the last tick's age, and the stall warning, stay current
             self.set_interval(1.0, self._show_engine_age)
         if self.exit_after is not None:
@@ -131,7 +139,7 @@ class BatchtopApp(App[int]):
     @work(thread=True, exclusive=True, group="search", exit_on_error=False)
     def search(self, needle: str) -> None:
         """Every batch in the store matching the `/` search, not only those listed."""
-        found = snapshot.search(self.data_dir, needle)
+        found = snapshot.search(self.data_dir, needle, self.config.store)
         if not get_current_worker().is_cancelled:
             self.post_message(SearchDone(needle, found))
 
@@ -237,23 +245,23 @@ class BatchtopApp(App[int]):
         """True (with a notice) when this console is read-only: the one check every
         action passes, from a key, the command palette or a prompt."""
         if self.read_only:
-            self.tell(f"read-only console: {what} is disabled", severity="warning")
+            self.tell(f"{self.read_only_reason or 'read-only console'}: {what} is disabled", severity="warning")
         return self.read_only
 
     def request_flush(self, buffer_name: str | None) -> None:
         if self.refused("flush all" if buffer_name is None else "flush"):
             return
-        self._act(partial(operations.flush, self.data_dir, buffer_name, self.now()), wake=True)
+        self._act(partial(operations.flush, self.data_dir, buffer_name, self.now(), self.config.store), wake=True)
 
     def resubmit(self, batch_id: str) -> None:
         if self.refused("resubmit"):
             return
-        self._act(partial(operations.resubmit, self.data_dir, batch_id, self.now()), wake=True)
+        self._act(partial(operations.resubmit, self.data_dir, batch_id, self.now(), self.config.store), wake=True)
 
     def cancel(self, batch_id: str) -> None:
         if self.refused("cancel"):
             return
-        self._act(partial(operations.cancel, self.data_dir, batch_id, self.now()), wake=True)
+        self._act(partial(operations.cancel, self.data_dir, batch_id, self.now(), self.config.store), wake=True)
 
     def retry_realtime(self) -> None:
         """Dead letters once more through the real-time API (issue 15; asked first by the screen)."""
@@ -318,6 +326,12 @@ class BatchtopApp(App[int]):
             driver.stop()  # the driver closes its clients and releases the lease when its tick ends
             await asyncio.to_thread(driver.join, QUIT_GRACE)
         self.exit(0)
+
+
+def _display_url(url: str) -> str:
+    from batchtop.store.postgres import display_url
+
+    return display_url(url)
 
 
 def _home_short(path: Path) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batchtop.config import Config
+from batchtop.config import Config, StoreConfig
 from batchtop.states import RequestState
 from batchtop.store import Store, actions
 from batchtop.store.retries import Fates, failure_fates
@@ -19,8 +19,17 @@ def _requests(n: int) -> str:
     return f"{n:,} request{'s' if n != 1 else ''}"
 
 
-def flush(data_dir: Path, buffer_name: str | None, now: float) -> str:
-    with Store(data_dir) as store:
+SQLITE = StoreConfig()
+"""The default: the data dir's SQLite file."""
+
+
+def _open(data_dir: Path, where: StoreConfig) -> Store:
+    """The console's store (`where`: its config's resolved [store]) for one action."""
+    return Store(data_dir, url=where.url, schema=where.schema)
+
+
+def flush(data_dir: Path, buffer_name: str | None, now: float, where: StoreConfig = SQLITE) -> str:
+    with _open(data_dir, where) as store:
         if buffer_name is None:
             n = actions.request_flush(store, None, now)
             return f"flush requested for every buffer ({_requests(n)})" if n else "nothing queued to flush"
@@ -28,8 +37,8 @@ def flush(data_dir: Path, buffer_name: str | None, now: float) -> str:
     return f"flush requested: {buffer_name} ({_requests(n)})" if n else f"{buffer_name} has nothing queued"
 
 
-def resubmit(data_dir: Path, batch_id: str, now: float) -> str:
-    with Store(data_dir) as store:
+def resubmit(data_dir: Path, batch_id: str, now: float, where: StoreConfig = SQLITE) -> str:
+    with _open(data_dir, where) as store:
         n = actions.resubmit(store, batch_id, now)
         fates = failure_fates(store.db, batch_id) if not n else None
     if fates is not None:
@@ -60,8 +69,8 @@ def nothing_to_resubmit(fates: Fates) -> str:
     return f"{fates.failed:,} failed, and each already has a newer attempt under way: nothing to resubmit"
 
 
-def cancel(data_dir: Path, batch_id: str, now: float) -> str:
-    with Store(data_dir) as store:
+def cancel(data_dir: Path, batch_id: str, now: float, where: StoreConfig = SQLITE) -> str:
+    with _open(data_dir, where) as store:
         status, total, ok, failed = actions.request_cancel(store, batch_id, now)
     return f"cancel requested: {batch_id} ({status}, {ok:,} of {total:,} succeeded, {failed:,} failed)"
 
@@ -71,7 +80,7 @@ def retry_estimate(data_dir: Path, config: Config) -> tuple[int, str]:
     from batchtop.engine.realtime import retry_estimate as estimate
     from batchtop.pricing.money import fmt_usd
 
-    with Store(data_dir) as store:
+    with _open(data_dir, config.store) as store:
         ids, skipped, cost, known = estimate(store.db, config)
     text = f"{_requests(len(ids))} at list price, about {fmt_usd(cost)}" + ("" if known else " (some prices unknown)")
     if skipped:
@@ -84,7 +93,7 @@ def retry_realtime(data_dir: Path, config: Config) -> str:
     from batchtop.engine.realtime import retry_estimate as estimate
     from batchtop.store import realtime as rt
 
-    with Store(data_dir) as store:
+    with _open(data_dir, config.store) as store:
         ids, _skipped, _cost, _known = estimate(store.db, config)
         n = rt.request_retry(store, ids)
     return f"{_requests(n)} of the dead letters marked to go real time" if n else "no dead letters to retry real time"

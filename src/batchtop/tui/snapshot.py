@@ -14,15 +14,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from batchtop.config import Config
+from batchtop.config import Config, StoreConfig
 from batchtop.errors import BatchtopError
-from batchtop.paths import DB_NAME
 from batchtop.providers import registry
 from batchtop.providers.clients import key_env
 from batchtop.store import Store, lease
 from batchtop.store.search import matching_batches
 from batchtop.tui.rows import BatchRowMemo, Tables, tables
 from batchtop.views import status
+from batchtop.views.once import has_store
 from batchtop.views.status_model import BatchStatus, Status
 
 
@@ -68,10 +68,10 @@ def missing_keys(config: Config) -> Mapping[str, str]:
 def load(data_dir: Path, config: Config, now: float) -> Snapshot:
     """The status at `now`; never raises for a missing or unreadable store."""
     keys = missing_keys(config)
-    if not (data_dir / DB_NAME).exists():
-        return Snapshot(status.empty(now), now, missing_keys=keys, first_run=True)
     try:
-        with Store(data_dir, create=False) as store:
+        if not has_store(data_dir, config):
+            return Snapshot(status.empty(now), now, missing_keys=keys, first_run=True)
+        with Store(data_dir, create=False, url=config.store.url, schema=config.store.schema) as store:
             doc = status.collect(store.db, config, now)
             return Snapshot(doc, now, other_holder(store, now), missing_keys=keys)
     except (BatchtopError, OSError) as exc:
@@ -80,11 +80,27 @@ def load(data_dir: Path, config: Config, now: float) -> Snapshot:
         return Snapshot(status.empty(now), now, error=f"{type(exc).__name__}: {exc}", missing_keys=keys)
 
 
-def search(data_dir: Path, needle: str) -> list[BatchStatus]:
+def store_is_read_only(data_dir: Path, config: Config) -> bool:
+    """Whether the console's store may only be read by this process (a PostgreSQL
+    role granted SELECT only): the console then starts as a viewer. A SQLite file, or
+    a store that is not there yet (the console's engine creates it), is not."""
+    if config.store.url is None:
+        return False
+    try:
+        if not has_store(data_dir, config):
+            return False
+        with Store(data_dir, create=False, url=config.store.url, schema=config.store.schema) as store:
+            return store.read_only
+    except BatchtopError:
+        return False  # unreachable now: the console shows why on its first refresh
+
+
+def search(data_dir: Path, needle: str, where: StoreConfig | None = None) -> list[BatchStatus]:
     """Every batch in the store matching `needle` (the `/` search), as document entries;
     [] when there is no store yet."""
-    if not needle.strip() or not (data_dir / DB_NAME).exists():
+    where = where or StoreConfig()
+    if not needle.strip() or not has_store(data_dir, Config(store=where)):
         return []
-    with Store(data_dir, create=False) as store:
+    with Store(data_dir, create=False, url=where.url, schema=where.schema) as store:
         ids = matching_batches(store.db, needle)
         return status.batches_by_id(store.db, ids)

@@ -26,19 +26,23 @@ def write_events(
     after: int = 0,
     follow: bool = False,
     every: float = FOLLOW_EVERY,
+    url: str | None = None,
+    schema: str = "batchtop",
 ) -> int:
     """Print the events after id `after` (and at or after `since`), oldest first; with
     `follow`, keep printing new ones until interrupted (KeyboardInterrupt, which the
-    caller turns into a clean exit). Returns the last id printed."""
+    caller turns into a clean exit). Returns the last id printed. `url`/`schema`: a
+    PostgreSQL store instead of the data dir's file."""
     from batchtop.integrations.webhooks import body
     from batchtop.store import Store, events
+    from batchtop.store.db import has_database
 
     db_file = data_dir / paths.DB_NAME
-    while not db_file.exists():
+    while not (db_file.exists() if url is None else has_database(data_dir, url, schema)):
         if not follow:
             return after
         time.sleep(every)
-    with Store(data_dir, create=False) as store:
+    with Store(data_dir, create=False, url=url, schema=schema) as store:
         last = after
         if since is not None:
             last = max(last, events.first_id_since(store.db, since))

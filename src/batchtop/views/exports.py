@@ -29,16 +29,17 @@ from batchtop.store.db import Connection
 
 
 @contextmanager
-def existing_db(data_dir: Path) -> Iterator[Connection | None]:
-    """The data dir's database if there is one, else None: reading must not create it."""
+def existing_db(data_dir: Path, *, url: str | None = None, schema: str = "batchtop") -> Iterator[Connection | None]:
+    """The store's database if there is one (the data dir's file, or the batchtop
+    schema of the PostgreSQL `url`), else None: reading must not create it."""
     from batchtop.store import Store
     from batchtop.store.db import has_database
 
-    if not has_database(data_dir):
+    if not has_database(data_dir, url, schema):
         yield None
         return
 
-    with Store(data_dir, create=False) as store:
+    with Store(data_dir, create=False, url=url, schema=schema) as store:
         yield store.db
 
 

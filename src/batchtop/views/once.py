@@ -31,22 +31,40 @@ def read_status(data_dir: Path, config: Config, now: float) -> Status:
     """The status document; a data dir without a database is shown empty and left untouched."""
     from batchtop.views import status
 
-    if not (data_dir / paths.DB_NAME).exists():
+    if not has_store(data_dir, config):
         return status.empty(now)
     from batchtop.store import Store
 
-    with Store(data_dir, create=False) as store:
+    with Store(data_dir, create=False, url=config.store.url, schema=config.store.schema) as store:
         return status.collect(store.db, config, now)
+
+
+def has_store(data_dir: Path, config: Config) -> bool:
+    """Whether there is a store to read (`--once` must not create one): the data dir's
+    file, or a batchtop schema in the PostgreSQL database of `[store] url` (resolved)."""
+    if config.store.url is None:
+        return (data_dir / paths.DB_NAME).exists()
+    from batchtop.store.db import has_database
+
+    return has_database(data_dir, config.store.url, config.store.schema)
 
 
 def refresh(data_dir: Path, config: Config, err: TextIO) -> None:
     """One engine tick so the figures are current. When another engine holds the data
     dir it keeps them current itself, so we only read; a provider error is reported and
     the status (which shows it too) is still printed."""
-    if not (data_dir / paths.DB_NAME).exists():
+    if not has_store(data_dir, config):
         return  # nothing enqueued yet: nothing to tick, and nothing may be created
     from batchtop.engine import entrypoints as operations
     from batchtop.store.lease import EngineBusy
+
+    if config.store.url is not None:
+        from batchtop.store import Store
+
+        with Store(data_dir, create=False, url=config.store.url, schema=config.store.schema) as store:
+            if store.read_only:  # a viewer role: it cannot tick, and the engines keep the figures current
+                err.write(clean(f"batchtop: not refreshing: {store.where} is read-only for this role; showing the store as it is") + "\n")
+                return
 
     try:
         report = operations.tick(data_dir, config)

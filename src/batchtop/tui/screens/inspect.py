@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
 
+from batchtop.config import StoreConfig
 from batchtop.display import cell, clean
 from batchtop.errors import BatchtopError
 from batchtop.states import Outcome
@@ -41,9 +42,10 @@ class InspectScreen(Screen[None]):
         Binding("escape,q", "back", "Back", id="batchtop.views.detail.back"),
     ]
 
-    def __init__(self, data_dir: Path, kind: Kind, key: str, now: float) -> None:
+    def __init__(self, data_dir: Path, kind: Kind, key: str, now: float, where: StoreConfig | None = None) -> None:
         super().__init__()
         self.data_dir = data_dir
+        self.where = where or StoreConfig()
         self.kind = kind
         self.key = key
         self.now = now
@@ -71,7 +73,7 @@ class InspectScreen(Screen[None]):
         detail: inspect.BatchDetail | inspect.BufferDetail | None = None
         error = None
         try:
-            with Store(self.data_dir, create=False) as store:
+            with Store(self.data_dir, create=False, url=self.where.url, schema=self.where.schema) as store:
                 if self.kind == "batch":
                     detail = inspect.batch_detail(store.db, self.key)
                 else:

@@ -318,7 +318,7 @@ class MainScreen(Screen[None]):
             self.console.tell(f"no {kind} selected", severity="warning")
             return
         now = self._snapshot.now if self._snapshot else self.console.now()
-        self.app.push_screen(InspectScreen(self.console.data_dir, kind, key, now))  # type: ignore[arg-type]
+        self.app.push_screen(InspectScreen(self.console.data_dir, kind, key, now, self.console.config.store))  # type: ignore[arg-type]
 
     @on(DataTable.RowSelected, "#buffers, #batches")
     def _row_selected(self, event: DataTable.RowSelected) -> None:

@@ -28,9 +28,9 @@ from textual.worker import get_current_worker
 from batchtop.config import Config
 from batchtop.display import cell, clean, money_column, usd_amount
 from batchtop.errors import BatchtopError
-from batchtop.paths import DB_NAME
 from batchtop.report import document
 from batchtop.timefmt import human_duration
+from batchtop.views.once import has_store
 
 PERIODS: tuple[tuple[str, float | None], ...] = (
     ("last 7 days", 7 * 86400.0),
@@ -219,12 +219,13 @@ class SavingsScreen(Screen[None]):
         period = document.Period.rounded(now - span if span is not None else None, None)
         doc, error = None, None
         try:
-            if not (self.data_dir / DB_NAME).exists():
+            if not has_store(self.data_dir, self.config):
                 doc = document.build(None, self.config, period, None, now=now)
             else:
                 from batchtop.store import Store
 
-                with Store(self.data_dir, create=False) as store:
+                where = self.config.store
+                with Store(self.data_dir, create=False, url=where.url, schema=where.schema) as store:
                     doc = document.build(store.db, self.config, period, None, now=now)
         except BatchtopError as exc:
             error = str(exc)
