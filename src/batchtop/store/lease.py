@@ -143,14 +143,22 @@ class Lease:
         self.token: int | None = None
         """The fencing token of our current term; None when we hold nothing."""
         self._renewer: asyncio.Task[None] | None = None
+        self._seen: tuple[Holder | None, float] | None = None
+        """The lease row as `current` last read it, and since when (monotonic) it has
+        read the same: a standby's watch of it, which `_watch` counts."""
 
     def __str__(self) -> str:
         return f"pid {self.pid} on {self.host}"
 
     def current(self) -> Holder | None:
         """Who holds the lease now, if anyone living does, as this lease judges it (its
-        host, its clock): a read, no lock taken."""
-        return _living(_row(self.store.db), self.now(), self.host)
+        host, its clock): a read, no lock taken. Called again and again (a standby), it
+        watches the row: one seen unchanged for long enough needs no watch of its own
+        before it is taken (`_watch`)."""
+        row = _row(self.store.db)
+        if self._seen is None or self._seen[0] != row:
+            self._seen = (row, time.monotonic())
+        return _living(row, self.now(), self.host)
 
     def _ours(self, h: Holder | None) -> bool:
         return h is not None and (h.host, h.pid, h.token) == (self.host, self.pid, self.token)
@@ -210,10 +218,14 @@ class Lease:
     def _watch(self, seen: Holder) -> None:
         """Watch the row on our monotonic clock for half the holder's ttl (it renews
         every third of it; WATCH_MAX at most): EngineBusy if it is renewed meanwhile
-        (its holder is alive), else return and let the takeover go on."""
+        (its holder is alive), else return and let the takeover go on. The time
+        `current` has already seen this very row unchanged counts."""
         span = min(WATCH_MAX, (seen.ttl or self.ttl) / 2)
-        end = time.monotonic() + span
-        log.info("the lease of %s looks expired by our clock; watching it for %.0fs before taking it", seen, span)
+        since = self._seen[1] if self._seen is not None and self._seen[0] == seen else time.monotonic()
+        end = since + span
+        if end <= time.monotonic():
+            return  # watched long enough already, and never renewed
+        log.info("the lease of %s looks expired by our clock; watching it for %.0fs before taking it", seen, end - time.monotonic())
         while (left := end - time.monotonic()) > 0:
             time.sleep(min(0.1, left))
             row = _row(self.store.db)
