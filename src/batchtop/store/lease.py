@@ -184,12 +184,14 @@ class Lease:
                 current = _living(row, now, self.host)
                 if current is not None and (current.host, current.pid) != (self.host, self.pid):
                     raise EngineBusy(f"another batchtop engine holds {self.store.where}: {current}", current)
-                (token,) = db.execute(
+                issued = db.execute(
                     "INSERT INTO lease_tokens (name, token) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET"
                     " token = CASE WHEN lease_tokens.token > excluded.token - 1 THEN lease_tokens.token"
                     " ELSE excluded.token - 1 END + 1 RETURNING token",
                     (NAME, (row.token if row else 0) + 1),
                 ).fetchone()
+                assert issued is not None  # an upsert's RETURNING always has its row
+                (token,) = issued
                 db.execute(
                     "INSERT INTO lease (name, host, pid, expires_at, token, ttl) VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
