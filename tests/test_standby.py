@@ -37,10 +37,13 @@ from engine_helpers import openai_lines, sim  # noqa: F401 (sim is a fixture)
 TTL = 1.0
 
 
-def _wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
+def _wait(predicate: Callable[[], object], timeout: float, what: str, *logs: Path) -> None:
+    """Until `predicate()`; else fail saying `what`, with the end of each engine's log."""
     end = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < end, what
+        if time.monotonic() >= end:
+            tails = "".join(f"\n--- {log.name}:\n" + "\n".join(log.read_text().splitlines()[-20:]) for log in logs)
+            raise AssertionError(what + tails)
         time.sleep(0.02)
 
 
@@ -205,17 +208,18 @@ def test_run_standby_takes_over_within_the_ttl_when_the_engine_is_killed(
     config.write_text(CONFIG)
     args = _store_args(data_dir, store_url, config)
     _enqueue(data_dir, store_url, openai_lines(3, prefix="before-"))
-    first = _batchtop([*args, "run"], tmp_path / "first.log", host="host-a" if holder_host == "other-host" else None)
+    logs = first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = _batchtop([*args, "run"], first_log, host="host-a" if holder_host == "other-host" else None)
     second: subprocess.Popen[bytes] | None = None
     try:
         _wait(lambda: _holder_pid(data_dir, store_url) == first.pid or first.poll() is not None, 30,
-              "the first engine never took the lease")
-        assert first.poll() is None, (tmp_path / "first.log").read_text()
-        _wait(lambda: sim.submissions[("openai", "before-0")], 30, "the first engine never submitted")
-        second = _batchtop([*args, "run", "--standby"], tmp_path / "second.log")
-        _wait(lambda: "standby: " in (tmp_path / "second.log").read_text() or second.poll() is not None, 30,
-              "the standby never said it stands by")
-        assert second.poll() is None, (tmp_path / "second.log").read_text()
+              "the first engine never took the lease", first_log)
+        assert first.poll() is None, first_log.read_text()
+        _wait(lambda: sim.submissions[("openai", "before-0")], 30, "the first engine never submitted", first_log)
+        second = _batchtop([*args, "run", "--standby"], second_log)
+        _wait(lambda: "standby: " in second_log.read_text() or second.poll() is not None, 30,
+              "the standby never said it stands by", *logs)
+        assert second.poll() is None, second_log.read_text()
         time.sleep(LEASE_TTL + 0.5)  # the first renews its lease meanwhile: the standby waits
         assert _holder_pid(data_dir, store_url) == first.pid
 
@@ -223,20 +227,20 @@ def test_run_standby_takes_over_within_the_ttl_when_the_engine_is_killed(
         killed = time.monotonic()
         first.wait()  # reaped: its pid is gone from this host
         _wait(lambda: _holder_pid(data_dir, store_url) == second.pid or second.poll() is not None, LEASE_TTL + 1.0,
-              f"the standby did not take over within lease_ttl + 1 s: {(tmp_path / 'second.log').read_text()}")
+              "the standby did not take over within lease_ttl + 1 s", second_log)
         took = time.monotonic() - killed
-        assert second.poll() is None, (tmp_path / "second.log").read_text()
+        assert second.poll() is None, second_log.read_text()
 
         _enqueue(data_dir, store_url, openai_lines(2, prefix="after-"))
         _wait(lambda: sim.submissions[("openai", "after-0")] and sim.submissions[("openai", "after-1")], 30,
-              f"the new engine never submitted work enqueued after the kill: {(tmp_path / 'second.log').read_text()}")
+              "the new engine never submitted work enqueued after the kill", second_log)
         assert _holder_pid(data_dir, store_url) == second.pid
     finally:
         first.kill()
         first.wait()
         if second is not None:
             assert _stop(second) == 0
-    log = (tmp_path / "second.log").read_text()
+    log = second_log.read_text()
     host = "host-a" if holder_host == "other-host" else socket.gethostname()
     told = [line for line in log.splitlines() if "standby: " in line]
     assert len(told) == 1 and f"standby: pid {first.pid} on {host} (lease until" in told[0], log
@@ -256,11 +260,12 @@ def test_run_standby_stops_at_once_on_a_signal_and_run_without_it_exits_1(
     config.write_text(CONFIG.replace('lease_ttl = "2s"', 'lease_ttl = "30s"'))
     args = _store_args(data_dir, store_url, config)
     _enqueue(data_dir, store_url, openai_lines(1))
-    first = _batchtop([*args, "run"], tmp_path / "first.log")
+    first_log = tmp_path / "first.log"
+    first = _batchtop([*args, "run"], first_log)
     try:
         _wait(lambda: _holder_pid(data_dir, store_url) == first.pid or first.poll() is not None, 30,
-              "the first engine never took the lease")
-        assert first.poll() is None, (tmp_path / "first.log").read_text()
+              "the first engine never took the lease", first_log)
+        assert first.poll() is None, first_log.read_text()
         busy = subprocess.run([sys.executable, "-m", "batchtop", *args, "run"], capture_output=True, text=True,
                               env=dict(os.environ), timeout=60, check=False)
         assert busy.returncode == 1 and f"pid {first.pid}" in busy.stderr and "holds" in busy.stderr, busy.stderr
@@ -269,7 +274,7 @@ def test_run_standby_stops_at_once_on_a_signal_and_run_without_it_exits_1(
             standby = _batchtop([*args, "run", "--standby"], log)
             try:
                 _wait(lambda: "standby: " in log.read_text() or standby.poll() is not None, 30,  # noqa: B023
-                      "the standby never said it stands by")
+                      "the standby never said it stands by", log)
                 started = time.monotonic()
                 standby.send_signal(sig)
                 assert standby.wait(timeout=10) == 0, log.read_text()
