@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("tick", "one engine pass: flush due buffers, submit, poll, ingest results, resubmit failures")
     p = command("run", "the engine loop: ticks until SIGINT/SIGTERM")
     p.add_argument("--verbose", action="store_true", help="also log every HTTP request to the providers (credentials redacted)")
+    p.add_argument("--standby", action="store_true",
+                   help="when another engine holds the store, wait and take over once its lease lapses (instead of exiting 1)")
 
     p = command("resubmit", "put a batch's failed, expired and cancelled requests back for a new attempt now")
     p.add_argument("batch_id", metavar="BATCH_ID", help="the provider's batch id (or local-N for an unknown submission)")
@@ -352,7 +354,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     configure_logging(verbose=args.verbose)  # adds redaction and quiets the HTTP client
     config = _config(args)
     _check_writable(args, config, "run")
-    operations.run(_data_dir(args), config)
+    operations.run(_data_dir(args), config, standby=args.standby)
     return Exit.OK
 
 

@@ -20,8 +20,13 @@ host all let a second engine in while the first still acts. So:
   CLOCK_TOLERANCE ago) is watched for half its holder's ttl on our own monotonic
   clock first: a holder that renews it meanwhile is alive, whatever the clocks say.
 
-The future PostgreSQL store needs the same contract: `acquire`, `renew`, `check`
-inside the write's transaction, `release`.
+On a shared store (PostgreSQL, `Store.shared`) the contract is the same, with one
+clock: every expiry is written and judged by the server's (`Store.clock`), never a
+host's, so hosts whose clocks differ still agree on when a lease lapses, and the
+clock-skew watch is not needed. The fence `check` runs under the store's writer
+lock there too (`begin_write` takes it), so no write of an engine whose lease was
+taken over can commit after the takeover did. A holder on this host is still
+judged by its pid: a dead one is taken over at once.
 """
 
 from __future__ import annotations
@@ -30,13 +35,13 @@ import asyncio
 import logging
 import os
 import socket
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from batchtop.errors import BatchtopError
+from batchtop.store.db import Connection, StoreBusy
 from batchtop.store.store import Store
 from batchtop.timefmt import iso
 
@@ -52,7 +57,12 @@ WATCH_MAX = 300.0
 
 
 class EngineBusy(BatchtopError):
-    """Another engine holds the data dir."""
+    """Another engine holds the data dir (the store)."""
+
+    def __init__(self, message: str, holder: Holder | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+        """Who holds it, as the refused `acquire` saw it."""
 
 
 class LeaseLost(BatchtopError):
@@ -83,28 +93,38 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _row(db: sqlite3.Connection) -> Holder | None:
+def _row(db: Connection) -> Holder | None:
     row = db.execute("SELECT host, pid, expires_at, token, ttl FROM lease WHERE name = ?", (NAME,)).fetchone()
     return Holder(*row) if row else None
 
 
-def holder(store: Store, now: float, *, host: str | None = None) -> Holder | None:
-    """Who holds the lease now, if anyone living does, as seen from `host` (this
-    machine by default): a process on the asking host is checked directly, one
-    elsewhere by its expiry."""
-    h = _row(store.db)
+def _living(h: Holder | None, now: float, host: str) -> Holder | None:
+    """`h` if it still holds the lease at `now` as seen from `host`: a process on that
+    host by its pid, one elsewhere by its expiry."""
     if h is None:
         return None
-    if h.host == (host or socket.gethostname()):
+    if h.host == host:
         return h if h.pid == os.getpid() or _alive(h.pid) else None
     return h if h.expires_at > now else None
+
+
+def holder(store: Store, now: float | None = None, *, host: str | None = None) -> Holder | None:
+    """Who holds the lease now, if anyone living does, as seen from `host` (this
+    machine by default): a process on the asking host is checked directly, one
+    elsewhere by its expiry. `now` is this host's clock, for a SQLite file (default:
+    time.time()); a shared store's expiry is judged by the server's clock only."""
+    if store.shared or now is None:
+        now = store.clock()
+    return _living(_row(store.db), now, host or socket.gethostname())
 
 
 class Lease:
     """This process's hold on a data dir, and the fence of its store's writes.
 
     `host` and `pid` default to this machine and process; `now` is the clock the
-    expiry is written and read with (each host has its own, and they differ)."""
+    expiry is written and read with on a SQLite file (each host has its own, and
+    they differ). On a shared store it is the server's (`Store.clock`), whatever
+    `now` is given: one clock for every host."""
 
     def __init__(
         self,
@@ -119,13 +139,26 @@ class Lease:
         self.ttl = ttl
         self.host = host or socket.gethostname()
         self.pid = os.getpid() if pid is None else pid
-        self.now = now
+        self.now: Callable[[], float] = store.clock if store.shared else now
         self.token: int | None = None
         """The fencing token of our current term; None when we hold nothing."""
         self._renewer: asyncio.Task[None] | None = None
+        self._seen: tuple[Holder | None, float] | None = None
+        """The lease row as `current` last read it, and since when (monotonic) it has
+        read the same: a standby's watch of it, which `_watch` counts."""
 
     def __str__(self) -> str:
         return f"pid {self.pid} on {self.host}"
+
+    def current(self) -> Holder | None:
+        """Who holds the lease now, if anyone living does, as this lease judges it (its
+        host, its clock): a read, no lock taken. Called again and again (a standby), it
+        watches the row: one seen unchanged for long enough needs no watch of its own
+        before it is taken (`_watch`)."""
+        row = _row(self.store.db)
+        if self._seen is None or self._seen[0] != row:
+            self._seen = (row, time.monotonic())
+        return _living(row, self.now(), self.host)
 
     def _ours(self, h: Holder | None) -> bool:
         return h is not None and (h.host, h.pid, h.token) == (self.host, self.pid, self.token)
@@ -135,27 +168,30 @@ class Lease:
         EngineBusy naming the holder. Installs this lease as the store's fence.
         Call it only where no write of an older term can still be pending (before a
         tick, not during one): a new term would let such a write through.
-        Taking over another host's just-expired lease first watches it for a ttl
-        (blocking, see `_watch`)."""
+        Taking over another host's just-expired lease of a SQLite file first watches
+        it for a ttl (blocking, see `_watch`)."""
         seen = self._just_expired_elsewhere()
         if seen is not None:
             self._watch(seen)
-        now = self.now()
         with self.store.transaction(fenced=False) as db:
+            now = self.now()  # under the writer lock: a wait for it does not shorten the term
             row = _row(db)
             if self._ours(row):
                 db.execute("UPDATE lease SET expires_at = ?, ttl = ? WHERE name = ?", (now + self.ttl, self.ttl, NAME))
             else:
                 if seen is not None and row is not None and row != seen:
                     raise self._renewed(row)
-                current = holder(self.store, now, host=self.host)
+                current = _living(row, now, self.host)
                 if current is not None and (current.host, current.pid) != (self.host, self.pid):
-                    raise EngineBusy(f"another batchtop engine holds {self.store.data_dir}: {current}")
-                (token,) = db.execute(
+                    raise EngineBusy(f"another batchtop engine holds {self.store.where}: {current}", current)
+                issued = db.execute(
                     "INSERT INTO lease_tokens (name, token) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET"
-                    " token = max(token, excluded.token - 1) + 1 RETURNING token",
+                    " token = CASE WHEN lease_tokens.token > excluded.token - 1 THEN lease_tokens.token"
+                    " ELSE excluded.token - 1 END + 1 RETURNING token",
                     (NAME, (row.token if row else 0) + 1),
                 ).fetchone()
+                assert issued is not None  # an upsert's RETURNING always has its row
+                (token,) = issued
                 db.execute(
                     "INSERT INTO lease (name, host, pid, expires_at, token, ttl) VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
@@ -171,7 +207,10 @@ class Lease:
 
     def _just_expired_elsewhere(self) -> Holder | None:
         """Another host's row that our clock calls expired, but only just: that
-        host's clock may merely be behind ours."""
+        host's clock may merely be behind ours. Never on a shared store: its one clock
+        is the server's."""
+        if self.store.shared:
+            return None
         row = _row(self.store.db)
         if row is None or row.host == self.host or self._ours(row):
             return None
@@ -181,10 +220,14 @@ class Lease:
     def _watch(self, seen: Holder) -> None:
         """Watch the row on our monotonic clock for half the holder's ttl (it renews
         every third of it; WATCH_MAX at most): EngineBusy if it is renewed meanwhile
-        (its holder is alive), else return and let the takeover go on."""
+        (its holder is alive), else return and let the takeover go on. The time
+        `current` has already seen this very row unchanged counts."""
         span = min(WATCH_MAX, (seen.ttl or self.ttl) / 2)
-        end = time.monotonic() + span
-        log.info("the lease of %s looks expired by our clock; watching it for %.0fs before taking it", seen, span)
+        since = self._seen[1] if self._seen is not None and self._seen[0] == seen else time.monotonic()
+        end = since + span
+        if end <= time.monotonic():
+            return  # watched long enough already, and never renewed
+        log.info("the lease of %s looks expired by our clock; watching it for %.0fs before taking it", seen, end - time.monotonic())
         while (left := end - time.monotonic()) > 0:
             time.sleep(min(0.1, left))
             row = _row(self.store.db)
@@ -195,8 +238,9 @@ class Lease:
 
     def _renewed(self, row: Holder) -> EngineBusy:
         return EngineBusy(
-            f"another batchtop engine holds {self.store.data_dir}: {row}; its expiry has passed by this host's clock"
-            " but it is still renewed, so the two hosts' clocks differ: check them (NTP)"
+            f"another batchtop engine holds {self.store.where}: {row}; its expiry has passed by this host's clock"
+            " but it is still renewed, so the two hosts' clocks differ: check them (NTP)",
+            row,
         )
 
     def renew(self) -> None:
@@ -210,16 +254,16 @@ class Lease:
             if cur.rowcount != 1:
                 raise self._lost(db)
 
-    def check(self, db: sqlite3.Connection) -> None:
+    def check(self, db: Connection) -> None:
         """The fence, inside a write transaction: raise LeaseLost (the transaction is
         rolled back) unless the lease row still carries our term."""
         if not self._ours(_row(db)):
             raise self._lost(db)
 
-    def _lost(self, db: sqlite3.Connection) -> LeaseLost:
+    def _lost(self, db: Connection) -> LeaseLost:
         now_holder = _row(db)
         by = f"now held by {now_holder} with token {now_holder.token}" if now_holder else "now held by nobody"
-        return LeaseLost(f"{self} lost the lease on {self.store.data_dir} (token {self.token}; {by})")
+        return LeaseLost(f"{self} lost the lease on {self.store.where} (token {self.token}; {by})")
 
     def release(self) -> None:
         """Give the data dir back: delete our own row, never another's."""
@@ -263,7 +307,7 @@ class Lease:
                 if reported != self.token:
                     log.error("%s", exc)
                     reported = self.token
-            except sqlite3.OperationalError as exc:  # locked past the busy timeout: try again soon
+            except StoreBusy as exc:  # locked past the busy timeout (or the server unreachable): try again soon
                 log.warning("store busy renewing the lease (%s)", exc)
 
 

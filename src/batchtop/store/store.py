@@ -129,7 +129,7 @@ class Store(Lifecycle):
         """Whether this connection may only read the store: a PostgreSQL role without
         UPDATE on `batches` (a viewer granted SELECT). A SQLite file opened at all is
         writable (its permissions are checked on open): False."""
-        if self.db.dialect != postgres.DIALECT:
+        if self.db.dialect != location.DIALECT:
             return False
         row = self.db.execute("SELECT NOT has_table_privilege('batches', 'UPDATE')").fetchone()
         return bool(row and row[0])

@@ -329,7 +329,7 @@ class BatchtopApp(App[int]):
 
 
 def _display_url(url: str) -> str:
-    from batchtop.store.postgres import display_url
+    from batchtop.store.location import display_url
 
     return display_url(url)
 
