@@ -347,3 +347,17 @@ def test_serve_hands_the_store_to_its_consoles_without_showing_the_password(tmp_
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert password not in out
+
+
+def test_the_engine_a_console_starts_opens_the_resolved_store(tmp_path: Path, pg_url: str) -> None:
+    """The console hands its driver a data dir, opened in the driving thread: with the
+    config's resolved store, that is the PostgreSQL one."""
+    from batchtop.engine.driver import EngineDriver
+
+    config = resolve_store(Config(), pg_url, env={})
+    driver = EngineDriver(tmp_path / "data", config)
+    try:
+        assert driver.engine.store.url == pg_url and driver.engine.store.shared
+    finally:
+        driver.close()
+    assert not (tmp_path / "data").exists()
