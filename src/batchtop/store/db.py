@@ -12,7 +12,8 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 from batchtop.errors import StoreError
 from batchtop.paths import DB_NAME, check_private_dir, ensure_private_dir
@@ -33,14 +34,38 @@ class SqliteConnection(sqlite3.Connection):
         self.execute("BEGIN IMMEDIATE")
 
 
-if TYPE_CHECKING:
-    Connection = Union[SqliteConnection, postgres.PgConnection]  # noqa: UP007 - a runtime alias below
-else:
-    Connection = SqliteConnection
-"""An open store, as the read modules and views take it: they name it by this alias
-and never import `sqlite3` or `psycopg` (only `store/` knows which database it is).
-Both kinds have `execute`, `executemany`, `in_transaction`, `begin_write`, `close`
-and `dialect` ("sqlite" or "postgresql")."""
+class Cursor(Protocol):
+    """What a statement gives back, on either database: rows as tuples."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """An open store, as the read modules and views take it: they name it by this
+    type and never import `sqlite3` or `psycopg` (only `store/` knows which database
+    it is): `SqliteConnection` or `postgres.PgConnection`. `dialect` is "sqlite" or
+    "postgresql", for the few statements the two write differently."""
+
+    @property
+    def dialect(self) -> str: ...
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor: ...
+
+    def begin_write(self) -> None: ...
+
+    def close(self) -> None: ...
 
 StoreBusy = (sqlite3.OperationalError, PgUnavailable)
 """The store could not be reached in time (locked past the busy timeout by other

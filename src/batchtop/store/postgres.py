@@ -126,13 +126,13 @@ class PgConnection:
     def execute(self, statement: str, params: Sequence[Any] | None = None) -> psycopg.Cursor[Any]:
         cur = self.conn.cursor()
         with self.errors():
-            cur.execute(translate(statement), params if params else None)  # type: ignore[arg-type]
+            cur.execute(translate(statement), params if params else None)
         return cur
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor[Any]:
         cur = self.conn.cursor()
         with self.errors():
-            cur.executemany(translate(statement), rows)  # type: ignore[arg-type]
+            cur.executemany(translate(statement), rows)
         return cur
 
     def begin_write(self) -> None:
