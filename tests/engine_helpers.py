@@ -78,8 +78,9 @@ def gemini_lines(n: int, prefix: str = "g", model: str = "gemini-2.0-flash") -> 
     ]
 
 
-def enqueue(data_dir: Path, lines: list[dict]) -> None:
-    with Client(data_dir) as bt:
+def enqueue(data_dir: Path, lines: list[dict], *, url: str | None = None) -> None:
+    """Enqueue through the Python API: into the data dir's file, or the PostgreSQL store at `url`."""
+    with Client(data_dir, store=url) as bt:
         bt.enqueue_many(lines)
 
 

@@ -1,4 +1,5 @@
-"""The engine end to end: real SQLite, the real SDKs, our simulator over HTTP."""
+"""The engine end to end: a real store (the SQLite file and a PostgreSQL server: every
+test runs on both, through the `store_url` fixture), the real SDKs, our simulator over HTTP."""
 
 from __future__ import annotations
 
@@ -38,10 +39,10 @@ def attempts_of(store: Store) -> dict[tuple[str, str], int]:
     }
 
 
-def test_failed_first_tries_are_submitted_exactly_twice(sim: Simulator, data_dir: Path) -> None:
+def test_failed_first_tries_are_submitted_exactly_twice(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
     sim.config.first_try_failure_rate = 0.3
-    enqueue(data_dir, openai_lines(120) + anthropic_lines(80))
-    with Store(data_dir) as store:
+    enqueue(data_dir, openai_lines(120) + anthropic_lines(80), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config())
         drive(engine, all_settled(store))
         assert states(store) == {"succeeded": 200}
@@ -70,10 +71,10 @@ def test_failed_first_tries_are_submitted_exactly_twice(sim: Simulator, data_dir
         close(engine)
 
 
-def test_max_attempts_ends_in_dead_letters(sim: Simulator, data_dir: Path) -> None:
+def test_max_attempts_ends_in_dead_letters(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
     sim.config.failure_rate = 1.0  # transient failures (500), on every attempt
-    enqueue(data_dir, openai_lines(2) + anthropic_lines(1))
-    with Store(data_dir) as store:
+    enqueue(data_dir, openai_lines(2) + anthropic_lines(1), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config(max_attempts=2))
         drive(engine, all_settled(store))
         assert states(store) == {"dead": 3}
@@ -83,10 +84,10 @@ def test_max_attempts_ends_in_dead_letters(sim: Simulator, data_dir: Path) -> No
         close(engine)
 
 
-def test_a_request_the_provider_rejects_is_dead_at_once(sim: Simulator, data_dir: Path) -> None:
+def test_a_request_the_provider_rejects_is_dead_at_once(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
     lines = openai_lines(5) + openai_lines(2, prefix="failalways-") + anthropic_lines(1, prefix="failalways_a")
-    enqueue(data_dir, lines)
-    with Store(data_dir) as store:
+    enqueue(data_dir, lines, url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config(max_attempts=2))
         drive(engine, all_settled(store))
         assert states(store) == {"succeeded": 5, "dead": 3}
@@ -96,10 +97,10 @@ def test_a_request_the_provider_rejects_is_dead_at_once(sim: Simulator, data_dir
         close(engine)
 
 
-def test_auto_resubmit_off_leaves_failures_for_the_operator(sim: Simulator, data_dir: Path) -> None:
+def test_auto_resubmit_off_leaves_failures_for_the_operator(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
     sim.config.first_try_failure_rate = 0.5
-    enqueue(data_dir, openai_lines(40))
-    with Store(data_dir) as store:
+    enqueue(data_dir, openai_lines(40), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config(auto_resubmit=False))
         drive(engine, lambda: "in_flight" not in states(store) and "submitting" not in states(store))
         failed = states(store).get("failed", 0)
@@ -116,10 +117,10 @@ def _slow(sim: Simulator) -> None:
     sim.config.cancel_s = 1.0
 
 
-def test_expired_batch_partial_results_ingested_rest_resubmitted(sim: Simulator, data_dir: Path) -> None:
+def test_expired_batch_partial_results_ingested_rest_resubmitted(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
     _slow(sim)
-    enqueue(data_dir, openai_lines(10) + anthropic_lines(10))
-    with Store(data_dir) as store:
+    enqueue(data_dir, openai_lines(10) + anthropic_lines(10), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config())
         first = tick(engine)
         assert len(first.submitted) == 2
@@ -141,10 +142,10 @@ def test_expired_batch_partial_results_ingested_rest_resubmitted(sim: Simulator,
         close(engine)
 
 
-def test_cancel_passes_through_cancelling_and_ingests_what_finished(sim: Simulator, data_dir: Path) -> None:
+def test_cancel_passes_through_cancelling_and_ingests_what_finished(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
     _slow(sim)
-    enqueue(data_dir, openai_lines(10) + anthropic_lines(10))
-    with Store(data_dir) as store:
+    enqueue(data_dir, openai_lines(10) + anthropic_lines(10), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config())
         submitted = tick(engine).submitted
         sim.advance(4.5)
@@ -163,9 +164,9 @@ def test_cancel_passes_through_cancelling_and_ingests_what_finished(sim: Simulat
         close(engine)
 
 
-def test_large_buffer_is_split_by_lines_and_bytes(sim: Simulator, data_dir: Path) -> None:
-    enqueue(data_dir, openai_lines(25))
-    with Store(data_dir) as store:
+def test_large_buffer_is_split_by_lines_and_bytes(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
+    enqueue(data_dir, openai_lines(25), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         (line_bytes,) = store.db.execute("SELECT max(bytes) FROM requests").fetchone()
         policy = FlushPolicy(max_age=0.0, max_requests=10, max_bytes=line_bytes * 4)
         engine = Engine(store, config(flush=policy))
@@ -177,10 +178,10 @@ def test_large_buffer_is_split_by_lines_and_bytes(sim: Simulator, data_dir: Path
 
 
 @pytest.mark.slow  # several seconds: in the slow tier, which .ci/run runs after
-def test_polling_uses_list_pages_not_one_call_per_batch(sim: Simulator, data_dir: Path) -> None:
+def test_polling_uses_list_pages_not_one_call_per_batch(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
     sim.config.per_request_s = 1000.0  # they stay in flight
-    enqueue(data_dir, openai_lines(200) + anthropic_lines(200))
-    with Store(data_dir) as store:
+    enqueue(data_dir, openai_lines(200) + anthropic_lines(200), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config(flush=FlushPolicy(max_age=0.0, max_requests=1)))
         assert len(tick(engine).submitted) == 400
         sim.clear_log()
@@ -196,12 +197,12 @@ def test_polling_uses_list_pages_not_one_call_per_batch(sim: Simulator, data_dir
         close(engine)
 
 
-def test_one_failing_provider_does_not_stop_the_other(sim: Simulator, data_dir: Path, monkeypatch) -> None:
+def test_one_failing_provider_does_not_stop_the_other(sim: Simulator, data_dir: Path, monkeypatch, store_url: str | None) -> None:
     sim.config.require_api_key = "sk-right"
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-right")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
-    enqueue(data_dir, openai_lines(5) + anthropic_lines(5))
-    with Store(data_dir) as store:
+    enqueue(data_dir, openai_lines(5) + anthropic_lines(5), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config())
         report = tick(engine)
         assert len(report.submitted) == 1 and report.submitted[0].startswith("msgbatch_")
@@ -214,10 +215,10 @@ def test_one_failing_provider_does_not_stop_the_other(sim: Simulator, data_dir: 
         close(engine)
 
 
-def test_rate_limited_provider_backs_off_and_status_says_why(sim: Simulator, data_dir: Path) -> None:
+def test_rate_limited_provider_backs_off_and_status_says_why(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
     sim.config.fault_rate = 1.0
-    enqueue(data_dir, anthropic_lines(3))
-    with Store(data_dir) as store:
+    enqueue(data_dir, anthropic_lines(3), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config())
         report = tick(engine)
         (value,) = store.db.execute("SELECT value FROM engine_state WHERE key = 'provider:anthropic'").fetchone()
@@ -246,9 +247,9 @@ def _intent(store: Store, engine: Engine) -> submissions.Intent:
 
 
 @pytest.mark.parametrize("lines", [openai_lines, anthropic_lines, gemini_lines], ids=["openai", "anthropic", "gemini"])
-def test_crash_before_the_provider_call_submits_once(sim: Simulator, data_dir: Path, lines) -> None:
-    enqueue(data_dir, lines(7))
-    with Store(data_dir) as store:
+def test_crash_before_the_provider_call_submits_once(sim: Simulator, data_dir: Path, lines, store_url: str | None) -> None:
+    enqueue(data_dir, lines(7), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config())
         _intent(store, engine)  # the process died right after recording its intent
         report = tick(engine)
@@ -259,9 +260,9 @@ def test_crash_before_the_provider_call_submits_once(sim: Simulator, data_dir: P
 
 
 @pytest.mark.parametrize("lines", [openai_lines, anthropic_lines, gemini_lines], ids=["openai", "anthropic", "gemini"])
-def test_crash_after_create_adopts_instead_of_resubmitting(sim: Simulator, data_dir: Path, lines) -> None:
-    enqueue(data_dir, lines(7))
-    with Store(data_dir) as store:
+def test_crash_after_create_adopts_instead_of_resubmitting(sim: Simulator, data_dir: Path, lines, store_url: str | None) -> None:
+    enqueue(data_dir, lines(7), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config())
         intent = _intent(store, engine)
         provider = intent.provider
@@ -282,11 +283,11 @@ def test_crash_after_create_adopts_instead_of_resubmitting(sim: Simulator, data_
         close(engine)
 
 
-def test_orphan_openai_upload_is_deleted_before_resubmitting(sim: Simulator, data_dir: Path) -> None:
+def test_orphan_openai_upload_is_deleted_before_resubmitting(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
     import openai
 
-    enqueue(data_dir, openai_lines(3))
-    with Store(data_dir) as store:
+    enqueue(data_dir, openai_lines(3), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config())
         intent = _intent(store, engine)
         client = openai.OpenAI(base_url=sim.openai_base_url, api_key="sk-test-key")
@@ -297,11 +298,13 @@ def test_orphan_openai_upload_is_deleted_before_resubmitting(sim: Simulator, dat
         close(engine)
 
 
-def test_ambiguous_anthropic_submission_becomes_unknown_then_operator_resolves(sim: Simulator, data_dir: Path) -> None:
+def test_ambiguous_anthropic_submission_becomes_unknown_then_operator_resolves(
+    sim: Simulator, data_dir: Path, store_url: str | None
+) -> None:
     import anthropic
 
-    enqueue(data_dir, anthropic_lines(4))
-    with Store(data_dir) as store:
+    enqueue(data_dir, anthropic_lines(4), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config())
         intent = _intent(store, engine)
         client = anthropic.Anthropic(base_url=sim.anthropic_base_url, api_key="sk-test-key")
@@ -321,8 +324,8 @@ def test_ambiguous_anthropic_submission_becomes_unknown_then_operator_resolves(s
 # -- one engine per data dir ---------------------------------------------------------
 
 
-def test_second_engine_is_refused_and_a_dead_owner_is_taken_over(data_dir: Path) -> None:
-    with Store(data_dir) as store:
+def test_second_engine_is_refused_and_a_dead_owner_is_taken_over(data_dir: Path, store_url: str | None) -> None:
+    with Store(data_dir, url=store_url) as store:
         store.db.execute(
             "INSERT INTO lease (name, host, pid, expires_at) VALUES ('engine', 'elsewhere', 1, 9e9)"
         )
@@ -351,11 +354,11 @@ def _parsed(doc: dict) -> Config:
     return parse_config({"flush": {"max_age": 0}, "engine": {"poll_interval": 0.1}, **doc})
 
 
-def test_invalid_output_is_a_failed_attempt_that_costs_and_retries(sim: Simulator, data_dir: Path) -> None:
+def test_invalid_output_is_a_failed_attempt_that_costs_and_retries(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
     # the simulator answers in prose, so a buffer that wants JSON rejects every output
-    enqueue(data_dir, openai_lines(4))
+    enqueue(data_dir, openai_lines(4), url=store_url)
     cfg = _parsed({"engine": {"max_attempts": 2, "poll_interval": 0.1}, "buffers": [{"model": "gpt-4o-mini", "output": "json"}]})
-    with Store(data_dir) as store:
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, cfg)
         drive(engine, all_settled(store))
         assert states(store) == {"dead": 4}
@@ -368,9 +371,9 @@ def test_invalid_output_is_a_failed_attempt_that_costs_and_retries(sim: Simulato
         close(engine)
 
 
-def test_budget_cap_holds_the_flush_and_says_why(sim: Simulator, data_dir: Path) -> None:
-    enqueue(data_dir, openai_lines(20))
-    with Store(data_dir) as store:
+def test_budget_cap_holds_the_flush_and_says_why(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
+    enqueue(data_dir, openai_lines(20), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, _parsed({"budget": {"daily_usd": 0.000001}}))
         report = tick(engine)
         assert not report.submitted and not sim.batches()
@@ -382,15 +385,15 @@ def test_budget_cap_holds_the_flush_and_says_why(sim: Simulator, data_dir: Path)
         close(engine)
 
 
-def test_savings_from_the_store_after_a_real_run_match_hand_arithmetic(sim: Simulator, data_dir: Path) -> None:
+def test_savings_from_the_store_after_a_real_run_match_hand_arithmetic(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
     from decimal import Decimal
 
     from batchtop.pricing.savings import savings
 
     sim.config.first_try_failure_rate = 0.25
     sim.config.cached_input_share = 0.5  # half the input reported as cache reads
-    enqueue(data_dir, openai_lines(60))
-    with Store(data_dir) as store:
+    enqueue(data_dir, openai_lines(60), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config())
         drive(engine, all_settled(store))
         close(engine)
@@ -418,10 +421,10 @@ def test_savings_from_the_store_after_a_real_run_match_hand_arithmetic(sim: Simu
         assert row["first_pass_success_rate"] < 1.0
 
 
-def test_a_batch_is_never_polled_with_another_account(sim: Simulator, data_dir: Path) -> None:
+def test_a_batch_is_never_polled_with_another_account(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
     sim.config.per_request_s = 1000.0
-    enqueue(data_dir, openai_lines(3))
-    with Store(data_dir) as store:
+    enqueue(data_dir, openai_lines(3), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config())
         assert len(tick(engine).submitted) == 1
         assert store.db.execute("SELECT account FROM batches").fetchone() == ("default",)
@@ -434,10 +437,10 @@ def test_a_batch_is_never_polled_with_another_account(sim: Simulator, data_dir: 
         close(engine)
 
 
-def test_enqueued_token_limit_is_not_a_failed_attempt(sim: Simulator, data_dir: Path) -> None:
+def test_enqueued_token_limit_is_not_a_failed_attempt(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
     sim.config.token_limit_batches = 1  # the account's queue is full for the first batch
-    enqueue(data_dir, openai_lines(6))
-    with Store(data_dir) as store:
+    enqueue(data_dir, openai_lines(6), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config())
         assert len(tick(engine).submitted) == 1
         report = tick(engine)
@@ -454,10 +457,10 @@ def test_enqueued_token_limit_is_not_a_failed_attempt(sim: Simulator, data_dir: 
         close(engine)
 
 
-def test_flush_overrides_a_provider_backoff(sim: Simulator, data_dir: Path) -> None:
+def test_flush_overrides_a_provider_backoff(sim: Simulator, data_dir: Path, store_url: str | None) -> None:
     sim.config.fault_rate = 1.0
-    enqueue(data_dir, anthropic_lines(2))
-    with Store(data_dir) as store:
+    enqueue(data_dir, anthropic_lines(2), url=store_url)
+    with Store(data_dir, url=store_url) as store:
         engine = Engine(store, config())
         tick(engine)  # fails: the provider or the buffer now backs off
         sim.config.fault_rate = 0.0

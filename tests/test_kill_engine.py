@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -33,21 +32,19 @@ max_requests = 50
 """
 
 
-def _engine(data_dir: Path, config: Path) -> subprocess.Popen[bytes]:
+def _engine(data_dir: Path, config: Path, url: str | None) -> subprocess.Popen[bytes]:
+    store = ["--store", url] if url else []
     return subprocess.Popen(
-        [sys.executable, "-m", "batchtop", "--data-dir", str(data_dir), "--config", str(config), "run"],
+        [sys.executable, "-m", "batchtop", "--data-dir", str(data_dir), *store, "--config", str(config), "run"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=os.environ.copy(),
     )
 
 
-def _holds_lease(data_dir: Path, pid: int) -> bool:
-    db = sqlite3.connect(data_dir / "batchtop.sqlite3", timeout=30)
-    try:
-        row = db.execute("SELECT pid FROM lease").fetchone()
-    finally:
-        db.close()
+def _holds_lease(data_dir: Path, url: str | None, pid: int) -> bool:
+    with Store(data_dir, url=url) as store:
+        row = store.db.execute("SELECT pid FROM lease").fetchone()
     return row is not None and row[0] == pid
 
 
@@ -60,20 +57,19 @@ def _wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-def _settled(data_dir: Path) -> bool:
-    db = sqlite3.connect(data_dir / "batchtop.sqlite3", timeout=30)
-    try:
-        (open_,) = db.execute("SELECT count(*) FROM requests WHERE state NOT IN ('succeeded', 'dead')").fetchone()
-    finally:
-        db.close()
+def _settled(data_dir: Path, url: str | None) -> bool:
+    with Store(data_dir, url=url) as store:
+        (open_,) = store.db.execute("SELECT count(*) FROM requests WHERE state NOT IN ('succeeded', 'dead')").fetchone()
     return open_ == 0
 
 
 @pytest.mark.slow
-def test_kill_engine_at_random_moments(sim: Simulator, data_dir: Path, tmp_path: Path) -> None:
+def test_kill_engine_at_random_moments(sim: Simulator, data_dir: Path, tmp_path: Path, store_url: str | None) -> None:
+    """On the SQLite file and on a PostgreSQL store (the same loop, the same audit)."""
+    url = store_url
     sim.config.per_request_s = 0.002
     sim.config.first_try_failure_rate = 0.1
-    enqueue(data_dir, openai_lines(1000) + anthropic_lines(1000) + gemini_lines(300))
+    enqueue(data_dir, openai_lines(1000) + anthropic_lines(1000) + gemini_lines(300), url=url)
     config = tmp_path / "config.toml"
     config.write_text(CONFIG)
     rng = random.Random(SEED)
@@ -81,14 +77,14 @@ def test_kill_engine_at_random_moments(sim: Simulator, data_dir: Path, tmp_path:
     for round_ in range(KILLS):
         # work keeps arriving between restarts, as it does in real use
         enqueue(data_dir, openai_lines(150, prefix=f"o{round_}-") + anthropic_lines(150, prefix=f"a{round_}_")
-                + gemini_lines(50, prefix=f"g{round_}-"))
+                + gemini_lines(50, prefix=f"g{round_}-"), url=url)
         calls = len(sim.request_log)
-        proc = _engine(data_dir, config)
+        proc = _engine(data_dir, config, url)
         try:
-            assert _wait(lambda: _holds_lease(data_dir, proc.pid), 30), "engine never took the lease"  # noqa: B023  (called here)
+            assert _wait(lambda: _holds_lease(data_dir, url, proc.pid), 30), "engine never took the lease"  # noqa: B023  (called here)
             # kill while it talks to the providers, not while it is still importing
             if not _wait(lambda: len(sim.request_log) > calls, 30):  # noqa: B023  (called here)
-                with Store(data_dir) as store:
+                with Store(data_dir, url=url) as store:
                     debug = (
                         store.db.execute("SELECT * FROM engine_state").fetchall(),
                         store.db.execute("SELECT state, count(*) FROM requests GROUP BY 1").fetchall(),
@@ -97,20 +93,20 @@ def test_kill_engine_at_random_moments(sim: Simulator, data_dir: Path, tmp_path:
                     )
                 raise AssertionError(f"engine made no provider call: {debug}")
             time.sleep(rng.uniform(0.0, 0.4))
-            killed_while_busy += not _settled(data_dir)
+            killed_while_busy += not _settled(data_dir, url)
         finally:
             proc.kill()
             proc.wait()
     assert killed_while_busy >= KILLS // 2, "most kills landed after the work was done: the test proves little"
 
-    proc = _engine(data_dir, config)
+    proc = _engine(data_dir, config, url)
     try:
-        assert _wait(lambda: _settled(data_dir), 120), "the workload never finished after the last restart"
+        assert _wait(lambda: _settled(data_dir, url), 120), "the workload never finished after the last restart"
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
 
-    with Store(data_dir) as store:
+    with Store(data_dir, url=url) as store:
         rows = store.db.execute("SELECT provider, custom_id, state, attempts FROM requests").fetchall()
         assert len(rows) == 2300 + KILLS * 350
         assert {r[0] for r in rows} == {"openai", "anthropic", "gemini"}

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from pathlib import Path
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from batchtop.errors import StoreError
