@@ -12,10 +12,10 @@ from collections.abc import Iterable
 ADD = (
     "INSERT INTO buffer_estimates (buffer_id, requests, bytes, input_tokens, capped_output_tokens, uncapped_outputs)"
     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (buffer_id) DO UPDATE SET"
-    " requests = requests + excluded.requests, bytes = bytes + excluded.bytes,"
-    " input_tokens = input_tokens + excluded.input_tokens,"
-    " capped_output_tokens = capped_output_tokens + excluded.capped_output_tokens,"
-    " uncapped_outputs = uncapped_outputs + excluded.uncapped_outputs"
+    " requests = buffer_estimates.requests + excluded.requests, bytes = buffer_estimates.bytes + excluded.bytes,"
+    " input_tokens = buffer_estimates.input_tokens + excluded.input_tokens,"
+    " capped_output_tokens = buffer_estimates.capped_output_tokens + excluded.capped_output_tokens,"
+    " uncapped_outputs = buffer_estimates.uncapped_outputs + excluded.uncapped_outputs"
 )
 
 COLUMNS = "e.requests, e.bytes, e.input_tokens, e.capped_output_tokens, e.uncapped_outputs"
