@@ -29,13 +29,14 @@ ANOMALIES_PER_BATCH = 100
 QUARANTINE_AFTER = 5
 """Failed ingests in a row before a batch is quarantined."""
 
-_ROLLUP_SUMS = (
-    " attempts = attempts + excluded.attempts, input_tokens = input_tokens + excluded.input_tokens,"
-    " cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,"
-    " cache_creation_input_tokens = cache_creation_input_tokens + excluded.cache_creation_input_tokens,"
-    " output_tokens = output_tokens + excluded.output_tokens,"
-    " cache_creation_1h_input_tokens = cache_creation_1h_input_tokens + excluded.cache_creation_1h_input_tokens"
+_ROLLUP_SUMS = "".join(
+    f"{',' if i else ''} {c} = usage_rollup.{c} + excluded.{c}"
+    for i, c in enumerate((
+        "attempts", "input_tokens", "cached_input_tokens", "cache_creation_input_tokens", "output_tokens",
+        "cache_creation_1h_input_tokens",
+    ))
 )
+"""The rollup's sums, each column qualified (PostgreSQL calls a bare one ambiguous)."""
 ROLLUP_ADD = (
     "INSERT INTO usage_rollup (provider, model, first_attempt, succeeded, attempts, input_tokens,"
     " cached_input_tokens, cache_creation_input_tokens, output_tokens, cache_creation_1h_input_tokens)"
@@ -191,7 +192,7 @@ class BatchIngest:
             rows.append((self.batch_id, "anomalies_capped",
                          f"more than {ANOMALIES_PER_BATCH} anomalies in this batch; the rest were not recorded", now))
         db.executemany(
-            "INSERT OR IGNORE INTO anomalies (batch_id, kind, detail, created_at) VALUES (?, ?, ?, ?)", rows
+            "INSERT INTO anomalies (batch_id, kind, detail, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", rows
         )
 
     def _rollup(self, db: sqlite3.Connection, updates: list[tuple], firsts: list[bool], now: float) -> None:
@@ -215,7 +216,7 @@ class BatchIngest:
         if updates:
             db.execute(
                 "INSERT INTO outcome_hourly (hour, attempts, failed) VALUES (?, ?, ?) ON CONFLICT (hour) DO UPDATE SET"
-                " attempts = attempts + excluded.attempts, failed = failed + excluded.failed",
+                " attempts = outcome_hourly.attempts + excluded.attempts, failed = outcome_hourly.failed + excluded.failed",
                 (int(now // 3600), len(updates), failed),
             )
 
@@ -256,8 +257,9 @@ class BatchIngest:
         # the retry delay has passed (an earlier flush request stands)
         due = now + self.settle.retry_delay
         db.executemany(  # queued / queued_bytes rose with the requests' state (a trigger)
-            "UPDATE buffers SET flush_requested_at = min(coalesce(flush_requested_at, ?), ?) WHERE id = ?",
-            [(due, due, b) for b in requeue],
+            "UPDATE buffers SET flush_requested_at = CASE WHEN coalesce(flush_requested_at, ?) < ? THEN flush_requested_at"
+            " ELSE ? END WHERE id = ?",
+            [(due, due, due, b) for b in requeue],
         )
 
     def finish(self, now: float, *, batch_error: str | None = None) -> None:

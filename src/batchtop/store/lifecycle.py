@@ -14,7 +14,6 @@ any transaction, like every read of the engine.
 from __future__ import annotations
 
 import json
-import sqlite3
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from batchtop.providers.base import RemoteBatch
 from batchtop.states import ENDED, BatchStatus
 from batchtop.store import events
+from batchtop.store.db import Connection
 
 _PROVIDER_KEY = "provider:"
 _TICK_KEY = "tick"
@@ -123,15 +123,19 @@ class BatchSummary:
     failed: int
 
 
-def clear_provider_backoff(db: sqlite3.Connection) -> None:
+def clear_provider_backoff(db: Connection) -> None:
     """Inside the caller's transaction: every provider may be tried at once (the
-    operator's `flush` overrides a backoff)."""
-    db.execute(
-        "UPDATE engine_state SET value = json_remove(value, '$.retry_at') WHERE key LIKE ?", (_PROVIDER_KEY + "%",)
-    )
+    operator's `flush` overrides a backoff). The JSON is edited by the database: SQLite's
+    json_remove keeps the compact text, PostgreSQL's jsonb writes its own spacing and
+    key order; `ProviderState.from_json` reads either."""
+    if db.dialect == "postgresql":
+        removed = "(value::jsonb - 'retry_at')::text"
+    else:
+        removed = "json_remove(value, '$.retry_at')"
+    db.execute(f"UPDATE engine_state SET value = {removed} WHERE key LIKE ?", (_PROVIDER_KEY + "%",))
 
 
-def provider_states(db: sqlite3.Connection) -> dict[str, ProviderState]:
+def provider_states(db: Connection) -> dict[str, ProviderState]:
     """Every provider's last pass, by provider name, for the status views."""
     return {
         key.removeprefix(_PROVIDER_KEY): ProviderState.from_json(value)
@@ -142,9 +146,9 @@ def provider_states(db: sqlite3.Connection) -> dict[str, ProviderState]:
 class Lifecycle:
     """The engine's queries and state changes; mixed into `Store`."""
 
-    db: sqlite3.Connection
+    db: Connection
 
-    def transaction(self, *, fenced: bool = True) -> AbstractContextManager[sqlite3.Connection]:
+    def transaction(self, *, fenced: bool = True) -> AbstractContextManager[Connection]:
         raise NotImplementedError  # Store's
 
     # -- engine state ------------------------------------------------------------

@@ -89,13 +89,12 @@ def plan(store: Store, buffer_id: int, policy: FlushPolicy, account: str, now: f
         total = taken + n_range
         size += range_bytes
         uid = uuid.uuid4().hex
-        cur = db.execute(
+        (batch_id,) = db.execute(
             "INSERT INTO batches (submission_uid, provider, account, buffer_id, endpoint, model, status, total, bytes,"
-            " created_at, claim_lo, claim_hi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, claim_lo, claim_hi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (uid, provider, account, buffer_id, endpoint, model, SUBMITTING, total, size, now,
              cursor + 1 if n_range else None, hi if n_range else None),
-        )
-        batch_id = int(cur.lastrowid or 0)
+        ).fetchone()
         if taken:
             db.execute(
                 "INSERT INTO attempts (request_id, batch_id, number) SELECT id, ?, attempts + 1 FROM requests"
@@ -151,7 +150,7 @@ def _fresh_range(
         " SELECT id, bytes, sum(bytes) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS running,"
         " row_number() OVER (ORDER BY id) AS n FROM ("
         "  SELECT id, bytes FROM requests WHERE buffer_id = ? AND state = 'queued' AND id > ? ORDER BY id LIMIT ?"
-        " ) AS fresh) AS numbered WHERE running <= ? OR (n = 1 AND ?)",
+        " ) AS fresh) AS numbered WHERE running <= ? OR (n = 1 AND ? != 0)",
         (buffer_id, cursor, max_requests, max_bytes, int(at_least_one)),
     ).fetchone()
     return int(n), int(nbytes), hi
@@ -268,7 +267,8 @@ def _orphaned(store: Store, intent_id: int, remote: RemoteBatch, now: float, why
     """A provider batch no submission owns: not a state change (unfenced), only a note."""
     with store.transaction(fenced=False) as db:
         db.execute(
-            "INSERT OR IGNORE INTO anomalies (batch_id, kind, detail, created_at) VALUES (?, 'orphaned_batch', ?, ?)",
+            "INSERT INTO anomalies (batch_id, kind, detail, created_at) VALUES (?, 'orphaned_batch', ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (
                 intent_id,
                 (
