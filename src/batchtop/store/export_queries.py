@@ -6,9 +6,12 @@ memory of one fetch, and follows an index so nothing is sorted.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batchtop.store.db import Connection
 
 FETCH = 1000
 """Rows taken from the cursor at a time."""
@@ -32,7 +35,7 @@ _DEAD = (
 
 _DEAD_WIDTHS = (
     "SELECT max(length(r.custom_id)), max(length(r.provider)), max(length(f.model)),"
-    " max(length(r.attempts)), max(length(b.provider_batch_id)) FROM requests r"
+    " max(length(CAST(r.attempts AS TEXT))), max(length(b.provider_batch_id)) FROM requests r"
     " JOIN buffers f ON f.id = r.buffer_id LEFT JOIN attempts a ON a.request_id = r.id"
     " AND a.number = r.attempts LEFT JOIN batches b ON b.id = a.batch_id WHERE r.state = 'dead'"
 )
@@ -47,14 +50,14 @@ class ExportBatch:
     ingested_at: float | None
 
 
-def export_batch(db: sqlite3.Connection, provider_batch_id: str) -> ExportBatch | None:
+def export_batch(db: Connection, provider_batch_id: str) -> ExportBatch | None:
     row = db.execute(
         "SELECT id, status, ingested_at FROM batches WHERE provider_batch_id = ?", (provider_batch_id,)
     ).fetchone()
     return ExportBatch(*row) if row is not None else None
 
 
-def results_stream(db: sqlite3.Connection, batch_local_id: int | None = None) -> Iterator[list[str]]:
+def results_stream(db: Connection, batch_local_id: int | None = None) -> Iterator[list[str]]:
     """The provider's raw result line of each request's latest success, a fetch at a
     time: over the whole store in request order, or over one batch in attempt order."""
     if batch_local_id is None:
@@ -81,7 +84,7 @@ class DeadLetter:
     """When its last attempt ended (None if that attempt's batch never reported it)."""
 
 
-def dead_letters(db: sqlite3.Connection) -> Iterator[DeadLetter]:
+def dead_letters(db: Connection) -> Iterator[DeadLetter]:
     """Every dead request, oldest first, streamed from one cursor."""
     cursor = db.execute(_DEAD)
     while rows := cursor.fetchmany(FETCH):
@@ -89,7 +92,7 @@ def dead_letters(db: sqlite3.Connection) -> Iterator[DeadLetter]:
             yield DeadLetter(*row)
 
 
-def dead_letter_widths(db: sqlite3.Connection) -> tuple[int | None, ...]:
+def dead_letter_widths(db: Connection) -> tuple[int | None, ...]:
     """The longest custom_id, provider, model, attempts (as text) and last batch id among
     the dead letters (None each when there are none): one aggregate, so a table of them
     is aligned while its rows still stream."""
