@@ -169,7 +169,7 @@ def batch_days(db: Connection, batch_id: int, tier_above: int | None = None) -> 
     for day_of, tier_of, *tokens in db.execute(
         f"SELECT {day} AS day, {tier} AS tier, sum(input_tokens), sum(cached_input_tokens),"
         " sum(cache_creation_input_tokens), sum(output_tokens), sum(cache_creation_1h_input_tokens)"
-        " FROM attempts WHERE batch_id = ? AND ended_at IS NOT NULL GROUP BY day, tier",
+        " FROM attempts WHERE batch_id = ? AND ended_at IS NOT NULL GROUP BY day, tier ORDER BY day, tier",
         args,
     ):
         i, c, w, o, w1h = (int(t or 0) for t in tokens)
