@@ -13,6 +13,8 @@ comparison where they may differ; everything else must be equal.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +208,51 @@ def test_lanes_and_webhook_cursors_read_the_same(store_url: str | None, tmp_path
     assert got["receivers"][1]["rejected"] == 1 and got["receivers"][0]["last_status"] == 0
     for key, value in expected.items():
         assert got[key] == value, key
+
+
+# -- a server whose default collation is a language's --------------------------------------
+
+ODD_MODELS = ("Zeta-1", "alpha_2", "alpha-1", "beta", "GPT-x", "a.b")
+"""Names that byte order and an ICU English collation sort differently (case, `-`, `_`, `.`)."""
+
+
+@pytest.fixture
+def icu_url(pg_server_url: str) -> Iterator[str]:
+    """A blank database whose default collation is ICU en-US, as many servers' are."""
+    import psycopg
+
+    from conftest import database_url
+
+    name = f"bt_icu_{os.getpid()}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+    try:
+        yield database_url(pg_server_url, name)
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _odd_buffers(data_dir: Path, url: str | None) -> tuple[list[str], list[str]]:
+    from batchtop.config import Config
+
+    lines = [
+        json.dumps({"custom_id": f"c-{i}", "method": "POST", "url": "/v1/chat/completions",
+                    "body": {"model": model, "messages": [{"role": "user", "content": "hi"}]}})
+        for i, model in enumerate(ODD_MODELS)
+    ]
+    with Store(data_dir, url=url) as store:
+        store.enqueue(parse_lines([("<odd>", i, line) for i, line in enumerate(lines, 1)]), now=1000.0)
+        listed = [b.model for b in status_queries.buffers(store.db, Config())]
+        shown = [b["model"] for b in status.collect(store.db, Config(), 1000.0).to_json()["buffers"]]
+    return listed, shown
+
+
+def test_text_orders_are_byte_orders_whatever_the_servers_collation(icu_url: str, tmp_path: Path) -> None:
+    """The buffers (and every list ordered by a name) come in SQLite's order, not the
+    database's language order."""
+    got = _odd_buffers(tmp_path / "pg", icu_url)
+    expected = _odd_buffers(tmp_path / "sqlite", None)
+    assert expected[0] == sorted(ODD_MODELS)  # code point order
+    assert got == expected

@@ -95,11 +95,18 @@ def _lost(db: Connection) -> list[Alert]:
     return alerts
 
 
+def _bytewise(db: Connection) -> str:
+    """A text ORDER BY key's collation: byte order, as SQLite's BINARY (a PostgreSQL
+    database's default collation may be a language's, which orders `-`, `_` and case
+    otherwise: the same rows would come in another order)."""
+    return ' COLLATE "C"' if db.dialect == "postgresql" else ""
+
+
 def engine_alerts(db: Connection) -> list[Alert]:
     """The engine's alerts, as the status document lists them."""
     raised = [
         json.loads(value)
-        for (value,) in db.execute("SELECT value FROM engine_state WHERE key LIKE 'alert:%' ORDER BY key")
+        for (value,) in db.execute(f"SELECT value FROM engine_state WHERE key LIKE 'alert:%' ORDER BY key{_bytewise(db)}")
     ]
     alerts = [Alert(a["kind"], a["message"], provider=a.get("provider")) for a in raised]
     return alerts + _lost(db)

@@ -60,6 +60,13 @@ _BATCH_COLS = (
 )
 
 
+def _bytewise(db: Connection) -> str:
+    """A text ORDER BY key's collation: byte order, as SQLite's BINARY (a PostgreSQL
+    database's default collation may be a language's, which orders `-`, `_` and case
+    otherwise: the same rows would come in another order)."""
+    return ' COLLATE "C"' if db.dialect == "postgresql" else ""
+
+
 def batch_record(db: Connection, batch_id: str) -> BatchRecord | None:
     """The batch by provider id, or `local-N` before it has one; None if there is none."""
     if batch_id.startswith("local-") and batch_id[6:].isdigit():
@@ -74,7 +81,9 @@ def outcome_counts(db: Connection, local_id: int) -> dict[str | None, int]:
     return {
         outcome: int(n)
         for outcome, n in db.execute(
-            "SELECT outcome, count(*) FROM attempts WHERE batch_id = ? GROUP BY outcome ORDER BY outcome NULLS FIRST", (local_id,)
+            "SELECT outcome, count(*) FROM attempts WHERE batch_id = ? GROUP BY outcome"
+            f" ORDER BY outcome{_bytewise(db)} NULLS FIRST",
+            (local_id,),
         )
     }
 

@@ -291,6 +291,13 @@ def has_lanes(db: Connection) -> bool:
     return bool(found)
 
 
+def _bytewise(db: Connection) -> str:
+    """A text ORDER BY key's collation: byte order, as SQLite's BINARY (a PostgreSQL
+    database's default collation may be a language's, which orders `-`, `_` and case
+    otherwise: the same rows would come in another order)."""
+    return ' COLLATE "C"' if db.dialect == "postgresql" else ""
+
+
 def due_with_deadline(db: Connection, buffer_id: int, before: float, limit: int) -> list[tuple[int, float, str]]:
     """(request id, deadline, line) of the buffer's queued requests due before `before`,
     earliest deadline first (the `requests_deadline` index). Requests an intent holds
@@ -335,13 +342,14 @@ def lane_usage(db: Connection) -> list[LaneUsage]:
     """Every (provider, model, lane) the synchronous lanes served, from the rollup."""
     if not has_lanes(db):
         return []
+    c = _bytewise(db)
     return [
         LaneUsage(r[0], r[1], r[2], r[3], r[4], tuple(r[5:10]), tuple(r[11:16]), r[10])
         for r in db.execute(
             "SELECT provider, model, lane, calls, succeeded, input_tokens, cached_input_tokens,"
             " cache_creation_input_tokens, output_tokens, cache_creation_1h_input_tokens, spent_usd,"
             " ok_input_tokens, ok_cached_input_tokens, ok_cache_creation_input_tokens, ok_output_tokens,"
-            " ok_cache_creation_1h_input_tokens FROM realtime_rollup ORDER BY provider, model, lane"
+            f" ok_cache_creation_1h_input_tokens FROM realtime_rollup ORDER BY provider{c}, model{c}, lane{c}"
         )
     ]
 
@@ -351,6 +359,7 @@ def lane_usage_between(db: Connection, since: float | None, until: float | None)
     real-time call's money is placed by its own end time)."""
     if not has_lanes(db):
         return []
+    c = _bytewise(db)
     rows = db.execute(
         "SELECT provider, model, lane, count(*), sum(CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END),"
         " sum(input_tokens), sum(cached_input_tokens), sum(cache_creation_input_tokens), sum(output_tokens),"
@@ -361,7 +370,7 @@ def lane_usage_between(db: Connection, since: float | None, until: float | None)
         " sum(CASE WHEN outcome = 'succeeded' THEN output_tokens ELSE 0 END),"
         " sum(CASE WHEN outcome = 'succeeded' THEN cache_creation_1h_input_tokens ELSE 0 END)"
         " FROM realtime_calls WHERE ended_at IS NOT NULL AND ended_at >= ? AND ended_at < ?"
-        " AND outcome IN ('succeeded', 'errored') GROUP BY provider, model, lane ORDER BY provider, model, lane",
+        f" AND outcome IN ('succeeded', 'errored') GROUP BY provider, model, lane ORDER BY provider{c}, model{c}, lane{c}",
         (since if since is not None else float("-inf"), until if until is not None else float("inf")),
     ).fetchall()
     return [LaneUsage(r[0], r[1], r[2], r[3], r[4], tuple(r[5:10]), tuple(r[11:16]), r[10]) for r in rows]
@@ -373,6 +382,7 @@ def lane_usage_by_day(db: Connection, since: float | None, until: float | None) 
         return []
     # the day number truncated, as SQLite's CAST does (PostgreSQL's rounds: floor there; ended_at > 0)
     day = "CAST(ended_at / 86400 AS INTEGER)" if db.dialect == "sqlite" else "CAST(floor(ended_at / 86400) AS BIGINT)"
+    c = _bytewise(db)
     rows = db.execute(
         f"SELECT {day}, provider, model, lane, count(*), sum(CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END),"
         " sum(input_tokens), sum(cached_input_tokens), sum(cache_creation_input_tokens), sum(output_tokens),"
@@ -383,7 +393,7 @@ def lane_usage_by_day(db: Connection, since: float | None, until: float | None) 
         " sum(CASE WHEN outcome = 'succeeded' THEN output_tokens ELSE 0 END),"
         " sum(CASE WHEN outcome = 'succeeded' THEN cache_creation_1h_input_tokens ELSE 0 END)"
         " FROM realtime_calls WHERE ended_at IS NOT NULL AND ended_at >= ? AND ended_at < ?"
-        " AND outcome IN ('succeeded', 'errored') GROUP BY 1, provider, model, lane ORDER BY 1, provider, model, lane",
+        f" AND outcome IN ('succeeded', 'errored') GROUP BY 1, provider, model, lane ORDER BY 1, provider{c}, model{c}, lane{c}",
         (since if since is not None else float("-inf"), until if until is not None else float("inf")),
     ).fetchall()
     return [
@@ -615,14 +625,13 @@ def providers_with_retries(db: Connection) -> list[str]:
     time, or claims left open by an engine that died (to be settled)."""
     if not has_lanes(db):
         return []
-    return [
+    return sorted(  # in code point order, as SQLite's UNION gave them
         r[0]
         for r in db.execute(
-            "SELECT provider FROM requests WHERE state = ? UNION SELECT provider FROM realtime_calls WHERE outcome IS NULL"
-            " ORDER BY 1",
+            "SELECT provider FROM requests WHERE state = ? UNION SELECT provider FROM realtime_calls WHERE outcome IS NULL",
             (RETRY_STATE,),
         )
-    ]
+    )
 
 
 # -- alerts the lanes raise ---------------------------------------------------------------

@@ -125,6 +125,13 @@ class EndedBatches:
     last_ended_at: float
 
 
+def _bytewise(db: Connection) -> str:
+    """A text ORDER BY key's collation: byte order, as SQLite's BINARY (a PostgreSQL
+    database's default collation may be a language's, which orders `-`, `_` and case
+    otherwise: the same rows would come in another order)."""
+    return ' COLLATE "C"' if db.dialect == "postgresql" else ""
+
+
 def ended_batches(db: Connection, since: float | None, until: float | None) -> list[EndedBatches]:
     """Per provider x model, the batches whose results are in the rollups and that ended
     in [since, until): how many, how long they took, the first and last end."""
@@ -135,7 +142,7 @@ def ended_batches(db: Connection, since: float | None, until: float | None) -> l
         " coalesce(sum(CASE WHEN ended_at - provider_created_at > 0 THEN ended_at - provider_created_at"
         " WHEN provider_created_at IS NOT NULL THEN 0 END), 0), min(ended_at), max(ended_at)"
         f" FROM batches{where} AND ingested_at IS NOT NULL AND provider_batch_id IS NOT NULL"
-        " GROUP BY provider, model ORDER BY provider, model",
+        f" GROUP BY provider, model ORDER BY provider{_bytewise(db)}, model{_bytewise(db)}",
         args,
     ).fetchall()
     return [EndedBatches(*r) for r in rows]

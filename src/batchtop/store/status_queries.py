@@ -67,6 +67,13 @@ def _buffer_row(db: Connection, config: Config, row: tuple) -> BufferRow:
     return BufferRow(bid, provider, endpoint, model, queued, qbytes, oldest, earliest, requested, due, held, retry_at)
 
 
+def _bytewise(db: Connection) -> str:
+    """A text ORDER BY key's collation: byte order, as SQLite's BINARY (a PostgreSQL
+    database's default collation may be a language's, which orders `-`, `_` and case
+    otherwise: the same rows would come in another order)."""
+    return ' COLLATE "C"' if db.dialect == "postgresql" else ""
+
+
 def ready_at(row: BufferRow) -> float | None:
     """When a buffer is worth a tick: its flush due time, but not before its retry
     time. None when it is empty, or held with no retry time (no key, a budget cap):
@@ -78,9 +85,12 @@ def ready_at(row: BufferRow) -> float | None:
 
 def buffers(db: Connection, config: Config, *, include_empty: bool = False) -> list[BufferRow]:
     where = "" if include_empty else " WHERE queued > 0"
+    c = _bytewise(db)
     return [
         _buffer_row(db, config, row)
-        for row in db.execute(f"SELECT {_BUFFER_COLS} FROM buffers{where} ORDER BY provider, model, endpoint").fetchall()
+        for row in db.execute(
+            f"SELECT {_BUFFER_COLS} FROM buffers{where} ORDER BY provider{c}, model{c}, endpoint{c}"
+        ).fetchall()
     ]
 
 
