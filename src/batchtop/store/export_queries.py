@@ -6,15 +6,36 @@ memory of one fetch, and follows an index so nothing is sorted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from batchtop.store import postgres
 
 if TYPE_CHECKING:
     from batchtop.store.db import Connection
 
 FETCH = 1000
 """Rows taken from the cursor at a time."""
+
+_NAMES = itertools.count(1)
+
+
+def stream(db: Connection, statement: str, params: Sequence[object] = ()) -> Iterator[list[tuple[Any, ...]]]:
+    """The statement's rows, FETCH at a time, from one cursor. On PostgreSQL a
+    server-side cursor (WITH HOLD: the connection is in autocommit), as a client-side
+    one would take the whole result into memory first; closed once read or dropped."""
+    if isinstance(db, postgres.PgConnection):
+        cursor: Any = db.conn.cursor(name=f"batchtop_stream_{next(_NAMES)}", withhold=True)
+        cursor.execute(postgres.translate(statement), tuple(params) or None)
+    else:
+        cursor = db.execute(statement, tuple(params))
+    try:
+        while rows := cursor.fetchmany(FETCH):
+            yield rows
+    finally:
+        cursor.close()
 
 # The latest successful attempt of each request: the highest-numbered one (the
 # UNIQUE (request_id, number) index makes the inner max a seek). Both orders follow an
@@ -61,10 +82,10 @@ def results_stream(db: Connection, batch_local_id: int | None = None) -> Iterato
     """The provider's raw result line of each request's latest success, a fetch at a
     time: over the whole store in request order, or over one batch in attempt order."""
     if batch_local_id is None:
-        cursor = db.execute(_RESULTS.format(where="", order="a.request_id"))
+        rows_of = stream(db, _RESULTS.format(where="", order="a.request_id"))
     else:
-        cursor = db.execute(_RESULTS.format(where=" AND a.batch_id = ?", order="a.id"), (batch_local_id,))
-    while rows := cursor.fetchmany(FETCH):
+        rows_of = stream(db, _RESULTS.format(where=" AND a.batch_id = ?", order="a.id"), (batch_local_id,))
+    for rows in rows_of:
         yield [response for (response,) in rows]
 
 
@@ -86,8 +107,7 @@ class DeadLetter:
 
 def dead_letters(db: Connection) -> Iterator[DeadLetter]:
     """Every dead request, oldest first, streamed from one cursor."""
-    cursor = db.execute(_DEAD)
-    while rows := cursor.fetchmany(FETCH):
+    for rows in stream(db, _DEAD):
         for row in rows:
             yield DeadLetter(*row)
 

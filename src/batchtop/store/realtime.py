@@ -407,11 +407,13 @@ def responses(db: Connection) -> Iterable[str]:
     request order (for `batchtop results`)."""
     if not has_lanes(db):
         return
-    cursor = db.execute(
+    from batchtop.store.export_queries import stream
+
+    for rows in stream(
+        db,
         "SELECT c.response FROM realtime_calls c JOIN requests r ON r.id = c.request_id"
-        " WHERE c.outcome = 'succeeded' AND c.response IS NOT NULL AND r.state = 'succeeded' ORDER BY c.request_id"
-    )
-    while rows := cursor.fetchmany(1000):
+        " WHERE c.outcome = 'succeeded' AND c.response IS NOT NULL AND r.state = 'succeeded' ORDER BY c.request_id",
+    ):
         for (response,) in rows:
             yield response
 
