@@ -68,14 +68,15 @@ def _factory(sim: Simulator) -> Callable[[Config, str], ProviderAdapter]:
     return fixed_factory({"openai": sim.openai_base_url, "anthropic": sim.anthropic_base_url}, "sample")
 
 
-def build(data_dir: Path) -> Sample:
-    """Fill an empty data dir with a morning's work; returns what the screens show.
-    Runs the engine with `asyncio.run`: call it outside an event loop."""
+def build(data_dir: Path, *, url: str | None = None) -> Sample:
+    """Fill an empty data dir (or the PostgreSQL store at `url`) with a morning's work;
+    returns what the screens show. Runs the engine with `asyncio.run`: call it outside
+    an event loop."""
     clock = ManualClock(NOW - 3 * 3600)
     sim = Simulator(SimConfig(per_request_s=1.0, first_try_failure_rate=0.1, seed=7), clock=clock)
     sim.state.ids.salt = SALT
     sim.start()
-    store = Store(data_dir)
+    store = Store(data_dir, url=url)
     engine = Engine(store, CONFIG, now=clock.now, adapter_factory=_factory(sim))
 
     def tick() -> None:

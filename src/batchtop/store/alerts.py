@@ -10,12 +10,14 @@ derives from counters (failure rate, dead letters, unknown submissions).
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchtop.store import events
 from batchtop.store.store import Store
+
+if TYPE_CHECKING:
+    from batchtop.store.db import Connection
 
 QUOTA = "quota"
 LOST_BATCH = "lost_batch"
@@ -71,7 +73,7 @@ def clear_alert(store: Store, kind: str, provider: str) -> None:
         db.execute("DELETE FROM engine_state WHERE key = ?", (key,))
 
 
-def _lost(db: sqlite3.Connection) -> list[Alert]:
+def _lost(db: Connection) -> list[Alert]:
     rows = db.execute(
         "SELECT b.provider_batch_id, b.provider, b.model, count(r.id) FROM batches b"
         " JOIN attempts a ON a.batch_id = b.id JOIN requests r ON r.id = a.request_id"
@@ -93,11 +95,18 @@ def _lost(db: sqlite3.Connection) -> list[Alert]:
     return alerts
 
 
-def engine_alerts(db: sqlite3.Connection) -> list[Alert]:
+def _bytewise(db: Connection) -> str:
+    """A text ORDER BY key's collation: byte order, as SQLite's BINARY (a PostgreSQL
+    database's default collation may be a language's, which orders `-`, `_` and case
+    otherwise: the same rows would come in another order)."""
+    return ' COLLATE "C"' if db.dialect == "postgresql" else ""
+
+
+def engine_alerts(db: Connection) -> list[Alert]:
     """The engine's alerts, as the status document lists them."""
     raised = [
         json.loads(value)
-        for (value,) in db.execute("SELECT value FROM engine_state WHERE key LIKE 'alert:%' ORDER BY key")
+        for (value,) in db.execute(f"SELECT value FROM engine_state WHERE key LIKE 'alert:%' ORDER BY key{_bytewise(db)}")
     ]
     alerts = [Alert(a["kind"], a["message"], provider=a.get("provider")) for a in raised]
     return alerts + _lost(db)

@@ -7,9 +7,12 @@ of failures by error code is the view's (`batchtop.views.detail`); here are only
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batchtop.store.db import Connection
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,14 @@ _BATCH_COLS = (
 )
 
 
-def batch_record(db: sqlite3.Connection, batch_id: str) -> BatchRecord | None:
+def _bytewise(db: Connection) -> str:
+    """A text ORDER BY key's collation: byte order, as SQLite's BINARY (a PostgreSQL
+    database's default collation may be a language's, which orders `-`, `_` and case
+    otherwise: the same rows would come in another order)."""
+    return ' COLLATE "C"' if db.dialect == "postgresql" else ""
+
+
+def batch_record(db: Connection, batch_id: str) -> BatchRecord | None:
     """The batch by provider id, or `local-N` before it has one; None if there is none."""
     if batch_id.startswith("local-") and batch_id[6:].isdigit():
         row = db.execute(f"SELECT {_BATCH_COLS} FROM batches WHERE id = ?", (int(batch_id[6:]),)).fetchone()
@@ -66,17 +76,19 @@ def batch_record(db: sqlite3.Connection, batch_id: str) -> BatchRecord | None:
     return BatchRecord(*row) if row is not None else None
 
 
-def outcome_counts(db: sqlite3.Connection, local_id: int) -> dict[str | None, int]:
+def outcome_counts(db: Connection, local_id: int) -> dict[str | None, int]:
     """Attempts of a batch per outcome (None: not ended yet), ordered by outcome."""
     return {
         outcome: int(n)
         for outcome, n in db.execute(
-            "SELECT outcome, count(*) FROM attempts WHERE batch_id = ? GROUP BY outcome ORDER BY outcome", (local_id,)
+            "SELECT outcome, count(*) FROM attempts WHERE batch_id = ? GROUP BY outcome"
+            f" ORDER BY outcome{_bytewise(db)} NULLS FIRST",
+            (local_id,),
         )
     }
 
 
-def failed_attempts(db: sqlite3.Connection, local_id: int) -> Iterator[FailedAttempt]:
+def failed_attempts(db: Connection, local_id: int) -> Iterator[FailedAttempt]:
     """Every ended, unsucceeded attempt of a batch with its request's line, in attempt order."""
     for cid, number, outcome, err, state, line in db.execute(
         "SELECT r.custom_id, a.number, a.outcome, a.error, r.state, r.line FROM attempts a"
@@ -87,7 +99,7 @@ def failed_attempts(db: sqlite3.Connection, local_id: int) -> Iterator[FailedAtt
         yield FailedAttempt(cid, number, outcome, err, state, line)
 
 
-def other_attempts(db: sqlite3.Connection, local_id: int, limit: int) -> list[AttemptLine]:
+def other_attempts(db: Connection, local_id: int, limit: int) -> list[AttemptLine]:
     """At most `limit` succeeded or not yet ended attempts of a batch, in attempt order."""
     return [
         AttemptLine(*r)
@@ -123,7 +135,7 @@ class QueuedRow:
     """The priority tier it was enqueued with (`enqueue --tier`), or None."""
 
 
-def buffer_record(db: sqlite3.Connection, name: str) -> BufferRecord | None:
+def buffer_record(db: Connection, name: str) -> BufferRecord | None:
     """One buffer by `provider:endpoint:model`; None if there is none."""
     row = db.execute(
         "SELECT id, provider, endpoint, model, queued, queued_bytes, held_reason FROM buffers"
@@ -133,7 +145,7 @@ def buffer_record(db: sqlite3.Connection, name: str) -> BufferRecord | None:
     return BufferRecord(*row) if row is not None else None
 
 
-def queued_requests(db: sqlite3.Connection, buffer_id: int, limit: int) -> tuple[QueuedRow, ...]:
+def queued_requests(db: Connection, buffer_id: int, limit: int) -> tuple[QueuedRow, ...]:
     """At most `limit` of a buffer's queued requests, oldest first; not those an intent
     holds as a range claim while its batch uploads (they are the batch's now)."""
     from batchtop.store import claims

@@ -6,12 +6,36 @@ memory of one fetch, and follows an index so nothing is sorted.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from batchtop.store import postgres
+
+if TYPE_CHECKING:
+    from batchtop.store.db import Connection
 
 FETCH = 1000
 """Rows taken from the cursor at a time."""
+
+_NAMES = itertools.count(1)
+
+
+def stream(db: Connection, statement: str, params: Sequence[object] = ()) -> Iterator[list[tuple[Any, ...]]]:
+    """The statement's rows, FETCH at a time, from one cursor. On PostgreSQL a
+    server-side cursor (WITH HOLD: the connection is in autocommit), as a client-side
+    one would take the whole result into memory first; closed once read or dropped."""
+    if isinstance(db, postgres.PgConnection):
+        cursor: Any = db.conn.cursor(name=f"batchtop_stream_{next(_NAMES)}", withhold=True)
+        cursor.execute(postgres.translate(statement), tuple(params) or None)
+    else:
+        cursor = db.execute(statement, tuple(params))
+    try:
+        while rows := cursor.fetchmany(FETCH):
+            yield rows
+    finally:
+        cursor.close()
 
 # The latest successful attempt of each request: the highest-numbered one (the
 # UNIQUE (request_id, number) index makes the inner max a seek). Both orders follow an
@@ -32,7 +56,7 @@ _DEAD = (
 
 _DEAD_WIDTHS = (
     "SELECT max(length(r.custom_id)), max(length(r.provider)), max(length(f.model)),"
-    " max(length(r.attempts)), max(length(b.provider_batch_id)) FROM requests r"
+    " max(length(CAST(r.attempts AS TEXT))), max(length(b.provider_batch_id)) FROM requests r"
     " JOIN buffers f ON f.id = r.buffer_id LEFT JOIN attempts a ON a.request_id = r.id"
     " AND a.number = r.attempts LEFT JOIN batches b ON b.id = a.batch_id WHERE r.state = 'dead'"
 )
@@ -47,21 +71,21 @@ class ExportBatch:
     ingested_at: float | None
 
 
-def export_batch(db: sqlite3.Connection, provider_batch_id: str) -> ExportBatch | None:
+def export_batch(db: Connection, provider_batch_id: str) -> ExportBatch | None:
     row = db.execute(
         "SELECT id, status, ingested_at FROM batches WHERE provider_batch_id = ?", (provider_batch_id,)
     ).fetchone()
     return ExportBatch(*row) if row is not None else None
 
 
-def results_stream(db: sqlite3.Connection, batch_local_id: int | None = None) -> Iterator[list[str]]:
+def results_stream(db: Connection, batch_local_id: int | None = None) -> Iterator[list[str]]:
     """The provider's raw result line of each request's latest success, a fetch at a
     time: over the whole store in request order, or over one batch in attempt order."""
     if batch_local_id is None:
-        cursor = db.execute(_RESULTS.format(where="", order="a.request_id"))
+        rows_of = stream(db, _RESULTS.format(where="", order="a.request_id"))
     else:
-        cursor = db.execute(_RESULTS.format(where=" AND a.batch_id = ?", order="a.id"), (batch_local_id,))
-    while rows := cursor.fetchmany(FETCH):
+        rows_of = stream(db, _RESULTS.format(where=" AND a.batch_id = ?", order="a.id"), (batch_local_id,))
+    for rows in rows_of:
         yield [response for (response,) in rows]
 
 
@@ -81,15 +105,14 @@ class DeadLetter:
     """When its last attempt ended (None if that attempt's batch never reported it)."""
 
 
-def dead_letters(db: sqlite3.Connection) -> Iterator[DeadLetter]:
+def dead_letters(db: Connection) -> Iterator[DeadLetter]:
     """Every dead request, oldest first, streamed from one cursor."""
-    cursor = db.execute(_DEAD)
-    while rows := cursor.fetchmany(FETCH):
+    for rows in stream(db, _DEAD):
         for row in rows:
             yield DeadLetter(*row)
 
 
-def dead_letter_widths(db: sqlite3.Connection) -> tuple[int | None, ...]:
+def dead_letter_widths(db: Connection) -> tuple[int | None, ...]:
     """The longest custom_id, provider, model, attempts (as text) and last batch id among
     the dead letters (None each when there are none): one aggregate, so a table of them
     is aligned while its rows still stream."""

@@ -9,12 +9,16 @@ The arithmetic is `batchtop.pricing`'s; here are only rows.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from batchtop.pricing.table import UPPER_TIER
+from batchtop.store import postgres
 from batchtop.store.estimates import COLUMNS
+
+if TYPE_CHECKING:
+    from batchtop.store.db import Connection
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class UsageRow:
     """'' (the base tier) or `pricing.table.UPPER_TIER`: requests over the prompt tier."""
 
 
-def usage_rows(db: sqlite3.Connection) -> list[UsageRow]:
+def usage_rows(db: Connection) -> list[UsageRow]:
     """Every usage rollup row (at most four per model and prompt tier)."""
     return [
         UsageRow(p, m, bool(first), bool(ok), *counts_then_tier)
@@ -78,7 +82,10 @@ class StageRow:
 _IN_FLIGHT = (
     f"SELECT b.provider, b.model, sum(b.total), sum(b.bytes), {COLUMNS} FROM batches b"
     " LEFT JOIN buffer_estimates e ON e.buffer_id = b.buffer_id"
-    " WHERE b.ingested_at IS NULL AND b.status != 'failed' {where} GROUP BY b.buffer_id"
+    # a buffer is one provider x model, and its estimates row is one: grouped by them too
+    # (PostgreSQL asks for every column not aggregated), the groups are the buffers still
+    " WHERE b.ingested_at IS NULL AND b.status != 'failed' {where}"
+    f" GROUP BY b.buffer_id, b.provider, b.model, {COLUMNS} ORDER BY b.buffer_id"
 )
 _QUEUED = (
     f"SELECT b.provider, b.model, b.queued, b.queued_bytes, {COLUMNS} FROM buffers b"
@@ -91,7 +98,7 @@ _ENQUEUED = (
 )
 
 
-def _stage(db: sqlite3.Connection, sql: str, provider: str | None) -> list[StageRow]:
+def _stage(db: Connection, sql: str, provider: str | None) -> list[StageRow]:
     where, args = ("AND b.provider = ?", (provider,)) if provider is not None else ("", ())
     return [
         StageRow(prov, model, int(requests or 0), int(size or 0), _sums(tuple(row)))
@@ -99,17 +106,17 @@ def _stage(db: sqlite3.Connection, sql: str, provider: str | None) -> list[Stage
     ]
 
 
-def in_flight_rows(db: sqlite3.Connection, provider: str | None = None) -> list[StageRow]:
+def in_flight_rows(db: Connection, provider: str | None = None) -> list[StageRow]:
     """Per buffer: the requests and bytes of its batches not yet ingested (billable ones)."""
     return _stage(db, _IN_FLIGHT, provider)
 
 
-def queued_rows(db: sqlite3.Connection, provider: str | None = None) -> list[StageRow]:
+def queued_rows(db: Connection, provider: str | None = None) -> list[StageRow]:
     """Per non-empty buffer: its queued requests and bytes."""
     return _stage(db, _QUEUED, provider)
 
 
-def enqueued_sums(db: sqlite3.Connection, provider: str, model: str) -> EstimateSums | None:
+def enqueued_sums(db: Connection, provider: str, model: str) -> EstimateSums | None:
     """The estimate sums of every buffer of one model (None when none has them)."""
     return _sums(tuple(db.execute(_ENQUEUED, (provider, model)).fetchone()))
 
@@ -125,7 +132,7 @@ class SpendBatch:
     ingested_at: float | None
 
 
-def batches_created_since(db: sqlite3.Connection, since: float) -> list[SpendBatch]:
+def batches_created_since(db: Connection, since: float) -> list[SpendBatch]:
     return [
         SpendBatch(*row)
         for row in db.execute(
@@ -148,7 +155,7 @@ class DayTokens:
     """'' (the base tier) or `pricing.table.UPPER_TIER`: attempts over the prompt tier."""
 
 
-def batch_days(db: sqlite3.Connection, batch_id: int, tier_above: int | None = None) -> Iterator[DayTokens]:
+def batch_days(db: Connection, batch_id: int, tier_above: int | None = None) -> Iterator[DayTokens]:
     """One batch's ended attempts (attempts_batch index), summed per Unix day number:
     days start at UTC midnight. With `tier_above`, attempts whose prompt (input, cache
     reads and writes) is over it are summed apart, as tier UPPER_TIER."""
@@ -157,18 +164,23 @@ def batch_days(db: sqlite3.Connection, batch_id: int, tier_above: int | None = N
     if tier_above is not None:
         tier = "CASE WHEN input_tokens + cached_input_tokens + cache_creation_input_tokens > ? THEN ? ELSE '' END"
         args = (tier_above, UPPER_TIER, batch_id)
-    for day, tier_of, *tokens in db.execute(
-        f"SELECT CAST(ended_at / 86400 AS INTEGER) AS day, {tier} AS tier, sum(input_tokens), sum(cached_input_tokens),"
+    # the day number truncated, as SQLite's CAST does (PostgreSQL's rounds: floor there; ended_at > 0)
+    day = "CAST(ended_at / 86400 AS INTEGER)" if db.dialect == "sqlite" else "CAST(floor(ended_at / 86400) AS BIGINT)"
+    for day_of, tier_of, *tokens in db.execute(
+        f"SELECT {day} AS day, {tier} AS tier, sum(input_tokens), sum(cached_input_tokens),"
         " sum(cache_creation_input_tokens), sum(output_tokens), sum(cache_creation_1h_input_tokens)"
-        " FROM attempts WHERE batch_id = ? AND ended_at IS NOT NULL GROUP BY day, tier",
+        " FROM attempts WHERE batch_id = ? AND ended_at IS NOT NULL GROUP BY day, tier ORDER BY day, tier",
         args,
     ):
         i, c, w, o, w1h = (int(t or 0) for t in tokens)
-        yield DayTokens(int(day), i, c, w, o, w1h, str(tier_of))
+        yield DayTokens(int(day_of), i, c, w, o, w1h, str(tier_of))
 
 
-def database_key(db: sqlite3.Connection) -> str:
+def database_key(db: Connection) -> str:
     """A name for the connection's database that outlives the connection: its file, or
-    (in memory) the connection itself; caches of immutable rows are keyed by it."""
+    (in memory) the connection itself, or a PostgreSQL store's server, database and
+    schema; caches of immutable rows are keyed by it."""
+    if isinstance(db, postgres.PgConnection):
+        return db.identity()
     file = db.execute("PRAGMA database_list").fetchone()[2]
     return str(file) if file else f"memory:{id(db)}"

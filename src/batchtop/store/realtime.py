@@ -14,12 +14,14 @@ Every statement on these tables lives here; the engine calls these functions.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchtop.store.store import Store
+
+if TYPE_CHECKING:
+    from batchtop.store.db import Connection
 
 REALTIME_STATE = "realtime"
 """The request state while a synchronous call of it is claimed or running."""
@@ -108,14 +110,12 @@ def claim(
                     " WHERE id = ?",
                     (buffer_id,),
                 )
-            cur = db.execute(
+            (call_id,) = db.execute(
                 "INSERT INTO realtime_calls (request_id, number, provider, endpoint, model, lane, reason, claimed_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (rid, number, provider, endpoint, model, lane, reason[:200], now),
-            )
-            claims.append(
-                Claim(int(cur.lastrowid or 0), rid, number, provider, endpoint, model, cid, line, lane, deadline)
-            )
+            ).fetchone()
+            claims.append(Claim(int(call_id), rid, number, provider, endpoint, model, cid, line, lane, deadline))
     return claims
 
 
@@ -151,24 +151,21 @@ def release(store: Store, claim_: Claim, reason: str, now: float) -> None:
         )
 
 
+_ROLLUP_SUMS = (
+    "succeeded", "input_tokens", "cached_input_tokens", "cache_creation_input_tokens", "output_tokens",
+    "cache_creation_1h_input_tokens", "ok_input_tokens", "ok_cached_input_tokens", "ok_cache_creation_input_tokens",
+    "ok_output_tokens", "ok_cache_creation_1h_input_tokens",
+)
 _ROLLUP = (
     "INSERT INTO realtime_rollup (provider, model, lane, calls, succeeded, input_tokens, cached_input_tokens,"
     " cache_creation_input_tokens, output_tokens, cache_creation_1h_input_tokens, spent_usd, ok_input_tokens,"
     " ok_cached_input_tokens, ok_cache_creation_input_tokens, ok_output_tokens, ok_cache_creation_1h_input_tokens)"
     " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (provider, model, lane) DO UPDATE SET calls = calls + 1, succeeded = succeeded + excluded.succeeded,"
-    " input_tokens = input_tokens + excluded.input_tokens,"
-    " cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,"
-    " cache_creation_input_tokens = cache_creation_input_tokens + excluded.cache_creation_input_tokens,"
-    " output_tokens = output_tokens + excluded.output_tokens,"
-    " cache_creation_1h_input_tokens = cache_creation_1h_input_tokens + excluded.cache_creation_1h_input_tokens,"
-    " spent_usd = CASE WHEN spent_usd IS NULL OR excluded.spent_usd IS NULL THEN NULL"
-    " ELSE spent_usd + excluded.spent_usd END,"
-    " ok_input_tokens = ok_input_tokens + excluded.ok_input_tokens,"
-    " ok_cached_input_tokens = ok_cached_input_tokens + excluded.ok_cached_input_tokens,"
-    " ok_cache_creation_input_tokens = ok_cache_creation_input_tokens + excluded.ok_cache_creation_input_tokens,"
-    " ok_output_tokens = ok_output_tokens + excluded.ok_output_tokens,"
-    " ok_cache_creation_1h_input_tokens = ok_cache_creation_1h_input_tokens + excluded.ok_cache_creation_1h_input_tokens"
+    " ON CONFLICT (provider, model, lane) DO UPDATE SET calls = realtime_rollup.calls + 1, "
+    # the stored side named by its table: PostgreSQL calls a bare column ambiguous here
+    + ", ".join(f"{c} = realtime_rollup.{c} + excluded.{c}" for c in _ROLLUP_SUMS)
+    + ", spent_usd = CASE WHEN realtime_rollup.spent_usd IS NULL OR excluded.spent_usd IS NULL THEN NULL"
+    " ELSE realtime_rollup.spent_usd + excluded.spent_usd END"
 )
 
 
@@ -202,7 +199,7 @@ def commit_wave(
             _record(db, c, r, now, max_attempts)
 
 
-def _record(db: sqlite3.Connection, claim_: Claim, result: CallResult, now: float, max_attempts: int) -> str:
+def _record(db: Connection, claim_: Claim, result: CallResult, now: float, max_attempts: int) -> str:
     ok = result.outcome == "succeeded"
     tokens = (
         result.input_tokens, result.cached_input_tokens, result.cache_creation_input_tokens,
@@ -273,7 +270,7 @@ def settle_orphans(store: Store, live: Iterable[int], now: float) -> tuple[int, 
     return requeued, dead
 
 
-def _claim_of(db: sqlite3.Connection, call_id: int) -> Claim | None:
+def _claim_of(db: Connection, call_id: int) -> Claim | None:
     row = db.execute(
         "SELECT c.id, c.request_id, c.number, c.provider, c.endpoint, c.model, r.custom_id, r.line, c.lane, r.deadline"
         " FROM realtime_calls c JOIN requests r ON r.id = c.request_id WHERE c.id = ?",
@@ -285,13 +282,23 @@ def _claim_of(db: sqlite3.Connection, call_id: int) -> Claim | None:
 # -- reads -------------------------------------------------------------------------------
 
 
-def has_lanes(db: sqlite3.Connection) -> bool:
+def has_lanes(db: Connection) -> bool:
     """Whether the store has the lanes' tables (a reader of an older, unmigrated store
     sees none: nothing went real time there)."""
-    return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'realtime_rollup'").fetchone() is not None
+    if db.dialect == "sqlite":
+        return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'realtime_rollup'").fetchone() is not None
+    (found,) = db.execute("SELECT to_regclass('realtime_rollup') IS NOT NULL").fetchone()  # in the store's schema
+    return bool(found)
 
 
-def due_with_deadline(db: sqlite3.Connection, buffer_id: int, before: float, limit: int) -> list[tuple[int, float, str]]:
+def _bytewise(db: Connection) -> str:
+    """A text ORDER BY key's collation: byte order, as SQLite's BINARY (a PostgreSQL
+    database's default collation may be a language's, which orders `-`, `_` and case
+    otherwise: the same rows would come in another order)."""
+    return ' COLLATE "C"' if db.dialect == "postgresql" else ""
+
+
+def due_with_deadline(db: Connection, buffer_id: int, before: float, limit: int) -> list[tuple[int, float, str]]:
     """(request id, deadline, line) of the buffer's queued requests due before `before`,
     earliest deadline first (the `requests_deadline` index). Requests an intent holds
     as a range claim keep their `queued` row until the provider has the batch: they
@@ -309,7 +316,7 @@ def due_with_deadline(db: sqlite3.Connection, buffer_id: int, before: float, lim
     ]
 
 
-def spent_since(db: sqlite3.Connection, since: float) -> float:
+def spent_since(db: Connection, since: float) -> float:
     """Money the synchronous lanes spent on calls that ended since then (unpriced: 0),
     plus what the open claims are expected to spend is the caller's to add."""
     (spent,) = db.execute(
@@ -331,28 +338,30 @@ class LaneUsage:
     spent_usd: float | None
 
 
-def lane_usage(db: sqlite3.Connection) -> list[LaneUsage]:
+def lane_usage(db: Connection) -> list[LaneUsage]:
     """Every (provider, model, lane) the synchronous lanes served, from the rollup."""
     if not has_lanes(db):
         return []
+    c = _bytewise(db)
     return [
         LaneUsage(r[0], r[1], r[2], r[3], r[4], tuple(r[5:10]), tuple(r[11:16]), r[10])
         for r in db.execute(
             "SELECT provider, model, lane, calls, succeeded, input_tokens, cached_input_tokens,"
             " cache_creation_input_tokens, output_tokens, cache_creation_1h_input_tokens, spent_usd,"
             " ok_input_tokens, ok_cached_input_tokens, ok_cache_creation_input_tokens, ok_output_tokens,"
-            " ok_cache_creation_1h_input_tokens FROM realtime_rollup ORDER BY provider, model, lane"
+            f" ok_cache_creation_1h_input_tokens FROM realtime_rollup ORDER BY provider{c}, model{c}, lane{c}"
         )
     ]
 
 
-def lane_usage_between(db: sqlite3.Connection, since: float | None, until: float | None) -> list[LaneUsage]:
+def lane_usage_between(db: Connection, since: float | None, until: float | None) -> list[LaneUsage]:
     """`lane_usage` of the calls that ended in [since, until) (the period report: a
     real-time call's money is placed by its own end time)."""
     if not has_lanes(db):
         return []
+    c = _bytewise(db)
     rows = db.execute(
-        "SELECT provider, model, lane, count(*), sum(outcome = 'succeeded'),"
+        "SELECT provider, model, lane, count(*), sum(CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END),"
         " sum(input_tokens), sum(cached_input_tokens), sum(cache_creation_input_tokens), sum(output_tokens),"
         " sum(cache_creation_1h_input_tokens), CASE WHEN count(cost_usd) = count(*) THEN sum(cost_usd) END,"
         " sum(CASE WHEN outcome = 'succeeded' THEN input_tokens ELSE 0 END),"
@@ -361,18 +370,21 @@ def lane_usage_between(db: sqlite3.Connection, since: float | None, until: float
         " sum(CASE WHEN outcome = 'succeeded' THEN output_tokens ELSE 0 END),"
         " sum(CASE WHEN outcome = 'succeeded' THEN cache_creation_1h_input_tokens ELSE 0 END)"
         " FROM realtime_calls WHERE ended_at IS NOT NULL AND ended_at >= ? AND ended_at < ?"
-        " AND outcome IN ('succeeded', 'errored') GROUP BY provider, model, lane ORDER BY provider, model, lane",
+        f" AND outcome IN ('succeeded', 'errored') GROUP BY provider, model, lane ORDER BY provider{c}, model{c}, lane{c}",
         (since if since is not None else float("-inf"), until if until is not None else float("inf")),
     ).fetchall()
     return [LaneUsage(r[0], r[1], r[2], r[3], r[4], tuple(r[5:10]), tuple(r[11:16]), r[10]) for r in rows]
 
 
-def lane_usage_by_day(db: sqlite3.Connection, since: float | None, until: float | None) -> list[tuple[int, LaneUsage]]:
+def lane_usage_by_day(db: Connection, since: float | None, until: float | None) -> list[tuple[int, LaneUsage]]:
     """`lane_usage_between`, split by the UTC day (days since the epoch) each call ended."""
     if not has_lanes(db):
         return []
+    # the day number truncated, as SQLite's CAST does (PostgreSQL's rounds: floor there; ended_at > 0)
+    day = "CAST(ended_at / 86400 AS INTEGER)" if db.dialect == "sqlite" else "CAST(floor(ended_at / 86400) AS BIGINT)"
+    c = _bytewise(db)
     rows = db.execute(
-        "SELECT CAST(ended_at / 86400 AS INTEGER), provider, model, lane, count(*), sum(outcome = 'succeeded'),"
+        f"SELECT {day}, provider, model, lane, count(*), sum(CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END),"
         " sum(input_tokens), sum(cached_input_tokens), sum(cache_creation_input_tokens), sum(output_tokens),"
         " sum(cache_creation_1h_input_tokens), CASE WHEN count(cost_usd) = count(*) THEN sum(cost_usd) END,"
         " sum(CASE WHEN outcome = 'succeeded' THEN input_tokens ELSE 0 END),"
@@ -381,7 +393,7 @@ def lane_usage_by_day(db: sqlite3.Connection, since: float | None, until: float 
         " sum(CASE WHEN outcome = 'succeeded' THEN output_tokens ELSE 0 END),"
         " sum(CASE WHEN outcome = 'succeeded' THEN cache_creation_1h_input_tokens ELSE 0 END)"
         " FROM realtime_calls WHERE ended_at IS NOT NULL AND ended_at >= ? AND ended_at < ?"
-        " AND outcome IN ('succeeded', 'errored') GROUP BY 1, provider, model, lane ORDER BY 1, provider, model, lane",
+        f" AND outcome IN ('succeeded', 'errored') GROUP BY 1, provider, model, lane ORDER BY 1, provider{c}, model{c}, lane{c}",
         (since if since is not None else float("-inf"), until if until is not None else float("inf")),
     ).fetchall()
     return [
@@ -390,21 +402,23 @@ def lane_usage_by_day(db: sqlite3.Connection, since: float | None, until: float 
     ]
 
 
-def responses(db: sqlite3.Connection) -> Iterable[str]:
+def responses(db: Connection) -> Iterable[str]:
     """The result lines of requests that succeeded through a synchronous lane, in
     request order (for `batchtop results`)."""
     if not has_lanes(db):
         return
-    cursor = db.execute(
+    from batchtop.store.export_queries import stream
+
+    for rows in stream(
+        db,
         "SELECT c.response FROM realtime_calls c JOIN requests r ON r.id = c.request_id"
-        " WHERE c.outcome = 'succeeded' AND c.response IS NOT NULL AND r.state = 'succeeded' ORDER BY c.request_id"
-    )
-    while rows := cursor.fetchmany(1000):
+        " WHERE c.outcome = 'succeeded' AND c.response IS NOT NULL AND r.state = 'succeeded' ORDER BY c.request_id",
+    ):
         for (response,) in rows:
             yield response
 
 
-def request_lane(db: sqlite3.Connection, request_id: int) -> dict[str, Any] | None:
+def request_lane(db: Connection, request_id: int) -> dict[str, Any] | None:
     """The latest synchronous call of a request, for Inspect."""
     row = db.execute(
         "SELECT lane, reason, claimed_at, ended_at, outcome, cost_usd FROM realtime_calls WHERE request_id = ?"
@@ -420,7 +434,7 @@ HISTORY = 50
 """Completed batches of a model whose durations make its history (the latest ones)."""
 
 
-def durations(db: sqlite3.Connection, provider: str, model: str, limit: int = HISTORY) -> list[float]:
+def durations(db: Connection, provider: str, model: str, limit: int = HISTORY) -> list[float]:
     """Submit-to-end seconds of the latest batches of this provider and model that
     completed (cancelled, failed and expired ones say nothing about how long work takes)."""
     return [
@@ -470,7 +484,7 @@ def fill_deadlines(store: Store, limit: int = 50) -> int:
     return len(found)
 
 
-def open_batches(db: sqlite3.Connection, provider: str | None = None) -> list[OpenBatch]:
+def open_batches(db: Connection, provider: str | None = None) -> list[OpenBatch]:
     """Batches in flight (sent, not ingested), with the earliest deadline of their
     requests (`fill_deadlines` first)."""
     where = " AND b.provider = ?" if provider else ""
@@ -486,7 +500,7 @@ def open_batches(db: sqlite3.Connection, provider: str | None = None) -> list[Op
     ]
 
 
-def deadlines_of(db: sqlite3.Connection, batch_ids: Sequence[int]) -> dict[int, float]:
+def deadlines_of(db: Connection, batch_ids: Sequence[int]) -> dict[int, float]:
     """Earliest deadline of each batch's requests (for `batches[].deadline_at`), as the
     engine worked it out (`fill_deadlines`); one in flight it has not seen yet (sent
     since its last pass) is worked out here, until the engine's next pass stores it. An
@@ -522,7 +536,7 @@ def request_rescue(store: Store, batch_id: int, now: float) -> bool:
         )
 
 
-def rescue_leftovers(db: sqlite3.Connection) -> list[tuple[int, list[int]]]:
+def rescue_leftovers(db: Connection) -> list[tuple[int, list[int]]]:
     """Rescued batches now ingested, with their requests that did not succeed in them
     and are still waiting (queued again, or left cancelled/failed/expired)."""
     out = []
@@ -547,7 +561,7 @@ def rescue_done(store: Store, batch_id: int, now: float) -> None:
         db.execute("UPDATE batches SET rescue_done_at = ? WHERE id = ?", (now, batch_id))
 
 
-def most_urgent_tier(db: sqlite3.Connection, provider: str, endpoint: str, model: str) -> str | None:
+def most_urgent_tier(db: Connection, provider: str, endpoint: str, model: str) -> str | None:
     """The tier of the buffer's queued request with the earliest deadline."""
     row = db.execute(
         "SELECT r.tier FROM buffers f JOIN requests r ON r.buffer_id = f.id WHERE f.provider = ? AND f.endpoint = ?"
@@ -557,7 +571,7 @@ def most_urgent_tier(db: sqlite3.Connection, provider: str, endpoint: str, model
     return row[0] if row else None
 
 
-def lines_of(db: sqlite3.Connection, request_ids: Sequence[int]) -> dict[int, tuple[str, str, str, str]]:
+def lines_of(db: Connection, request_ids: Sequence[int]) -> dict[int, tuple[str, str, str, str]]:
     """request id -> (provider, endpoint, model, line)."""
     out = {}
     for rid in request_ids:
@@ -570,7 +584,7 @@ def lines_of(db: sqlite3.Connection, request_ids: Sequence[int]) -> dict[int, tu
     return out
 
 
-def dead_letter_ids(db: sqlite3.Connection) -> list[tuple[int, str, str, str, str]]:
+def dead_letter_ids(db: Connection) -> list[tuple[int, str, str, str, str]]:
     """(request id, provider, endpoint, model, line) of every dead letter, oldest first."""
     return [
         (int(r[0]), r[1], r[2], r[3], r[4])
@@ -587,12 +601,19 @@ def request_retry(store: Store, request_ids: Sequence[int]) -> int:
     n = 0
     with store.transaction(fenced=False) as db:
         for rid in request_ids:
-            cur = db.execute("UPDATE OR IGNORE requests SET state = ? WHERE id = ? AND state = 'dead'", (RETRY_STATE, rid))
+            # left dead when its custom_id is live again: the requests_live_custom_id index's
+            # condition, checked here (the UPDATE OR IGNORE of SQLite has no PostgreSQL form)
+            cur = db.execute(
+                "UPDATE requests SET state = ? WHERE id = ? AND state = 'dead' AND NOT EXISTS (SELECT 1 FROM requests o"
+                " WHERE o.provider = requests.provider AND o.custom_id = requests.custom_id"
+                " AND o.state NOT IN ('succeeded', 'dead'))",
+                (RETRY_STATE, rid),
+            )
             n += cur.rowcount
     return n
 
 
-def retry_requested(db: sqlite3.Connection, provider: str, limit: int) -> list[int]:
+def retry_requested(db: Connection, provider: str, limit: int) -> list[int]:
     return [
         int(r[0])
         for r in db.execute(
@@ -601,18 +622,18 @@ def retry_requested(db: sqlite3.Connection, provider: str, limit: int) -> list[i
     ]
 
 
-def providers_with_retries(db: sqlite3.Connection) -> list[str]:
+def providers_with_retries(db: Connection) -> list[str]:
     """Providers with lane work and perhaps nothing else: dead letters to retry real
     time, or claims left open by an engine that died (to be settled)."""
     if not has_lanes(db):
         return []
-    return [
+    return sorted(  # in code point order, as SQLite's UNION gave them
         r[0]
         for r in db.execute(
             "SELECT provider FROM requests WHERE state = ? UNION SELECT provider FROM realtime_calls WHERE outcome IS NULL",
             (RETRY_STATE,),
         )
-    ]
+    )
 
 
 # -- alerts the lanes raise ---------------------------------------------------------------
@@ -652,7 +673,7 @@ def clear_alerts(store: Store, kind: str, keep: Iterable[str]) -> None:
             db.executemany("DELETE FROM engine_state WHERE key = ?", [(k,) for k in stale])
 
 
-def batch_submissions(db: sqlite3.Connection, provider_batch_ids: Sequence[str]) -> dict[str, tuple[int, float]]:
+def batch_submissions(db: Connection, provider_batch_ids: Sequence[str]) -> dict[str, tuple[int, float]]:
     """Provider batch id -> (local id, when it was sent), for the ETA of those batches."""
     if not provider_batch_ids:
         return {}
@@ -667,7 +688,7 @@ def batch_submissions(db: sqlite3.Connection, provider_batch_ids: Sequence[str])
     }
 
 
-def alert_scopes(db: sqlite3.Connection, kind: str, *, exclude_provider: str) -> list[str]:
+def alert_scopes(db: Connection, kind: str, *, exclude_provider: str) -> list[str]:
     """The scopes of this kind's raised alerts that belong to other providers than
     `exclude_provider` (a pass clears only its own provider's)."""
     return [

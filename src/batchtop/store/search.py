@@ -8,7 +8,11 @@ not per request), each word matched as a plain substring: never a LIKE pattern, 
 
 from __future__ import annotations
 
-import sqlite3
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batchtop.store.db import Connection
+
 
 SEARCH_LIMIT = 200
 """At most this many matching batches, newest first."""
@@ -19,12 +23,13 @@ _HAYSTACK = (
 )
 
 
-def matching_batches(db: sqlite3.Connection, needle: str, limit: int = SEARCH_LIMIT) -> list[int]:
+def matching_batches(db: Connection, needle: str, limit: int = SEARCH_LIMIT) -> list[int]:
     """Local ids of the batches whose id, provider, model, status, endpoint or error
     contains every word of `needle` (case-insensitive), newest first."""
     words = needle.lower().split()[:8]
     if not words:
         return []
-    where = " AND ".join(f"instr({_HAYSTACK}, ?) > 0" for _ in words)
+    find = "instr" if db.dialect == "sqlite" else "strpos"  # the same position (1-based, 0: absent)
+    where = " AND ".join(f"{find}({_HAYSTACK}, ?) > 0" for _ in words)
     rows = db.execute(f"SELECT id FROM batches WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ?", (*words, limit))
     return [r[0] for r in rows]

@@ -6,12 +6,15 @@ the requests table, so a refresh stays cheap with a million queued requests.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from batchtop.config import Config
 from batchtop.engine.policy import flush_due_at
 from batchtop.store import claims
+
+if TYPE_CHECKING:
+    from batchtop.store.db import Connection
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class BufferRow:
 _BUFFER_COLS = "id, provider, endpoint, model, queued, queued_bytes, flush_requested_at, held_reason, retry_at"
 
 
-def _buffer_row(db: sqlite3.Connection, config: Config, row: tuple) -> BufferRow:
+def _buffer_row(db: Connection, config: Config, row: tuple) -> BufferRow:
     bid, provider, endpoint, model, queued, qbytes, requested, held, retry_at = row
     oldest = earliest = None
     if queued > 0:
@@ -64,6 +67,13 @@ def _buffer_row(db: sqlite3.Connection, config: Config, row: tuple) -> BufferRow
     return BufferRow(bid, provider, endpoint, model, queued, qbytes, oldest, earliest, requested, due, held, retry_at)
 
 
+def _bytewise(db: Connection) -> str:
+    """A text ORDER BY key's collation: byte order, as SQLite's BINARY (a PostgreSQL
+    database's default collation may be a language's, which orders `-`, `_` and case
+    otherwise: the same rows would come in another order)."""
+    return ' COLLATE "C"' if db.dialect == "postgresql" else ""
+
+
 def ready_at(row: BufferRow) -> float | None:
     """When a buffer is worth a tick: its flush due time, but not before its retry
     time. None when it is empty, or held with no retry time (no key, a budget cap):
@@ -73,15 +83,18 @@ def ready_at(row: BufferRow) -> float | None:
     return max(row.flush_due_at, row.retry_at or 0.0)
 
 
-def buffers(db: sqlite3.Connection, config: Config, *, include_empty: bool = False) -> list[BufferRow]:
+def buffers(db: Connection, config: Config, *, include_empty: bool = False) -> list[BufferRow]:
     where = "" if include_empty else " WHERE queued > 0"
+    c = _bytewise(db)
     return [
         _buffer_row(db, config, row)
-        for row in db.execute(f"SELECT {_BUFFER_COLS} FROM buffers{where} ORDER BY provider, model, endpoint").fetchall()
+        for row in db.execute(
+            f"SELECT {_BUFFER_COLS} FROM buffers{where} ORDER BY provider{c}, model{c}, endpoint{c}"
+        ).fetchall()
     ]
 
 
-def buffer_due(db: sqlite3.Connection, config: Config, buffer_id: int) -> float | None:
+def buffer_due(db: Connection, config: Config, buffer_id: int) -> float | None:
     """When one buffer is next due (None when empty)."""
     row = db.execute(f"SELECT {_BUFFER_COLS} FROM buffers WHERE id = ?", (buffer_id,)).fetchone()
     return _buffer_row(db, config, row).flush_due_at if row else None
@@ -125,7 +138,7 @@ _BATCH_COLS = (
 )
 
 
-def _with_unfinished(db: sqlite3.Connection, rows: list[tuple]) -> list[BatchRow]:
+def _with_unfinished(db: Connection, rows: list[tuple]) -> list[BatchRow]:
     """Only ingested cancelled or expired batches are counted, over the index of their
     non-succeeded attempts: the rest of a listing costs nothing more."""
     out: list[BatchRow] = []
@@ -141,7 +154,7 @@ def _with_unfinished(db: sqlite3.Connection, rows: list[tuple]) -> list[BatchRow
     return out
 
 
-def status_batches(db: sqlite3.Connection, recent_ended: int) -> list[BatchRow]:
+def status_batches(db: Connection, recent_ended: int) -> list[BatchRow]:
     """Every batch in flight (newest first), then the `recent_ended` most recently ingested."""
     live = db.execute(
         f"SELECT {_BATCH_COLS} FROM batches WHERE ingested_at IS NULL ORDER BY created_at DESC, id DESC"
@@ -154,7 +167,7 @@ def status_batches(db: sqlite3.Connection, recent_ended: int) -> list[BatchRow]:
     return _with_unfinished(db, live + ended)
 
 
-def batches_by_id(db: sqlite3.Connection, local_ids: list[int]) -> list[BatchRow]:
+def batches_by_id(db: Connection, local_ids: list[int]) -> list[BatchRow]:
     """These batches (a search's hits), in that order; ids not in the store are skipped."""
     if not local_ids:
         return []
@@ -169,11 +182,13 @@ class BatchTotals:
     ended: int
 
 
-def batch_totals(db: sqlite3.Connection) -> BatchTotals:
+def batch_totals(db: Connection) -> BatchTotals:
     """How many batches the store holds in flight and ended (the console's titles)."""
     # in flight: the batches_open partial index holds only those; ended: a counter the
     # schema's triggers keep, so neither grows with the store's history
-    (live,) = db.execute("SELECT count(*) FROM batches INDEXED BY batches_open WHERE ingested_at IS NULL").fetchone()
+    # (SQLite is told the index; PostgreSQL's planner takes the partial index on its own)
+    hint = " INDEXED BY batches_open" if db.dialect == "sqlite" else ""
+    (live,) = db.execute(f"SELECT count(*) FROM batches{hint} WHERE ingested_at IS NULL").fetchone()
     row = db.execute("SELECT value FROM counters WHERE name = 'ended_batches'").fetchone()
     return BatchTotals(int(live), int(row[0]) if row else 0)
 
@@ -185,7 +200,7 @@ class ProblemCounts:
     anomalies: int
 
 
-def problem_counts(db: sqlite3.Connection) -> ProblemCounts:
+def problem_counts(db: Connection) -> ProblemCounts:
     """Dead letters, unknown submissions and ingest anomalies, each from an index or a counter."""
     (dead,) = db.execute("SELECT count(*) FROM requests WHERE state = 'dead'").fetchone()
     # The status is a literal so that the partial index batches_unknown applies (a bound
@@ -195,7 +210,7 @@ def problem_counts(db: sqlite3.Connection) -> ProblemCounts:
     return ProblemCounts(int(dead), int(unknown), int(anomalies))
 
 
-def failure_counts(db: sqlite3.Connection, since: float) -> tuple[int, int]:
+def failure_counts(db: Connection, since: float) -> tuple[int, int]:
     """(failed, ended) attempts in the hours after `since`, from the hourly counts."""
     failed, total = db.execute(
         "SELECT coalesce(sum(failed), 0), coalesce(sum(attempts), 0) FROM outcome_hourly WHERE hour > ?",
@@ -204,7 +219,7 @@ def failure_counts(db: sqlite3.Connection, since: float) -> tuple[int, int]:
     return int(failed), int(total)
 
 
-def quarantined_since(db: sqlite3.Connection, since: float) -> list[tuple[str, str]]:
+def quarantined_since(db: Connection, since: float) -> list[tuple[str, str]]:
     """(provider batch id, reason) of batches quarantined at ingest after `since`, newest first."""
     return [
         (str(pid), str(error or ""))
@@ -216,7 +231,7 @@ def quarantined_since(db: sqlite3.Connection, since: float) -> list[tuple[str, s
     ]
 
 
-def submitted_batches(db: sqlite3.Connection, *, model: str | None = None) -> list[tuple[str, str]]:
+def submitted_batches(db: Connection, *, model: str | None = None) -> list[tuple[str, str]]:
     """(provider batch id, provider) of every submitted batch, or of one model's, oldest
     first (the demo fixtures pick batches to expire or watch by it)."""
     where, args = (" AND model = ?", (model,)) if model is not None else ("", ())
