@@ -95,14 +95,21 @@ def stand_by(
     store = engine_lease.store
     every = min(1.0, engine_lease.ttl / 10)
     told = False
+    busy: str | None = None
     while stopped is None or not stopped.is_set():
-        current = engine_lease.current()
-        if current is None or (current.host, current.pid) == (engine_lease.host, engine_lease.pid):
-            try:
-                engine_lease.acquire()
-                return True
-            except lease.EngineBusy as exc:  # taken (or renewed) meanwhile
-                current = exc.holder or current
+        try:
+            current = engine_lease.current()
+            if current is None or (current.host, current.pid) == (engine_lease.host, engine_lease.pid):
+                try:
+                    engine_lease.acquire()
+                    return True
+                except lease.EngineBusy as exc:  # taken (or renewed) meanwhile
+                    current = exc.holder or current
+        except StoreBusy as exc:  # the writer lock held past its timeout: look again, as the engine would
+            if str(exc) != busy:
+                log.warning("standby: store busy (%s); looking again", exc)
+                busy = str(exc)
+            current = None
         if not told and current is not None:
             say(f"standby: {current} holds {store.where}; taking over when its lease lapses")
             told = True
