@@ -38,7 +38,7 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 
-SHAPES = ("ok", "endless", "huge_line", "endless_line", "bad_first", "truncated", "escapes")
+SHAPES = ("ok", "endless", "huge_line", "endless_line", "bad_first", "truncated", "escapes", "broken")
 ESC_ID = "\x1b]0;pwned\x07\x1b[2J[/]"
 """Window title, clear screen and a Rich closing tag: what an id must never do on screen."""
 CHUNK = 64 * 1024
@@ -161,6 +161,9 @@ class HostileProvider:
             yield b'{"custom_id": [1, 2, 3], "response": {"status_code": 200, "body": {}}}\n'
         elif shape == "truncated":
             yield b'{"custom_id": "' + batch.custom_ids[0].encode() + b'", "response": {"status_co\n'
+        elif shape == "broken":  # the connection dies a line into the file: the download fails
+            yield line(batch.custom_ids[0], "ok")
+            raise RuntimeError("hostile: the connection is dropped mid-file")
         for cid in batch.custom_ids:
             yield line(cid, shape)
         if shape == "endless":

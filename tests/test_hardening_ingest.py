@@ -92,6 +92,25 @@ def test_an_unparseable_line_is_an_anomaly_and_the_same_tick_still_flushes(
             close(engine)
 
 
+def test_a_download_that_breaks_off_fails_that_batch_not_the_provider_pass(hostile: HostileProvider, data_dir: Path) -> None:
+    """A result download that dies half-way is that batch's ingest failure (tried again
+    later, quarantined after a few), never an error of the whole provider pass: the
+    handler before it re-raises only the lease's and the store's own errors."""
+    hostile.config.shape = "broken"
+    enqueue(data_dir, openai_lines(3))
+    with Store(data_dir) as store:
+        engine = Engine(store, config())
+        try:
+            report, _ = _bounded_tick(engine)
+            assert len(report.submitted) == 1 and not report.errors, report
+            report, _ = _bounded_tick(engine)
+            assert not report.errors, report.errors
+            assert len(report.ingest_errors) == 1, report
+            assert store.db.execute("SELECT ingest_failures FROM batches").fetchone() == (1,)
+        finally:
+            close(engine)
+
+
 def test_a_result_file_that_never_ends_is_cut_off_and_the_batch_quarantined(
     hostile: HostileProvider, data_dir: Path
 ) -> None:

@@ -415,7 +415,7 @@ class Engine:
             except ResultFileTooLong as exc:
                 self._quarantine(ingest, batch_id, str(exc), report)
                 continue
-            except (lease.LeaseLost, StoreBusy):
+            except (lease.LeaseLost, *StoreBusy):
                 raise  # not this batch's fault
             except Exception as exc:  # noqa: BLE001 - the download failed, or the provider sent what we cannot store
                 self._ingest_failed(ingest, batch_id, redact(f"{error_name(exc)}: {exc}"), report)
