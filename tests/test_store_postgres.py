@@ -137,3 +137,22 @@ def test_an_engine_runs_to_the_end_against_the_simulator(sim: Simulator, data_di
         assert attempts == 120 + len(twice)
         batches = store.db.execute("SELECT count(*) FROM batches WHERE ingested_at IS NULL").fetchone()
         assert batches == (0,)
+
+
+def test_a_flush_clears_the_provider_backoff_and_keeps_the_rest_of_its_state(
+    data_dir: Path, store_url: str | None
+) -> None:
+    from batchtop.store import actions
+    from batchtop.store.lifecycle import ProviderState
+
+    with Store(data_dir, url=store_url) as store:
+        store.enqueue(parsed(openai_lines(2)))
+        before = ProviderState(status="backing off 8s", error="APIError: 500", retry_at=1e10, polled_at=12.5, failures=3)
+        store.set_provider_state("openai", before)
+        store.set_provider_state("anthropic", ProviderState(status="ok", polled_at=7.0))
+        assert actions.request_flush(store, None, time.time()) == 2
+        # SQLite's json_remove and PostgreSQL's jsonb write the JSON differently: both read back the same
+        assert store.provider_state("openai") == ProviderState(
+            status="backing off 8s", error="APIError: 500", polled_at=12.5, failures=3
+        )
+        assert store.provider_states()["anthropic"] == ProviderState(status="ok", polled_at=7.0)

@@ -12,7 +12,6 @@ failed ingests and quarantines a batch whose files cannot be ingested.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -185,7 +184,7 @@ class BatchIngest:
             self.position = position
         return len(updates)
 
-    def _anomalies(self, db: sqlite3.Connection, found: list[tuple[str, str]], now: float) -> None:
+    def _anomalies(self, db: Connection, found: list[tuple[str, str]], now: float) -> None:
         """Record up to ANOMALIES_PER_BATCH for this batch, then one marker row."""
         if not found:
             return
@@ -199,7 +198,7 @@ class BatchIngest:
             "INSERT INTO anomalies (batch_id, kind, detail, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", rows
         )
 
-    def _rollup(self, db: sqlite3.Connection, updates: list[tuple], firsts: list[bool], now: float) -> None:
+    def _rollup(self, db: Connection, updates: list[tuple], firsts: list[bool], now: float) -> None:
         sums: dict[tuple[int, int, str], list[int]] = {}
         failed = 0
         for (outcome, _, _, _, i, c, w, o, w1h, _), first in zip(updates, firsts):
@@ -225,7 +224,7 @@ class BatchIngest:
             )
 
     def _settle_failures(
-        self, db: sqlite3.Connection, failures: list[tuple[Pending, str, str, str]], now: float, *, hold: bool = False
+        self, db: Connection, failures: list[tuple[Pending, str, str, str]], now: float, *, hold: bool = False
     ) -> None:
         """A failed attempt's request: dead at once when the provider rejected the
         request itself, dead after max_attempts (quota failures not counted), else
