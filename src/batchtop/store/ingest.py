@@ -12,7 +12,6 @@ failed ingests and quarantines a batch whose files cannot be ingested.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -21,7 +20,8 @@ from batchtop.providers.base import ERRORED, MISSING, SUCCEEDED, ResultLine
 from batchtop.providers.failures import PERMANENT, QUOTA, RETRY
 from batchtop.providers.streaming import Position
 from batchtop.states import Outcome, RequestState
-from batchtop.store import events, report_queries
+from batchtop.store import events, postgres, report_queries
+from batchtop.store.db import Connection
 from batchtop.store.store import Store
 
 ANOMALIES_PER_BATCH = 100
@@ -157,15 +157,18 @@ class BatchIngest:
                     self.quota_error = error or outcome
                 failures.append((p, outcome, error or outcome, verdict))
         with self.store.transaction() as db:
-            db.executemany(
-                "UPDATE attempts SET outcome = ?, ended_at = ?, response = ?, error = ?, input_tokens = ?,"
-                " cached_input_tokens = ?, cache_creation_input_tokens = ?, output_tokens = ?,"
-                " cache_creation_1h_input_tokens = ? WHERE id = ?",
-                updates,
-            )
-            db.executemany(
-                "UPDATE requests SET state = 'succeeded', last_error = NULL WHERE id = ?", [(i,) for i in succeeded]
-            )
+            if db.dialect == postgres.DIALECT:
+                _store_outcomes_set_based(db, updates, succeeded)
+            else:
+                db.executemany(
+                    "UPDATE attempts SET outcome = ?, ended_at = ?, response = ?, error = ?, input_tokens = ?,"
+                    " cached_input_tokens = ?, cache_creation_input_tokens = ?, output_tokens = ?,"
+                    " cache_creation_1h_input_tokens = ? WHERE id = ?",
+                    updates,
+                )
+                db.executemany(
+                    "UPDATE requests SET state = 'succeeded', last_error = NULL WHERE id = ?", [(i,) for i in succeeded]
+                )
             self._rollup(db, updates, firsts, now)
             self._settle_failures(db, failures, now, hold=hold)
             self._anomalies(db, found, now)
@@ -181,7 +184,7 @@ class BatchIngest:
             self.position = position
         return len(updates)
 
-    def _anomalies(self, db: sqlite3.Connection, found: list[tuple[str, str]], now: float) -> None:
+    def _anomalies(self, db: Connection, found: list[tuple[str, str]], now: float) -> None:
         """Record up to ANOMALIES_PER_BATCH for this batch, then one marker row."""
         if not found:
             return
@@ -195,7 +198,7 @@ class BatchIngest:
             "INSERT INTO anomalies (batch_id, kind, detail, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", rows
         )
 
-    def _rollup(self, db: sqlite3.Connection, updates: list[tuple], firsts: list[bool], now: float) -> None:
+    def _rollup(self, db: Connection, updates: list[tuple], firsts: list[bool], now: float) -> None:
         sums: dict[tuple[int, int, str], list[int]] = {}
         failed = 0
         for (outcome, _, _, _, i, c, w, o, w1h, _), first in zip(updates, firsts):
@@ -221,38 +224,27 @@ class BatchIngest:
             )
 
     def _settle_failures(
-        self, db: sqlite3.Connection, failures: list[tuple[Pending, str, str, str]], now: float, *, hold: bool = False
+        self, db: Connection, failures: list[tuple[Pending, str, str, str]], now: float, *, hold: bool = False
     ) -> None:
         """A failed attempt's request: dead at once when the provider rejected the
         request itself, dead after max_attempts (quota failures not counted), else
         queued again (or left failed for a manual resubmit when auto_resubmit is off,
         or `hold`)."""
-        requeue: dict[int, list[int]] = {}
+        settled: list[tuple[int, str, str, int | None]] = []  # (request, state, last_error, spared when queued)
         for p, outcome, error, verdict in failures:
             spared = p.spared + (verdict == QUOTA)
             if hold:
-                db.execute("UPDATE requests SET state = 'failed', last_error = ? WHERE id = ?", (error, p.request_id))
+                settled.append((p.request_id, RequestState.FAILED, error, None))
             elif verdict == PERMANENT:
-                db.execute(
-                    "UPDATE requests SET state = 'dead', last_error = ? WHERE id = ?",
-                    (f"{error} (not retried: the provider rejected the request itself)", p.request_id),
-                )
+                settled.append((p.request_id, RequestState.DEAD,
+                                f"{error} (not retried: the provider rejected the request itself)", None))
             elif verdict != QUOTA and p.number - spared >= self.settle.max_attempts:
-                db.execute("UPDATE requests SET state = 'dead', last_error = ? WHERE id = ?", (error, p.request_id))
+                settled.append((p.request_id, RequestState.DEAD, error, None))
             elif self.settle.auto_resubmit or verdict == QUOTA:
-                buffer_id, size = db.execute(
-                    "UPDATE requests SET state = 'queued', last_error = ?, spared_attempts = ? WHERE id = ?"
-                    " RETURNING buffer_id, bytes",
-                    (error, spared, p.request_id),
-                ).fetchone()
-                entry = requeue.setdefault(buffer_id, [0, 0])
-                entry[0] += 1
-                entry[1] += size
+                settled.append((p.request_id, RequestState.QUEUED, error, spared))
             else:
-                db.execute(
-                    "UPDATE requests SET state = ?, last_error = ? WHERE id = ?",
-                    (_FAILED_STATE.get(outcome, RequestState.FAILED), error, p.request_id),
-                )
+                settled.append((p.request_id, _FAILED_STATE.get(outcome, RequestState.FAILED), error, None))
+        requeue = _settle_set_based(db, settled) if db.dialect == postgres.DIALECT else _settle_by_row(db, settled)
         # a retry does not wait out its buffer's max_age again: the buffer is due once
         # the retry delay has passed (an earlier flush request stands)
         due = now + self.settle.retry_delay
@@ -261,6 +253,7 @@ class BatchIngest:
             " ELSE ? END WHERE id = ?",
             [(due, due, due, b) for b in requeue],
         )
+
 
     def finish(self, now: float, *, batch_error: str | None = None) -> None:
         """Every submitted custom_id without a result is a failed attempt (`missing`,
@@ -317,3 +310,60 @@ class BatchIngest:
                 (now, now, ok, ok, f"ingest quarantined: {reason}"[:500], now, self.batch_id),
             )
             events.record_ingested(db, self.batch_id, now)
+
+
+def _settle_by_row(db: Connection, settled: list[tuple[int, str, str, int | None]]) -> list[int]:
+    """SQLite: each failed request's new state, one statement each (no round trips
+    there); returns the buffers of the requests queued again, in order."""
+    requeue: dict[int, None] = {}
+    for request_id, state, error, spared in settled:
+        if spared is None:
+            db.execute("UPDATE requests SET state = ?, last_error = ? WHERE id = ?", (state, error, request_id))
+        else:
+            (buffer_id,) = db.execute(
+                "UPDATE requests SET state = 'queued', last_error = ?, spared_attempts = ? WHERE id = ?"
+                " RETURNING buffer_id",
+                (error, spared, request_id),
+            ).fetchone()
+            requeue[buffer_id] = None
+    return list(requeue)
+
+
+def _settle_set_based(db: Connection, settled: list[tuple[int, str, str, int | None]]) -> list[int]:
+    """PostgreSQL: the chunk's failed requests in one UPDATE (one round trip, one firing
+    of the queue counters' statement trigger); the buffers of those queued again."""
+    if not settled:
+        return []
+    ids, states, errors, spared = (list(c) for c in zip(*settled))
+    rows = db.execute(
+        "UPDATE requests AS r SET state = v.state, last_error = v.error,"
+        " spared_attempts = coalesce(v.spared, r.spared_attempts)"
+        " FROM unnest(?::bigint[], ?::text[], ?::text[], ?::bigint[]) AS v(id, state, error, spared)"
+        " WHERE r.id = v.id RETURNING r.buffer_id, v.state",
+        (ids, [str(x) for x in states], errors, spared),
+    ).fetchall()
+    return sorted({buffer_id for buffer_id, state in rows if state == RequestState.QUEUED})
+
+
+def _store_outcomes_set_based(db: Connection, updates: list[tuple], succeeded: list[int]) -> None:
+    """PostgreSQL: a chunk's attempt outcomes as one UPDATE from arrays, its successes as
+    another: a statement per row (2,000 a chunk) costs a round trip and a firing of
+    the queue counters' statement trigger each, ten times SQLite's ingest."""
+    if updates:
+        columns = [list(c) for c in zip(*updates)]
+        columns[0] = [str(x) for x in columns[0]]
+        db.execute(
+            "UPDATE attempts AS a SET outcome = v.outcome, ended_at = v.ended_at, response = v.response,"
+            " error = v.error, input_tokens = v.input_tokens, cached_input_tokens = v.cached_input_tokens,"
+            " cache_creation_input_tokens = v.cache_creation_input_tokens, output_tokens = v.output_tokens,"
+            " cache_creation_1h_input_tokens = v.cache_creation_1h_input_tokens"
+            " FROM unnest(?::text[], ?::double precision[], ?::text[], ?::text[], ?::bigint[], ?::bigint[],"
+            " ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[]) AS v(outcome, ended_at, response, error,"
+            " input_tokens, cached_input_tokens, cache_creation_input_tokens, output_tokens,"
+            " cache_creation_1h_input_tokens, id) WHERE a.id = v.id",
+            columns,
+        )
+    if succeeded:
+        db.execute(
+            "UPDATE requests SET state = 'succeeded', last_error = NULL WHERE id = ANY(?::bigint[])", (succeeded,)
+        )
