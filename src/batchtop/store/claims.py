@@ -11,9 +11,8 @@ reconcile settles them.
 
 from __future__ import annotations
 
-import sqlite3
-
 from batchtop.providers.base import SUBMITTING, UNKNOWN
+from batchtop.store.db import Connection
 
 OPEN_CLAIM = f"claim_hi IS NOT NULL AND status IN ('{SUBMITTING}', '{UNKNOWN}')"
 """A batch whose range may still be only a claim: the WHERE of the
@@ -24,7 +23,7 @@ a `provider_batch_id IS NULL` term sends SQLite's planner to that column's UNIQU
 index, which holds every batch never submitted."""
 
 
-def open_claims(db: sqlite3.Connection, buffer_id: int) -> list[tuple[int, int]]:
+def open_claims(db: Connection, buffer_id: int) -> list[tuple[int, int]]:
     """(lo, hi) of the buffer's open claims, in id order."""
     return [
         (int(lo), int(hi))

@@ -6,8 +6,9 @@ Written in the enqueue transaction, read by `pricing.inflight`: the sums only gr
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
+
+from batchtop.store.db import Connection
 
 ADD = (
     "INSERT INTO buffer_estimates (buffer_id, requests, bytes, input_tokens, capped_output_tokens, uncapped_outputs)"
@@ -22,6 +23,6 @@ COLUMNS = "e.requests, e.bytes, e.input_tokens, e.capped_output_tokens, e.uncapp
 """The sums, for a query that joins `buffer_estimates e` (all NULL without a row)."""
 
 
-def add(db: sqlite3.Connection, rows: Iterable[tuple[int, ...]]) -> None:
+def add(db: Connection, rows: Iterable[tuple[int, ...]]) -> None:
     """Add (buffer_id, requests, bytes, input tokens, capped output tokens, uncapped outputs)."""
     db.executemany(ADD, rows)

@@ -3,8 +3,9 @@ nothing left to do, so the console can say the engine already retried them."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
+
+from batchtop.store.db import Connection
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,7 @@ class Fates:
     (succeeded, queued, submitted, failed, dead…)."""
 
 
-def failure_fates(db: sqlite3.Connection, provider_batch_id: str) -> Fates:
+def failure_fates(db: Connection, provider_batch_id: str) -> Fates:
     """The batch's failed attempts and, for the requests tried again since, where they
     stand now. Reads only the batch's non-succeeded attempts (their index)."""
     rows = db.execute(

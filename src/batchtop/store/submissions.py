@@ -11,7 +11,6 @@ provably created nothing, and `mark_unknown` leaves an ambiguous one to the oper
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from batchtop.config import FlushPolicy
 from batchtop.providers.base import SUBMITTING, UNKNOWN, RemoteBatch
 from batchtop.store import claims, events
+from batchtop.store.db import Connection
 from batchtop.store.lease import LeaseLost
 from batchtop.store.store import Store
 
@@ -120,7 +120,7 @@ def plan(store: Store, buffer_id: int, policy: FlushPolicy, account: str, now: f
 
 
 def _fresh_range(
-    db: sqlite3.Connection,
+    db: Connection,
     buffer_id: int,
     cursor: int,
     max_requests: int,
@@ -188,7 +188,7 @@ def lines(store: Store, batch_id: int) -> list[bytes]:
     return out
 
 
-def _open_claim(db: sqlite3.Connection, batch_id: int) -> tuple[int, int, int] | None:
+def _open_claim(db: Connection, batch_id: int) -> tuple[int, int, int] | None:
     """(buffer, lo, hi) of the batch's range while it is only a claim."""
     row = db.execute(
         f"SELECT buffer_id, claim_lo, claim_hi FROM batches WHERE id = ? AND {claims.OPEN_CLAIM}"
@@ -198,7 +198,7 @@ def _open_claim(db: sqlite3.Connection, batch_id: int) -> tuple[int, int, int] |
     return (int(row[0]), int(row[1]), int(row[2])) if row else None
 
 
-def _materialize(db: sqlite3.Connection, batch_id: int, claim: tuple[int, int, int] | None) -> None:
+def _materialize(db: Connection, batch_id: int, claim: tuple[int, int, int] | None) -> None:
     """The provider has the batch: every request of it is `in_flight` with its
     numbered attempt. Called in the transaction that records the provider's batch;
     `claim` is its open range claim as read before that write closed it."""
