@@ -24,9 +24,7 @@ Target: >= 0.5 of raw, i.e. ours takes at most twice raw's time.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -34,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import best_of, openai_line, verdict, write_lines  # noqa: E402
+from _common import PgDatabases, best_of, openai_line, verdict, write_lines  # noqa: E402
 
 from batchtop import Client  # noqa: E402
 from batchtop.store import Store  # noqa: E402
@@ -93,46 +91,6 @@ def api_single(tmp: Path, requests: list[dict], tag: str) -> float:
 # -- PostgreSQL (--store) ----------------------------------------------------------------
 
 _PG_COLUMNS = "provider, custom_id, buffer_id, line, bytes, enqueued_at, deadline, tier"
-_PG_SEQ = itertools.count(1)
-
-
-def _pg_database_url(url: str, name: str) -> str:
-    """The server's URL with another database name (query parameters kept)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
-class PgDatabases:
-    """Fresh databases on the server of `url`, each a copy of one migrated template
-    (so no run pays for the migration), dropped at the end."""
-
-    def __init__(self, url: str, tmp: Path) -> None:
-        import psycopg
-
-        self.url = url
-        self.admin = psycopg.connect(url, autocommit=True)
-        self.made: list[str] = []
-        self.template = self._create(None)
-        Store(tmp / "pg-template", url=_pg_database_url(url, self.template)).close()
-
-    def _create(self, template: str | None) -> str:
-        name = f"bench_enqueue_{os.getpid()}_{next(_PG_SEQ)}"
-        self.admin.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
-        self.made.append(name)
-        return name
-
-    def fresh(self) -> str:
-        """The URL of a new database holding an empty, migrated store."""
-        return _pg_database_url(self.url, self._create(self.template))
-
-    def close(self) -> None:
-        for name in reversed(self.made):
-            self.admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        self.admin.close()
-
-
 def cli_has_store() -> bool:
     """Whether this batchtop's CLI takes the global `--store URL` yet."""
     out = subprocess.run([sys.executable, "-m", "batchtop", "--help"], capture_output=True, text=True).stdout
@@ -193,7 +151,7 @@ def pg_main(args: argparse.Namespace) -> int:
         tmp = Path(d)
         path = write_lines(tmp / "in.jsonl", args.lines)
         via_cli = cli_has_store()
-        databases = PgDatabases(args.store, tmp)
+        databases = PgDatabases(args.store, tmp, "enqueue")
         try:
             counter = iter(range(10_000))
             raw = best_of(args.runs, lambda: pg_raw(path, databases.fresh()))
