@@ -7,6 +7,18 @@
     autocommit inserts with the same pragmas (WAL, synchronous=FULL). Target: >= 0.5.
 
     python bench/enqueue.py [--lines 100000] [--single 2000]
+
+With `--store postgresql://...` (a role that may create databases), (a) is measured on
+PostgreSQL instead, each run into a fresh database copied from a migrated template:
+ours is `batchtop --store URL enqueue FILE` (a subprocess, as above) once the CLI has
+`--store`, until then `enqueue_files` into `Store(url=...)` in-process (the path the CLI
+takes; it says which); raw is reading the file, `json.loads` of each line, then ONE
+psycopg `COPY` of the rows (the requests' columns: provider, custom_id, buffer_id, line,
+bytes, enqueued_at, deadline, tier) in one transaction into a scratch table made
+`LIKE requests INCLUDING ALL` (the same columns, defaults and indexes; no triggers).
+Target: >= 0.5 of raw, i.e. ours takes at most twice raw's time.
+
+    python bench/enqueue.py --store postgresql://user:pass@host:5432/postgres
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import best_of, openai_line, verdict, write_lines  # noqa: E402
+from _common import PgDatabases, best_of, openai_line, verdict, write_lines  # noqa: E402
 
 from batchtop import Client  # noqa: E402
 from batchtop.store import Store  # noqa: E402
@@ -76,12 +88,94 @@ def api_single(tmp: Path, requests: list[dict], tag: str) -> float:
         return time.perf_counter() - start
 
 
+# -- PostgreSQL (--store) ----------------------------------------------------------------
+
+_PG_COLUMNS = "provider, custom_id, buffer_id, line, bytes, enqueued_at, deadline, tier"
+def cli_has_store() -> bool:
+    """Whether this batchtop's CLI takes the global `--store URL` yet."""
+    out = subprocess.run([sys.executable, "-m", "batchtop", "--help"], capture_output=True, text=True).stdout
+    return "--store" in out
+
+
+def pg_ours(tmp: Path, path: Path, url: str, via_cli: bool, tag: str) -> float:
+    if via_cli:
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "batchtop", "--data-dir", str(tmp / f"pgcli-{tag}"), "--store", url,
+             "enqueue", str(path)],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        return time.perf_counter() - start
+    from batchtop.intake.files import enqueue_files
+
+    store = Store(tmp / f"pgapi-{tag}", url=url)  # a migrated store: opening it is not part of the enqueue
+    try:
+        start = time.perf_counter()
+        enqueue_files(store, [str(path)])
+        elapsed = time.perf_counter() - start
+        (n,) = store.db.execute("SELECT count(*) FROM requests").fetchone()
+    finally:
+        store.close()
+    assert n > 0
+    return elapsed
+
+
+def pg_raw(path: Path, url: str) -> float:
+    """json.loads of each line, then one COPY of the rows in one transaction."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET search_path TO batchtop")
+        conn.execute("CREATE TABLE raw_requests (LIKE requests INCLUDING ALL)")
+        (buffer_id,) = conn.execute(
+            "INSERT INTO buffers (provider, endpoint, model) VALUES ('openai', '/v1/chat/completions', 'gpt-4o-mini')"
+            " RETURNING id"
+        ).fetchone()
+        start = time.perf_counter()
+        now = time.time()
+        with path.open() as f:
+            objs = [(json.loads(line), line.rstrip("\n")) for line in f]
+        with conn.transaction(), conn.cursor().copy(f"COPY raw_requests ({_PG_COLUMNS}) FROM STDIN") as copy:
+            for obj, line in objs:
+                copy.write_row(("openai", obj["custom_id"], buffer_id, line, len(line) + 1, now, None, None))
+        elapsed = time.perf_counter() - start
+        (n,) = conn.execute("SELECT count(*) FROM raw_requests").fetchone()
+    assert n == len(objs)
+    return elapsed
+
+
+def pg_main(args: argparse.Namespace) -> int:
+    from batchtop.store.postgres import display_url
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        path = write_lines(tmp / "in.jsonl", args.lines)
+        via_cli = cli_has_store()
+        databases = PgDatabases(args.store, tmp, "enqueue")
+        try:
+            counter = iter(range(10_000))
+            raw = best_of(args.runs, lambda: pg_raw(path, databases.fresh()))
+            ours = best_of(args.runs, lambda: pg_ours(tmp, path, databases.fresh(), via_cli, str(next(counter))))
+        finally:
+            databases.close()
+        ratio = raw / ours
+        what = "batchtop --store URL enqueue (CLI, subprocess)" if via_cli else "enqueue_files into Store(url=) (in-process)"
+        print(f"(a) bulk enqueue of {args.lines:,} lines into PostgreSQL ({display_url(args.store)})")
+        print(f"    {what}: {ours:.3f} s  {args.lines / ours:>10,.0f} lines/s")
+        print(f"    raw json.loads + one COPY, one transaction: {raw:.3f} s  {args.lines / raw:>10,.0f} lines/s")
+        print(f"    ratio {ratio:.2f} of raw (target >= 0.50: at most 2x raw's time)  {verdict(ratio, 0.5)}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--single", type=int, default=2_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--store", metavar="URL", help="measure (a) on this PostgreSQL server instead (postgresql://...)")
     args = parser.parse_args()
+    if args.store:
+        return pg_main(args)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         path = write_lines(tmp / "in.jsonl", args.lines)
