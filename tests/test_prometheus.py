@@ -128,7 +128,7 @@ def test_real_work_as_exposition_matches_the_json_status(sim: Simulator, cli: Cl
     assert all(time.time() - 120 < t <= time.time() for t in polls.values())
 
 
-HOSTILE = ['quo"te', "back\\slash", "esc\x1b[31mred", "bidi\u202eevil", "nul\x00byte", "caf\u00e9-\u6a21\u578b"]
+HOSTILE = ['quo"te', "back\\slash", "esc\x1b[31mred", "bidi\u202eevil", "caf\u00e9-\u6a21\u578b"]
 
 
 @pytest.mark.parametrize("model", HOSTILE)
@@ -139,6 +139,13 @@ def test_untrusted_model_names_are_escaped_and_cleaned(cli: Cli, data_dir: Path,
     promtool_check(text)
     queued = series(parse(text), "batchtop_queued_requests")
     assert queued == {_pm("openai", clean(model, limit=200)): 1}
+
+
+def test_a_model_name_with_a_nul_is_refused_at_enqueue(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """No provider takes one and PostgreSQL cannot store one: the line is refused, named."""
+    result = cli("enqueue", write_jsonl(tmp_path / "w.jsonl", [openai_line("x1", model="nul\x00byte")]))
+    assert result.code != 0 and "w.jsonl:1: model:" in result.err and "NUL" in result.err, result.err
+    assert not data_dir.exists() or "batchtop_queued_requests{" not in exposition(cli)
 
 
 def test_models_that_clean_to_one_label_value_are_one_series(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
