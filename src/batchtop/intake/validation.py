@@ -199,10 +199,10 @@ def _finish(
     lineno: int,
 ) -> ParsedRequest | list[LineError]:
     id_field = "key" if provider == GEMINI else "custom_id"
-    for field, value in (("model", model), (id_field, cid)):
+    for name, value in (("model", model), (id_field, cid)):
         if value is not None and "\x00" in value:
             # no provider takes one, and PostgreSQL cannot store one in text: refused here, on either store
-            return [LineError(source, lineno, field, f"{ascii(value[:80])} holds a NUL character (\\u0000)")]
+            return [LineError(source, lineno, name, f"{ascii(value[:80])} holds a NUL character (\\u0000)")]
     if cid is None:
         cid = new_custom_id()
         # the generated id replaces an explicit null too, and goes first as users write it
