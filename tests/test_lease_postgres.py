@@ -173,3 +173,24 @@ def test_on_postgresql_expiry_is_the_servers_clock_not_the_hosts(data_dir: Path,
         assert token == (behind.token or 0) + 1
         with pytest.raises(LeaseLost):
             store_a.set_provider_state("openai", ProviderState(status="x"))
+
+
+def test_a_zombie_holder_on_this_host_is_gone(store_url: str | None, data_dir: Path) -> None:
+    """An engine killed but not yet reaped by its parent (a zombie) holds nothing: a
+    console or a standby takes over at once, as for a pid that is gone."""
+    import os
+    import socket
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        time.sleep(0.2)  # exited, not reaped: a zombie
+        with Store(data_dir, url=store_url) as store:
+            store.db.execute(
+                "INSERT INTO lease (name, host, pid, expires_at, token) VALUES ('engine', ?, ?, 9e12, 1)",
+                (socket.gethostname(), pid),
+            )
+            assert lease.holder(store) is None
+    finally:
+        os.waitpid(pid, 0)

@@ -84,13 +84,19 @@ class Holder:
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process runs: a zombie (killed, not yet reaped by its parent, as
+    under a terminal multiplexer whose shell died first) holds nothing any more."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):  # no /proc (macOS): the signal said it exists
+        return True
 
 
 def _row(db: Connection) -> Holder | None:
