@@ -103,6 +103,14 @@ def test_the_sample_reads_the_same_on_both_backends(store_url: str | None, tmp_p
         assert got[key] == expected, key
 
 
+def _untimed(text: str) -> str:
+    """Without its times of day: under load two builds of the sample can see a poll at
+    a different second (seen once in a full run, SQLite against SQLite)."""
+    import re
+
+    return re.sub(r"\d\d:\d\d:\d\dZ", "hh:mm:ssZ", text)
+
+
 def test_a_bad_day_of_alerts_reads_the_same(store_url: str | None, tmp_path: Path, reference: dict[str, Any]) -> None:
     """Alerts raised and cleared through the store's own functions; the status and
     the event log on PostgreSQL agree with SQLite's for the same steps."""
@@ -123,7 +131,7 @@ def test_a_bad_day_of_alerts_reads_the_same(store_url: str | None, tmp_path: Pat
 
     got = steps(tmp_path / "data", store_url)
     expected = steps(tmp_path / "sqlite", None)
-    assert got[0] == expected[0]
+    assert _untimed(got[0]) == _untimed(expected[0])
     assert got[1] == expected[1]
     raised = [e["message"] for e in got[1] if e["kind"] == "alert" and e.get("alert") in ("quota", "stuck_batch", "deadline_risk")]
     assert sorted(raised) == ["anthropic: out of credit", "late", "openai: out of credit", "stuck"]
