@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from batchtop.cli import build_parser
 from batchtop.engine.entrypoints import stand_by
 from batchtop.intake.validation import parse_lines
 from batchtop.sim import Simulator
@@ -161,13 +160,7 @@ def _can_unshare() -> bool:
     return subprocess.run(["unshare", "-u", "true"], capture_output=True, check=False).returncode == 0
 
 
-def _has_store_option() -> bool:
-    return "--store" in build_parser().format_help()
-
-
 def _store_args(data_dir: Path, store_url: str | None, config: Path) -> list[str]:
-    if store_url is not None and not _has_store_option():
-        pytest.skip("the CLI's --store option has not landed yet (issue 14, store selection)")
     return ["--data-dir", str(data_dir), *(["--store", store_url] if store_url else []), "--config", str(config)]
 
 
