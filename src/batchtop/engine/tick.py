@@ -355,8 +355,7 @@ class Engine:
                 seen[batch_id] = await adapter.retrieve(batch_id)
             except ProviderNotFound as exc:
                 self._lose(wanted[batch_id], exc, report)
-        for batch_id, remote in seen.items():
-            self._update(wanted[batch_id], remote)
+        self.store.update_many_from_remote([(wanted[b], remote) for b, remote in seen.items()], self.now())
         return seen
 
     def _lose(self, local_id: int, exc: ProviderNotFound, report: TickReport) -> None:

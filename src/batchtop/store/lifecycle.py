@@ -14,6 +14,7 @@ any transaction, like every read of the engine.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -258,15 +259,29 @@ class Lifecycle:
     def update_from_remote(self, local_id: int, remote: RemoteBatch, now: float, *, cancelled: bool = False) -> None:
         """The provider's view of a batch (a poll, or the answer to our cancel) becomes
         ours, with its event (`ended` once, `cancelled` when we asked), in one transaction."""
+        self.update_many_from_remote([(local_id, remote)], now, cancelled=cancelled)
+
+    def update_many_from_remote(
+        self, polled: Sequence[tuple[int, RemoteBatch]], now: float, *, cancelled: bool = False
+    ) -> None:
+        """A whole poll's batches as the provider reports them, in ONE transaction: a
+        tick with 400 batches in flight takes one writer lock and one fence check for
+        them, not 400 (on PostgreSQL each is a round trip)."""
+        if not polled:
+            return
         with self.transaction() as db:
-            events.record_polled(db, local_id, remote.status, remote.succeeded, remote.failed, now, cancelled=cancelled)
-            db.execute(
+            for local_id, remote in polled:
+                events.record_polled(db, local_id, remote.status, remote.succeeded, remote.failed, now, cancelled=cancelled)
+            db.executemany(
                 "UPDATE batches SET status = ?, succeeded = ?, failed = ?, provider_created_at = ?, expires_at = ?,"
                 " ended_at = ?, output_file_id = ?, error_file_id = ?, last_error = ?, polled_at = ? WHERE id = ?",
-                (
-                    remote.status, remote.succeeded, remote.failed, remote.created_at, remote.expires_at,
-                    remote.ended_at, remote.output_file_id, remote.error_file_id, remote.error, now, local_id,
-                ),
+                [
+                    (
+                        remote.status, remote.succeeded, remote.failed, remote.created_at, remote.expires_at,
+                        remote.ended_at, remote.output_file_id, remote.error_file_id, remote.error, now, local_id,
+                    )
+                    for local_id, remote in polled
+                ],
             )
 
     def hold_buffer(self, buffer_id: int, reason: str) -> None:
