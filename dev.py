@@ -50,6 +50,19 @@ def ensure_venv(extra: str) -> None:
     STAMP.write_text(f"{version}:{','.join(sorted((installed or set()) | {extra} - {''}))}")
 
 
+PARALLEL = ["-n", "2", "--dist", "loadfile"]
+"""The default tier on two pytest-xdist workers, each file's tests on one of them: most
+tests wait on a simulator, a server or a terminal, so two workers halve the run on two
+cores. The slow tier (`-m ...`) and a run that names its own `-n` are left as asked:
+the kill loops time their own processes and want the machine to themselves."""
+
+
+def pytest_args(rest: list[str]) -> list[str]:
+    if any(arg in ("-m", "-n") or arg.startswith(("-m", "-n", "--numprocesses")) for arg in rest):
+        return rest
+    return [*PARALLEL, *rest]
+
+
 def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test"):
         print(__doc__, file=sys.stderr)
@@ -59,7 +72,7 @@ def main() -> int:
         ensure_venv("")
         return subprocess.call([str(BIN / "batchtop"), "demo", *rest])
     ensure_venv("test")
-    return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
+    return subprocess.call([str(PY), "-m", "pytest", *pytest_args(rest)], cwd=ROOT)
 
 
 if __name__ == "__main__":

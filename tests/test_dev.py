@@ -36,3 +36,16 @@ def test_the_stamp_names_the_installed_extras_of_one_pyproject() -> None:
     assert dev.installed_extras("v1:", "v1") == set()
     assert dev.installed_extras("v0:test", "v1") is None  # pyproject.toml changed: install again
     assert dev.installed_extras("", "v1") is None
+
+
+def test_the_default_tier_runs_on_two_workers_and_the_slow_tier_as_asked() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dev", Path(__file__).resolve().parents[1] / "dev.py")
+    assert spec is not None and spec.loader is not None
+    dev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev)
+    assert dev.pytest_args([]) == ["-n", "2", "--dist", "loadfile"]
+    assert dev.pytest_args(["-k", "enqueue"]) == ["-n", "2", "--dist", "loadfile", "-k", "enqueue"]
+    assert dev.pytest_args(["-m", "slow"]) == ["-m", "slow"]  # the kill loops want the machine to themselves
+    assert dev.pytest_args(["-n", "0"]) == ["-n", "0"]
