@@ -134,12 +134,18 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("CI has no PostgreSQL server: .ci/run must install and start one (BATCHTOP_TEST_POSTGRES)")
         pytest.skip("no PostgreSQL server binaries here (apt-get install -y postgresql)")
-    root = Path(tmp_path_factory.mktemp("pg", numbered=True))
+    # not under pytest's temp dir: run as root, the server runs as `postgres`, which
+    # could not reach a dir below pytest-of-root (0700)
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="batchtop-test-pg-"))
     url = pg_server.start(root)
     try:
         yield url
     finally:
         pg_server.stop(root)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
