@@ -361,3 +361,25 @@ def test_the_engine_a_console_starts_opens_the_resolved_store(tmp_path: Path, pg
     finally:
         driver.close()
     assert not (tmp_path / "data").exists()
+
+
+def test_a_sqlite_store_never_loads_the_postgresql_driver(tmp_path: Path) -> None:
+    """psycopg costs a quarter of a second to import: a cron `--once` on the file, an
+    enqueue and an export never pay it."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\nfrom batchtop.cli import main\n"
+        f"d = {str(tmp_path / 'data')!r}\n"
+        "main(['--data-dir', d, 'enqueue', sys.argv[1]])\n"
+        "main(['--data-dir', d, '--once', '--no-refresh'])\n"
+        "main(['--data-dir', d, 'results'])\n"
+        "main(['--data-dir', d, 'report'])\n"
+        "assert 'psycopg' not in sys.modules, sorted(m for m in sys.modules if 'psycopg' in m)[:3]\n"
+    )
+    lines = tmp_path / "in.jsonl"
+    lines.write_text('{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",'
+                     ' "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}}\n')
+    done = subprocess.run([sys.executable, "-c", probe, str(lines)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

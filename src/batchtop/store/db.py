@@ -67,6 +67,14 @@ class Connection(Protocol):
 
     def close(self) -> None: ...
 
+def epoch_bucket(db: Connection, column: str, seconds: int) -> str:
+    """SQL for the bucket (UTC day, hour) a unix-time column falls in, rounded down:
+    SQLite's CAST truncates (our epochs are positive), PostgreSQL's rounds, so floor there."""
+    if db.dialect == "sqlite":
+        return f"CAST({column} / {seconds} AS INTEGER)"
+    return f"CAST(floor({column} / {seconds}) AS BIGINT)"
+
+
 StoreBusy = (sqlite3.OperationalError, PgUnavailable)
 """The store could not be reached in time (locked past the busy timeout by other
 writers, or a PostgreSQL server that did not answer): a caller waits and tries

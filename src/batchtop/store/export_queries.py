@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from batchtop.store import postgres
+from batchtop.store.location import DIALECT
 
 if TYPE_CHECKING:
     from batchtop.store.db import Connection
@@ -26,7 +26,10 @@ def stream(db: Connection, statement: str, params: Sequence[object] = ()) -> Ite
     """The statement's rows, FETCH at a time, from one cursor. On PostgreSQL a
     server-side cursor (WITH HOLD: the connection is in autocommit), as a client-side
     one would take the whole result into memory first; closed once read or dropped."""
-    if isinstance(db, postgres.PgConnection):
+    if db.dialect == DIALECT:
+        from batchtop.store import postgres  # psycopg only for a PostgreSQL store
+
+        assert isinstance(db, postgres.PgConnection)
         cursor: Any = db.conn.cursor(name=f"batchtop_stream_{next(_NAMES)}", withhold=True)
         cursor.execute(postgres.translate(statement), tuple(params) or None)
     else:

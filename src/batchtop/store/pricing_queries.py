@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from batchtop.pricing.table import UPPER_TIER
-from batchtop.store import postgres
+from batchtop.store.db import epoch_bucket
 from batchtop.store.estimates import COLUMNS
+from batchtop.store.location import DIALECT
 
 if TYPE_CHECKING:
     from batchtop.store.db import Connection
@@ -164,8 +165,7 @@ def batch_days(db: Connection, batch_id: int, tier_above: int | None = None) -> 
     if tier_above is not None:
         tier = "CASE WHEN input_tokens + cached_input_tokens + cache_creation_input_tokens > ? THEN ? ELSE '' END"
         args = (tier_above, UPPER_TIER, batch_id)
-    # the day number truncated, as SQLite's CAST does (PostgreSQL's rounds: floor there; ended_at > 0)
-    day = "CAST(ended_at / 86400 AS INTEGER)" if db.dialect == "sqlite" else "CAST(floor(ended_at / 86400) AS BIGINT)"
+    day = epoch_bucket(db, "ended_at", 86400)
     for day_of, tier_of, *tokens in db.execute(
         f"SELECT {day} AS day, {tier} AS tier, sum(input_tokens), sum(cached_input_tokens),"
         " sum(cache_creation_input_tokens), sum(output_tokens), sum(cache_creation_1h_input_tokens)"
@@ -180,7 +180,10 @@ def database_key(db: Connection) -> str:
     """A name for the connection's database that outlives the connection: its file, or
     (in memory) the connection itself, or a PostgreSQL store's server, database and
     schema; caches of immutable rows are keyed by it."""
-    if isinstance(db, postgres.PgConnection):
+    if db.dialect == DIALECT:
+        from batchtop.store import postgres  # psycopg only for a PostgreSQL store
+
+        assert isinstance(db, postgres.PgConnection)
         return db.identity()
     file = db.execute("PRAGMA database_list").fetchone()[2]
     return str(file) if file else f"memory:{id(db)}"

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from batchtop.store.db import epoch_bucket
 from batchtop.store.store import Store
 
 if TYPE_CHECKING:
@@ -354,6 +355,26 @@ def lane_usage(db: Connection) -> list[LaneUsage]:
     ]
 
 
+_ENDED_CALL_SUMS = (
+    "count(*), sum(CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END),"
+    " sum(input_tokens), sum(cached_input_tokens), sum(cache_creation_input_tokens), sum(output_tokens),"
+    " sum(cache_creation_1h_input_tokens), CASE WHEN count(cost_usd) = count(*) THEN sum(cost_usd) END,"
+    " sum(CASE WHEN outcome = 'succeeded' THEN input_tokens ELSE 0 END),"
+    " sum(CASE WHEN outcome = 'succeeded' THEN cached_input_tokens ELSE 0 END),"
+    " sum(CASE WHEN outcome = 'succeeded' THEN cache_creation_input_tokens ELSE 0 END),"
+    " sum(CASE WHEN outcome = 'succeeded' THEN output_tokens ELSE 0 END),"
+    " sum(CASE WHEN outcome = 'succeeded' THEN cache_creation_1h_input_tokens ELSE 0 END)"
+    " FROM realtime_calls WHERE ended_at IS NOT NULL AND ended_at >= ? AND ended_at < ?"
+)
+"""The sums of a period's ended calls, in `LaneUsage` order after the key columns:
+calls, successes, tokens, money (NULL when a call's price is unknown), the successes'
+tokens; both period queries select them (`_period` gives their two bounds)."""
+
+
+def _period(since: float | None, until: float | None) -> tuple[float, float]:
+    return (since if since is not None else float("-inf"), until if until is not None else float("inf"))
+
+
 def lane_usage_between(db: Connection, since: float | None, until: float | None) -> list[LaneUsage]:
     """`lane_usage` of the calls that ended in [since, until) (the period report: a
     real-time call's money is placed by its own end time)."""
@@ -361,17 +382,9 @@ def lane_usage_between(db: Connection, since: float | None, until: float | None)
         return []
     c = _bytewise(db)
     rows = db.execute(
-        "SELECT provider, model, lane, count(*), sum(CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END),"
-        " sum(input_tokens), sum(cached_input_tokens), sum(cache_creation_input_tokens), sum(output_tokens),"
-        " sum(cache_creation_1h_input_tokens), CASE WHEN count(cost_usd) = count(*) THEN sum(cost_usd) END,"
-        " sum(CASE WHEN outcome = 'succeeded' THEN input_tokens ELSE 0 END),"
-        " sum(CASE WHEN outcome = 'succeeded' THEN cached_input_tokens ELSE 0 END),"
-        " sum(CASE WHEN outcome = 'succeeded' THEN cache_creation_input_tokens ELSE 0 END),"
-        " sum(CASE WHEN outcome = 'succeeded' THEN output_tokens ELSE 0 END),"
-        " sum(CASE WHEN outcome = 'succeeded' THEN cache_creation_1h_input_tokens ELSE 0 END)"
-        " FROM realtime_calls WHERE ended_at IS NOT NULL AND ended_at >= ? AND ended_at < ?"
+        f"SELECT provider, model, lane, {_ENDED_CALL_SUMS}"
         f" AND outcome IN ('succeeded', 'errored') GROUP BY provider, model, lane ORDER BY provider{c}, model{c}, lane{c}",
-        (since if since is not None else float("-inf"), until if until is not None else float("inf")),
+        _period(since, until),
     ).fetchall()
     return [LaneUsage(r[0], r[1], r[2], r[3], r[4], tuple(r[5:10]), tuple(r[11:16]), r[10]) for r in rows]
 
@@ -380,21 +393,12 @@ def lane_usage_by_day(db: Connection, since: float | None, until: float | None) 
     """`lane_usage_between`, split by the UTC day (days since the epoch) each call ended."""
     if not has_lanes(db):
         return []
-    # the day number truncated, as SQLite's CAST does (PostgreSQL's rounds: floor there; ended_at > 0)
-    day = "CAST(ended_at / 86400 AS INTEGER)" if db.dialect == "sqlite" else "CAST(floor(ended_at / 86400) AS BIGINT)"
+    day = epoch_bucket(db, "ended_at", 86400)
     c = _bytewise(db)
     rows = db.execute(
-        f"SELECT {day}, provider, model, lane, count(*), sum(CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END),"
-        " sum(input_tokens), sum(cached_input_tokens), sum(cache_creation_input_tokens), sum(output_tokens),"
-        " sum(cache_creation_1h_input_tokens), CASE WHEN count(cost_usd) = count(*) THEN sum(cost_usd) END,"
-        " sum(CASE WHEN outcome = 'succeeded' THEN input_tokens ELSE 0 END),"
-        " sum(CASE WHEN outcome = 'succeeded' THEN cached_input_tokens ELSE 0 END),"
-        " sum(CASE WHEN outcome = 'succeeded' THEN cache_creation_input_tokens ELSE 0 END),"
-        " sum(CASE WHEN outcome = 'succeeded' THEN output_tokens ELSE 0 END),"
-        " sum(CASE WHEN outcome = 'succeeded' THEN cache_creation_1h_input_tokens ELSE 0 END)"
-        " FROM realtime_calls WHERE ended_at IS NOT NULL AND ended_at >= ? AND ended_at < ?"
+        f"SELECT {day}, provider, model, lane, {_ENDED_CALL_SUMS}"
         f" AND outcome IN ('succeeded', 'errored') GROUP BY 1, provider, model, lane ORDER BY 1, provider{c}, model{c}, lane{c}",
-        (since if since is not None else float("-inf"), until if until is not None else float("inf")),
+        _period(since, until),
     ).fetchall()
     return [
         (int(r[0]), LaneUsage(r[1], r[2], r[3], r[4], r[5], tuple(r[6:11]), tuple(r[12:17]), r[11]))
